@@ -1,0 +1,242 @@
+//! State channels: a declared type, a default value and a reducer that folds writes into the
+//! current value.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The JSON type a channel holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+    Object,
+    /// A chat transcript: an array of message objects, reduced with [`Reducer::Messages`].
+    Messages,
+    /// Any JSON value.
+    Any,
+}
+
+impl ChannelType {
+    pub const NAMES: &'static str = "string, integer, number, boolean, array, object, messages, any";
+
+    /// Whether `value` is acceptable for this type. `null` is accepted everywhere: it is the
+    /// value of a channel nobody has written yet.
+    pub fn accepts(self, value: &Value) -> bool {
+        match (self, value) {
+            (_, Value::Null) | (ChannelType::Any, _) => true,
+            (ChannelType::String, Value::String(_)) => true,
+            (ChannelType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (ChannelType::Number, Value::Number(_)) => true,
+            (ChannelType::Boolean, Value::Bool(_)) => true,
+            (ChannelType::Array | ChannelType::Messages, Value::Array(_)) => true,
+            (ChannelType::Object, Value::Object(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The reducer a channel of this type gets when none is declared.
+    pub fn default_reducer(self) -> Reducer {
+        match self {
+            ChannelType::Messages => Reducer::Messages,
+            _ => Reducer::Replace,
+        }
+    }
+
+    /// The value a channel of this type starts with when no default is declared.
+    pub fn zero(self) -> Value {
+        match self {
+            ChannelType::Array | ChannelType::Messages => Value::Array(Vec::new()),
+            ChannelType::Object => Value::Object(Map::new()),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// How the writes of a step are folded into a channel's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reducer {
+    /// The write becomes the value; two writes in one step are a conflict.
+    Replace,
+    /// Arrays are concatenated; a non-array write is pushed as one element.
+    Append,
+    /// Objects are merged shallowly; a `null` field deletes that key.
+    Merge,
+    /// Numbers are added.
+    Add,
+    /// Messages are appended; a message whose `id` is already present replaces it.
+    Messages,
+}
+
+impl Reducer {
+    pub const NAMES: &'static str = "replace, append, merge, add, messages";
+
+    /// Whether this reducer can fold values of type `ty`.
+    pub fn fits(self, ty: ChannelType) -> bool {
+        use ChannelType as T;
+        match self {
+            Reducer::Replace => true,
+            Reducer::Append => matches!(ty, T::Array | T::Messages | T::Any),
+            Reducer::Merge => matches!(ty, T::Object | T::Any),
+            Reducer::Add => matches!(ty, T::Integer | T::Number | T::Any),
+            Reducer::Messages => matches!(ty, T::Messages | T::Array | T::Any),
+        }
+    }
+
+    /// Whether checkpoints store this channel's writes rather than its whole value.
+    pub fn stores_delta(self) -> bool {
+        !matches!(self, Reducer::Replace)
+    }
+
+    /// Folds `update` into `current`.
+    pub fn apply(self, current: &mut Value, update: Value) -> Result<(), ReduceError> {
+        match self {
+            Reducer::Replace => {
+                *current = update;
+                Ok(())
+            }
+            Reducer::Append => {
+                let list = as_array(current)?;
+                match update {
+                    Value::Array(items) => list.extend(items),
+                    other => list.push(other),
+                }
+                Ok(())
+            }
+            Reducer::Merge => {
+                let Value::Object(patch) = update else {
+                    return Err(ReduceError::Expected { what: "an object to merge", got: kind(&update) });
+                };
+                if current.is_null() {
+                    *current = Value::Object(Map::new());
+                }
+                let Value::Object(target) = current else {
+                    return Err(ReduceError::Expected { what: "an object channel", got: kind(current) });
+                };
+                for (key, value) in patch {
+                    if value.is_null() {
+                        target.shift_remove(&key);
+                    } else {
+                        target.insert(key, value);
+                    }
+                }
+                Ok(())
+            }
+            Reducer::Add => add(current, &update),
+            Reducer::Messages => {
+                let list = as_array(current)?;
+                match update {
+                    Value::Array(items) => {
+                        for item in items {
+                            upsert_message(list, item)?;
+                        }
+                    }
+                    other => upsert_message(list, other)?,
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn as_array(current: &mut Value) -> Result<&mut Vec<Value>, ReduceError> {
+    if current.is_null() {
+        *current = Value::Array(Vec::new());
+    }
+    match current {
+        Value::Array(list) => Ok(list),
+        other => Err(ReduceError::Expected { what: "an array channel", got: kind(other) }),
+    }
+}
+
+fn add(current: &mut Value, update: &Value) -> Result<(), ReduceError> {
+    let Value::Number(delta) = update else {
+        return Err(ReduceError::Expected { what: "a number to add", got: kind(update) });
+    };
+    let sum = match current {
+        Value::Null => Value::Number(delta.clone()),
+        Value::Number(base) => match (base.as_i64(), delta.as_i64()) {
+            (Some(a), Some(b)) => Value::from(a.checked_add(b).ok_or(ReduceError::Overflow)?),
+            _ => {
+                let (a, b) = (base.as_f64().unwrap_or(0.0), delta.as_f64().unwrap_or(0.0));
+                serde_json::Number::from_f64(a + b).map(Value::Number).ok_or(ReduceError::Overflow)?
+            }
+        },
+        other => return Err(ReduceError::Expected { what: "a number channel", got: kind(other) }),
+    };
+    *current = sum;
+    Ok(())
+}
+
+/// Appends a message, or replaces the message with the same `id`. A message without an id
+/// gets its position as id, so replaying the same writes always yields the same transcript.
+fn upsert_message(list: &mut Vec<Value>, message: Value) -> Result<(), ReduceError> {
+    let mut message = match message {
+        Value::String(text) => {
+            let mut object = Map::new();
+            object.insert("role".into(), Value::from("user"));
+            object.insert("content".into(), Value::String(text));
+            object
+        }
+        Value::Object(object) => object,
+        other => return Err(ReduceError::Expected { what: "a message object or string", got: kind(&other) }),
+    };
+    let id = match message.get("id") {
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    match id {
+        Some(id) => {
+            let existing = list.iter_mut().rev().find(|m| match m.get("id") {
+                Some(Value::String(other)) => *other == id,
+                Some(Value::Number(n)) => n.to_string() == id,
+                _ => false,
+            });
+            match existing {
+                Some(slot) => *slot = Value::Object(message),
+                None => list.push(Value::Object(message)),
+            }
+        }
+        None => {
+            message.insert("id".into(), Value::from(format!("m{}", list.len())));
+            list.push(Value::Object(message));
+        }
+    }
+    Ok(())
+}
+
+/// A name for the JSON kind of `value`, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A write that a reducer could not fold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReduceError {
+    #[error("expected {what}, got {got}")]
+    Expected { what: &'static str, got: &'static str },
+    #[error("the sum overflows")]
+    Overflow,
+}
+
+/// A declared state channel.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub ty: ChannelType,
+    pub reducer: Reducer,
+    pub default: Value,
+}

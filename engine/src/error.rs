@@ -1,0 +1,135 @@
+//! Errors: load diagnostics that point at `file:line:col`, and run errors that name the node.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A byte range in a source file; `None` for graphs built in Rust.
+pub type Loc = Option<Range<usize>>;
+
+/// One problem found while loading a graph, with where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    /// The file, or the graph name for graphs built in Rust.
+    pub file: String,
+    /// 1-based line and column; 0 when the problem has no place in a file.
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.col, self.message)?;
+        } else {
+            write!(f, "{}: error: {}", self.file, self.message)?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A graph that failed to load: every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem with a location not yet turned into line and column.
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    pub loc: Loc,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn new(loc: &Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Problem { loc: loc.clone(), message: message.into(), help: Some(help.into()) }
+    }
+}
+
+/// Turns byte offsets into 1-based line and column (columns count characters).
+pub(crate) struct LineIndex<'a> {
+    source: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(source: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { source, starts }
+    }
+
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let start = self.starts[line.min(self.starts.len() - 1)];
+        let col = self.source.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+}
+
+pub(crate) fn to_diagnostics(file: &str, source: Option<&str>, problems: Vec<Problem>) -> Vec<Diagnostic> {
+    let index = source.map(LineIndex::new);
+    let mut out: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| {
+            let (line, col) = match (&index, &p.loc) {
+                (Some(index), Some(range)) => index.line_col(range.start),
+                _ => (0, 0),
+            };
+            Diagnostic { file: file.to_string(), line, col, message: p.message, help: p.help }
+        })
+        .collect();
+    out.sort_by_key(|d| (d.line, d.col));
+    out.dedup();
+    out
+}
+
+/// Why a run stopped without finishing.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunError {
+    #[error("node `{node}` failed after {attempts} attempt(s): {message}")]
+    NodeFailed { node: String, attempts: u32, message: String },
+    #[error("node `{node}` timed out after {seconds}s (attempt {attempts}); raise `timeout_s` or make the node faster")]
+    Timeout { node: String, seconds: f64, attempts: u32 },
+    #[error("no edge out of `{node}` matched and it has no `default = true` edge; the conditions saw {seen}")]
+    NoRoute { node: String, seen: Value },
+    #[error("nodes `{first}` and `{second}` both wrote `{channel}` in step {step}; give `{channel}` a reducer (append, merge, add) or let one node write it")]
+    ReplaceConflict { channel: String, first: String, second: String, step: u64 },
+    #[error("the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] or check the loop's exit condition")]
+    RecursionLimit { limit: u32 },
+    #[error("node `{node}`: {message}")]
+    Expression { node: String, message: String },
+    #[error("node `{node}` wrote `{channel}`: {message}")]
+    BadWrite { node: String, channel: String, message: String },
+    #[error("invalid input: {message}")]
+    Input { message: String },
+    #[error("the run was cancelled")]
+    Cancelled,
+    #[error("checkpoint store: {message}")]
+    Checkpoint { message: String },
+    #[error("{message}")]
+    Thread { message: String },
+}

@@ -1,0 +1,312 @@
+//! CEL expressions: compiled once when a graph loads, evaluated against the state.
+//!
+//! An expression sees `state` (the channels it names), and inside a `for_each` node `item`
+//! and `index`. At compile time we record which channels an expression reads, so evaluation
+//! converts only those channels to CEL values, not the whole state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, Program, Value as Cel};
+use serde_json::{Map, Number, Value};
+
+use crate::graph::ChannelId;
+
+/// The variables an expression may use besides `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only `state`.
+    State,
+    /// `state`, `item` and `index` (inside a `for_each` node).
+    Item,
+}
+
+/// A compiled CEL expression.
+pub struct Expr {
+    source: Arc<str>,
+    program: Program,
+    /// The channels read through `state.NAME`; `None` when `state` is used as a whole.
+    reads: Option<Box<[ChannelId]>>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expr").field("source", &self.source).finish()
+    }
+}
+
+/// Why an expression failed to compile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileError {
+    pub message: String,
+    pub help: String,
+}
+
+/// Why an expression failed when evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{source_text}` failed: {message}")]
+pub struct EvalError {
+    pub source_text: String,
+    pub message: String,
+}
+
+fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // The string helpers (lowerAscii, replace, split, ...) are part of the language users
+        // expect; failing to add them only loses those helpers.
+        let _ = env.add_extension(cel::extensions::strings);
+        Arc::new(env)
+    })
+}
+
+impl Expr {
+    /// Compiles `source`; `channels` resolves `state.NAME` references.
+    pub fn compile(
+        source: &str,
+        scope: Scope,
+        channels: &dyn Fn(&str) -> Option<ChannelId>,
+    ) -> Result<Expr, CompileError> {
+        let program = env().compile(source).map_err(|errors| CompileError {
+            message: format!("CEL syntax error: {}", first_line(&errors.to_string())),
+            help: "expressions are CEL, e.g. `state.count + 1`, `state.lead.score >= 0.5`, `[item * 2]`".into(),
+        })?;
+        let mut refs = References::default();
+        refs.walk(program.expression(), &mut Vec::new());
+        for name in &refs.free {
+            let allowed = match scope {
+                Scope::State => name == "state",
+                Scope::Item => matches!(name.as_str(), "state" | "item" | "index"),
+            };
+            if !allowed {
+                let help = if matches!(name.as_str(), "item" | "index") {
+                    "`item` and `index` exist only in a node with `for_each`".to_string()
+                } else {
+                    format!("read channels through `state`, e.g. `state.{name}`")
+                };
+                return Err(CompileError { message: format!("unknown variable `{name}` in `{source}`"), help });
+            }
+        }
+        let mut reads = Vec::new();
+        for field in &refs.state_fields {
+            match channels(field) {
+                Some(id) => {
+                    if !reads.contains(&id) {
+                        reads.push(id)
+                    }
+                }
+                None => {
+                    return Err(CompileError {
+                        message: format!("`state.{field}` in `{source}` is not a declared channel"),
+                        help: format!("declare it in [state], e.g. `{field} = {{ type = \"any\" }}`"),
+                    });
+                }
+            }
+        }
+        Ok(Expr {
+            source: Arc::from(source),
+            program,
+            reads: if refs.whole_state { None } else { Some(reads.into_boxed_slice()) },
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The channels this expression reads, or `None` when it reads the whole state.
+    pub fn reads(&self) -> Option<&[ChannelId]> {
+        self.reads.as_deref()
+    }
+
+    /// Evaluates against `state`, with `item`/`index` bound when given.
+    pub fn eval(&self, state: &dyn StateReader, item: Option<(&Value, usize)>) -> Result<Value, EvalError> {
+        let cel = self.eval_cel(state, item)?;
+        cel_to_json(&cel).map_err(|message| self.error(message))
+    }
+
+    /// Evaluates to a boolean (edge conditions).
+    pub fn eval_bool(&self, state: &dyn StateReader) -> Result<bool, EvalError> {
+        match self.eval_cel(state, None)? {
+            Cel::Bool(b) => Ok(b),
+            other => Err(self.error(format!("a condition must be true or false, got {other:?}"))),
+        }
+    }
+
+    fn eval_cel(&self, state: &dyn StateReader, item: Option<(&Value, usize)>) -> Result<Cel, EvalError> {
+        let mut map: HashMap<Key, Cel> = HashMap::new();
+        match &self.reads {
+            Some(ids) => {
+                map.reserve(ids.len());
+                for &id in ids.iter() {
+                    map.insert(Key::String(state.channel_name(id)), state.cel_value(id));
+                }
+            }
+            None => {
+                for id in 0..state.channel_count() as ChannelId {
+                    map.insert(Key::String(state.channel_name(id)), state.cel_value(id));
+                }
+            }
+        }
+        let mut ctx = Context::with_env(Arc::clone(env()));
+        ctx.add_variable_from_value("state", Cel::Map(CelMap { map: Arc::new(map) }));
+        if let Some((value, index)) = item {
+            ctx.add_variable_from_value("item", json_to_cel(value));
+            ctx.add_variable_from_value("index", Cel::Int(index as i64));
+        }
+        self.program.execute(&ctx).map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, message: String) -> EvalError {
+        EvalError { source_text: self.source.to_string(), message }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text).trim().to_string()
+}
+
+/// Read access to channel values, converted to CEL on demand.
+pub trait StateReader {
+    fn channel_count(&self) -> usize;
+    fn channel_name(&self, id: ChannelId) -> Arc<String>;
+    fn cel_value(&self, id: ChannelId) -> Cel;
+}
+
+#[derive(Default)]
+struct References {
+    state_fields: Vec<String>,
+    whole_state: bool,
+    free: Vec<String>,
+}
+
+impl References {
+    fn walk(&mut self, expr: &IdedExpr, bound: &mut Vec<String>) {
+        match &expr.expr {
+            Ast::Select(select) => {
+                if let Ast::Ident(name) = &select.operand.expr {
+                    if name == "state" && !bound.iter().any(|b| b == "state") {
+                        self.state_fields.push(select.field.clone());
+                        return;
+                    }
+                }
+                self.walk(&select.operand, bound);
+            }
+            Ast::Ident(name) => {
+                if bound.iter().any(|b| b == name) {
+                    return;
+                }
+                if name == "state" {
+                    self.whole_state = true;
+                }
+                if !self.free.contains(name) {
+                    self.free.push(name.clone());
+                }
+            }
+            Ast::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.walk(target, bound);
+                }
+                for arg in &call.args {
+                    self.walk(arg, bound);
+                }
+            }
+            Ast::List(list) => {
+                for element in &list.elements {
+                    self.walk(element, bound);
+                }
+            }
+            Ast::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            self.walk(&e.key, bound);
+                            self.walk(&e.value, bound);
+                        }
+                        EntryExpr::StructField(f) => self.walk(&f.value, bound),
+                    }
+                }
+            }
+            Ast::Struct(s) => {
+                for entry in &s.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        self.walk(&f.value, bound);
+                    }
+                }
+            }
+            Ast::Comprehension(c) => {
+                self.walk(&c.iter_range, bound);
+                self.walk(&c.accu_init, bound);
+                let depth = bound.len();
+                bound.push(c.iter_var.clone());
+                if let Some(v) = &c.iter_var2 {
+                    bound.push(v.clone());
+                }
+                bound.push(c.accu_var.clone());
+                self.walk(&c.loop_cond, bound);
+                self.walk(&c.loop_step, bound);
+                self.walk(&c.result, bound);
+                bound.truncate(depth);
+            }
+            Ast::Literal(_) | Ast::Unspecified => {}
+        }
+    }
+}
+
+/// Converts JSON to a CEL value. Integers stay integers, so `state.count + 1` works.
+pub fn json_to_cel(value: &Value) -> Cel {
+    match value {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Cel::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                Cel::UInt(u)
+            } else {
+                Cel::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Value::Object(map) => {
+            let map: HashMap<Key, Cel> =
+                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v))).collect();
+            Cel::Map(CelMap { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Converts a CEL result back to JSON. Map keys are sorted so results are deterministic.
+pub fn cel_to_json(value: &Cel) -> Result<Value, String> {
+    Ok(match value {
+        Cel::Null => Value::Null,
+        Cel::Bool(b) => Value::Bool(*b),
+        Cel::Int(i) => Value::from(*i),
+        Cel::UInt(u) => Value::from(*u),
+        Cel::Float(f) => Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} is not a JSON number"))?,
+        Cel::String(s) => Value::String(s.as_str().to_owned()),
+        Cel::Bytes(b) => Value::Array(b.iter().map(|x| Value::from(*x)).collect()),
+        Cel::List(items) => Value::Array(items.iter().map(cel_to_json).collect::<Result<_, _>>()?),
+        Cel::Map(map) => {
+            let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.map.len());
+            for (key, value) in map.map.iter() {
+                let key = match key {
+                    Key::String(s) => s.as_str().to_owned(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                entries.push((key, cel_to_json(value)?));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect::<Map<String, Value>>())
+        }
+        other => return Err(format!("{other:?} has no JSON form")),
+    })
+}

@@ -1,0 +1,428 @@
+//! The TOML graph format: parsing with spans, unknown-key detection, and conversion into a
+//! [`GraphSpec`] for validation. Every problem in a file is reported at once, each as
+//! `FILE:LINE:COL: error: ...` with a remedy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::channel::{ChannelType, Reducer};
+use crate::error::{Diagnostic, LoadError, Problem, to_diagnostics};
+use crate::graph::{
+    ChannelSpec, EdgeSpec, Graph, GraphSpec, InterruptWhen, Located, Mapping, NodeSpec, NodeSpecKind, RetryPolicy, compile_spec,
+    edit_distance,
+};
+use crate::node::Registry;
+
+const TOP_KEYS: &[&str] = &["graph", "state", "nodes", "edges"];
+const GRAPH_KEYS: &[&str] = &["name", "description", "recursion_limit"];
+const CHANNEL_KEYS: &[&str] = &["type", "default", "reducer", "description"];
+const NODE_KEYS: &[&str] = &[
+    "description", "set", "for_each", "agent", "tool", "input", "args", "output", "ask", "graph", "retry", "timeout_s", "interrupt",
+];
+const RETRY_KEYS: &[&str] = &["max_attempts", "initial_ms", "max_ms", "multiplier"];
+const EDGE_KEYS: &[&str] = &["from", "to", "when", "default", "description"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    graph: Option<Spanned<RawMeta>>,
+    #[serde(default)]
+    state: IndexMap<Spanned<String>, Spanned<RawChannel>>,
+    #[serde(default)]
+    nodes: IndexMap<Spanned<String>, Spanned<RawNode>>,
+    #[serde(default)]
+    edges: Vec<Spanned<RawEdge>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    recursion_limit: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    #[serde(rename = "type")]
+    ty: Option<Spanned<ChannelType>>,
+    default: Option<Spanned<toml::Value>>,
+    reducer: Option<Spanned<Reducer>>,
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+type RawMapping = IndexMap<Spanned<String>, Spanned<String>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[allow(dead_code)]
+    description: Option<String>,
+    set: Option<Spanned<RawMapping>>,
+    for_each: Option<Spanned<String>>,
+    agent: Option<Spanned<String>>,
+    tool: Option<Spanned<String>>,
+    input: Option<Spanned<RawMapping>>,
+    args: Option<Spanned<RawMapping>>,
+    output: Option<Spanned<String>>,
+    ask: Option<Spanned<String>>,
+    graph: Option<Spanned<String>>,
+    retry: Option<Spanned<RawRetry>>,
+    timeout_s: Option<Spanned<f64>>,
+    interrupt: Option<Spanned<InterruptWhen>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    initial_ms: Option<u64>,
+    max_ms: Option<u64>,
+    multiplier: Option<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    from: Option<Spanned<OneOrMany>>,
+    to: Option<Spanned<String>>,
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    default: bool,
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Loads and validates a graph file. Subgraph paths are relative to it.
+pub fn load_file(path: impl AsRef<Path>, registry: &Registry) -> Result<Graph, LoadError> {
+    let mut stack = Vec::new();
+    load_path(path.as_ref(), registry, &mut stack)
+}
+
+/// Loads and validates graph TOML held in memory; `file` names it in diagnostics and
+/// subgraph paths are relative to its directory.
+pub fn load_str(source: &str, file: &str, registry: &Registry) -> Result<Graph, LoadError> {
+    let mut stack = Vec::new();
+    load_source(source, Path::new(file), registry, &mut stack)
+}
+
+fn load_path(path: &Path, registry: &Registry, stack: &mut Vec<PathBuf>) -> Result<Graph, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|e| LoadError {
+        diagnostics: vec![Diagnostic {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read the file: {e}"),
+            help: Some("check the path".into()),
+        }],
+    })?;
+    load_source(&source, path, registry, stack)
+}
+
+fn load_source(source: &str, path: &Path, registry: &Registry, stack: &mut Vec<PathBuf>) -> Result<Graph, LoadError> {
+    let file = path.display().to_string();
+    let mut problems = Vec::new();
+    let mut nested: Vec<Diagnostic> = Vec::new();
+    let fail = |problems: Vec<Problem>, nested: Vec<Diagnostic>| {
+        let mut diagnostics = to_diagnostics(&file, Some(source), problems);
+        diagnostics.extend(nested);
+        LoadError { diagnostics }
+    };
+
+    // Syntax, then unknown keys, over the spanned document.
+    let (doc, syntax) = DeTable::parse_recoverable(source);
+    if !syntax.is_empty() {
+        for e in syntax {
+            problems.push(Problem {
+                loc: e.span(),
+                message: format!("TOML syntax: {}", e.message().trim()),
+                help: Some("see docs/graph-format.md for the format".into()),
+            });
+        }
+        return Err(fail(problems, nested));
+    }
+    check_keys(doc.get_ref(), &mut problems);
+    let found_unknown = !problems.is_empty();
+
+    let raw: RawFile = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            if !(found_unknown && e.message().contains("unknown field")) {
+                problems.push(Problem { loc: e.span(), message: e.message().trim().to_string(), help: Some(help_for(e.message())) });
+            }
+            return Err(fail(problems, nested));
+        }
+    };
+    let spec = to_spec(raw, path, registry, stack, &mut problems, &mut nested);
+    let graph = compile_spec(spec, registry, &mut problems);
+    match graph {
+        Some(graph) if problems.is_empty() && nested.is_empty() => Ok(graph),
+        _ => Err(fail(problems, nested)),
+    }
+}
+
+fn help_for(message: &str) -> String {
+    if message.contains("unknown variant") {
+        "use one of the values listed".into()
+    } else if message.contains("invalid type") {
+        "check the value's type against docs/graph-format.md".into()
+    } else if message.contains("missing field") {
+        "add the missing key".into()
+    } else {
+        "see docs/graph-format.md for the format".into()
+    }
+}
+
+fn loc<T>(s: &Spanned<T>) -> crate::error::Loc {
+    Some(s.span())
+}
+
+fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
+    Located::at(s.get_ref().clone(), loc(s))
+}
+
+fn mapping(raw: &Spanned<RawMapping>) -> Mapping {
+    raw.get_ref().iter().map(|(k, v)| (located(k), located(v))).collect()
+}
+
+fn to_spec(
+    raw: RawFile,
+    path: &Path,
+    registry: &Registry,
+    stack: &mut Vec<PathBuf>,
+    problems: &mut Vec<Problem>,
+    nested: &mut Vec<Diagnostic>,
+) -> GraphSpec {
+    let mut spec = GraphSpec::default();
+    match &raw.graph {
+        Some(meta) => {
+            let m = meta.get_ref();
+            spec.name = m.name.as_ref().map_or_else(|| Located::at(String::new(), loc(meta)), located);
+            spec.description = m.description.clone();
+            spec.recursion_limit = m.recursion_limit.as_ref().map(located);
+        }
+        None => problems.push(Problem::new(&Some(0..0), "the file has no [graph] table", "start the file with [graph] and name = \"my_graph\"")),
+    }
+    for (name, channel) in &raw.state {
+        let c = channel.get_ref();
+        let Some(ty) = &c.ty else {
+            problems.push(Problem::new(
+                &loc(channel),
+                format!("channel `{}` has no `type`", name.get_ref()),
+                format!("add type = \"...\" (one of {})", ChannelType::NAMES),
+            ));
+            continue;
+        };
+        spec.channels.push(ChannelSpec {
+            name: located(name),
+            ty: located(ty),
+            reducer: c.reducer.as_ref().map(located),
+            default: c.default.as_ref().map(|d| Located::at(toml_to_json(d.get_ref()), loc(d))),
+        });
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    for (name, node) in &raw.nodes {
+        let n = node.get_ref();
+        let node_name = name.get_ref();
+        let mut kinds: Vec<(&str, NodeSpecKind)> = Vec::new();
+        if let Some(set) = &n.set {
+            kinds.push(("set", NodeSpecKind::Set(mapping(set))));
+        }
+        if let Some(tool) = &n.tool {
+            kinds.push(("tool", NodeSpecKind::Tool { name: located(tool), args: n.args.as_ref().map(mapping).unwrap_or_default() }));
+        }
+        if let Some(agent) = &n.agent {
+            kinds.push(("agent", NodeSpecKind::Agent { name: located(agent), input: n.input.as_ref().map(mapping).unwrap_or_default() }));
+        }
+        if let Some(ask) = &n.ask {
+            kinds.push(("ask", NodeSpecKind::Ask { question: ask.get_ref().clone() }));
+        }
+        if let Some(sub) = &n.graph {
+            match load_subgraph(base, sub, registry, stack, problems, nested) {
+                Some(graph) => kinds.push(("graph", NodeSpecKind::Subgraph { graph })),
+                None => continue,
+            }
+        }
+        if n.args.is_some() && n.tool.is_none() {
+            problems.push(Problem::new(&n.args.as_ref().and_then(loc_opt), format!("node `{node_name}` has `args` but no `tool`"), "`args` belong to tool nodes; agent nodes take `input`"));
+        }
+        if n.input.is_some() && n.agent.is_none() {
+            problems.push(Problem::new(&n.input.as_ref().and_then(loc_opt), format!("node `{node_name}` has `input` but no `agent`"), "`input` belongs to agent nodes; tool nodes take `args`"));
+        }
+        let kind = match kinds.len() {
+            0 => {
+                problems.push(Problem::new(
+                    &loc(name),
+                    format!("node `{node_name}` does nothing"),
+                    "give it one of `set`, `tool`, `agent`, `ask` or `graph`",
+                ));
+                continue;
+            }
+            1 => kinds.remove(0).1,
+            _ => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+                problems.push(Problem::new(
+                    &loc(name),
+                    format!("node `{node_name}` has several kinds: {}", names.join(", ")),
+                    "a node does one thing; split it into several nodes joined by edges",
+                ));
+                continue;
+            }
+        };
+        let mut spec_node = NodeSpec::new(node_name.clone(), kind);
+        spec_node.name = located(name);
+        spec_node.for_each = n.for_each.as_ref().map(located);
+        spec_node.output = n.output.as_ref().map(located);
+        spec_node.interrupt = n.interrupt.as_ref().map(located);
+        spec_node.timeout = n.timeout_s.as_ref().map(|t| {
+            let secs = *t.get_ref();
+            let d = if secs.is_finite() && secs > 0.0 { Duration::from_secs_f64(secs) } else { Duration::ZERO };
+            Located::at(d, loc(t))
+        });
+        spec_node.retry = n.retry.as_ref().map(|r| {
+            let raw = r.get_ref();
+            let default = RetryPolicy::default();
+            Located::at(
+                RetryPolicy {
+                    max_attempts: raw.max_attempts.unwrap_or(3),
+                    initial: raw.initial_ms.map_or(default.initial, Duration::from_millis),
+                    max: raw.max_ms.map_or(default.max, Duration::from_millis),
+                    multiplier: raw.multiplier.unwrap_or(default.multiplier),
+                },
+                loc(r),
+            )
+        });
+        spec.nodes.push(spec_node);
+    }
+    for edge in &raw.edges {
+        let e = edge.get_ref();
+        let Some(to) = &e.to else {
+            problems.push(Problem::new(&loc(edge), "edge has no `to`", "add to = \"node\" or \"END\""));
+            continue;
+        };
+        let from = match &e.from {
+            Some(f) => match f.get_ref() {
+                OneOrMany::One(name) => vec![Located::at(name.clone(), loc(f))],
+                OneOrMany::Many(names) => names.iter().map(|n| Located::at(n.clone(), loc(f))).collect(),
+            },
+            None => {
+                problems.push(Problem::new(&loc(edge), "edge has no `from`", "add from = \"START\" or a node name (a list makes a join)"));
+                continue;
+            }
+        };
+        spec.edges.push(EdgeSpec { loc: loc(edge), from, to: located(to), when: e.when.as_ref().map(located), default: e.default });
+    }
+    spec
+}
+
+fn loc_opt<T>(s: &Spanned<T>) -> crate::error::Loc {
+    Some(s.span())
+}
+
+fn load_subgraph(
+    base: &Path,
+    sub: &Spanned<String>,
+    registry: &Registry,
+    stack: &mut Vec<PathBuf>,
+    problems: &mut Vec<Problem>,
+    nested: &mut Vec<Diagnostic>,
+) -> Option<Arc<Graph>> {
+    let path = base.join(sub.get_ref());
+    let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+    if stack.contains(&key) {
+        problems.push(Problem::new(&loc(sub), format!("subgraph `{}` includes itself", sub.get_ref()), "a graph cannot contain itself; loop with edges instead"));
+        return None;
+    }
+    if !path.exists() {
+        problems.push(Problem::new(&loc(sub), format!("subgraph file `{}` not found", path.display()), "the path is relative to this file"));
+        return None;
+    }
+    stack.push(key);
+    let result = load_path(&path, registry, stack);
+    stack.pop();
+    match result {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) => {
+            problems.push(Problem::new(&loc(sub), format!("subgraph `{}` has errors (listed with its file name)", sub.get_ref()), "fix the subgraph file"));
+            nested.extend(e.diagnostics);
+            None
+        }
+    }
+}
+
+/// Reports every key the format does not know, with a "did you mean".
+fn check_keys(doc: &DeTable<'_>, problems: &mut Vec<Problem>) {
+    check_table(doc, TOP_KEYS, "at the top level", problems);
+    if let Some(graph) = doc.get("graph").and_then(|v| v.get_ref().as_table()) {
+        check_table(graph, GRAPH_KEYS, "in [graph]", problems);
+    }
+    if let Some(state) = doc.get("state").and_then(|v| v.get_ref().as_table()) {
+        for (name, channel) in state {
+            if let Some(t) = channel.get_ref().as_table() {
+                check_table(t, CHANNEL_KEYS, &format!("in channel `{}`", name.get_ref()), problems);
+            }
+        }
+    }
+    if let Some(nodes) = doc.get("nodes").and_then(|v| v.get_ref().as_table()) {
+        for (name, node) in nodes {
+            if let Some(t) = node.get_ref().as_table() {
+                let what = format!("in node `{}`", name.get_ref());
+                check_table(t, NODE_KEYS, &what, problems);
+                if let Some(retry) = t.get("retry").and_then(|v| v.get_ref().as_table()) {
+                    check_table(retry, RETRY_KEYS, &format!("in `retry` of node `{}`", name.get_ref()), problems);
+                }
+            }
+        }
+    }
+    if let Some(edges) = doc.get("edges").and_then(|v| v.get_ref().as_array()) {
+        for (i, edge) in edges.iter().enumerate() {
+            if let DeValue::Table(t) = edge.get_ref() {
+                check_table(t, EDGE_KEYS, &format!("in edge #{}", i + 1), problems);
+            }
+        }
+    }
+}
+
+fn check_table(table: &DeTable<'_>, allowed: &[&str], what: &str, problems: &mut Vec<Problem>) {
+    for (key, _) in table {
+        let name = key.get_ref();
+        if allowed.contains(&name.as_ref()) {
+            continue;
+        }
+        let best = allowed.iter().map(|a| (edit_distance(name, a), *a)).min();
+        let help = match best {
+            Some((d, a)) if d <= 2 => format!("did you mean `{a}`? allowed keys: {}", allowed.join(", ")),
+            _ => format!("allowed keys: {}", allowed.join(", ")),
+        };
+        problems.push(Problem { loc: Some(key.span()), message: format!("unknown key `{name}` {what}"), help: Some(help) });
+    }
+}
+
+/// Converts a TOML value to JSON (datetimes become strings).
+pub fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}

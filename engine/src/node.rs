@@ -1,0 +1,181 @@
+//! The `Node` trait that tool, agent and custom nodes implement, the context a task runs
+//! with, and the registry that resolves `tool = "..."` and `agent = "..."` names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::events::{Event, EventSink};
+
+/// Code a graph node runs: a tool, an agent, or any Rust function.
+///
+/// `input` is the node's evaluated `args`/`input` mapping. The returned value is written to
+/// the node's `output` channel; a node without `output` returns an object whose keys are
+/// channels to update.
+#[async_trait]
+pub trait Node: Send + Sync {
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError>;
+}
+
+/// Why a node did not produce a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NodeError {
+    /// The node failed. `retryable` failures are retried under the node's `retry` policy.
+    #[error("{message}")]
+    Failed { message: String, retryable: bool },
+    /// The node asks a human (or caller) for a value: the run pauses until it is resumed.
+    #[error("interrupted: {0}")]
+    Interrupt(Value),
+}
+
+impl NodeError {
+    /// A failure worth retrying (a timeout, a 503, a dropped connection).
+    pub fn transient(message: impl Into<String>) -> Self {
+        NodeError::Failed { message: message.into(), retryable: true }
+    }
+
+    /// A failure that retrying will not fix (bad input, a refused request).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        NodeError::Failed { message: message.into(), retryable: false }
+    }
+}
+
+/// What a running task knows about itself.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub(crate) thread_id: Arc<str>,
+    pub(crate) node: Arc<str>,
+    pub(crate) task_id: Arc<str>,
+    pub(crate) step: u64,
+    pub(crate) checkpoint_id: u64,
+    pub(crate) attempt: u32,
+    pub(crate) resume: Option<Value>,
+    pub(crate) events: Option<EventSink>,
+}
+
+impl NodeContext {
+    /// A context for calling a node outside a run (tests, tools composed by hand).
+    pub fn detached(node: &str) -> Self {
+        NodeContext {
+            thread_id: Arc::from("detached"),
+            node: Arc::from(node),
+            task_id: Arc::from(node),
+            step: 0,
+            checkpoint_id: 0,
+            attempt: 1,
+            resume: None,
+            events: None,
+        }
+    }
+
+    pub fn thread_id(&self) -> &str {
+        &self.thread_id
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// A key that is the same every time this task runs — on retry, and when a crashed or
+    /// interrupted run is resumed — and different for every other task. Pass it to payment,
+    /// SMS and email APIs so a repeated task never repeats the side effect.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.thread_id, self.checkpoint_id, self.task_id)
+    }
+
+    /// The value the run was resumed with, when this task was interrupted before.
+    pub fn resume_value(&self) -> Option<&Value> {
+        self.resume.as_ref()
+    }
+
+    /// Pauses the run to ask for a value: returns the resume value when the run was resumed,
+    /// otherwise an [`NodeError::Interrupt`] to return from [`Node::call`].
+    pub fn interrupt(&self, payload: Value) -> Result<Value, NodeError> {
+        match &self.resume {
+            Some(value) => Ok(value.clone()),
+            None => Err(NodeError::Interrupt(payload)),
+        }
+    }
+
+    /// Emits a custom event into the run's stream (progress, partial results).
+    pub fn emit(&self, data: Value) {
+        if let Some(sink) = &self.events {
+            sink.send(Event::Custom { node: self.node.to_string(), data });
+        }
+    }
+}
+
+/// A node made from a synchronous closure.
+pub struct FnNode<F>(pub F);
+
+#[async_trait]
+impl<F> Node for FnNode<F>
+where
+    F: Fn(Value, &NodeContext) -> Result<Value, NodeError> + Send + Sync,
+{
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        (self.0)(input, ctx)
+    }
+}
+
+/// Wraps a synchronous closure as a shareable node.
+pub fn node_fn<F>(f: F) -> Arc<dyn Node>
+where
+    F: Fn(Value, &NodeContext) -> Result<Value, NodeError> + Send + Sync + 'static,
+{
+    Arc::new(FnNode(f))
+}
+
+/// Tools and agents by name, filled by the agents crate and by embedding code.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tools: HashMap<String, Arc<dyn Node>>,
+    agents: HashMap<String, Arc<dyn Node>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register_tool(&mut self, name: impl Into<String>, tool: Arc<dyn Node>) -> &mut Self {
+        self.tools.insert(name.into(), tool);
+        self
+    }
+
+    pub fn register_agent(&mut self, name: impl Into<String>, agent: Arc<dyn Node>) -> &mut Self {
+        self.agents.insert(name.into(), agent);
+        self
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&Arc<dyn Node>> {
+        self.tools.get(name)
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Arc<dyn Node>> {
+        self.agents.get(name)
+    }
+
+    pub fn tool_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn agent_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.agents.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}

@@ -1,0 +1,98 @@
+//! The values of a run's channels, with CEL conversions cached until a channel changes.
+
+use std::sync::{Arc, OnceLock};
+
+use cel::Value as Cel;
+use serde_json::{Map, Value};
+
+use crate::checkpoint::{ChannelDelta, CheckpointRecord};
+use crate::expr::{StateReader, json_to_cel};
+use crate::graph::{ChannelId, Graph};
+
+pub(crate) struct State {
+    pub values: Vec<Value>,
+    cel: Vec<OnceLock<Cel>>,
+    names: Vec<Arc<String>>,
+}
+
+impl State {
+    pub fn new(graph: &Graph) -> Self {
+        State {
+            values: graph.channels.iter().map(|c| c.default.clone()).collect(),
+            cel: graph.channels.iter().map(|_| OnceLock::new()).collect(),
+            names: graph.channel_names.clone(),
+        }
+    }
+
+    /// Rebuilds the state at the last record of `chain` (which starts at a snapshot or at the
+    /// thread's first checkpoint).
+    pub fn rebuild(graph: &Graph, chain: &[CheckpointRecord]) -> Result<Self, String> {
+        let mut state = State::new(graph);
+        for record in chain {
+            if let Some(snapshot) = &record.snapshot {
+                for (name, value) in snapshot {
+                    if let Some(id) = graph.channel_id(name) {
+                        state.values[id as usize] = value.clone();
+                    }
+                }
+            }
+            for delta in &record.deltas {
+                state.apply_delta(graph, delta)?;
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn apply_delta(&mut self, graph: &Graph, delta: &ChannelDelta) -> Result<(), String> {
+        match delta {
+            ChannelDelta::Set { channel, value } => {
+                if let Some(id) = graph.channel_id(channel) {
+                    self.set(id, value.clone());
+                }
+            }
+            ChannelDelta::Reduce { channel, writes } => {
+                if let Some(id) = graph.channel_id(channel) {
+                    let reducer = graph.channels[id as usize].reducer;
+                    for w in writes {
+                        reducer
+                            .apply(&mut self.values[id as usize], w.clone())
+                            .map_err(|e| format!("stored write to `{channel}` does not fold: {e}"))?;
+                    }
+                    self.cel[id as usize] = OnceLock::new();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set(&mut self, id: ChannelId, value: Value) {
+        self.values[id as usize] = value;
+        self.cel[id as usize] = OnceLock::new();
+    }
+
+    pub fn invalidate(&mut self, id: ChannelId) {
+        self.cel[id as usize] = OnceLock::new();
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.to_map())
+    }
+
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.names.iter().zip(&self.values).map(|(n, v)| (n.as_str().to_owned(), v.clone())).collect()
+    }
+}
+
+impl StateReader for State {
+    fn channel_count(&self) -> usize {
+        self.values.len()
+    }
+
+    fn channel_name(&self, id: ChannelId) -> Arc<String> {
+        Arc::clone(&self.names[id as usize])
+    }
+
+    fn cel_value(&self, id: ChannelId) -> Cel {
+        self.cel[id as usize].get_or_init(|| json_to_cel(&self.values[id as usize])).clone()
+    }
+}
