@@ -410,10 +410,7 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
                     problems.push(Problem::new(&tool.loc, format!("unknown tool `{}` in node `{name}`", tool.value), suggest("tools", &tool.value, &registry.tool_names())));
                 }
                 let input = Input::Mapping(mapping(problems, args));
-                match handler {
-                    Some(handler) => Kind::Call { handler, input, output },
-                    None => continue,
-                }
+                Kind::Call { handler: handler.unwrap_or_else(unresolved), input, output }
             }
             NodeSpecKind::Agent { name: agent, input } => {
                 let handler = registry.agent(&agent.value).cloned();
@@ -421,10 +418,7 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
                     problems.push(Problem::new(&agent.loc, format!("unknown agent `{}` in node `{name}`", agent.value), suggest("agents", &agent.value, &registry.agent_names())));
                 }
                 let input = Input::Mapping(mapping(problems, input));
-                match handler {
-                    Some(handler) => Kind::Call { handler, input, output },
-                    None => continue,
-                }
+                Kind::Call { handler: handler.unwrap_or_else(unresolved), input, output }
             }
             NodeSpecKind::Custom { node, input } => {
                 let input = match input {
@@ -625,6 +619,12 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
         joins,
         edges,
     })
+}
+
+/// Stands in for an unknown tool or agent so validation can go on and report everything;
+/// a graph with one never compiles.
+fn unresolved() -> Arc<dyn Node> {
+    crate::node::node_fn(|_, ctx| Err(crate::node::NodeError::permanent(format!("`{}` is not registered", ctx.node()))))
 }
 
 pub(crate) fn type_name(t: ChannelType) -> &'static str {

@@ -29,8 +29,9 @@ const NODE_KEYS: &[&str] = &[
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_ms", "max_ms", "multiplier"];
 const EDGE_KEYS: &[&str] = &["from", "to", "when", "default", "description"];
 
+// Unknown keys are found by `check_keys` over the spanned document, which reports all of
+// them at once; `deny_unknown_fields` would stop serde at the first.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     graph: Option<Spanned<RawMeta>>,
     #[serde(default)]
@@ -42,7 +43,6 @@ struct RawFile {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMeta {
     name: Option<Spanned<String>>,
     description: Option<String>,
@@ -50,7 +50,6 @@ struct RawMeta {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawChannel {
     #[serde(rename = "type")]
     ty: Option<Spanned<ChannelType>>,
@@ -63,7 +62,6 @@ struct RawChannel {
 type RawMapping = IndexMap<Spanned<String>, Spanned<String>>;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawNode {
     #[allow(dead_code)]
     description: Option<String>,
@@ -82,7 +80,6 @@ struct RawNode {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRetry {
     max_attempts: Option<u32>,
     initial_ms: Option<u64>,
@@ -91,7 +88,6 @@ struct RawRetry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEdge {
     from: Option<Spanned<OneOrMany>>,
     to: Option<Spanned<String>>,
