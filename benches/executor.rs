@@ -1,1 +1,141 @@
-fn main(){}
+//! Executor benchmarks: per-node overhead and checkpoint cost on four shapes, each without
+//! checkpoints, with the in-memory saver and with the SQLite saver (a file in a temp dir).
+//!
+//!   cargo bench --bench executor
+//!
+//! Besides criterion's timings, each shape prints its checkpoint bytes per step.
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use engine::{ChannelType, Checkpointer, Graph, GraphBuilder, MemorySaver, Reducer, Registry, RunRequest, Runner, SqliteSaver};
+use serde_json::{Map, Value, json};
+
+fn chain(n: usize) -> Graph {
+    let mut b = GraphBuilder::new("chain").recursion_limit(n as u32 + 1).channel("n", ChannelType::Integer, Reducer::Replace, json!(0));
+    for i in 0..n {
+        b = b.set(&format!("n{i}"), &[("n", "state.n + 1")]);
+    }
+    b = b.edge("START", "n0");
+    for i in 1..n {
+        b = b.edge(&format!("n{}", i - 1), &format!("n{i}"));
+    }
+    b.edge(&format!("n{}", n - 1), "END").build(&Registry::new()).unwrap()
+}
+
+fn looping(n: usize) -> Graph {
+    GraphBuilder::new("loop")
+        .recursion_limit(n as u32 + 1)
+        .channel("n", ChannelType::Integer, Reducer::Replace, json!(0))
+        .set("bump", &[("n", "state.n + 1")])
+        .edge("START", "bump")
+        .edge_when("bump", "bump", &format!("state.n < {n}"))
+        .edge_default("bump", "END")
+        .build(&Registry::new())
+        .unwrap()
+}
+
+fn fanout(n: usize) -> (Graph, Value) {
+    let graph = GraphBuilder::new("fanout")
+        .channel("items", ChannelType::Array, Reducer::Replace, json!([]))
+        .channel("squares", ChannelType::Array, Reducer::Append, json!([]))
+        .channel("count", ChannelType::Integer, Reducer::Replace, json!(0))
+        .for_each("square", "state.items", &[("squares", "[item * item]")])
+        .set("join", &[("count", "size(state.squares)")])
+        .edge("START", "square")
+        .edge("square", "join")
+        .edge("join", "END")
+        .build(&Registry::new())
+        .unwrap();
+    (graph, json!({ "items": (0..n as i64).collect::<Vec<_>>() }))
+}
+
+fn big_object(entries: usize, updates: usize) -> (Graph, Value) {
+    let graph = GraphBuilder::new("object")
+        .recursion_limit(updates as u32 + 1)
+        .channel("profile", ChannelType::Object, Reducer::Merge, json!({}))
+        .channel("i", ChannelType::Integer, Reducer::Replace, json!(0))
+        .set("touch", &[("i", "state.i + 1"), ("profile", "{'k' + string(state.i): state.i}")])
+        .edge("START", "touch")
+        .edge_when("touch", "touch", &format!("state.i < {updates}"))
+        .edge_default("touch", "END")
+        .build(&Registry::new())
+        .unwrap();
+    let profile: Map<String, Value> = (0..entries).map(|i| (format!("key{i}"), json!(i))).collect();
+    (graph, json!({ "profile": profile }))
+}
+
+#[derive(Clone, Copy)]
+enum Store {
+    None,
+    Memory,
+    Sqlite,
+}
+
+fn runner(graph: &Arc<Graph>, store: Store, dir: &std::path::Path) -> Runner {
+    let runner = Runner::new(graph.clone());
+    match store {
+        Store::None => runner,
+        Store::Memory => runner.with_checkpointer(Arc::new(MemorySaver::new())),
+        Store::Sqlite => {
+            let path = dir.join(format!("{}.db", uuid_like()));
+            runner.with_checkpointer(Arc::new(SqliteSaver::open(path).unwrap()))
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("b{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn bench_shape(c: &mut Criterion, name: &str, graph: Graph, input: Value) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let graph = Arc::new(graph);
+    let dir = tempfile::tempdir().unwrap();
+    // Checkpoint bytes per step, measured once.
+    let saver = Arc::new(MemorySaver::new());
+    let r = Runner::new(graph.clone()).with_checkpointer(saver.clone());
+    let out = rt.block_on(r.invoke(RunRequest::new().thread("size").input(input.clone())));
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let history = rt.block_on(saver.list("size")).unwrap();
+    let loop_bytes: Vec<usize> = history.iter().skip(1).map(|h| h.bytes).collect();
+    let state_bytes = serde_json::to_vec(&out.state).unwrap().len();
+    eprintln!(
+        "{name}: {} steps, checkpoint bytes per step: mean {:.0}, max {}, input checkpoint {}; final state {} bytes",
+        loop_bytes.len(),
+        loop_bytes.iter().sum::<usize>() as f64 / loop_bytes.len().max(1) as f64,
+        loop_bytes.iter().max().unwrap_or(&0),
+        history[0].bytes,
+        state_bytes
+    );
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    for (label, store) in [("no_checkpoint", Store::None), ("memory", Store::Memory), ("sqlite", Store::Sqlite)] {
+        group.bench_function(label, |b| {
+            b.to_async(&rt).iter_batched(
+                || (runner(&graph, store, dir.path()), input.clone()),
+                |(runner, input)| async move {
+                    let out = runner.invoke(RunRequest::new().input(input)).await;
+                    assert!(out.error.is_none());
+                    out
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_shape(c, "chain_1000_nodes", chain(1000), json!({}));
+    bench_shape(c, "loop_1000_iterations", looping(1000), json!({}));
+    let (g, input) = fanout(1000);
+    bench_shape(c, "fanout_1000_and_join", g, input);
+    let (g, input) = big_object(10_000, 100);
+    bench_shape(c, "object_10000_entries_100_updates", g, input);
+}
+
+criterion_group!(executor, benches);
+criterion_main!(executor);
