@@ -5,6 +5,8 @@
 //!
 //! Besides criterion's timings, each shape prints its checkpoint bytes per step.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};

@@ -26,7 +26,7 @@ fn number(input: &Value, key: &str) -> Result<f64, NodeError> {
 fn roof_estimate(input: Value, _: &NodeContext) -> Result<Value, NodeError> {
     let area = number(&input, "area_sqft")?;
     let pitch = number(&input, "pitch")?;
-    if !(area > 0.0) {
+    if area.is_nan() || area <= 0.0 {
         return Err(NodeError::permanent("`area_sqft` must be positive"));
     }
     if !(0.0..=24.0).contains(&pitch) {

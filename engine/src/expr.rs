@@ -187,12 +187,11 @@ impl References {
     fn walk(&mut self, expr: &IdedExpr, bound: &mut Vec<String>) {
         match &expr.expr {
             Ast::Select(select) => {
-                if let Ast::Ident(name) = &select.operand.expr {
-                    if name == "state" && !bound.iter().any(|b| b == "state") {
+                if let Ast::Ident(name) = &select.operand.expr
+                    && name == "state" && !bound.iter().any(|b| b == "state") {
                         self.state_fields.push(select.field.clone());
                         return;
                     }
-                }
                 self.walk(&select.operand, bound);
             }
             Ast::Ident(name) => {

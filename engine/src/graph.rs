@@ -264,11 +264,10 @@ impl Graph {
     pub fn compile(spec: GraphSpec, registry: &Registry, file: &str, source: Option<&str>) -> Result<Graph, LoadError> {
         let mut problems = Vec::new();
         let graph = compile_spec(spec, registry, &mut problems);
-        if problems.is_empty() {
-            if let Some(graph) = graph {
+        if problems.is_empty()
+            && let Some(graph) = graph {
                 return Ok(graph);
             }
-        }
         let mut diagnostics: Vec<Diagnostic> = to_diagnostics(file, source, problems);
         if diagnostics.is_empty() {
             diagnostics.push(Diagnostic {
@@ -306,15 +305,14 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
             continue;
         }
         let reducer = c.reducer.as_ref().map_or(c.ty.value.default_reducer(), |r| r.value);
-        if let Some(r) = &c.reducer {
-            if !r.value.fits(c.ty.value) {
+        if let Some(r) = &c.reducer
+            && !r.value.fits(c.ty.value) {
                 problems.push(Problem::new(
                     &r.loc,
                     format!("reducer `{}` does not fit channel `{name}` of type `{}`", reducer_name(r.value), type_name(c.ty.value)),
                     "append/messages need an array or messages channel, merge an object, add an integer or number",
                 ));
             }
-        }
         let default = match &c.default {
             Some(d) => {
                 if !c.ty.value.accepts(&d.value) {
@@ -585,12 +583,11 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
             }
         }
         for j in &joins {
-            if let Target::Node(to) = j.to {
-                if !reached[to as usize] && j.sources.iter().all(|&s| reached[s as usize]) {
+            if let Target::Node(to) = j.to
+                && !reached[to as usize] && j.sources.iter().all(|&s| reached[s as usize]) {
                     reached[to as usize] = true;
                     changed = true;
                 }
-            }
         }
     }
     for (i, n) in spec.nodes.iter().enumerate() {

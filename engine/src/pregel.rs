@@ -266,11 +266,10 @@ impl Runner {
         };
         let mut error = error;
         let start_failed = matches!(error, Some(RunError::Thread { .. } | RunError::Input { .. }));
-        if !start_failed {
-            if let Err(e) = exec.save_thread(thread_status, checkpoint_id, interrupt.clone(), error.as_ref()).await {
+        if !start_failed
+            && let Err(e) = exec.save_thread(thread_status, checkpoint_id, interrupt.clone(), error.as_ref()).await {
                 error.get_or_insert(e);
             }
-        }
         if let Some(e) = &error {
             exec.emit(|| Event::Error { message: e.to_string() });
         }
@@ -316,11 +315,10 @@ impl Runner {
         let Some(last) = chain.last() else {
             return Err(RunError::Thread { message: missing_thread(thread_id, checkpoint) });
         };
-        if let Some(c) = checkpoint {
-            if last.id != c {
+        if let Some(c) = checkpoint
+            && last.id != c {
                 return Err(RunError::Thread { message: missing_thread(thread_id, checkpoint) });
             }
-        }
         let state = State::rebuild(&self.graph, &chain).map_err(|message| RunError::Checkpoint { message })?;
         Ok(StateSnapshot {
             thread_id: thread_id.into(),
@@ -554,12 +552,11 @@ impl<'g> Execution<'g> {
             }
             None => (State::new(graph), empty_pos(), None),
         };
-        if let Some(info) = &info {
-            if info.status == ThreadStatus::Running && self.saver.is_some() {
+        if let Some(info) = &info
+            && info.status == ThreadStatus::Running && self.saver.is_some() {
                 // A crashed process leaves `running` behind; continuing is what the caller asked.
                 tracing::info!(thread = %self.thread_id, "continuing a thread whose last run did not finish");
             }
-        }
         let interrupted = info.as_ref().filter(|i| i.status == ThreadStatus::Interrupted).and_then(|i| i.interrupt.clone());
         let resume = match (&request.resume, &request.input) {
             (Some(_), Some(_)) => {
@@ -643,14 +640,13 @@ impl<'g> Execution<'g> {
             }
             // Interrupt before: pause ahead of the step, unless this run resumes from it.
             let pass_before = matches!(resume, Resume::PassBefore);
-            if !pass_before {
-                if let Some(&n) = pos.frontier.iter().find(|&&n| graph.nodes[n as usize].interrupt_before) {
+            if !pass_before
+                && let Some(&n) = pos.frontier.iter().find(|&&n| graph.nodes[n as usize].interrupt_before) {
                     let node = graph.nodes[n as usize].name.to_string();
                     let info = InterruptInfo { kind: "before".into(), task: node.clone(), node, value: Value::Null };
                     self.emit(|| Event::Interrupt { node: info.node.clone(), task: info.task.clone(), value: Value::Null });
                     return Ok((Some(info), steps_run));
                 }
-            }
             let step = pos.step + 1;
             let resume_task = match std::mem::replace(&mut resume, Resume::None) {
                 Resume::Task(task, value) => Some((task, value)),
@@ -710,12 +706,11 @@ impl<'g> Execution<'g> {
     }
 
     fn schedule(&mut self, target: Target, step: u64, next: &mut Vec<NodeId>) {
-        if let Target::Node(n) = target {
-            if self.scheduled[n as usize] != step {
+        if let Target::Node(n) = target
+            && self.scheduled[n as usize] != step {
                 self.scheduled[n as usize] = step;
                 next.push(n);
             }
-        }
     }
 
     /// Evaluates a node's outgoing edges against the updated state.
@@ -1000,13 +995,12 @@ impl<'g> Execution<'g> {
                     }
                 }
             }
-            if let Some(i) = failed {
-                if let TaskResult::Failed(e) = std::mem::replace(&mut results[i], TaskResult::Pending) {
+            if let Some(i) = failed
+                && let TaskResult::Failed(e) = std::mem::replace(&mut results[i], TaskResult::Pending) {
                     return Err(e);
                 }
-            }
-            if let Some(i) = interrupted {
-                if let TaskResult::Interrupted(value) = std::mem::replace(&mut results[i], TaskResult::Pending) {
+            if let Some(i) = interrupted
+                && let TaskResult::Interrupted(value) = std::mem::replace(&mut results[i], TaskResult::Pending) {
                     let node = &graph.nodes[tasks[i].node as usize];
                     let info = InterruptInfo {
                         kind: "ask".into(),
@@ -1017,7 +1011,6 @@ impl<'g> Execution<'g> {
                     self.emit(|| Event::Interrupt { node: info.node.clone(), task: info.task.clone(), value: info.value.clone() });
                     return Ok(StepEnd::Interrupted(info));
                 }
-            }
         }
 
         // Update: fold the writes in task order.

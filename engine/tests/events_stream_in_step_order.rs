@@ -1,5 +1,6 @@
 //! A run's events arrive as a Stream in order: run, step, node start/finish with the update,
 //! custom events from node code, checkpoints, interrupts, and the final state last.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! When one of two parallel tasks fails, the finished one's writes are saved; resuming the
 //! thread re-runs only the failed task.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;
@@ -77,7 +78,7 @@ async fn resume_after_a_failure_skips_the_finished_sibling() {
     assert_eq!(out.state["texted"], "SM1");
     assert_eq!(calls.get("charge"), 1, "the charge is not repeated");
     assert_eq!(calls.get("text"), 2, "only the failed task ran again");
-    let keys = keys.lock().unwrap();
+    let keys = keys.lock().unwrap().clone();
     let text_keys: Vec<&String> = keys.iter().filter(|(n, _)| *n == "text").map(|(_, k)| k).collect();
     let charge_keys: Vec<&String> = keys.iter().filter(|(n, _)| *n == "charge").map(|(_, k)| k).collect();
     assert_eq!(text_keys.len(), 2);

@@ -1,6 +1,7 @@
 //! `ask` nodes, `interrupt = "before"|"after"` and interrupts raised by Rust node code pause
 //! a thread; a fresh runner over the same SQLite file (as a new process would) resumes it,
 //! as many times as it is interrupted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::path::Path;

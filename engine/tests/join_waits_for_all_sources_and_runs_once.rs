@@ -1,5 +1,6 @@
 //! A join (`from = [..]`) runs its target once, after every source finished — even when
 //! the branches have different lengths.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

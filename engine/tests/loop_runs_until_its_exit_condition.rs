@@ -1,4 +1,5 @@
 //! A conditional self-loop runs exactly until its exit condition holds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! A run that needs more super-steps than `recursion_limit` fails, naming the limit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

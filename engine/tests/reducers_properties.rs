@@ -1,5 +1,6 @@
 //! Property tests for reducers: folding writes one by one equals folding them as a batch,
 //! and the results have the shape each reducer promises.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use engine::Reducer;
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -1,4 +1,5 @@
 //! Two tasks writing one `replace` channel in the same step is an error naming both.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! A subgraph receives the parent channels it declares and writes back, through the
 //! parent's reducers, only what it changed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use std::sync::Arc;

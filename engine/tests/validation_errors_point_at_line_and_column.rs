@@ -1,5 +1,6 @@
 //! Every load error names `file:line:col` and a remedy, and all of a file's errors are
 //! reported at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 use engine::Registry;
