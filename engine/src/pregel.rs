@@ -726,29 +726,26 @@ impl<'g> Execution<'g> {
                 self.schedule(*t, step, next);
             }
         }
-        if !matched && (routes.always.is_empty() || routes.default.is_some()) {
-            match routes.default {
-                Some(t) if !routes.when.is_empty() || routes.always.is_empty() => self.schedule(t, step, next),
-                Some(_) => {}
-                None if !routes.when.is_empty() => {
-                    let mut seen = Map::new();
-                    for (cond, _) in &routes.when {
-                        match cond.reads() {
-                            Some(ids) => {
-                                for &id in ids {
-                                    seen.insert(self.graph.channels[id as usize].name.clone(), state.values[id as usize].clone());
-                                }
+        if !matched {
+            if let Some(t) = routes.default {
+                self.schedule(t, step, next);
+            } else if !routes.when.is_empty() && routes.always.is_empty() {
+                let mut seen = Map::new();
+                for (cond, _) in &routes.when {
+                    match cond.reads() {
+                        Some(ids) => {
+                            for &id in ids {
+                                seen.insert(self.graph.channels[id as usize].name.clone(), state.values[id as usize].clone());
                             }
-                            None => seen = state.to_map(),
                         }
+                        None => seen = state.to_map(),
                     }
-                    let conditions: Vec<&str> = routes.when.iter().map(|(c, _)| c.source()).collect();
-                    let mut detail = Map::new();
-                    detail.insert("conditions".into(), Value::from(conditions));
-                    detail.insert("state".into(), Value::Object(seen));
-                    return Err(RunError::NoRoute { node: from.into(), seen: Value::Object(detail) });
                 }
-                None => {}
+                let conditions: Vec<&str> = routes.when.iter().map(|(c, _)| c.source()).collect();
+                let mut detail = Map::new();
+                detail.insert("conditions".into(), Value::from(conditions));
+                detail.insert("state".into(), Value::Object(seen));
+                return Err(RunError::NoRoute { node: from.into(), seen: Value::Object(detail) });
             }
         }
         Ok(())

@@ -78,3 +78,40 @@ async fn default_edge_catches_the_rest() {
     // A matching condition wins over the default edge.
     assert_eq!(run(&src, 60).await.state["route"], "hot");
 }
+
+#[tokio::test]
+async fn default_fires_whenever_no_condition_matched_even_beside_an_unconditional_edge() {
+    let graph = common::load(
+        r#"
+[graph]
+name = "fallback"
+[state]
+trail = { type = "array", reducer = "append", default = [] }
+[nodes.a]
+set = { trail = "['a']" }
+[nodes.audit]
+set = { trail = "['audit']" }
+[nodes.fallback]
+set = { trail = "['fallback']" }
+[[edges]]
+from = "START"
+to = "a"
+[[edges]]
+from = "a"
+to = "audit"
+[[edges]]
+from = "a"
+to = "fallback"
+default = true
+[[edges]]
+from = "audit"
+to = "END"
+[[edges]]
+from = "fallback"
+to = "END"
+"#,
+    );
+    let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new()).await;
+    assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
+    assert_eq!(out.state["trail"], json!(["a", "audit", "fallback"]));
+}
