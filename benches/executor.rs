@@ -10,11 +10,16 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use engine::{ChannelType, Checkpointer, Graph, GraphBuilder, MemorySaver, Reducer, Registry, RunRequest, Runner, SqliteSaver};
+use engine::{
+    ChannelType, Checkpointer, Graph, GraphBuilder, MemorySaver, Reducer, Registry, RunRequest,
+    Runner, SqliteSaver,
+};
 use serde_json::{Map, Value, json};
 
 fn chain(n: usize) -> Graph {
-    let mut b = GraphBuilder::new("chain").recursion_limit(n as u32 + 1).channel("n", ChannelType::Integer, Reducer::Replace, json!(0));
+    let mut b = GraphBuilder::new("chain")
+        .recursion_limit(n as u32 + 1)
+        .channel("n", ChannelType::Integer, Reducer::Replace, json!(0));
     for i in 0..n {
         b = b.set(&format!("n{i}"), &[("n", "state.n + 1")]);
     }
@@ -22,7 +27,9 @@ fn chain(n: usize) -> Graph {
     for i in 1..n {
         b = b.edge(&format!("n{}", i - 1), &format!("n{i}"));
     }
-    b.edge(&format!("n{}", n - 1), "END").build(&Registry::new()).unwrap()
+    b.edge(&format!("n{}", n - 1), "END")
+        .build(&Registry::new())
+        .unwrap()
 }
 
 fn looping(n: usize) -> Graph {
@@ -57,13 +64,21 @@ fn big_object(entries: usize, updates: usize) -> (Graph, Value) {
         .recursion_limit(updates as u32 + 1)
         .channel("profile", ChannelType::Object, Reducer::Merge, json!({}))
         .channel("i", ChannelType::Integer, Reducer::Replace, json!(0))
-        .set("touch", &[("i", "state.i + 1"), ("profile", "{'k' + string(state.i): state.i}")])
+        .set(
+            "touch",
+            &[
+                ("i", "state.i + 1"),
+                ("profile", "{'k' + string(state.i): state.i}"),
+            ],
+        )
         .edge("START", "touch")
         .edge_when("touch", "touch", &format!("state.i < {updates}"))
         .edge_default("touch", "END")
         .build(&Registry::new())
         .unwrap();
-    let profile: Map<String, Value> = (0..entries).map(|i| (format!("key{i}"), json!(i))).collect();
+    let profile: Map<String, Value> = (0..entries)
+        .map(|i| (format!("key{i}"), json!(i)))
+        .collect();
     (graph, json!({ "profile": profile }))
 }
 
@@ -93,7 +108,11 @@ fn uuid_like() -> String {
 }
 
 fn bench_shape(c: &mut Criterion, name: &str, graph: Graph, input: Value) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let graph = Arc::new(graph);
     let dir = tempfile::tempdir().unwrap();
     // Checkpoint bytes per step, measured once.
@@ -114,7 +133,11 @@ fn bench_shape(c: &mut Criterion, name: &str, graph: Graph, input: Value) {
     );
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
-    for (label, store) in [("no_checkpoint", Store::None), ("memory", Store::Memory), ("sqlite", Store::Sqlite)] {
+    for (label, store) in [
+        ("no_checkpoint", Store::None),
+        ("memory", Store::Memory),
+        ("sqlite", Store::Sqlite),
+    ] {
         group.bench_function(label, |b| {
             b.to_async(&rt).iter_batched(
                 || (runner(&graph, store, dir.path()), input.clone()),

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use engine::{Checkpointer, Graph, MemorySaver, RunRequest, RunStatus, Runner, SqliteSaver, loader, render};
+use engine::{
+    Checkpointer, Graph, MemorySaver, RunRequest, RunStatus, Runner, SqliteSaver, loader, render,
+};
 use serde_json::{Value, json};
 
 const AFTER_HELP: &str = "Examples:
@@ -25,7 +27,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check graph files; print every problem as FILE:LINE:COL: error: ...
-    #[command(after_help = "Example:\n  brainops validate graphs/lead_intake.toml graphs/storm_response.toml")]
+    #[command(
+        after_help = "Example:\n  brainops validate graphs/lead_intake.toml graphs/storm_response.toml"
+    )]
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -70,7 +74,9 @@ enum Command {
         checkpoint: Option<String>,
     },
     /// Draw a graph as Mermaid or Graphviz DOT.
-    #[command(after_help = "Example:\n  brainops graph graphs/lead_intake.toml --format dot | dot -Tpng > graph.png")]
+    #[command(
+        after_help = "Example:\n  brainops graph graphs/lead_intake.toml --format dot | dot -Tpng > graph.png"
+    )]
     Graph {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Mermaid)]
@@ -128,12 +134,19 @@ struct Failure {
 }
 
 fn fail(message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), code: 2 }
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -156,7 +169,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let mut bad = 0;
             for file in &files {
                 match loader::load_file(file, &registry) {
-                    Ok(graph) => eprintln!("{}: ok ({} nodes)", file.display(), graph.node_names().count()),
+                    Ok(graph) => eprintln!(
+                        "{}: ok ({} nodes)",
+                        file.display(),
+                        graph.node_names().count()
+                    ),
                     Err(e) => {
                         bad += 1;
                         eprintln!("{e}");
@@ -167,13 +184,23 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Graph { file, format } => {
             let graph = load(&file, &registry)?;
-            print!("{}", match format {
-                Format::Mermaid => render::mermaid(&graph),
-                Format::Dot => render::dot(&graph),
-            });
+            print!(
+                "{}",
+                match format {
+                    Format::Mermaid => render::mermaid(&graph),
+                    Format::Dot => render::dot(&graph),
+                }
+            );
             Ok(0)
         }
-        Command::Run { file, input, thread, resume, checkpoint, stream } => {
+        Command::Run {
+            file,
+            input,
+            thread,
+            resume,
+            checkpoint,
+            stream,
+        } => {
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
@@ -194,7 +221,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 while let Some(event) = events.next().await {
                     println!("{}", serde_json::to_string(&event).unwrap_or_default());
                 }
-                task.await.map_err(|e| fail(format!("error: the run task stopped: {e}")))?
+                task.await
+                    .map_err(|e| fail(format!("error: the run task stopped: {e}")))?
             } else {
                 runner.invoke(request).await
             };
@@ -211,9 +239,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("error: {}", e.message);
             }
             println!("{out}");
-            Ok(if outcome.status == RunStatus::Failed { 1 } else { 0 })
+            Ok(if outcome.status == RunStatus::Failed {
+                1
+            } else {
+                0
+            })
         }
-        Command::Threads { command, checkpoint } => {
+        Command::Threads {
+            command,
+            checkpoint,
+        } => {
             let saver = open_store(checkpoint.as_deref())?
                 .ok_or_else(|| fail("error: `threads` needs a persistent store; `memory` forgets threads when the process exits"))?;
             threads(command, saver, &registry).await
@@ -221,9 +256,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-async fn threads(command: ThreadsCommand, saver: Arc<dyn Checkpointer>, registry: &engine::Registry) -> Result<u8, Failure> {
-    let store_err = |e: engine::checkpoint::CheckpointError| fail(format!("error: checkpoint store: {e}"));
-    let run_err = |e: engine::RunError| Failure { message: format!("error: {e}"), code: 1 };
+async fn threads(
+    command: ThreadsCommand,
+    saver: Arc<dyn Checkpointer>,
+    registry: &engine::Registry,
+) -> Result<u8, Failure> {
+    let store_err =
+        |e: engine::checkpoint::CheckpointError| fail(format!("error: checkpoint store: {e}"));
+    let run_err = |e: engine::RunError| Failure {
+        message: format!("error: {e}"),
+        code: 1,
+    };
     match command {
         ThreadsCommand::List => {
             let list = saver.threads().await.map_err(store_err)?;
@@ -232,26 +275,41 @@ async fn threads(command: ThreadsCommand, saver: Arc<dyn Checkpointer>, registry
         ThreadsCommand::History { id } => {
             let list = saver.list(&id).await.map_err(store_err)?;
             if list.is_empty() && saver.thread(&id).await.map_err(store_err)?.is_none() {
-                return Err(Failure { message: format!("error: no thread `{id}`; see `brainops threads list`"), code: 1 });
+                return Err(Failure {
+                    message: format!("error: no thread `{id}`; see `brainops threads list`"),
+                    code: 1,
+                });
             }
             println!("{}", json!(list));
         }
         ThreadsCommand::Show { id, graph, at } => {
-            let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(Arc::clone(&saver));
+            let runner = Runner::new(Arc::new(load(&graph, registry)?))
+                .with_checkpointer(Arc::clone(&saver));
             let snapshot = runner.state(&id, at).await.map_err(run_err)?;
             let info = saver.thread(&id).await.map_err(store_err)?;
             println!("{}", json!({ "thread": info, "state": snapshot }));
         }
-        ThreadsCommand::Fork { id, at, graph, new_thread } => {
+        ThreadsCommand::Fork {
+            id,
+            at,
+            graph,
+            new_thread,
+        } => {
             let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
             let new_id = runner.fork(&id, at, new_thread).await.map_err(run_err)?;
-            println!("{}", json!({ "thread_id": new_id, "forked_from": { "thread_id": id, "checkpoint_id": at } }));
+            println!(
+                "{}",
+                json!({ "thread_id": new_id, "forked_from": { "thread_id": id, "checkpoint_id": at } })
+            );
         }
         ThreadsCommand::Update { id, graph, values } => {
             let values = parse_json("--values", &values)?;
             let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
             let checkpoint = runner.update_state(&id, &values).await.map_err(run_err)?;
-            println!("{}", json!({ "thread_id": id, "checkpoint_id": checkpoint }));
+            println!(
+                "{}",
+                json!({ "thread_id": id, "checkpoint_id": checkpoint })
+            );
         }
         ThreadsCommand::Delete { id } => {
             saver.delete_thread(&id).await.map_err(store_err)?;
@@ -269,7 +327,8 @@ fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {
 fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
     let (source, body) = match text.strip_prefix('@') {
         Some(path) => {
-            let body = std::fs::read_to_string(path).map_err(|e| fail(format!("error: {flag}: cannot read {path}: {e}")))?;
+            let body = std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("error: {flag}: cannot read {path}: {e}")))?;
             (path.to_string(), body)
         }
         None => (flag.to_string(), text.to_string()),
@@ -286,17 +345,23 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
 /// Opens the checkpoint store named by `spec`, `$BRAINOPS_CHECKPOINT`, or the default SQLite
 /// file. `None` means `memory`: nothing outlives the process.
 fn open_store(spec: Option<&str>) -> Result<Option<Arc<dyn Checkpointer>>, Failure> {
-    let from_env = std::env::var("BRAINOPS_CHECKPOINT").ok().filter(|s| !s.is_empty());
+    let from_env = std::env::var("BRAINOPS_CHECKPOINT")
+        .ok()
+        .filter(|s| !s.is_empty());
     let spec = spec.map(str::to_string).or(from_env);
     let path = match spec.as_deref() {
         None => default_home().join("threads.db"),
         Some("memory") => return Ok(Some(Arc::new(MemorySaver::new()))),
         Some(s) if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
         Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-            return Err(fail("error: --checkpoint postgres://... is not available yet (the Postgres checkpointer is issue #3); use sqlite:PATH or memory"));
+            return Err(fail(
+                "error: --checkpoint postgres://... is not available yet (the Postgres checkpointer is issue #3); use sqlite:PATH or memory",
+            ));
         }
         Some(other) => {
-            return Err(fail(format!("error: --checkpoint `{other}` is not a store\n  help: use memory, sqlite:PATH or postgres://...")));
+            return Err(fail(format!(
+                "error: --checkpoint `{other}` is not a store\n  help: use memory, sqlite:PATH or postgres://..."
+            )));
         }
     };
     let saver = SqliteSaver::open(&path).map_err(|e| fail(format!("error: {e}")))?;

@@ -20,7 +20,12 @@ fn brainops(home: &Path, args: &[&str]) -> Output {
 
 fn stdout_json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let last = text.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no stdout; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     serde_json::from_str(last).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
 }
 
@@ -30,7 +35,12 @@ const LEAD: &str = r#"{"lead": {"name": "Ada", "area_sqft": 2000, "pitch": 6, "r
 fn validate_accepts_the_shipped_graphs_and_rejects_bad_files() {
     let home = tempfile::tempdir().unwrap();
     let ok = brainops(home.path(), &["validate", "graphs/lead_intake.toml"]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let bad = home.path().join("bad.toml");
     std::fs::write(&bad, "[graph]\nname = \"b\"\n[nodes.a]\nset = { x = \"1\" }\ntimeout = 3\n[[edges]]\nfrom = \"START\"\nto = \"a\"\n").unwrap();
@@ -38,25 +48,66 @@ fn validate_accepts_the_shipped_graphs_and_rejects_bad_files() {
     assert_ne!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = bad.display().to_string();
-    assert!(stderr.contains(&format!("{file}:3:8: error: node `a` has no outgoing edge")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}:4:9: error: node `a` writes `x`")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}:5:1: error: unknown key `timeout` in node `a`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:3:8: error: node `a` has no outgoing edge")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:4:9: error: node `a` writes `x`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}:5:1: error: unknown key `timeout` in node `a`"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn run_interrupt_and_resume_from_a_new_process() {
     let home = tempfile::tempdir().unwrap();
-    let first = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--thread", "lead-1", "--input", LEAD]);
+    let first = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--thread",
+            "lead-1",
+            "--input",
+            LEAD,
+        ],
+    );
     assert_eq!(first.status.code(), Some(0));
     let v = stdout_json(&first);
     assert_eq!(v["status"], "interrupted");
     assert_eq!(v["thread_id"], "lead-1");
     assert_eq!(v["interrupt"]["node"], "approve");
-    assert!(v["interrupt"]["value"].as_str().unwrap().contains("Approve"));
+    assert!(
+        v["interrupt"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("Approve")
+    );
     assert_eq!(v["state"]["estimate"]["bundles"], 74.0);
 
-    let second = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--thread", "lead-1", "--resume", "\"approve\""]);
-    assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
+    let second = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--thread",
+            "lead-1",
+            "--resume",
+            "\"approve\"",
+        ],
+    );
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let v = stdout_json(&second);
     assert_eq!(v["status"], "done");
     assert_eq!(v["state"]["proposal"]["to"], "Ada");
@@ -70,21 +121,66 @@ fn run_interrupt_and_resume_from_a_new_process() {
     assert_eq!(checkpoints.len(), 5, "input + four super-steps");
     assert_eq!(checkpoints[2]["next"][0], "approve");
 
-    let fork = brainops(home.path(), &["threads", "fork", "lead-1", "--at", "2", "--graph", "graphs/lead_intake.toml", "--new-thread", "lead-1b"]);
-    assert_eq!(fork.status.code(), Some(0), "{}", String::from_utf8_lossy(&fork.stderr));
-    let shown = stdout_json(&brainops(home.path(), &["threads", "show", "lead-1b", "--graph", "graphs/lead_intake.toml"]));
+    let fork = brainops(
+        home.path(),
+        &[
+            "threads",
+            "fork",
+            "lead-1",
+            "--at",
+            "2",
+            "--graph",
+            "graphs/lead_intake.toml",
+            "--new-thread",
+            "lead-1b",
+        ],
+    );
+    assert_eq!(
+        fork.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&fork.stderr)
+    );
+    let shown = stdout_json(&brainops(
+        home.path(),
+        &[
+            "threads",
+            "show",
+            "lead-1b",
+            "--graph",
+            "graphs/lead_intake.toml",
+        ],
+    ));
     assert_eq!(shown["state"]["next"][0], "approve");
 }
 
 #[test]
 fn stream_prints_json_lines_with_the_final_object_last() {
     let home = tempfile::tempdir().unwrap();
-    let out = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--input", LEAD, "--stream", "--checkpoint", "memory"]);
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--input",
+            LEAD,
+            "--stream",
+            "--checkpoint",
+            "memory",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["event"], "run_started");
-    assert!(lines.iter().any(|l| l["event"] == "node_finished" && l["node"] == "estimate"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "node_finished" && l["node"] == "estimate")
+    );
     assert_eq!(lines[lines.len() - 2]["event"], "run_finished");
     assert_eq!(lines.last().unwrap()["status"], "interrupted");
 }
@@ -92,38 +188,86 @@ fn stream_prints_json_lines_with_the_final_object_last() {
 #[test]
 fn failures_exit_non_zero_with_the_error() {
     let home = tempfile::tempdir().unwrap();
-    let out = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--input", r#"{"lead": {"name": "No area", "pitch": 6, "roof_age_years": 3, "storm_damage": false}}"#]);
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--input",
+            r#"{"lead": {"name": "No area", "pitch": 6, "roof_age_years": 3, "storm_damage": false}}"#,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let v = stdout_json(&out);
     assert_eq!(v["status"], "failed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("area_sqft"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("area_sqft"),
+        "{v}"
+    );
 
-    let out = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--input", "{lead: 1}"]);
+    let out = brainops(
+        home.path(),
+        &["run", "graphs/lead_intake.toml", "--input", "{lead: 1}"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--input:1:2: invalid JSON"));
 
-    let out = brainops(home.path(), &["run", "graphs/lead_intake.toml", "--input", r#"{"leed": {}}"#]);
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--input",
+            r#"{"leed": {}}"#,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout_json(&out)["error"]["message"].as_str().unwrap().contains("`leed` is not a declared channel"));
+    assert!(
+        stdout_json(&out)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`leed` is not a declared channel")
+    );
 }
 
 #[test]
 fn graph_draws_mermaid_and_dot() {
     let home = tempfile::tempdir().unwrap();
-    let mermaid = brainops(home.path(), &["graph", "graphs/lead_intake.toml", "--format", "mermaid"]);
+    let mermaid = brainops(
+        home.path(),
+        &["graph", "graphs/lead_intake.toml", "--format", "mermaid"],
+    );
     let text = String::from_utf8_lossy(&mermaid.stdout);
     assert!(text.starts_with("flowchart TD"));
-    assert!(text.contains("approve -->|\"state.approval == 'approve'\"| send_proposal"), "{text}");
-    let dot = brainops(home.path(), &["graph", "graphs/lead_intake.toml", "--format", "dot"]);
+    assert!(
+        text.contains("approve -->|\"state.approval == 'approve'\"| send_proposal"),
+        "{text}"
+    );
+    let dot = brainops(
+        home.path(),
+        &["graph", "graphs/lead_intake.toml", "--format", "dot"],
+    );
     let text = String::from_utf8_lossy(&dot.stdout);
     assert!(text.starts_with("digraph \"lead_intake\""));
-    assert!(text.contains("\"score_age\" -> \"estimate\" [style=dashed]"), "{text}");
+    assert!(
+        text.contains("\"score_age\" -> \"estimate\" [style=dashed]"),
+        "{text}"
+    );
 }
 
 #[test]
 fn every_command_has_help_with_an_example() {
     let home = tempfile::tempdir().unwrap();
-    for args in [&["--help"][..], &["validate", "--help"], &["run", "--help"], &["threads", "--help"], &["graph", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["validate", "--help"],
+        &["run", "--help"],
+        &["threads", "--help"],
+        &["graph", "--help"],
+    ] {
         let out = brainops(home.path(), args);
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8_lossy(&out.stdout);

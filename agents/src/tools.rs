@@ -1,21 +1,28 @@
 //! Deterministic tools: numbers are computed, never generated.
 
-
 use engine::{NodeContext, NodeError, Registry, node_fn};
 use serde_json::{Value, json};
 
 /// Registers the built-in tools.
 pub fn register(registry: &mut Registry) {
     registry.register_tool("roofing.estimate", node_fn(roof_estimate));
-    registry.register_tool("util.echo", node_fn(|input: Value, _: &NodeContext| Ok(input)));
-    registry.register_tool("util.idempotency_key", node_fn(|_, ctx: &NodeContext| Ok(json!(ctx.idempotency_key()))));
+    registry.register_tool(
+        "util.echo",
+        node_fn(|input: Value, _: &NodeContext| Ok(input)),
+    );
+    registry.register_tool(
+        "util.idempotency_key",
+        node_fn(|_, ctx: &NodeContext| Ok(json!(ctx.idempotency_key()))),
+    );
 }
 
 fn number(input: &Value, key: &str) -> Result<f64, NodeError> {
-    input
-        .get(key)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| NodeError::permanent(format!("`{key}` must be a number, got {}", input.get(key).map_or("nothing".into(), Value::to_string))))
+    input.get(key).and_then(Value::as_f64).ok_or_else(|| {
+        NodeError::permanent(format!(
+            "`{key}` must be a number, got {}",
+            input.get(key).map_or("nothing".into(), Value::to_string)
+        ))
+    })
 }
 
 /// A replacement estimate for an asphalt-shingle roof from its footprint and pitch.
@@ -30,9 +37,14 @@ fn roof_estimate(input: Value, _: &NodeContext) -> Result<Value, NodeError> {
         return Err(NodeError::permanent("`area_sqft` must be positive"));
     }
     if !(0.0..=24.0).contains(&pitch) {
-        return Err(NodeError::permanent("`pitch` is the rise in inches per 12 of run, between 0 and 24"));
+        return Err(NodeError::permanent(
+            "`pitch` is the rise in inches per 12 of run, between 0 and 24",
+        ));
     }
-    let price_per_square = input.get("price_per_square").and_then(Value::as_f64).unwrap_or(450.0);
+    let price_per_square = input
+        .get("price_per_square")
+        .and_then(Value::as_f64)
+        .unwrap_or(450.0);
     let factor = (1.0 + (pitch / 12.0).powi(2)).sqrt();
     let squares = area * factor / 100.0;
     let with_waste = squares * 1.10;
@@ -53,7 +65,11 @@ mod tests {
 
     #[test]
     fn estimate_of_a_2000_sqft_6_12_roof() {
-        let out = roof_estimate(json!({"area_sqft": 2000, "pitch": 6}), &NodeContext::detached("t")).unwrap();
+        let out = roof_estimate(
+            json!({"area_sqft": 2000, "pitch": 6}),
+            &NodeContext::detached("t"),
+        )
+        .unwrap();
         // sqrt(1 + 0.25) = 1.118; 2000 * 1.118 / 100 = 22.36 squares; +10% = 24.60; 74 bundles
         assert_eq!(out["pitch_factor"], 1.118);
         assert_eq!(out["squares"], 22.36);

@@ -21,7 +21,8 @@ pub enum ChannelType {
 }
 
 impl ChannelType {
-    pub const NAMES: &'static str = "string, integer, number, boolean, array, object, messages, any";
+    pub const NAMES: &'static str =
+        "string, integer, number, boolean, array, object, messages, any";
 
     /// Whether `value` is acceptable for this type. `null` is accepted everywhere: it is the
     /// value of a channel nobody has written yet.
@@ -109,13 +110,19 @@ impl Reducer {
             }
             Reducer::Merge => {
                 let Value::Object(patch) = update else {
-                    return Err(ReduceError::Expected { what: "an object to merge", got: kind(&update) });
+                    return Err(ReduceError::Expected {
+                        what: "an object to merge",
+                        got: kind(&update),
+                    });
                 };
                 if current.is_null() {
                     *current = Value::Object(Map::new());
                 }
                 let Value::Object(target) = current else {
-                    return Err(ReduceError::Expected { what: "an object channel", got: kind(current) });
+                    return Err(ReduceError::Expected {
+                        what: "an object channel",
+                        got: kind(current),
+                    });
                 };
                 for (key, value) in patch {
                     if value.is_null() {
@@ -149,13 +156,19 @@ fn as_array(current: &mut Value) -> Result<&mut Vec<Value>, ReduceError> {
     }
     match current {
         Value::Array(list) => Ok(list),
-        other => Err(ReduceError::Expected { what: "an array channel", got: kind(other) }),
+        other => Err(ReduceError::Expected {
+            what: "an array channel",
+            got: kind(other),
+        }),
     }
 }
 
 fn add(current: &mut Value, update: &Value) -> Result<(), ReduceError> {
     let Value::Number(delta) = update else {
-        return Err(ReduceError::Expected { what: "a number to add", got: kind(update) });
+        return Err(ReduceError::Expected {
+            what: "a number to add",
+            got: kind(update),
+        });
     };
     let sum = match current {
         Value::Null => Value::Number(delta.clone()),
@@ -163,10 +176,17 @@ fn add(current: &mut Value, update: &Value) -> Result<(), ReduceError> {
             (Some(a), Some(b)) => Value::from(a.checked_add(b).ok_or(ReduceError::Overflow)?),
             _ => {
                 let (a, b) = (base.as_f64().unwrap_or(0.0), delta.as_f64().unwrap_or(0.0));
-                serde_json::Number::from_f64(a + b).map(Value::Number).ok_or(ReduceError::Overflow)?
+                serde_json::Number::from_f64(a + b)
+                    .map(Value::Number)
+                    .ok_or(ReduceError::Overflow)?
             }
         },
-        other => return Err(ReduceError::Expected { what: "a number channel", got: kind(other) }),
+        other => {
+            return Err(ReduceError::Expected {
+                what: "a number channel",
+                got: kind(other),
+            });
+        }
     };
     *current = sum;
     Ok(())
@@ -183,7 +203,12 @@ fn upsert_message(list: &mut Vec<Value>, message: Value) -> Result<(), ReduceErr
             object
         }
         Value::Object(object) => object,
-        other => return Err(ReduceError::Expected { what: "a message object or string", got: kind(&other) }),
+        other => {
+            return Err(ReduceError::Expected {
+                what: "a message object or string",
+                got: kind(&other),
+            });
+        }
     };
     let id = match message.get("id") {
         Some(Value::String(id)) => Some(id.clone()),
@@ -227,7 +252,10 @@ pub fn kind(value: &Value) -> &'static str {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReduceError {
     #[error("expected {what}, got {got}")]
-    Expected { what: &'static str, got: &'static str },
+    Expected {
+        what: &'static str,
+        got: &'static str,
+    },
     #[error("the sum overflows")]
     Overflow,
 }

@@ -24,7 +24,11 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.col, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file, self.line, self.col, self.message
+            )?;
         } else {
             write!(f, "{}: error: {}", self.file, self.message)?;
         }
@@ -63,7 +67,11 @@ pub(crate) struct Problem {
 
 impl Problem {
     pub fn new(loc: &Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
-        Problem { loc: loc.clone(), message: message.into(), help: Some(help.into()) }
+        Problem {
+            loc: loc.clone(),
+            message: message.into(),
+            help: Some(help.into()),
+        }
     }
 }
 
@@ -82,14 +90,24 @@ impl<'a> LineIndex<'a> {
 
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts[line.min(self.starts.len() - 1)];
-        let col = self.source.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let col = self
+            .source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
         (line + 1, col + 1)
     }
 }
 
-pub(crate) fn to_diagnostics(file: &str, source: Option<&str>, problems: Vec<Problem>) -> Vec<Diagnostic> {
+pub(crate) fn to_diagnostics(
+    file: &str,
+    source: Option<&str>,
+    problems: Vec<Problem>,
+) -> Vec<Diagnostic> {
     let index = source.map(LineIndex::new);
     let mut out: Vec<Diagnostic> = problems
         .into_iter()
@@ -98,7 +116,13 @@ pub(crate) fn to_diagnostics(file: &str, source: Option<&str>, problems: Vec<Pro
                 (Some(index), Some(range)) => index.line_col(range.start),
                 _ => (0, 0),
             };
-            Diagnostic { file: file.to_string(), line, col, message: p.message, help: p.help }
+            Diagnostic {
+                file: file.to_string(),
+                line,
+                col,
+                message: p.message,
+                help: p.help,
+            }
         })
         .collect();
     out.sort_by_key(|d| (d.line, d.col));
@@ -111,19 +135,44 @@ pub(crate) fn to_diagnostics(file: &str, source: Option<&str>, problems: Vec<Pro
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RunError {
     #[error("node `{node}` failed after {attempts} attempt(s): {message}")]
-    NodeFailed { node: String, attempts: u32, message: String },
-    #[error("node `{node}` timed out after {seconds}s (attempt {attempts}); raise `timeout_s` or make the node faster")]
-    Timeout { node: String, seconds: f64, attempts: u32 },
-    #[error("no edge out of `{node}` matched and it has no `default = true` edge; the conditions saw {seen}")]
+    NodeFailed {
+        node: String,
+        attempts: u32,
+        message: String,
+    },
+    #[error(
+        "node `{node}` timed out after {seconds}s (attempt {attempts}); raise `timeout_s` or make the node faster"
+    )]
+    Timeout {
+        node: String,
+        seconds: f64,
+        attempts: u32,
+    },
+    #[error(
+        "no edge out of `{node}` matched and it has no `default = true` edge; the conditions saw {seen}"
+    )]
     NoRoute { node: String, seen: Value },
-    #[error("nodes `{first}` and `{second}` both wrote `{channel}` in step {step}; give `{channel}` a reducer (append, merge, add) or let one node write it")]
-    ReplaceConflict { channel: String, first: String, second: String, step: u64 },
-    #[error("the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] or check the loop's exit condition")]
+    #[error(
+        "nodes `{first}` and `{second}` both wrote `{channel}` in step {step}; give `{channel}` a reducer (append, merge, add) or let one node write it"
+    )]
+    ReplaceConflict {
+        channel: String,
+        first: String,
+        second: String,
+        step: u64,
+    },
+    #[error(
+        "the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] or check the loop's exit condition"
+    )]
     RecursionLimit { limit: u32 },
     #[error("node `{node}`: {message}")]
     Expression { node: String, message: String },
     #[error("node `{node}` wrote `{channel}`: {message}")]
-    BadWrite { node: String, channel: String, message: String },
+    BadWrite {
+        node: String,
+        channel: String,
+        message: String,
+    },
     #[error("invalid input: {message}")]
     Input { message: String },
     #[error("the run was cancelled")]

@@ -11,17 +11,50 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { thread_id: String, graph: String },
-    StepStarted { step: u64, nodes: Vec<String> },
-    NodeStarted { step: u64, node: String, task: String },
-    NodeFinished { step: u64, node: String, task: String, update: Value },
+    RunStarted {
+        thread_id: String,
+        graph: String,
+    },
+    StepStarted {
+        step: u64,
+        nodes: Vec<String>,
+    },
+    NodeStarted {
+        step: u64,
+        node: String,
+        task: String,
+    },
+    NodeFinished {
+        step: u64,
+        node: String,
+        task: String,
+        update: Value,
+    },
     /// Data a node emitted with `NodeContext::emit`.
-    Custom { node: String, data: Value },
-    Interrupt { node: String, task: String, value: Value },
-    Checkpoint { checkpoint_id: u64, step: u64, bytes: usize },
-    StepFinished { step: u64 },
-    Error { message: String },
-    RunFinished { status: String, state: Value },
+    Custom {
+        node: String,
+        data: Value,
+    },
+    Interrupt {
+        node: String,
+        task: String,
+        value: Value,
+    },
+    Checkpoint {
+        checkpoint_id: u64,
+        step: u64,
+        bytes: usize,
+    },
+    StepFinished {
+        step: u64,
+    },
+    Error {
+        message: String,
+    },
+    RunFinished {
+        status: String,
+        state: Value,
+    },
 }
 
 /// The sending half handed to the executor and to nodes.

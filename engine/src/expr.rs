@@ -33,7 +33,9 @@ pub struct Expr {
 
 impl std::fmt::Debug for Expr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Expr").field("source", &self.source).finish()
+        f.debug_struct("Expr")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -87,7 +89,10 @@ impl Expr {
                 } else {
                     format!("read channels through `state`, e.g. `state.{name}`")
                 };
-                return Err(CompileError { message: format!("unknown variable `{name}` in `{source}`"), help });
+                return Err(CompileError {
+                    message: format!("unknown variable `{name}` in `{source}`"),
+                    help,
+                });
             }
         }
         let mut reads = Vec::new();
@@ -101,7 +106,9 @@ impl Expr {
                 None => {
                     return Err(CompileError {
                         message: format!("`state.{field}` in `{source}` is not a declared channel"),
-                        help: format!("declare it in [state], e.g. `{field} = {{ type = \"any\" }}`"),
+                        help: format!(
+                            "declare it in [state], e.g. `{field} = {{ type = \"any\" }}`"
+                        ),
                     });
                 }
             }
@@ -109,7 +116,11 @@ impl Expr {
         Ok(Expr {
             source: Arc::from(source),
             program,
-            reads: if refs.whole_state { None } else { Some(reads.into_boxed_slice()) },
+            reads: if refs.whole_state {
+                None
+            } else {
+                Some(reads.into_boxed_slice())
+            },
         })
     }
 
@@ -123,7 +134,11 @@ impl Expr {
     }
 
     /// Evaluates against `state`, with `item`/`index` bound when given.
-    pub fn eval(&self, state: &dyn StateReader, item: Option<(&Value, usize)>) -> Result<Value, EvalError> {
+    pub fn eval(
+        &self,
+        state: &dyn StateReader,
+        item: Option<(&Value, usize)>,
+    ) -> Result<Value, EvalError> {
         let cel = self.eval_cel(state, item)?;
         cel_to_json(&cel).map_err(|message| self.error(message))
     }
@@ -136,7 +151,11 @@ impl Expr {
         }
     }
 
-    fn eval_cel(&self, state: &dyn StateReader, item: Option<(&Value, usize)>) -> Result<Cel, EvalError> {
+    fn eval_cel(
+        &self,
+        state: &dyn StateReader,
+        item: Option<(&Value, usize)>,
+    ) -> Result<Cel, EvalError> {
         let mut map: HashMap<Key, Cel> = HashMap::new();
         match &self.reads {
             Some(ids) => {
@@ -157,16 +176,25 @@ impl Expr {
             ctx.add_variable_from_value("item", json_to_cel(value));
             ctx.add_variable_from_value("index", Cel::Int(index as i64));
         }
-        self.program.execute(&ctx).map_err(|e| self.error(e.to_string()))
+        self.program
+            .execute(&ctx)
+            .map_err(|e| self.error(e.to_string()))
     }
 
     fn error(&self, message: String) -> EvalError {
-        EvalError { source_text: self.source.to_string(), message }
+        EvalError {
+            source_text: self.source.to_string(),
+            message,
+        }
     }
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text).trim().to_string()
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_string()
 }
 
 /// Read access to channel values, converted to CEL on demand.
@@ -188,10 +216,12 @@ impl References {
         match &expr.expr {
             Ast::Select(select) => {
                 if let Ast::Ident(name) = &select.operand.expr
-                    && name == "state" && !bound.iter().any(|b| b == "state") {
-                        self.state_fields.push(select.field.clone());
-                        return;
-                    }
+                    && name == "state"
+                    && !bound.iter().any(|b| b == "state")
+                {
+                    self.state_fields.push(select.field.clone());
+                    return;
+                }
                 self.walk(&select.operand, bound);
             }
             Ast::Ident(name) => {
@@ -272,8 +302,10 @@ pub fn json_to_cel(value: &Value) -> Cel {
         Value::String(s) => Cel::String(Arc::new(s.clone())),
         Value::Array(items) => Cel::List(Arc::new(items.iter().map(json_to_cel).collect())),
         Value::Object(map) => {
-            let map: HashMap<Key, Cel> =
-                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v))).collect();
+            let map: HashMap<Key, Cel> = map
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
             Cel::Map(CelMap { map: Arc::new(map) })
         }
     }

@@ -76,7 +76,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 1, initial: Duration::from_millis(200), max: Duration::from_secs(30), multiplier: 2.0 }
+        RetryPolicy {
+            max_attempts: 1,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+        }
     }
 }
 
@@ -91,12 +96,25 @@ pub enum InterruptWhen {
 #[derive(Clone)]
 pub enum NodeSpecKind {
     Set(Mapping),
-    Tool { name: Located<String>, args: Mapping },
-    Agent { name: Located<String>, input: Mapping },
-    Ask { question: String },
-    Subgraph { graph: Arc<Graph> },
+    Tool {
+        name: Located<String>,
+        args: Mapping,
+    },
+    Agent {
+        name: Located<String>,
+        input: Mapping,
+    },
+    Ask {
+        question: String,
+    },
+    Subgraph {
+        graph: Arc<Graph>,
+    },
     /// Rust code; `input` of `None` passes the whole state as a JSON object.
-    Custom { node: Arc<dyn Node>, input: Option<Mapping> },
+    Custom {
+        node: Arc<dyn Node>,
+        input: Option<Mapping>,
+    },
 }
 
 #[derive(Clone)]
@@ -162,9 +180,20 @@ pub(crate) enum Input {
 
 pub(crate) enum Kind {
     Set(Vec<(ChannelId, Expr)>),
-    Call { handler: Arc<dyn Node>, input: Input, output: Option<ChannelId> },
-    Ask { question: String, output: Option<ChannelId> },
-    Subgraph { graph: Arc<Graph>, shared: Vec<(ChannelId, ChannelId)>, output: Option<ChannelId> },
+    Call {
+        handler: Arc<dyn Node>,
+        input: Input,
+        output: Option<ChannelId>,
+    },
+    Ask {
+        question: String,
+        output: Option<ChannelId>,
+    },
+    Subgraph {
+        graph: Arc<Graph>,
+        shared: Vec<(ChannelId, ChannelId)>,
+        output: Option<ChannelId>,
+    },
 }
 
 pub(crate) struct CompiledNode {
@@ -210,7 +239,10 @@ pub struct Graph {
 
 impl std::fmt::Debug for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Graph").field("name", &self.name).field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("Graph")
+            .field("name", &self.name)
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
@@ -261,13 +293,19 @@ impl Graph {
 
     /// Validates and compiles a spec. `file` names the source in diagnostics; `source` is its
     /// text, used to turn byte offsets into lines and columns.
-    pub fn compile(spec: GraphSpec, registry: &Registry, file: &str, source: Option<&str>) -> Result<Graph, LoadError> {
+    pub fn compile(
+        spec: GraphSpec,
+        registry: &Registry,
+        file: &str,
+        source: Option<&str>,
+    ) -> Result<Graph, LoadError> {
         let mut problems = Vec::new();
         let graph = compile_spec(spec, registry, &mut problems);
         if problems.is_empty()
-            && let Some(graph) = graph {
-                return Ok(graph);
-            }
+            && let Some(graph) = graph
+        {
+            return Ok(graph);
+        }
         let mut diagnostics: Vec<Diagnostic> = to_diagnostics(file, source, problems);
         if diagnostics.is_empty() {
             diagnostics.push(Diagnostic {
@@ -282,13 +320,25 @@ impl Graph {
     }
 }
 
-pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut Vec<Problem>) -> Option<Graph> {
+pub(crate) fn compile_spec(
+    spec: GraphSpec,
+    registry: &Registry,
+    problems: &mut Vec<Problem>,
+) -> Option<Graph> {
     if spec.name.value.trim().is_empty() {
-        problems.push(Problem::new(&spec.name.loc, "[graph] needs a `name`", "add `name = \"my_graph\"` under [graph]"));
+        problems.push(Problem::new(
+            &spec.name.loc,
+            "[graph] needs a `name`",
+            "add `name = \"my_graph\"` under [graph]",
+        ));
     }
     let recursion_limit = match &spec.recursion_limit {
         Some(limit) if limit.value == 0 => {
-            problems.push(Problem::new(&limit.loc, "`recursion_limit` must be at least 1", "use a positive number of super-steps, e.g. 200"));
+            problems.push(Problem::new(
+                &limit.loc,
+                "`recursion_limit` must be at least 1",
+                "use a positive number of super-steps, e.g. 200",
+            ));
             DEFAULT_RECURSION_LIMIT
         }
         Some(limit) => limit.value,
@@ -301,24 +351,36 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
     for c in &spec.channels {
         let name = c.name.value.clone();
         if channel_index.contains_key(&name) {
-            problems.push(Problem::new(&c.name.loc, format!("channel `{name}` is declared twice"), "keep one declaration"));
+            problems.push(Problem::new(
+                &c.name.loc,
+                format!("channel `{name}` is declared twice"),
+                "keep one declaration",
+            ));
             continue;
         }
-        let reducer = c.reducer.as_ref().map_or(c.ty.value.default_reducer(), |r| r.value);
+        let reducer = c
+            .reducer
+            .as_ref()
+            .map_or(c.ty.value.default_reducer(), |r| r.value);
         if let Some(r) = &c.reducer
-            && !r.value.fits(c.ty.value) {
-                problems.push(Problem::new(
+            && !r.value.fits(c.ty.value)
+        {
+            problems.push(Problem::new(
                     &r.loc,
                     format!("reducer `{}` does not fit channel `{name}` of type `{}`", reducer_name(r.value), type_name(c.ty.value)),
                     "append/messages need an array or messages channel, merge an object, add an integer or number",
                 ));
-            }
+        }
         let default = match &c.default {
             Some(d) => {
                 if !c.ty.value.accepts(&d.value) {
                     problems.push(Problem::new(
                         &d.loc,
-                        format!("the default of `{name}` is {}, not {}", crate::channel::kind(&d.value), type_name(c.ty.value)),
+                        format!(
+                            "the default of `{name}` is {}, not {}",
+                            crate::channel::kind(&d.value),
+                            type_name(c.ty.value)
+                        ),
                         format!("give a default of type {}", type_name(c.ty.value)),
                     ));
                 }
@@ -327,9 +389,15 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
             None => c.ty.value.zero(),
         };
         channel_index.insert(name.clone(), channels.len() as ChannelId);
-        channels.push(Channel { name, ty: c.ty.value, reducer, default });
+        channels.push(Channel {
+            name,
+            ty: c.ty.value,
+            reducer,
+            default,
+        });
     }
-    let channel_names: Vec<Arc<String>> = channels.iter().map(|c| Arc::new(c.name.clone())).collect();
+    let channel_names: Vec<Arc<String>> =
+        channels.iter().map(|c| Arc::new(c.name.clone())).collect();
     let lookup = |name: &str| channel_index.get(name).copied();
     let channel_help = || {
         let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
@@ -345,57 +413,106 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
     for (i, n) in spec.nodes.iter().enumerate() {
         let name = &n.name.value;
         if name == START || name == END {
-            problems.push(Problem::new(&n.name.loc, format!("`{name}` is reserved"), "rename the node"));
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("`{name}` is reserved"),
+                "rename the node",
+            ));
         } else if node_index.insert(name.clone(), i as NodeId).is_some() {
-            problems.push(Problem::new(&n.name.loc, format!("node `{name}` is declared twice"), "give each node a unique name"));
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{name}` is declared twice"),
+                "give each node a unique name",
+            ));
         }
     }
 
-    let compile_expr = |problems: &mut Vec<Problem>, src: &Located<String>, scope: Scope, what: &str| -> Option<Expr> {
+    let compile_expr = |problems: &mut Vec<Problem>,
+                        src: &Located<String>,
+                        scope: Scope,
+                        what: &str|
+     -> Option<Expr> {
         match Expr::compile(&src.value, scope, &lookup) {
             Ok(e) => Some(e),
             Err(e) => {
-                problems.push(Problem { loc: src.loc.clone(), message: format!("{what}: {}", e.message), help: Some(e.help) });
+                problems.push(Problem {
+                    loc: src.loc.clone(),
+                    message: format!("{what}: {}", e.message),
+                    help: Some(e.help),
+                });
                 None
             }
         }
     };
-    let channel_ref = |problems: &mut Vec<Problem>, name: &Located<String>, node: &str| -> Option<ChannelId> {
-        match lookup(&name.value) {
-            Some(id) => Some(id),
-            None => {
-                problems.push(Problem::new(
-                    &name.loc,
-                    format!("node `{node}` writes `{}`, which is not a declared channel", name.value),
-                    channel_help(),
-                ));
-                None
+    let channel_ref =
+        |problems: &mut Vec<Problem>, name: &Located<String>, node: &str| -> Option<ChannelId> {
+            match lookup(&name.value) {
+                Some(id) => Some(id),
+                None => {
+                    problems.push(Problem::new(
+                        &name.loc,
+                        format!(
+                            "node `{node}` writes `{}`, which is not a declared channel",
+                            name.value
+                        ),
+                        channel_help(),
+                    ));
+                    None
+                }
             }
-        }
-    };
+        };
 
     let mut nodes = Vec::with_capacity(spec.nodes.len());
     for n in &spec.nodes {
         let name = n.name.value.as_str();
-        let scope = if n.for_each.is_some() { Scope::Item } else { Scope::State };
-        let for_each = n.for_each.as_ref().and_then(|f| compile_expr(problems, f, Scope::State, &format!("node `{name}` for_each")));
-        let output = n.output.as_ref().and_then(|o| channel_ref(problems, o, name));
+        let scope = if n.for_each.is_some() {
+            Scope::Item
+        } else {
+            Scope::State
+        };
+        let for_each = n.for_each.as_ref().and_then(|f| {
+            compile_expr(
+                problems,
+                f,
+                Scope::State,
+                &format!("node `{name}` for_each"),
+            )
+        });
+        let output = n
+            .output
+            .as_ref()
+            .and_then(|o| channel_ref(problems, o, name));
         let mapping = |problems: &mut Vec<Problem>, m: &Mapping| -> Vec<(String, Expr)> {
             m.iter()
                 .filter_map(|(k, v)| {
-                    compile_expr(problems, v, scope, &format!("node `{name}` key `{}`", k.value)).map(|e| (k.value.clone(), e))
+                    compile_expr(
+                        problems,
+                        v,
+                        scope,
+                        &format!("node `{name}` key `{}`", k.value),
+                    )
+                    .map(|e| (k.value.clone(), e))
                 })
                 .collect()
         };
         let kind = match &n.kind {
             NodeSpecKind::Set(assignments) => {
                 if n.output.is_some() {
-                    problems.push(Problem::new(&n.name.loc, format!("node `{name}` has `set` and `output`"), "a `set` node names its channels as keys of `set`; remove `output`"));
+                    problems.push(Problem::new(
+                        &n.name.loc,
+                        format!("node `{name}` has `set` and `output`"),
+                        "a `set` node names its channels as keys of `set`; remove `output`",
+                    ));
                 }
                 let mut out = Vec::with_capacity(assignments.len());
                 for (key, value) in assignments {
                     let target = channel_ref(problems, key, name);
-                    let expr = compile_expr(problems, value, scope, &format!("node `{name}` sets `{}`", key.value));
+                    let expr = compile_expr(
+                        problems,
+                        value,
+                        scope,
+                        &format!("node `{name}` sets `{}`", key.value),
+                    );
                     if let (Some(t), Some(e)) = (target, expr) {
                         out.push((t, e));
                     }
@@ -405,48 +522,89 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
             NodeSpecKind::Tool { name: tool, args } => {
                 let handler = registry.tool(&tool.value).cloned();
                 if handler.is_none() {
-                    problems.push(Problem::new(&tool.loc, format!("unknown tool `{}` in node `{name}`", tool.value), suggest("tools", &tool.value, &registry.tool_names())));
+                    problems.push(Problem::new(
+                        &tool.loc,
+                        format!("unknown tool `{}` in node `{name}`", tool.value),
+                        suggest("tools", &tool.value, &registry.tool_names()),
+                    ));
                 }
                 let input = Input::Mapping(mapping(problems, args));
-                Kind::Call { handler: handler.unwrap_or_else(unresolved), input, output }
+                Kind::Call {
+                    handler: handler.unwrap_or_else(unresolved),
+                    input,
+                    output,
+                }
             }
             NodeSpecKind::Agent { name: agent, input } => {
                 let handler = registry.agent(&agent.value).cloned();
                 if handler.is_none() {
-                    problems.push(Problem::new(&agent.loc, format!("unknown agent `{}` in node `{name}`", agent.value), suggest("agents", &agent.value, &registry.agent_names())));
+                    problems.push(Problem::new(
+                        &agent.loc,
+                        format!("unknown agent `{}` in node `{name}`", agent.value),
+                        suggest("agents", &agent.value, &registry.agent_names()),
+                    ));
                 }
                 let input = Input::Mapping(mapping(problems, input));
-                Kind::Call { handler: handler.unwrap_or_else(unresolved), input, output }
+                Kind::Call {
+                    handler: handler.unwrap_or_else(unresolved),
+                    input,
+                    output,
+                }
             }
             NodeSpecKind::Custom { node, input } => {
                 let input = match input {
                     Some(m) => Input::Mapping(mapping(problems, m)),
                     None => Input::WholeState,
                 };
-                Kind::Call { handler: Arc::clone(node), input, output }
+                Kind::Call {
+                    handler: Arc::clone(node),
+                    input,
+                    output,
+                }
             }
             NodeSpecKind::Ask { question } => {
                 if let Some(f) = &n.for_each {
-                    problems.push(Problem::new(&f.loc, format!("`for_each` is not supported on the ask node `{name}`"), "ask one question per node, or fan out to a subgraph of ask nodes"));
+                    problems.push(Problem::new(
+                        &f.loc,
+                        format!("`for_each` is not supported on the ask node `{name}`"),
+                        "ask one question per node, or fan out to a subgraph of ask nodes",
+                    ));
                 }
-                Kind::Ask { question: question.clone(), output }
+                Kind::Ask {
+                    question: question.clone(),
+                    output,
+                }
             }
             NodeSpecKind::Subgraph { graph } => {
                 if let Some(f) = &n.for_each {
-                    problems.push(Problem::new(&f.loc, format!("`for_each` is not supported on the subgraph node `{name}`"), "fan out inside the subgraph"));
+                    problems.push(Problem::new(
+                        &f.loc,
+                        format!("`for_each` is not supported on the subgraph node `{name}`"),
+                        "fan out inside the subgraph",
+                    ));
                 }
                 let shared = graph
                     .channels
                     .iter()
                     .enumerate()
-                    .filter_map(|(child, c)| lookup(&c.name).map(|parent| (parent, child as ChannelId)))
+                    .filter_map(|(child, c)| {
+                        lookup(&c.name).map(|parent| (parent, child as ChannelId))
+                    })
                     .collect();
-                Kind::Subgraph { graph: Arc::clone(graph), shared, output }
+                Kind::Subgraph {
+                    graph: Arc::clone(graph),
+                    shared,
+                    output,
+                }
             }
         };
         let retry = match &n.retry {
             Some(r) if r.value.max_attempts == 0 => {
-                problems.push(Problem::new(&r.loc, format!("node `{name}`: `retry.max_attempts` must be at least 1"), "1 means no retry"));
+                problems.push(Problem::new(
+                    &r.loc,
+                    format!("node `{name}`: `retry.max_attempts` must be at least 1"),
+                    "1 means no retry",
+                ));
                 r.value
             }
             Some(r) => r.value,
@@ -454,7 +612,11 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
         };
         let timeout = match &n.timeout {
             Some(t) if t.value.is_zero() => {
-                problems.push(Problem::new(&t.loc, format!("node `{name}`: `timeout_s` must be positive"), "give seconds, e.g. `timeout_s = 30`"));
+                problems.push(Problem::new(
+                    &t.loc,
+                    format!("node `{name}`: `timeout_s` must be positive"),
+                    "give seconds, e.g. `timeout_s = 30`",
+                ));
                 None
             }
             Some(t) => Some(t.value),
@@ -466,8 +628,14 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
             for_each,
             retry,
             timeout,
-            interrupt_before: n.interrupt.as_ref().is_some_and(|i| i.value == InterruptWhen::Before),
-            interrupt_after: n.interrupt.as_ref().is_some_and(|i| i.value == InterruptWhen::After),
+            interrupt_before: n
+                .interrupt
+                .as_ref()
+                .is_some_and(|i| i.value == InterruptWhen::Before),
+            interrupt_after: n
+                .interrupt
+                .as_ref()
+                .is_some_and(|i| i.value == InterruptWhen::After),
             routes: Routes::default(),
             joins: Vec::new(),
         });
@@ -482,11 +650,19 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
     let resolve = |problems: &mut Vec<Problem>, n: &Located<String>, role: &str| -> Option<i64> {
         match n.value.as_str() {
             START if role == "to" => {
-                problems.push(Problem::new(&n.loc, "an edge cannot go to START", "START only has outgoing edges"));
+                problems.push(Problem::new(
+                    &n.loc,
+                    "an edge cannot go to START",
+                    "START only has outgoing edges",
+                ));
                 None
             }
             END if role == "from" => {
-                problems.push(Problem::new(&n.loc, "an edge cannot leave END", "END only has incoming edges"));
+                problems.push(Problem::new(
+                    &n.loc,
+                    "an edge cannot leave END",
+                    "END only has incoming edges",
+                ));
                 None
             }
             START => Some(-1),
@@ -495,7 +671,11 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
                 Some(&id) => Some(id as i64),
                 None => {
                     let names: Vec<&str> = node_index.keys().map(String::as_str).collect();
-                    problems.push(Problem::new(&n.loc, format!("edge {role} unknown node `{other}`"), suggest("nodes", other, &names)));
+                    problems.push(Problem::new(
+                        &n.loc,
+                        format!("edge {role} unknown node `{other}`"),
+                        suggest("nodes", other, &names),
+                    ));
                     None
                 }
             },
@@ -503,33 +683,65 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
     };
     for e in &spec.edges {
         let to = resolve(problems, &e.to, "to");
-        let froms: Vec<Option<i64>> = e.from.iter().map(|f| resolve(problems, f, "from")).collect();
+        let froms: Vec<Option<i64>> = e
+            .from
+            .iter()
+            .map(|f| resolve(problems, f, "from"))
+            .collect();
         if e.from.is_empty() {
-            problems.push(Problem::new(&e.loc, "an edge needs `from`", "add `from = \"node\"` or a list for a join"));
+            problems.push(Problem::new(
+                &e.loc,
+                "an edge needs `from`",
+                "add `from = \"node\"` or a list for a join",
+            ));
         }
         if e.default && e.when.is_some() {
-            problems.push(Problem::new(&e.loc, "an edge cannot have both `when` and `default = true`", "the default edge fires when no `when` matched; drop one of them"));
+            problems.push(Problem::new(
+                &e.loc,
+                "an edge cannot have both `when` and `default = true`",
+                "the default edge fires when no `when` matched; drop one of them",
+            ));
         }
-        let when = e.when.as_ref().and_then(|w| compile_expr(problems, w, Scope::State, "edge condition"));
+        let when = e
+            .when
+            .as_ref()
+            .and_then(|w| compile_expr(problems, w, Scope::State, "edge condition"));
         edges.push(EdgeView {
             from: e.from.iter().map(|f| f.value.clone()).collect(),
             to: e.to.value.clone(),
             label: e.when.as_ref().map(|w| w.value.clone()),
             default: e.default,
         });
-        let (Some(to), true) = (to, froms.iter().all(Option::is_some)) else { continue };
+        let (Some(to), true) = (to, froms.iter().all(Option::is_some)) else {
+            continue;
+        };
         let froms: Vec<i64> = froms.into_iter().flatten().collect();
-        let target = if to == -2 { Target::End } else { Target::Node(to as NodeId) };
+        let target = if to == -2 {
+            Target::End
+        } else {
+            Target::Node(to as NodeId)
+        };
         if froms.len() > 1 {
             if e.when.is_some() || e.default {
-                problems.push(Problem::new(&e.loc, "a join edge (a list in `from`) cannot have `when` or `default`", "route after the join node instead"));
+                problems.push(Problem::new(
+                    &e.loc,
+                    "a join edge (a list in `from`) cannot have `when` or `default`",
+                    "route after the join node instead",
+                ));
             }
             if froms.contains(&-1) {
-                problems.push(Problem::new(&e.loc, "START cannot be part of a join", "join the nodes that START leads to"));
+                problems.push(Problem::new(
+                    &e.loc,
+                    "START cannot be part of a join",
+                    "join the nodes that START leads to",
+                ));
                 continue;
             }
             let join = joins.len() as JoinId;
-            joins.push(JoinDef { sources: froms.iter().map(|&f| f as NodeId).collect(), to: target });
+            joins.push(JoinDef {
+                sources: froms.iter().map(|&f| f as NodeId).collect(),
+                to: target,
+            });
             if nodes_complete {
                 for &f in &froms {
                     nodes[f as usize].joins.push(join);
@@ -542,10 +754,18 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
         if from >= 0 && !nodes_complete {
             continue;
         }
-        let routes = if from == -1 { &mut start } else { &mut nodes[from as usize].routes };
+        let routes = if from == -1 {
+            &mut start
+        } else {
+            &mut nodes[from as usize].routes
+        };
         if e.default {
             if routes.default.is_some() {
-                problems.push(Problem::new(&e.loc, format!("`{}` has two `default = true` edges", e.from[0].value), "keep one default edge per node"));
+                problems.push(Problem::new(
+                    &e.loc,
+                    format!("`{}` has two `default = true` edges", e.from[0].value),
+                    "keep one default edge per node",
+                ));
             }
             routes.default = Some(target);
         } else if let Some(w) = when {
@@ -555,8 +775,17 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
         }
     }
 
-    if start.is_empty() && spec.edges.iter().all(|e| e.from.iter().all(|f| f.value != START)) {
-        problems.push(Problem::new(&spec.name.loc, "no edge leaves START", "add [[edges]] from = \"START\", to = \"first_node\""));
+    if start.is_empty()
+        && spec
+            .edges
+            .iter()
+            .all(|e| e.from.iter().all(|f| f.value != START))
+    {
+        problems.push(Problem::new(
+            &spec.name.loc,
+            "no edge leaves START",
+            "add [[edges]] from = \"START\", to = \"first_node\"",
+        ));
     }
     if nodes_complete {
         for (i, n) in spec.nodes.iter().enumerate() {
@@ -566,7 +795,10 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
                 problems.push(Problem::new(
                     &n.name.loc,
                     format!("node `{}` has no outgoing edge", n.name.value),
-                    format!("add [[edges]] from = \"{}\", to = \"END\" (or to the next node)", n.name.value),
+                    format!(
+                        "add [[edges]] from = \"{}\", to = \"END\" (or to the next node)",
+                        n.name.value
+                    ),
                 ));
             }
         }
@@ -584,10 +816,12 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
         }
         for j in &joins {
             if let Target::Node(to) = j.to
-                && !reached[to as usize] && j.sources.iter().all(|&s| reached[s as usize]) {
-                    reached[to as usize] = true;
-                    changed = true;
-                }
+                && !reached[to as usize]
+                && j.sources.iter().all(|&s| reached[s as usize])
+            {
+                reached[to as usize] = true;
+                changed = true;
+            }
         }
     }
     for (i, n) in spec.nodes.iter().enumerate() {
@@ -621,7 +855,12 @@ pub(crate) fn compile_spec(spec: GraphSpec, registry: &Registry, problems: &mut 
 /// Stands in for an unknown tool or agent so validation can go on and report everything;
 /// a graph with one never compiles.
 fn unresolved() -> Arc<dyn Node> {
-    crate::node::node_fn(|_, ctx| Err(crate::node::NodeError::permanent(format!("`{}` is not registered", ctx.node()))))
+    crate::node::node_fn(|_, ctx| {
+        Err(crate::node::NodeError::permanent(format!(
+            "`{}` is not registered",
+            ctx.node()
+        )))
+    })
 }
 
 pub(crate) fn type_name(t: ChannelType) -> &'static str {
@@ -661,7 +900,11 @@ pub(crate) fn suggest(what: &str, name: &str, known: &[&str]) -> String {
             let mut list: Vec<&str> = known.to_vec();
             list.sort_unstable();
             let shown: Vec<&str> = list.iter().take(12).copied().collect();
-            format!("known {what}: {}{}", shown.join(", "), if list.len() > 12 { ", ..." } else { "" })
+            format!(
+                "known {what}: {}{}",
+                shown.join(", "),
+                if list.len() > 12 { ", ..." } else { "" }
+            )
         }
     }
 }
@@ -672,7 +915,9 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -702,7 +947,12 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new(name: impl Into<String>) -> Self {
-        GraphBuilder { spec: GraphSpec { name: Located::new(name.into()), ..GraphSpec::default() } }
+        GraphBuilder {
+            spec: GraphSpec {
+                name: Located::new(name.into()),
+                ..GraphSpec::default()
+            },
+        }
     }
 
     pub fn description(mut self, text: impl Into<String>) -> Self {
@@ -715,7 +965,13 @@ impl GraphBuilder {
         self
     }
 
-    pub fn channel(mut self, name: &str, ty: ChannelType, reducer: Reducer, default: Value) -> Self {
+    pub fn channel(
+        mut self,
+        name: &str,
+        ty: ChannelType,
+        reducer: Reducer,
+        default: Value,
+    ) -> Self {
         self.spec.channels.push(ChannelSpec {
             name: Located::new(name.into()),
             ty: Located::new(ty),
@@ -745,26 +1001,46 @@ impl GraphBuilder {
 
     /// A node running Rust code on the whole state; it returns an object of channel updates.
     pub fn function(self, name: &str, node: Arc<dyn Node>) -> Self {
-        self.node(NodeSpec::new(name, NodeSpecKind::Custom { node, input: None }))
+        self.node(NodeSpec::new(
+            name,
+            NodeSpecKind::Custom { node, input: None },
+        ))
     }
 
     /// A registered tool called with `args`, its result written to `output`.
     pub fn tool(self, name: &str, tool: &str, args: &[(&str, &str)], output: &str) -> Self {
-        let mut spec = NodeSpec::new(name, NodeSpecKind::Tool { name: Located::new(tool.into()), args: mapping(args) });
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Tool {
+                name: Located::new(tool.into()),
+                args: mapping(args),
+            },
+        );
         spec.output = Some(Located::new(output.into()));
         self.node(spec)
     }
 
     /// A registered agent called with `input`, its result written to `output`.
     pub fn agent(self, name: &str, agent: &str, input: &[(&str, &str)], output: &str) -> Self {
-        let mut spec = NodeSpec::new(name, NodeSpecKind::Agent { name: Located::new(agent.into()), input: mapping(input) });
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Agent {
+                name: Located::new(agent.into()),
+                input: mapping(input),
+            },
+        );
         spec.output = Some(Located::new(output.into()));
         self.node(spec)
     }
 
     /// A human question; the resume value is written to `output`.
     pub fn ask(self, name: &str, question: &str, output: &str) -> Self {
-        let mut spec = NodeSpec::new(name, NodeSpecKind::Ask { question: question.into() });
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Ask {
+                question: question.into(),
+            },
+        );
         spec.output = Some(Located::new(output.into()));
         self.node(spec)
     }
@@ -775,7 +1051,13 @@ impl GraphBuilder {
     }
 
     pub fn edge(mut self, from: &str, to: &str) -> Self {
-        self.spec.edges.push(EdgeSpec { loc: None, from: vec![Located::new(from.into())], to: Located::new(to.into()), when: None, default: false });
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: vec![Located::new(from.into())],
+            to: Located::new(to.into()),
+            when: None,
+            default: false,
+        });
         self
     }
 
@@ -791,7 +1073,13 @@ impl GraphBuilder {
     }
 
     pub fn edge_default(mut self, from: &str, to: &str) -> Self {
-        self.spec.edges.push(EdgeSpec { loc: None, from: vec![Located::new(from.into())], to: Located::new(to.into()), when: None, default: true });
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: vec![Located::new(from.into())],
+            to: Located::new(to.into()),
+            when: None,
+            default: true,
+        });
         self
     }
 
@@ -799,7 +1087,10 @@ impl GraphBuilder {
     pub fn join(mut self, from: &[&str], to: &str) -> Self {
         self.spec.edges.push(EdgeSpec {
             loc: None,
-            from: from.iter().map(|f| Located::new((*f).to_string())).collect(),
+            from: from
+                .iter()
+                .map(|f| Located::new((*f).to_string()))
+                .collect(),
             to: Located::new(to.into()),
             when: None,
             default: false,
@@ -818,5 +1109,13 @@ impl GraphBuilder {
 }
 
 fn mapping(pairs: &[(&str, &str)]) -> Mapping {
-    pairs.iter().map(|(k, v)| (Located::new((*k).to_string()), Located::new((*v).to_string()))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                Located::new((*k).to_string()),
+                Located::new((*v).to_string()),
+            )
+        })
+        .collect()
 }

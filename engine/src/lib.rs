@@ -61,7 +61,10 @@ pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSn
 pub mod tokio_test_shim {
     /// Runs a future to completion on a fresh runtime (for doc examples).
     pub fn run<F: std::future::Future>(f: F) -> F::Output {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(f),
             Err(e) => panic_free_abort(&e.to_string()),
         }

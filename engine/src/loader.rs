@@ -15,8 +15,8 @@ use toml::de::{DeTable, DeValue};
 use crate::channel::{ChannelType, Reducer};
 use crate::error::{Diagnostic, LoadError, Problem, to_diagnostics};
 use crate::graph::{
-    ChannelSpec, EdgeSpec, Graph, GraphSpec, InterruptWhen, Located, Mapping, NodeSpec, NodeSpecKind, RetryPolicy, compile_spec,
-    edit_distance,
+    ChannelSpec, EdgeSpec, Graph, GraphSpec, InterruptWhen, Located, Mapping, NodeSpec,
+    NodeSpecKind, RetryPolicy, compile_spec, edit_distance,
 };
 use crate::node::Registry;
 
@@ -24,7 +24,19 @@ const TOP_KEYS: &[&str] = &["graph", "state", "nodes", "edges"];
 const GRAPH_KEYS: &[&str] = &["name", "description", "recursion_limit"];
 const CHANNEL_KEYS: &[&str] = &["type", "default", "reducer", "description"];
 const NODE_KEYS: &[&str] = &[
-    "description", "set", "for_each", "agent", "tool", "input", "args", "output", "ask", "graph", "retry", "timeout_s", "interrupt",
+    "description",
+    "set",
+    "for_each",
+    "agent",
+    "tool",
+    "input",
+    "args",
+    "output",
+    "ask",
+    "graph",
+    "retry",
+    "timeout_s",
+    "interrupt",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_ms", "max_ms", "multiplier"];
 const EDGE_KEYS: &[&str] = &["from", "to", "when", "default", "description"];
@@ -118,7 +130,11 @@ pub fn load_str(source: &str, file: &str, registry: &Registry) -> Result<Graph, 
     load_source(source, Path::new(file), registry, &mut stack)
 }
 
-fn load_path(path: &Path, registry: &Registry, stack: &mut Vec<PathBuf>) -> Result<Graph, LoadError> {
+fn load_path(
+    path: &Path,
+    registry: &Registry,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Graph, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|e| LoadError {
         diagnostics: vec![Diagnostic {
             file: path.display().to_string(),
@@ -131,7 +147,12 @@ fn load_path(path: &Path, registry: &Registry, stack: &mut Vec<PathBuf>) -> Resu
     load_source(&source, path, registry, stack)
 }
 
-fn load_source(source: &str, path: &Path, registry: &Registry, stack: &mut Vec<PathBuf>) -> Result<Graph, LoadError> {
+fn load_source(
+    source: &str,
+    path: &Path,
+    registry: &Registry,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Graph, LoadError> {
     let file = path.display().to_string();
     let mut problems = Vec::new();
     let mut nested: Vec<Diagnostic> = Vec::new();
@@ -160,7 +181,11 @@ fn load_source(source: &str, path: &Path, registry: &Registry, stack: &mut Vec<P
         Ok(raw) => raw,
         Err(e) => {
             if !(found_unknown && e.message().contains("unknown field")) {
-                problems.push(Problem { loc: e.span(), message: e.message().trim().to_string(), help: Some(help_for(e.message())) });
+                problems.push(Problem {
+                    loc: e.span(),
+                    message: e.message().trim().to_string(),
+                    help: Some(help_for(e.message())),
+                });
             }
             return Err(fail(problems, nested));
         }
@@ -194,7 +219,10 @@ fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
 }
 
 fn mapping(raw: &Spanned<RawMapping>) -> Mapping {
-    raw.get_ref().iter().map(|(k, v)| (located(k), located(v))).collect()
+    raw.get_ref()
+        .iter()
+        .map(|(k, v)| (located(k), located(v)))
+        .collect()
 }
 
 fn to_spec(
@@ -209,11 +237,18 @@ fn to_spec(
     match &raw.graph {
         Some(meta) => {
             let m = meta.get_ref();
-            spec.name = m.name.as_ref().map_or_else(|| Located::at(String::new(), loc(meta)), located);
+            spec.name = m
+                .name
+                .as_ref()
+                .map_or_else(|| Located::at(String::new(), loc(meta)), located);
             spec.description = m.description.clone();
             spec.recursion_limit = m.recursion_limit.as_ref().map(located);
         }
-        None => problems.push(Problem::new(&Some(0..0), "the file has no [graph] table", "start the file with [graph] and name = \"my_graph\"")),
+        None => problems.push(Problem::new(
+            &Some(0..0),
+            "the file has no [graph] table",
+            "start the file with [graph] and name = \"my_graph\"",
+        )),
     }
     for (name, channel) in &raw.state {
         let c = channel.get_ref();
@@ -229,7 +264,10 @@ fn to_spec(
             name: located(name),
             ty: located(ty),
             reducer: c.reducer.as_ref().map(located),
-            default: c.default.as_ref().map(|d| Located::at(toml_to_json(d.get_ref()), loc(d))),
+            default: c
+                .default
+                .as_ref()
+                .map(|d| Located::at(toml_to_json(d.get_ref()), loc(d))),
         });
     }
     let base = path.parent().unwrap_or(Path::new("."));
@@ -241,13 +279,30 @@ fn to_spec(
             kinds.push(("set", NodeSpecKind::Set(mapping(set))));
         }
         if let Some(tool) = &n.tool {
-            kinds.push(("tool", NodeSpecKind::Tool { name: located(tool), args: n.args.as_ref().map(mapping).unwrap_or_default() }));
+            kinds.push((
+                "tool",
+                NodeSpecKind::Tool {
+                    name: located(tool),
+                    args: n.args.as_ref().map(mapping).unwrap_or_default(),
+                },
+            ));
         }
         if let Some(agent) = &n.agent {
-            kinds.push(("agent", NodeSpecKind::Agent { name: located(agent), input: n.input.as_ref().map(mapping).unwrap_or_default() }));
+            kinds.push((
+                "agent",
+                NodeSpecKind::Agent {
+                    name: located(agent),
+                    input: n.input.as_ref().map(mapping).unwrap_or_default(),
+                },
+            ));
         }
         if let Some(ask) = &n.ask {
-            kinds.push(("ask", NodeSpecKind::Ask { question: ask.get_ref().clone() }));
+            kinds.push((
+                "ask",
+                NodeSpecKind::Ask {
+                    question: ask.get_ref().clone(),
+                },
+            ));
         }
         if let Some(sub) = &n.graph {
             match load_subgraph(base, sub, registry, stack, problems, nested) {
@@ -256,10 +311,18 @@ fn to_spec(
             }
         }
         if n.args.is_some() && n.tool.is_none() {
-            problems.push(Problem::new(&n.args.as_ref().and_then(loc_opt), format!("node `{node_name}` has `args` but no `tool`"), "`args` belong to tool nodes; agent nodes take `input`"));
+            problems.push(Problem::new(
+                &n.args.as_ref().and_then(loc_opt),
+                format!("node `{node_name}` has `args` but no `tool`"),
+                "`args` belong to tool nodes; agent nodes take `input`",
+            ));
         }
         if n.input.is_some() && n.agent.is_none() {
-            problems.push(Problem::new(&n.input.as_ref().and_then(loc_opt), format!("node `{node_name}` has `input` but no `agent`"), "`input` belongs to agent nodes; tool nodes take `args`"));
+            problems.push(Problem::new(
+                &n.input.as_ref().and_then(loc_opt),
+                format!("node `{node_name}` has `input` but no `agent`"),
+                "`input` belongs to agent nodes; tool nodes take `args`",
+            ));
         }
         let kind = match kinds.len() {
             0 => {
@@ -288,7 +351,11 @@ fn to_spec(
         spec_node.interrupt = n.interrupt.as_ref().map(located);
         spec_node.timeout = n.timeout_s.as_ref().map(|t| {
             let secs = *t.get_ref();
-            let d = if secs.is_finite() && secs > 0.0 { Duration::from_secs_f64(secs) } else { Duration::ZERO };
+            let d = if secs.is_finite() && secs > 0.0 {
+                Duration::from_secs_f64(secs)
+            } else {
+                Duration::ZERO
+            };
             Located::at(d, loc(t))
         });
         spec_node.retry = n.retry.as_ref().map(|r| {
@@ -297,7 +364,9 @@ fn to_spec(
             Located::at(
                 RetryPolicy {
                     max_attempts: raw.max_attempts.unwrap_or(3),
-                    initial: raw.initial_ms.map_or(default.initial, Duration::from_millis),
+                    initial: raw
+                        .initial_ms
+                        .map_or(default.initial, Duration::from_millis),
                     max: raw.max_ms.map_or(default.max, Duration::from_millis),
                     multiplier: raw.multiplier.unwrap_or(default.multiplier),
                 },
@@ -309,20 +378,37 @@ fn to_spec(
     for edge in &raw.edges {
         let e = edge.get_ref();
         let Some(to) = &e.to else {
-            problems.push(Problem::new(&loc(edge), "edge has no `to`", "add to = \"node\" or \"END\""));
+            problems.push(Problem::new(
+                &loc(edge),
+                "edge has no `to`",
+                "add to = \"node\" or \"END\"",
+            ));
             continue;
         };
         let from = match &e.from {
             Some(f) => match f.get_ref() {
                 OneOrMany::One(name) => vec![Located::at(name.clone(), loc(f))],
-                OneOrMany::Many(names) => names.iter().map(|n| Located::at(n.clone(), loc(f))).collect(),
+                OneOrMany::Many(names) => names
+                    .iter()
+                    .map(|n| Located::at(n.clone(), loc(f)))
+                    .collect(),
             },
             None => {
-                problems.push(Problem::new(&loc(edge), "edge has no `from`", "add from = \"START\" or a node name (a list makes a join)"));
+                problems.push(Problem::new(
+                    &loc(edge),
+                    "edge has no `from`",
+                    "add from = \"START\" or a node name (a list makes a join)",
+                ));
                 continue;
             }
         };
-        spec.edges.push(EdgeSpec { loc: loc(edge), from, to: located(to), when: e.when.as_ref().map(located), default: e.default });
+        spec.edges.push(EdgeSpec {
+            loc: loc(edge),
+            from,
+            to: located(to),
+            when: e.when.as_ref().map(located),
+            default: e.default,
+        });
     }
     spec
 }
@@ -342,11 +428,19 @@ fn load_subgraph(
     let path = base.join(sub.get_ref());
     let key = path.canonicalize().unwrap_or_else(|_| path.clone());
     if stack.contains(&key) {
-        problems.push(Problem::new(&loc(sub), format!("subgraph `{}` includes itself", sub.get_ref()), "a graph cannot contain itself; loop with edges instead"));
+        problems.push(Problem::new(
+            &loc(sub),
+            format!("subgraph `{}` includes itself", sub.get_ref()),
+            "a graph cannot contain itself; loop with edges instead",
+        ));
         return None;
     }
     if !path.exists() {
-        problems.push(Problem::new(&loc(sub), format!("subgraph file `{}` not found", path.display()), "the path is relative to this file"));
+        problems.push(Problem::new(
+            &loc(sub),
+            format!("subgraph file `{}` not found", path.display()),
+            "the path is relative to this file",
+        ));
         return None;
     }
     stack.push(key);
@@ -355,7 +449,14 @@ fn load_subgraph(
     match result {
         Ok(g) => Some(Arc::new(g)),
         Err(e) => {
-            problems.push(Problem::new(&loc(sub), format!("subgraph `{}` has errors (listed with its file name)", sub.get_ref()), "fix the subgraph file"));
+            problems.push(Problem::new(
+                &loc(sub),
+                format!(
+                    "subgraph `{}` has errors (listed with its file name)",
+                    sub.get_ref()
+                ),
+                "fix the subgraph file",
+            ));
             nested.extend(e.diagnostics);
             None
         }
@@ -371,7 +472,12 @@ fn check_keys(doc: &DeTable<'_>, problems: &mut Vec<Problem>) {
     if let Some(state) = doc.get("state").and_then(|v| v.get_ref().as_table()) {
         for (name, channel) in state {
             if let Some(t) = channel.get_ref().as_table() {
-                check_table(t, CHANNEL_KEYS, &format!("in channel `{}`", name.get_ref()), problems);
+                check_table(
+                    t,
+                    CHANNEL_KEYS,
+                    &format!("in channel `{}`", name.get_ref()),
+                    problems,
+                );
             }
         }
     }
@@ -381,7 +487,12 @@ fn check_keys(doc: &DeTable<'_>, problems: &mut Vec<Problem>) {
                 let what = format!("in node `{}`", name.get_ref());
                 check_table(t, NODE_KEYS, &what, problems);
                 if let Some(retry) = t.get("retry").and_then(|v| v.get_ref().as_table()) {
-                    check_table(retry, RETRY_KEYS, &format!("in `retry` of node `{}`", name.get_ref()), problems);
+                    check_table(
+                        retry,
+                        RETRY_KEYS,
+                        &format!("in `retry` of node `{}`", name.get_ref()),
+                        problems,
+                    );
                 }
             }
         }
@@ -403,10 +514,16 @@ fn check_table(table: &DeTable<'_>, allowed: &[&str], what: &str, problems: &mut
         }
         let best = allowed.iter().map(|a| (edit_distance(name, a), *a)).min();
         let help = match best {
-            Some((d, a)) if d <= 2 => format!("did you mean `{a}`? allowed keys: {}", allowed.join(", ")),
+            Some((d, a)) if d <= 2 => {
+                format!("did you mean `{a}`? allowed keys: {}", allowed.join(", "))
+            }
             _ => format!("allowed keys: {}", allowed.join(", ")),
         };
-        problems.push(Problem { loc: Some(key.span()), message: format!("unknown key `{name}` {what}"), help: Some(help) });
+        problems.push(Problem {
+            loc: Some(key.span()),
+            message: format!("unknown key `{name}` {what}"),
+            help: Some(help),
+        });
     }
 }
 
@@ -415,10 +532,16 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
     match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }

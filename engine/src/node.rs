@@ -33,12 +33,18 @@ pub enum NodeError {
 impl NodeError {
     /// A failure worth retrying (a timeout, a 503, a dropped connection).
     pub fn transient(message: impl Into<String>) -> Self {
-        NodeError::Failed { message: message.into(), retryable: true }
+        NodeError::Failed {
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// A failure that retrying will not fix (bad input, a refused request).
     pub fn permanent(message: impl Into<String>) -> Self {
-        NodeError::Failed { message: message.into(), retryable: false }
+        NodeError::Failed {
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -111,7 +117,10 @@ impl NodeContext {
     /// Emits a custom event into the run's stream (progress, partial results).
     pub fn emit(&self, data: Value) {
         if let Some(sink) = &self.events {
-            sink.send(Event::Custom { node: self.node.to_string(), data });
+            sink.send(Event::Custom {
+                node: self.node.to_string(),
+                data,
+            });
         }
     }
 }

@@ -23,12 +23,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{
-    ByteCounter, ChannelDelta, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer, InterruptInfo,
-    JoinProgress, TaskWrites, ThreadInfo, ThreadStatus, now_ms,
+    ByteCounter, ChannelDelta, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer,
+    InterruptInfo, JoinProgress, TaskWrites, ThreadInfo, ThreadStatus, now_ms,
 };
 use crate::error::RunError;
 use crate::events::{Event, EventSink, EventStream};
-use crate::graph::{ChannelId, CompiledNode, Graph, Input, JoinId, Kind, NodeId, RetryPolicy, Routes, Target};
+use crate::graph::{
+    ChannelId, CompiledNode, Graph, Input, JoinId, Kind, NodeId, RetryPolicy, Routes, Target,
+};
 use crate::node::{Node, NodeContext, NodeError};
 use crate::state::State;
 
@@ -194,8 +196,14 @@ enum TaskResult {
 
 /// Work for the async phase: a call, a subgraph or nothing.
 enum Job {
-    Call { handler: Arc<dyn Node>, input: Value },
-    Subgraph { graph: Arc<Graph>, input: Value },
+    Call {
+        handler: Arc<dyn Node>,
+        input: Value,
+    },
+    Subgraph {
+        graph: Arc<Graph>,
+        input: Value,
+    },
 }
 
 impl Runner {
@@ -234,7 +242,10 @@ impl Runner {
 
     /// Runs, sending events into `events` when given.
     pub async fn run(&self, request: RunRequest, events: Option<EventSink>) -> RunOutcome {
-        let thread_id = request.thread_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let thread_id = request
+            .thread_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut exec = Execution {
             graph: &self.graph,
             saver: self.saver.clone(),
@@ -246,40 +257,78 @@ impl Runner {
             scheduled: vec![u64::MAX; self.graph.nodes.len()],
             current_checkpoint: None,
         };
-        exec.emit(|| Event::RunStarted { thread_id: thread_id.clone(), graph: self.graph.name.clone() });
-        let (status, state, interrupt, error, checkpoint_id, steps) = match exec.start(request).await {
-            Ok((mut state, mut pos, resume)) => {
-                let result = exec.steps(&mut state, &mut pos, resume).await;
-                let (status, interrupt, error, steps) = match result {
-                    Ok((Some(i), steps)) => (RunStatus::Interrupted, Some(i), None, steps),
-                    Ok((None, steps)) => (RunStatus::Done, None, None, steps),
-                    Err((e, steps)) => (RunStatus::Failed, None, Some(e), steps),
-                };
-                (status, state.to_json(), interrupt, error, pos.checkpoint_id, steps)
-            }
-            Err(e) => (RunStatus::Failed, Value::Object(Map::new()), None, Some(e), None, 0),
-        };
+        exec.emit(|| Event::RunStarted {
+            thread_id: thread_id.clone(),
+            graph: self.graph.name.clone(),
+        });
+        let (status, state, interrupt, error, checkpoint_id, steps) =
+            match exec.start(request).await {
+                Ok((mut state, mut pos, resume)) => {
+                    let result = exec.steps(&mut state, &mut pos, resume).await;
+                    let (status, interrupt, error, steps) = match result {
+                        Ok((Some(i), steps)) => (RunStatus::Interrupted, Some(i), None, steps),
+                        Ok((None, steps)) => (RunStatus::Done, None, None, steps),
+                        Err((e, steps)) => (RunStatus::Failed, None, Some(e), steps),
+                    };
+                    (
+                        status,
+                        state.to_json(),
+                        interrupt,
+                        error,
+                        pos.checkpoint_id,
+                        steps,
+                    )
+                }
+                Err(e) => (
+                    RunStatus::Failed,
+                    Value::Object(Map::new()),
+                    None,
+                    Some(e),
+                    None,
+                    0,
+                ),
+            };
         let thread_status = match status {
             RunStatus::Done => ThreadStatus::Done,
             RunStatus::Interrupted => ThreadStatus::Interrupted,
             RunStatus::Failed => ThreadStatus::Failed,
         };
         let mut error = error;
-        let start_failed = matches!(error, Some(RunError::Thread { .. } | RunError::Input { .. }));
+        let start_failed = matches!(
+            error,
+            Some(RunError::Thread { .. } | RunError::Input { .. })
+        );
         if !start_failed
-            && let Err(e) = exec.save_thread(thread_status, checkpoint_id, interrupt.clone(), error.as_ref()).await {
-                error.get_or_insert(e);
-            }
-        if let Some(e) = &error {
-            exec.emit(|| Event::Error { message: e.to_string() });
+            && let Err(e) = exec
+                .save_thread(
+                    thread_status,
+                    checkpoint_id,
+                    interrupt.clone(),
+                    error.as_ref(),
+                )
+                .await
+        {
+            error.get_or_insert(e);
         }
-        let status = if error.is_some() { RunStatus::Failed } else { status };
+        if let Some(e) = &error {
+            exec.emit(|| Event::Error {
+                message: e.to_string(),
+            });
+        }
+        let status = if error.is_some() {
+            RunStatus::Failed
+        } else {
+            status
+        };
         let outcome = RunOutcome {
             status,
             thread_id,
             state,
             interrupt,
-            error: error.map(|e| RunErrorView { message: e.to_string(), detail: e }),
+            error: error.map(|e| RunErrorView {
+                message: e.to_string(),
+                detail: e,
+            }),
             checkpoint_id,
             steps,
         };
@@ -297,7 +346,10 @@ impl Runner {
 
     /// `run` behind a type-erased future: subgraphs run runners recursively, and the
     /// explicit `Send` bound here is what lets the compiler prove the recursion `Send`.
-    fn run_boxed(&self, request: RunRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = RunOutcome> + Send + '_>> {
+    fn run_boxed(
+        &self,
+        request: RunRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RunOutcome> + Send + '_>> {
         Box::pin(self.run(request, None))
     }
 
@@ -308,18 +360,28 @@ impl Runner {
     }
 
     /// The thread's state at `checkpoint` (the latest when `None`).
-    pub async fn state(&self, thread_id: &str, checkpoint: Option<u64>) -> Result<StateSnapshot, RunError> {
+    pub async fn state(
+        &self,
+        thread_id: &str,
+        checkpoint: Option<u64>,
+    ) -> Result<StateSnapshot, RunError> {
         let saver = self.saver()?;
         let info = saver.thread(thread_id).await.map_err(cp_err)?;
         let chain = saver.chain(thread_id, checkpoint).await.map_err(cp_err)?;
         let Some(last) = chain.last() else {
-            return Err(RunError::Thread { message: missing_thread(thread_id, checkpoint) });
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, checkpoint),
+            });
         };
         if let Some(c) = checkpoint
-            && last.id != c {
-                return Err(RunError::Thread { message: missing_thread(thread_id, checkpoint) });
-            }
-        let state = State::rebuild(&self.graph, &chain).map_err(|message| RunError::Checkpoint { message })?;
+            && last.id != c
+        {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, checkpoint),
+            });
+        }
+        let state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
         Ok(StateSnapshot {
             thread_id: thread_id.into(),
             checkpoint_id: Some(last.id),
@@ -341,9 +403,12 @@ impl Runner {
         let saver = self.saver()?;
         let chain = saver.chain(thread_id, None).await.map_err(cp_err)?;
         let Some(last) = chain.last() else {
-            return Err(RunError::Thread { message: missing_thread(thread_id, None) });
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, None),
+            });
         };
-        let mut state = State::rebuild(&self.graph, &chain).map_err(|message| RunError::Checkpoint { message })?;
+        let mut state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
         let deltas = apply_input(&self.graph, &mut state, values, "update")?;
         let record = CheckpointRecord {
             thread_id: thread_id.into(),
@@ -369,16 +434,29 @@ impl Runner {
 
     /// Starts a new thread from a past checkpoint of another; returns the new thread's id.
     /// Running the new thread (without input) continues from that checkpoint.
-    pub async fn fork(&self, thread_id: &str, checkpoint: u64, new_thread: Option<String>) -> Result<String, RunError> {
+    pub async fn fork(
+        &self,
+        thread_id: &str,
+        checkpoint: u64,
+        new_thread: Option<String>,
+    ) -> Result<String, RunError> {
         let saver = self.saver()?;
-        let chain = saver.chain(thread_id, Some(checkpoint)).await.map_err(cp_err)?;
+        let chain = saver
+            .chain(thread_id, Some(checkpoint))
+            .await
+            .map_err(cp_err)?;
         let Some(last) = chain.last().filter(|c| c.id == checkpoint) else {
-            return Err(RunError::Thread { message: missing_thread(thread_id, Some(checkpoint)) });
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, Some(checkpoint)),
+            });
         };
-        let state = State::rebuild(&self.graph, &chain).map_err(|message| RunError::Checkpoint { message })?;
+        let state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
         let new_id = new_thread.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         if saver.thread(&new_id).await.map_err(cp_err)?.is_some() {
-            return Err(RunError::Thread { message: format!("thread `{new_id}` already exists; pick another id") });
+            return Err(RunError::Thread {
+                message: format!("thread `{new_id}` already exists; pick another id"),
+            });
         }
         let now = now_ms();
         let record = CheckpointRecord {
@@ -414,8 +492,12 @@ impl Runner {
 
 fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String {
     match checkpoint {
-        Some(c) => format!("thread `{thread_id}` has no checkpoint {c}; list them with `brainops threads history {thread_id}`"),
-        None => format!("thread `{thread_id}` has no checkpoints; list threads with `brainops threads list`"),
+        Some(c) => format!(
+            "thread `{thread_id}` has no checkpoint {c}; list them with `brainops threads history {thread_id}`"
+        ),
+        None => format!(
+            "thread `{thread_id}` has no checkpoints; list threads with `brainops threads list`"
+        ),
     }
 }
 
@@ -424,16 +506,30 @@ fn cp_err(e: crate::checkpoint::CheckpointError) -> RunError {
 }
 
 /// Applies a JSON object of channel writes through reducers; returns the deltas.
-fn apply_input(graph: &Graph, state: &mut State, input: &Value, what: &str) -> Result<Vec<ChannelDelta>, RunError> {
+fn apply_input(
+    graph: &Graph,
+    state: &mut State,
+    input: &Value,
+    what: &str,
+) -> Result<Vec<ChannelDelta>, RunError> {
     let Value::Object(map) = input else {
-        return Err(RunError::Input { message: format!("the {what} must be a JSON object of channel values, got {}", crate::channel::kind(input)) });
+        return Err(RunError::Input {
+            message: format!(
+                "the {what} must be a JSON object of channel values, got {}",
+                crate::channel::kind(input)
+            ),
+        });
     };
     let mut deltas = Vec::with_capacity(map.len());
     for (key, value) in map {
         let Some(id) = graph.channel_id(key) else {
             let names: Vec<&str> = graph.channels.iter().map(|c| c.name.as_str()).collect();
             return Err(RunError::Input {
-                message: format!("`{key}` is not a declared channel of graph `{}` (declared: {}); declare it in [state]", graph.name, names.join(", ")),
+                message: format!(
+                    "`{key}` is not a declared channel of graph `{}` (declared: {}); declare it in [state]",
+                    graph.name,
+                    names.join(", ")
+                ),
             });
         };
         let channel = &graph.channels[id as usize];
@@ -441,17 +537,29 @@ fn apply_input(graph: &Graph, state: &mut State, input: &Value, what: &str) -> R
         channel
             .reducer
             .apply(&mut next, value.clone())
-            .map_err(|e| RunError::Input { message: format!("`{key}`: {e}") })?;
+            .map_err(|e| RunError::Input {
+                message: format!("`{key}`: {e}"),
+            })?;
         if !channel.ty.accepts(&next) {
             return Err(RunError::Input {
-                message: format!("`{key}` must be of type {}, got {}", crate::graph::type_name(channel.ty), crate::channel::kind(value)),
+                message: format!(
+                    "`{key}` must be of type {}, got {}",
+                    crate::graph::type_name(channel.ty),
+                    crate::channel::kind(value)
+                ),
             });
         }
         state.set(id, next);
         deltas.push(if channel.reducer.stores_delta() {
-            ChannelDelta::Reduce { channel: key.clone(), writes: vec![value.clone()] }
+            ChannelDelta::Reduce {
+                channel: key.clone(),
+                writes: vec![value.clone()],
+            }
         } else {
-            ChannelDelta::Set { channel: key.clone(), value: value.clone() }
+            ChannelDelta::Set {
+                channel: key.clone(),
+                value: value.clone(),
+            }
         });
     }
     Ok(deltas)
@@ -496,7 +604,9 @@ impl<'g> Execution<'g> {
         interrupt: Option<InterruptInfo>,
         error: Option<&RunError>,
     ) -> Result<(), RunError> {
-        let Some(saver) = self.saver.clone() else { return Ok(()) };
+        let Some(saver) = self.saver.clone() else {
+            return Ok(());
+        };
         let created = match saver.thread(&self.thread_id).await.map_err(cp_err)? {
             Some(info) => info.created_at_ms,
             None => self.created_at_ms,
@@ -523,7 +633,11 @@ impl<'g> Execution<'g> {
             checkpoint_id: None,
             step: 0,
             frontier: Vec::new(),
-            joins: graph.joins.iter().map(|j| vec![false; j.sources.len()]).collect(),
+            joins: graph
+                .joins
+                .iter()
+                .map(|j| vec![false; j.sources.len()])
+                .collect(),
             since_snapshot: 0,
             snapshot_bytes: 0,
         };
@@ -533,15 +647,23 @@ impl<'g> Execution<'g> {
                 let chain = saver.chain(&self.thread_id, None).await.map_err(cp_err)?;
                 match chain.last() {
                     Some(last) => {
-                        let state = State::rebuild(graph, &chain).map_err(|message| RunError::Checkpoint { message })?;
+                        let state = State::rebuild(graph, &chain)
+                            .map_err(|message| RunError::Checkpoint { message })?;
                         let mut pos = empty_pos();
                         pos.checkpoint_id = Some(last.id);
                         pos.step = last.step;
                         pos.frontier = self.node_ids(&last.next)?;
                         for progress in &last.joins {
                             if let Some(seen) = pos.joins.get_mut(progress.join as usize) {
-                                for (i, &src) in graph.joins[progress.join as usize].sources.iter().enumerate() {
-                                    seen[i] = progress.seen.iter().any(|s| *graph.nodes[src as usize].name == *s);
+                                for (i, &src) in graph.joins[progress.join as usize]
+                                    .sources
+                                    .iter()
+                                    .enumerate()
+                                {
+                                    seen[i] = progress
+                                        .seen
+                                        .iter()
+                                        .any(|s| *graph.nodes[src as usize].name == *s);
                                 }
                             }
                         }
@@ -553,14 +675,21 @@ impl<'g> Execution<'g> {
             None => (State::new(graph), empty_pos(), None),
         };
         if let Some(info) = &info
-            && info.status == ThreadStatus::Running && self.saver.is_some() {
-                // A crashed process leaves `running` behind; continuing is what the caller asked.
-                tracing::info!(thread = %self.thread_id, "continuing a thread whose last run did not finish");
-            }
-        let interrupted = info.as_ref().filter(|i| i.status == ThreadStatus::Interrupted).and_then(|i| i.interrupt.clone());
+            && info.status == ThreadStatus::Running
+            && self.saver.is_some()
+        {
+            // A crashed process leaves `running` behind; continuing is what the caller asked.
+            tracing::info!(thread = %self.thread_id, "continuing a thread whose last run did not finish");
+        }
+        let interrupted = info
+            .as_ref()
+            .filter(|i| i.status == ThreadStatus::Interrupted)
+            .and_then(|i| i.interrupt.clone());
         let resume = match (&request.resume, &request.input) {
             (Some(_), Some(_)) => {
-                return Err(RunError::Input { message: "give either an input (a new run) or a resume value, not both".into() });
+                return Err(RunError::Input {
+                    message: "give either an input (a new run) or a resume value, not both".into(),
+                });
             }
             (Some(value), None) => match &interrupted {
                 Some(i) if i.kind == "ask" => Resume::Task(i.task.clone(), value.clone()),
@@ -568,17 +697,24 @@ impl<'g> Execution<'g> {
                 None => {
                     let status = info.as_ref().map_or("unknown", |i| i.status.as_str());
                     return Err(RunError::Thread {
-                        message: format!("thread `{}` is not interrupted (status: {status}); there is nothing to resume", self.thread_id),
+                        message: format!(
+                            "thread `{}` is not interrupted (status: {status}); there is nothing to resume",
+                            self.thread_id
+                        ),
                     });
                 }
             },
             (None, _) => Resume::None,
         };
         if let Resume::Task(..) | Resume::PassBefore = resume {
-            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None).await?;
+            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+                .await?;
             return Ok((state, pos, resume));
         }
-        let unfinished = !pos.frontier.is_empty() && info.as_ref().is_some_and(|i| i.status != ThreadStatus::Done);
+        let unfinished = !pos.frontier.is_empty()
+            && info
+                .as_ref()
+                .is_some_and(|i| i.status != ThreadStatus::Done);
         if let Some(i) = &interrupted {
             if request.input.is_some() {
                 return Err(RunError::Thread {
@@ -590,11 +726,15 @@ impl<'g> Execution<'g> {
             }
             // Neither input nor resume on an interrupted thread: report where it waits.
             return Err(RunError::Thread {
-                message: format!("thread `{}` is interrupted at node `{}`; resume it with a value (`--resume JSON`)", self.thread_id, i.node),
+                message: format!(
+                    "thread `{}` is interrupted at node `{}`; resume it with a value (`--resume JSON`)",
+                    self.thread_id, i.node
+                ),
             });
         }
         if request.input.is_none() && unfinished {
-            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None).await?;
+            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+                .await?;
             return Ok((state, pos, Resume::None));
         }
         // A new run: apply the input, then route from START.
@@ -607,8 +747,16 @@ impl<'g> Execution<'g> {
         let mut next = Vec::new();
         self.route(&graph.start, "START", &state, pos.step, &mut next)?;
         pos.frontier = next;
-        self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None).await?;
-        self.checkpoint(&state, &mut pos, CheckpointSource::Input, Vec::new(), deltas).await?;
+        self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+            .await?;
+        self.checkpoint(
+            &state,
+            &mut pos,
+            CheckpointSource::Input,
+            Vec::new(),
+            deltas,
+        )
+        .await?;
         Ok((state, pos, Resume::None))
     }
 
@@ -617,13 +765,21 @@ impl<'g> Execution<'g> {
             .iter()
             .map(|n| {
                 self.graph.node_id(n).ok_or_else(|| RunError::Thread {
-                    message: format!("the thread's next node `{n}` is not in graph `{}`; was the graph edited?", self.graph.name),
+                    message: format!(
+                        "the thread's next node `{n}` is not in graph `{}`; was the graph edited?",
+                        self.graph.name
+                    ),
                 })
             })
             .collect()
     }
 
-    async fn steps(&mut self, state: &mut State, pos: &mut Position, mut resume: Resume) -> StepsResult {
+    async fn steps(
+        &mut self,
+        state: &mut State,
+        pos: &mut Position,
+        mut resume: Resume,
+    ) -> StepsResult {
         let graph = self.graph;
         let mut steps_run: u64 = 0;
         let mut next_frontier: Vec<NodeId> = Vec::new();
@@ -633,7 +789,12 @@ impl<'g> Execution<'g> {
                 return Ok((None, steps_run));
             }
             if steps_run >= u64::from(graph.recursion_limit) {
-                return Err((RunError::RecursionLimit { limit: graph.recursion_limit }, steps_run));
+                return Err((
+                    RunError::RecursionLimit {
+                        limit: graph.recursion_limit,
+                    },
+                    steps_run,
+                ));
             }
             if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 return Err((RunError::Cancelled, steps_run));
@@ -641,18 +802,33 @@ impl<'g> Execution<'g> {
             // Interrupt before: pause ahead of the step, unless this run resumes from it.
             let pass_before = matches!(resume, Resume::PassBefore);
             if !pass_before
-                && let Some(&n) = pos.frontier.iter().find(|&&n| graph.nodes[n as usize].interrupt_before) {
-                    let node = graph.nodes[n as usize].name.to_string();
-                    let info = InterruptInfo { kind: "before".into(), task: node.clone(), node, value: Value::Null };
-                    self.emit(|| Event::Interrupt { node: info.node.clone(), task: info.task.clone(), value: Value::Null });
-                    return Ok((Some(info), steps_run));
-                }
+                && let Some(&n) = pos
+                    .frontier
+                    .iter()
+                    .find(|&&n| graph.nodes[n as usize].interrupt_before)
+            {
+                let node = graph.nodes[n as usize].name.to_string();
+                let info = InterruptInfo {
+                    kind: "before".into(),
+                    task: node.clone(),
+                    node,
+                    value: Value::Null,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: Value::Null,
+                });
+                return Ok((Some(info), steps_run));
+            }
             let step = pos.step + 1;
             let resume_task = match std::mem::replace(&mut resume, Resume::None) {
                 Resume::Task(task, value) => Some((task, value)),
                 _ => None,
             };
-            let result = self.step(state, pos, step, resume_task, steps_run == 0, &mut ran).await;
+            let result = self
+                .step(state, pos, step, resume_task, steps_run == 0, &mut ran)
+                .await;
             steps_run += 1;
             let deltas = match result {
                 Ok(StepEnd::Committed(deltas)) => deltas,
@@ -663,7 +839,9 @@ impl<'g> Execution<'g> {
             next_frontier.clear();
             for &n in &ran {
                 let node = &graph.nodes[n as usize];
-                if let Err(e) = self.route(&node.routes, &node.name, state, step, &mut next_frontier) {
+                if let Err(e) =
+                    self.route(&node.routes, &node.name, state, step, &mut next_frontier)
+                {
                     return Err((e, steps_run));
                 }
                 for &j in &node.joins {
@@ -674,24 +852,48 @@ impl<'g> Execution<'g> {
             std::mem::swap(&mut pos.frontier, &mut next_frontier);
             pos.step = step;
             let names: Vec<String> = if self.saver.is_some() {
-                ran.iter().map(|&n| graph.nodes[n as usize].name.to_string()).collect()
+                ran.iter()
+                    .map(|&n| graph.nodes[n as usize].name.to_string())
+                    .collect()
             } else {
                 Vec::new()
             };
-            if let Err(e) = self.checkpoint(state, pos, CheckpointSource::Loop, names, deltas).await {
+            if let Err(e) = self
+                .checkpoint(state, pos, CheckpointSource::Loop, names, deltas)
+                .await
+            {
                 return Err((e, steps_run));
             }
             self.emit(|| Event::StepFinished { step });
-            if let Some(&n) = ran.iter().find(|&&n| graph.nodes[n as usize].interrupt_after) {
+            if let Some(&n) = ran
+                .iter()
+                .find(|&&n| graph.nodes[n as usize].interrupt_after)
+            {
                 let node = graph.nodes[n as usize].name.to_string();
-                let info = InterruptInfo { kind: "after".into(), task: node.clone(), node, value: Value::Null };
-                self.emit(|| Event::Interrupt { node: info.node.clone(), task: info.task.clone(), value: Value::Null });
+                let info = InterruptInfo {
+                    kind: "after".into(),
+                    task: node.clone(),
+                    node,
+                    value: Value::Null,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: Value::Null,
+                });
                 return Ok((Some(info), steps_run));
             }
         }
     }
 
-    fn mark_join(&mut self, pos: &mut Position, j: JoinId, n: NodeId, step: u64, next: &mut Vec<NodeId>) {
+    fn mark_join(
+        &mut self,
+        pos: &mut Position,
+        j: JoinId,
+        n: NodeId,
+        step: u64,
+        next: &mut Vec<NodeId>,
+    ) {
         let join = &self.graph.joins[j as usize];
         let seen = &mut pos.joins[j as usize];
         for (i, &s) in join.sources.iter().enumerate() {
@@ -707,20 +909,31 @@ impl<'g> Execution<'g> {
 
     fn schedule(&mut self, target: Target, step: u64, next: &mut Vec<NodeId>) {
         if let Target::Node(n) = target
-            && self.scheduled[n as usize] != step {
-                self.scheduled[n as usize] = step;
-                next.push(n);
-            }
+            && self.scheduled[n as usize] != step
+        {
+            self.scheduled[n as usize] = step;
+            next.push(n);
+        }
     }
 
     /// Evaluates a node's outgoing edges against the updated state.
-    fn route(&mut self, routes: &Routes, from: &str, state: &State, step: u64, next: &mut Vec<NodeId>) -> Result<(), RunError> {
+    fn route(
+        &mut self,
+        routes: &Routes,
+        from: &str,
+        state: &State,
+        step: u64,
+        next: &mut Vec<NodeId>,
+    ) -> Result<(), RunError> {
         for &t in &routes.always {
             self.schedule(t, step, next);
         }
         let mut matched = false;
         for (cond, t) in &routes.when {
-            let ok = cond.eval_bool(state).map_err(|e| RunError::Expression { node: from.into(), message: e.to_string() })?;
+            let ok = cond.eval_bool(state).map_err(|e| RunError::Expression {
+                node: from.into(),
+                message: e.to_string(),
+            })?;
             if ok {
                 matched = true;
                 self.schedule(*t, step, next);
@@ -735,7 +948,10 @@ impl<'g> Execution<'g> {
                     match cond.reads() {
                         Some(ids) => {
                             for &id in ids {
-                                seen.insert(self.graph.channels[id as usize].name.clone(), state.values[id as usize].clone());
+                                seen.insert(
+                                    self.graph.channels[id as usize].name.clone(),
+                                    state.values[id as usize].clone(),
+                                );
                             }
                         }
                         None => seen = state.to_map(),
@@ -745,7 +961,10 @@ impl<'g> Execution<'g> {
                 let mut detail = Map::new();
                 detail.insert("conditions".into(), Value::from(conditions));
                 detail.insert("state".into(), Value::Object(seen));
-                return Err(RunError::NoRoute { node: from.into(), seen: Value::Object(detail) });
+                return Err(RunError::NoRoute {
+                    node: from.into(),
+                    seen: Value::Object(detail),
+                });
             }
         }
         Ok(())
@@ -759,7 +978,9 @@ impl<'g> Execution<'g> {
         nodes: Vec<String>,
         deltas: Vec<ChannelDelta>,
     ) -> Result<(), RunError> {
-        let Some(saver) = self.saver.clone() else { return Ok(()) };
+        let Some(saver) = self.saver.clone() else {
+            return Ok(());
+        };
         let graph = self.graph;
         let id = pos.checkpoint_id.map_or(0, |c| c + 1);
         let mut counter = ByteCounter(0);
@@ -798,9 +1019,17 @@ impl<'g> Execution<'g> {
             step: pos.step,
             source,
             nodes,
-            deltas: if snapshot.is_some() { Vec::new() } else { deltas },
+            deltas: if snapshot.is_some() {
+                Vec::new()
+            } else {
+                deltas
+            },
             snapshot,
-            next: pos.frontier.iter().map(|&n| graph.nodes[n as usize].name.to_string()).collect(),
+            next: pos
+                .frontier
+                .iter()
+                .map(|&n| graph.nodes[n as usize].name.to_string())
+                .collect(),
             joins,
             created_at_ms: now_ms(),
         };
@@ -808,12 +1037,15 @@ impl<'g> Execution<'g> {
         pos.checkpoint_id = Some(id);
         if self.events.is_some() {
             let bytes = record.stored_bytes();
-            self.emit(|| Event::Checkpoint { checkpoint_id: id, step: pos.step, bytes });
+            self.emit(|| Event::Checkpoint {
+                checkpoint_id: id,
+                step: pos.step,
+                bytes,
+            });
         }
         Ok(())
     }
 }
-
 
 enum StepEnd {
     Committed(Vec<ChannelDelta>),
@@ -822,8 +1054,15 @@ enum StepEnd {
 
 /// Why a call or subgraph task did not finish.
 enum JobError {
-    Failed { message: String, attempts: u32, retryable: bool },
-    Timeout { seconds: f64, attempts: u32 },
+    Failed {
+        message: String,
+        attempts: u32,
+        retryable: bool,
+    },
+    Timeout {
+        seconds: f64,
+        attempts: u32,
+    },
     Interrupt(Value),
 }
 
@@ -855,21 +1094,38 @@ impl<'g> Execution<'g> {
             ran.push(n);
             match &node.for_each {
                 Some(expr) => {
-                    let list = expr
-                        .eval(state, None)
-                        .map_err(|e| RunError::Expression { node: node.name.to_string(), message: e.to_string() })?;
+                    let list = expr.eval(state, None).map_err(|e| RunError::Expression {
+                        node: node.name.to_string(),
+                        message: e.to_string(),
+                    })?;
                     let Value::Array(items) = list else {
                         return Err(RunError::Expression {
                             node: node.name.to_string(),
-                            message: format!("`for_each = \"{}\"` must give a list, got {}", expr.source(), crate::channel::kind(&list)),
+                            message: format!(
+                                "`for_each = \"{}\"` must give a list, got {}",
+                                expr.source(),
+                                crate::channel::kind(&list)
+                            ),
                         });
                     };
-                    tasks.extend(items.into_iter().enumerate().map(|(i, item)| Task { node: n, item: Some((item, i)) }));
+                    tasks.extend(items.into_iter().enumerate().map(|(i, item)| Task {
+                        node: n,
+                        item: Some((item, i)),
+                    }));
                 }
-                None => tasks.push(Task { node: n, item: None }),
+                None => tasks.push(Task {
+                    node: n,
+                    item: None,
+                }),
             }
         }
-        self.emit(|| Event::StepStarted { step, nodes: ran.iter().map(|&n| graph.nodes[n as usize].name.to_string()).collect() });
+        self.emit(|| Event::StepStarted {
+            step,
+            nodes: ran
+                .iter()
+                .map(|&n| graph.nodes[n as usize].name.to_string())
+                .collect(),
+        });
 
         // Writes saved by an earlier attempt at this step (a crash, a failure, an interrupt).
         let mut saved: HashMap<String, Vec<(String, Value)>> = HashMap::new();
@@ -887,7 +1143,11 @@ impl<'g> Execution<'g> {
         let mut jobs: Vec<(usize, Job, NodeContext)> = Vec::new();
         for (i, task) in tasks.iter().enumerate() {
             let node = &graph.nodes[task.node as usize];
-            let id = if need_ids || !matches!(node.kind, Kind::Set(_)) { task_label(node, task) } else { String::new() };
+            let id = if need_ids || !matches!(node.kind, Kind::Set(_)) {
+                task_label(node, task)
+            } else {
+                String::new()
+            };
             if let Some(writes) = saved.remove(&id) {
                 let mut out = Vec::with_capacity(writes.len());
                 for (name, value) in writes {
@@ -900,10 +1160,17 @@ impl<'g> Execution<'g> {
                 continue;
             }
             if self.events.is_some() {
-                self.emit(|| Event::NodeStarted { step, node: node.name.to_string(), task: id.clone() });
+                self.emit(|| Event::NodeStarted {
+                    step,
+                    node: node.name.to_string(),
+                    task: id.clone(),
+                });
             }
             let item = task.item.as_ref().map(|(v, i)| (v, *i));
-            let node_err = |e: crate::expr::EvalError| RunError::Expression { node: node.name.to_string(), message: e.to_string() };
+            let node_err = |e: crate::expr::EvalError| RunError::Expression {
+                node: node.name.to_string(),
+                message: e.to_string(),
+            };
             let result = match &node.kind {
                 Kind::Set(assignments) => {
                     let mut writes = Vec::with_capacity(assignments.len());
@@ -923,9 +1190,11 @@ impl<'g> Execution<'g> {
                     }
                 }
                 Kind::Ask { question, output } => match &resume {
-                    Some((task_id, value)) if *task_id == id => {
-                        TaskResult::Done(output.map(|ch| vec![(ch, value.clone())]).unwrap_or_default())
-                    }
+                    Some((task_id, value)) if *task_id == id => TaskResult::Done(
+                        output
+                            .map(|ch| vec![(ch, value.clone())])
+                            .unwrap_or_default(),
+                    ),
                     _ => TaskResult::Interrupted(Value::String(question.clone())),
                 },
                 Kind::Call { handler, input, .. } => {
@@ -953,16 +1222,37 @@ impl<'g> Execution<'g> {
                         Input::WholeState => state.to_json(),
                     };
                     let ctx = self.context(node, &id, step, checkpoint_id, &resume);
-                    jobs.push((i, Job::Call { handler: Arc::clone(handler), input }, ctx));
+                    jobs.push((
+                        i,
+                        Job::Call {
+                            handler: Arc::clone(handler),
+                            input,
+                        },
+                        ctx,
+                    ));
                     TaskResult::Pending
                 }
-                Kind::Subgraph { graph: child, shared, .. } => {
+                Kind::Subgraph {
+                    graph: child,
+                    shared,
+                    ..
+                } => {
                     let mut input = Map::new();
                     for &(parent, c) in shared {
-                        input.insert(child.channels[c as usize].name.clone(), state.values[parent as usize].clone());
+                        input.insert(
+                            child.channels[c as usize].name.clone(),
+                            state.values[parent as usize].clone(),
+                        );
                     }
                     let ctx = self.context(node, &id, step, checkpoint_id, &resume);
-                    jobs.push((i, Job::Subgraph { graph: Arc::clone(child), input: Value::Object(input) }, ctx));
+                    jobs.push((
+                        i,
+                        Job::Subgraph {
+                            graph: Arc::clone(child),
+                            input: Value::Object(input),
+                        },
+                        ctx,
+                    ));
                     TaskResult::Pending
                 }
             };
@@ -971,13 +1261,18 @@ impl<'g> Execution<'g> {
 
         // Execute the async jobs: inline when alone, in parallel otherwise.
         if !jobs.is_empty() {
-            self.run_jobs(jobs, &tasks, &mut results, &mut saved_flags, state).await?;
+            self.run_jobs(jobs, &tasks, &mut results, &mut saved_flags, state)
+                .await?;
         }
 
         // A failed or interrupted task stops the step; save what finished so resuming
         // re-runs only the rest.
-        let failed = results.iter().position(|r| matches!(r, TaskResult::Failed(_)));
-        let interrupted = results.iter().position(|r| matches!(r, TaskResult::Interrupted(_)));
+        let failed = results
+            .iter()
+            .position(|r| matches!(r, TaskResult::Failed(_)));
+        let interrupted = results
+            .iter()
+            .position(|r| matches!(r, TaskResult::Interrupted(_)));
         if failed.is_some() || interrupted.is_some() {
             if let (Some(saver), Some(cp)) = (&self.saver, pos.checkpoint_id) {
                 for (i, r) in results.iter().enumerate() {
@@ -986,44 +1281,71 @@ impl<'g> Execution<'g> {
                         let record = TaskWrites {
                             task_id: task_label(node, &tasks[i]),
                             node: node.name.to_string(),
-                            writes: writes.iter().map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone())).collect(),
+                            writes: writes
+                                .iter()
+                                .map(|(ch, v)| {
+                                    (graph.channels[*ch as usize].name.clone(), v.clone())
+                                })
+                                .collect(),
                         };
-                        saver.put_writes(&self.thread_id, cp, &record).await.map_err(cp_err)?;
+                        saver
+                            .put_writes(&self.thread_id, cp, &record)
+                            .await
+                            .map_err(cp_err)?;
                     }
                 }
             }
             if let Some(i) = failed
-                && let TaskResult::Failed(e) = std::mem::replace(&mut results[i], TaskResult::Pending) {
-                    return Err(e);
-                }
+                && let TaskResult::Failed(e) =
+                    std::mem::replace(&mut results[i], TaskResult::Pending)
+            {
+                return Err(e);
+            }
             if let Some(i) = interrupted
-                && let TaskResult::Interrupted(value) = std::mem::replace(&mut results[i], TaskResult::Pending) {
-                    let node = &graph.nodes[tasks[i].node as usize];
-                    let info = InterruptInfo {
-                        kind: "ask".into(),
-                        node: node.name.to_string(),
-                        task: task_label(node, &tasks[i]),
-                        value,
-                    };
-                    self.emit(|| Event::Interrupt { node: info.node.clone(), task: info.task.clone(), value: info.value.clone() });
-                    return Ok(StepEnd::Interrupted(info));
-                }
+                && let TaskResult::Interrupted(value) =
+                    std::mem::replace(&mut results[i], TaskResult::Pending)
+            {
+                let node = &graph.nodes[tasks[i].node as usize];
+                let info = InterruptInfo {
+                    kind: "ask".into(),
+                    node: node.name.to_string(),
+                    task: task_label(node, &tasks[i]),
+                    value,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: info.value.clone(),
+                });
+                return Ok(StepEnd::Interrupted(info));
+            }
         }
 
         // Update: fold the writes in task order.
         let mut deltas: Vec<ChannelDelta> = Vec::new();
         let keep_deltas = self.saver.is_some();
         for (i, result) in results.into_iter().enumerate() {
-            let TaskResult::Done(writes) = result else { continue };
+            let TaskResult::Done(writes) = result else {
+                continue;
+            };
             let node = &graph.nodes[tasks[i].node as usize];
             let update = if self.events.is_some() {
-                Some(Value::Object(writes.iter().map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone())).collect()))
+                Some(Value::Object(
+                    writes
+                        .iter()
+                        .map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone()))
+                        .collect(),
+                ))
             } else {
                 None
             };
             for (ch, value) in writes {
                 let channel = &graph.channels[ch as usize];
-                let bad_write = |message: String| RunError::BadWrite { node: task_label(node, &tasks[i]), channel: channel.name.clone(), message };
+                let bad_write = |message: String| RunError::BadWrite {
+                    node: task_label(node, &tasks[i]),
+                    channel: channel.name.clone(),
+                    message,
+                };
                 if channel.reducer == crate::channel::Reducer::Replace {
                     let (last_step, last_task) = self.writer[ch as usize];
                     if last_step == step {
@@ -1045,36 +1367,62 @@ impl<'g> Execution<'g> {
                     }
                     if keep_deltas {
                         deltas.retain(|d| !matches!(d, ChannelDelta::Set { channel: c, .. } if *c == channel.name));
-                        deltas.push(ChannelDelta::Set { channel: channel.name.clone(), value: value.clone() });
+                        deltas.push(ChannelDelta::Set {
+                            channel: channel.name.clone(),
+                            value: value.clone(),
+                        });
                     }
                     state.set(ch, value);
                 } else {
                     if keep_deltas {
                         let existing = deltas.iter_mut().find_map(|d| match d {
-                            ChannelDelta::Reduce { channel: c, writes } if *c == channel.name => Some(writes),
+                            ChannelDelta::Reduce { channel: c, writes } if *c == channel.name => {
+                                Some(writes)
+                            }
                             _ => None,
                         });
                         match existing {
                             Some(list) => list.push(value.clone()),
-                            None => deltas.push(ChannelDelta::Reduce { channel: channel.name.clone(), writes: vec![value.clone()] }),
+                            None => deltas.push(ChannelDelta::Reduce {
+                                channel: channel.name.clone(),
+                                writes: vec![value.clone()],
+                            }),
                         }
                     }
                     let slot = &mut state.values[ch as usize];
-                    channel.reducer.apply(slot, value).map_err(|e| bad_write(e.to_string()))?;
+                    channel
+                        .reducer
+                        .apply(slot, value)
+                        .map_err(|e| bad_write(e.to_string()))?;
                     if !channel.ty.accepts(slot) {
-                        return Err(bad_write(format!("the result is not of type {}", crate::graph::type_name(channel.ty))));
+                        return Err(bad_write(format!(
+                            "the result is not of type {}",
+                            crate::graph::type_name(channel.ty)
+                        )));
                     }
                     state.invalidate(ch);
                 }
             }
             if let Some(update) = update {
-                self.emit(|| Event::NodeFinished { step, node: node.name.to_string(), task: task_label(node, &tasks[i]), update });
+                self.emit(|| Event::NodeFinished {
+                    step,
+                    node: node.name.to_string(),
+                    task: task_label(node, &tasks[i]),
+                    update,
+                });
             }
         }
         Ok(StepEnd::Committed(deltas))
     }
 
-    fn context(&self, node: &CompiledNode, task_id: &str, step: u64, checkpoint_id: u64, resume: &Option<(String, Value)>) -> NodeContext {
+    fn context(
+        &self,
+        node: &CompiledNode,
+        task_id: &str,
+        step: u64,
+        checkpoint_id: u64,
+        resume: &Option<(String, Value)>,
+    ) -> NodeContext {
         NodeContext {
             thread_id: Arc::clone(&self.thread_id),
             node: Arc::clone(&node.name),
@@ -1082,7 +1430,10 @@ impl<'g> Execution<'g> {
             step,
             checkpoint_id,
             attempt: 1,
-            resume: resume.as_ref().filter(|(t, _)| t == task_id).map(|(_, v)| v.clone()),
+            resume: resume
+                .as_ref()
+                .filter(|(t, _)| t == task_id)
+                .map(|(_, v)| v.clone()),
             events: self.events.clone(),
         }
     }
@@ -1137,7 +1488,11 @@ impl<'g> Execution<'g> {
                     self.save_task(i, tasks, results, saved_flags).await?;
                 }
                 Err(e) => {
-                    return Err(RunError::NodeFailed { node: "?".into(), attempts: 1, message: format!("task panicked or was aborted: {e}") });
+                    return Err(RunError::NodeFailed {
+                        node: "?".into(),
+                        attempts: 1,
+                        message: format!("task panicked or was aborted: {e}"),
+                    });
                 }
             }
         }
@@ -1145,29 +1500,61 @@ impl<'g> Execution<'g> {
     }
 
     /// Saves a finished call's writes at once: it may have had side effects.
-    async fn save_task(&self, i: usize, tasks: &[Task], results: &[TaskResult], saved_flags: &mut [bool]) -> Result<(), RunError> {
-        let (Some(saver), TaskResult::Done(writes)) = (&self.saver, &results[i]) else { return Ok(()) };
-        let Some(cp) = self.current_checkpoint else { return Ok(()) };
+    async fn save_task(
+        &self,
+        i: usize,
+        tasks: &[Task],
+        results: &[TaskResult],
+        saved_flags: &mut [bool],
+    ) -> Result<(), RunError> {
+        let (Some(saver), TaskResult::Done(writes)) = (&self.saver, &results[i]) else {
+            return Ok(());
+        };
+        let Some(cp) = self.current_checkpoint else {
+            return Ok(());
+        };
         let graph = self.graph;
         let node = &graph.nodes[tasks[i].node as usize];
         let record = TaskWrites {
             task_id: task_label(node, &tasks[i]),
             node: node.name.to_string(),
-            writes: writes.iter().map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone())).collect(),
+            writes: writes
+                .iter()
+                .map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone()))
+                .collect(),
         };
-        saver.put_writes(&self.thread_id, cp, &record).await.map_err(cp_err)?;
+        saver
+            .put_writes(&self.thread_id, cp, &record)
+            .await
+            .map_err(cp_err)?;
         saved_flags[i] = true;
         Ok(())
     }
 
-    fn job_result(&self, i: usize, tasks: &[Task], outcome: Result<JobOutput, JobError>, state: &State) -> TaskResult {
+    fn job_result(
+        &self,
+        i: usize,
+        tasks: &[Task],
+        outcome: Result<JobOutput, JobError>,
+        state: &State,
+    ) -> TaskResult {
         let graph = self.graph;
         let node = &graph.nodes[tasks[i].node as usize];
         let name = task_label(node, &tasks[i]);
         match outcome {
             Err(JobError::Interrupt(value)) => TaskResult::Interrupted(value),
-            Err(JobError::Timeout { seconds, attempts }) => TaskResult::Failed(RunError::Timeout { node: name, seconds, attempts }),
-            Err(JobError::Failed { message, attempts, .. }) => TaskResult::Failed(RunError::NodeFailed { node: name, attempts, message }),
+            Err(JobError::Timeout { seconds, attempts }) => TaskResult::Failed(RunError::Timeout {
+                node: name,
+                seconds,
+                attempts,
+            }),
+            Err(JobError::Failed {
+                message, attempts, ..
+            }) => TaskResult::Failed(RunError::NodeFailed {
+                node: name,
+                attempts,
+                message,
+            }),
             Ok(JobOutput::Value(value)) => {
                 let output = match &node.kind {
                     Kind::Call { output, .. } => *output,
@@ -1205,17 +1592,27 @@ impl<'g> Execution<'g> {
                 }
             }
             Ok(JobOutput::Subgraph(child_state, initial)) => {
-                let Kind::Subgraph { graph: child, shared, output } = &node.kind else {
+                let Kind::Subgraph {
+                    graph: child,
+                    shared,
+                    output,
+                } = &node.kind
+                else {
                     return TaskResult::Done(Vec::new());
                 };
                 let mut writes = Vec::new();
                 for &(parent, c) in shared {
                     let key = &child.channels[c as usize].name;
-                    let (Some(after), Some(before)) = (child_state.get(key), initial.get(key)) else { continue };
+                    let (Some(after), Some(before)) = (child_state.get(key), initial.get(key))
+                    else {
+                        continue;
+                    };
                     if after == before {
                         continue;
                     }
-                    if let Some(w) = write_back(graph.channels[parent as usize].reducer, before, after) {
+                    if let Some(w) =
+                        write_back(graph.channels[parent as usize].reducer, before, after)
+                    {
                         writes.push((parent, w));
                     }
                 }
@@ -1238,13 +1635,20 @@ fn write_back(reducer: crate::channel::Reducer, before: &Value, after: &Value) -
         Reducer::Append | Reducer::Messages => match (before, after) {
             (Value::Array(b), Value::Array(a)) if a.len() >= b.len() && a[..b.len()] == b[..] => {
                 let tail = &a[b.len()..];
-                if tail.is_empty() { None } else { Some(Value::Array(tail.to_vec())) }
+                if tail.is_empty() {
+                    None
+                } else {
+                    Some(Value::Array(tail.to_vec()))
+                }
             }
             _ => Some(after.clone()),
         },
         Reducer::Add => match (before.as_i64(), after.as_i64()) {
             (Some(b), Some(a)) => Some(Value::from(a - b)),
-            _ => serde_json::Number::from_f64(after.as_f64().unwrap_or(0.0) - before.as_f64().unwrap_or(0.0)).map(Value::Number),
+            _ => serde_json::Number::from_f64(
+                after.as_f64().unwrap_or(0.0) - before.as_f64().unwrap_or(0.0),
+            )
+            .map(Value::Number),
         },
     }
 }
@@ -1273,17 +1677,30 @@ async fn run_job(
         ctx.attempt = n;
         let work = async {
             match job {
-                Job::Call { handler, input } => handler.call(input.clone(), &ctx).await.map(JobOutput::Value).map_err(|e| match e {
-                    NodeError::Interrupt(v) => JobError::Interrupt(v),
-                    NodeError::Failed { message, retryable } => JobError::Failed { message, attempts: n, retryable },
-                }),
-                Job::Subgraph { graph, input } => run_subgraph(graph, input, &ctx, saver.clone()).await,
+                Job::Call { handler, input } => handler
+                    .call(input.clone(), &ctx)
+                    .await
+                    .map(JobOutput::Value)
+                    .map_err(|e| match e {
+                        NodeError::Interrupt(v) => JobError::Interrupt(v),
+                        NodeError::Failed { message, retryable } => JobError::Failed {
+                            message,
+                            attempts: n,
+                            retryable,
+                        },
+                    }),
+                Job::Subgraph { graph, input } => {
+                    run_subgraph(graph, input, &ctx, saver.clone()).await
+                }
             }
         };
         match timeout {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
-                Err(_) => Err(JobError::Timeout { seconds: limit.as_secs_f64(), attempts: n }),
+                Err(_) => Err(JobError::Timeout {
+                    seconds: limit.as_secs_f64(),
+                    attempts: n,
+                }),
             },
             None => work.await,
         }
@@ -1300,11 +1717,25 @@ async fn run_job(
     attempt
         .retry(backoff)
         .sleep(tokio::time::sleep)
-        .when(|e| matches!(e, JobError::Timeout { .. } | JobError::Failed { retryable: true, .. }))
+        .when(|e| {
+            matches!(
+                e,
+                JobError::Timeout { .. }
+                    | JobError::Failed {
+                        retryable: true,
+                        ..
+                    }
+            )
+        })
         .await
 }
 
-async fn run_subgraph(graph: &Arc<Graph>, input: &Value, ctx: &NodeContext, saver: Option<Arc<dyn Checkpointer>>) -> Result<JobOutput, JobError> {
+async fn run_subgraph(
+    graph: &Arc<Graph>,
+    input: &Value,
+    ctx: &NodeContext,
+    saver: Option<Arc<dyn Checkpointer>>,
+) -> Result<JobOutput, JobError> {
     // The child thread is named after the parent task, so a resumed parent finds it again.
     let child_thread = format!("{}/{}@{}", ctx.thread_id, ctx.task_id, ctx.checkpoint_id);
     let mut runner = Runner::new(Arc::clone(graph));
@@ -1314,7 +1745,9 @@ async fn run_subgraph(graph: &Arc<Graph>, input: &Value, ctx: &NodeContext, save
             runner = runner.with_checkpointer(Arc::clone(saver));
             let existing = saver.thread(&child_thread).await.ok().flatten();
             match (&ctx.resume, existing.map(|t| t.status)) {
-                (Some(value), Some(ThreadStatus::Interrupted)) => request = request.resume(value.clone()),
+                (Some(value), Some(ThreadStatus::Interrupted)) => {
+                    request = request.resume(value.clone())
+                }
                 (_, Some(ThreadStatus::Running | ThreadStatus::Failed)) => {}
                 _ => request = request.input(input.clone()),
             }
@@ -1324,9 +1757,15 @@ async fn run_subgraph(graph: &Arc<Graph>, input: &Value, ctx: &NodeContext, save
     let outcome = runner.run_boxed(request).await;
     match outcome.status {
         RunStatus::Done => Ok(JobOutput::Subgraph(outcome.state, input.clone())),
-        RunStatus::Interrupted => Err(JobError::Interrupt(outcome.interrupt.map_or(Value::Null, |i| i.value))),
+        RunStatus::Interrupted => Err(JobError::Interrupt(
+            outcome.interrupt.map_or(Value::Null, |i| i.value),
+        )),
         RunStatus::Failed => Err(JobError::Failed {
-            message: format!("subgraph `{}`: {}", graph.name, outcome.error.map_or_else(String::new, |e| e.message)),
+            message: format!(
+                "subgraph `{}`: {}",
+                graph.name,
+                outcome.error.map_or_else(String::new, |e| e.message)
+            ),
             attempts: ctx.attempt,
             retryable: false,
         }),

@@ -13,19 +13,32 @@ pub fn mermaid(graph: &Graph) -> String {
     out.push_str(&format!("    {START}([START])\n    {END}([END])\n"));
     for name in graph.node_names() {
         let kind = graph.node_kind(name).unwrap_or("node");
-        out.push_str(&format!("    {}[\"{}<br/><i>{}</i>\"]\n", id(name), quote_label(name), kind));
+        out.push_str(&format!(
+            "    {}[\"{}<br/><i>{}</i>\"]\n",
+            id(name),
+            quote_label(name),
+            kind
+        ));
     }
     for edge in graph.edges() {
         let join = edge.from.len() > 1;
         for from in &edge.from {
-            let arrow = if join { "-.->".to_string() } else { "-->".to_string() };
+            let arrow = if join {
+                "-.->".to_string()
+            } else {
+                "-->".to_string()
+            };
             let label = match (&edge.label, edge.default, join) {
                 (Some(l), _, _) => format!("|\"{}\"|", quote_label(l)),
                 (None, true, _) => "|default|".to_string(),
                 (None, false, true) => "|join|".to_string(),
                 _ => String::new(),
             };
-            out.push_str(&format!("    {} {arrow}{label} {}\n", id(from), id(&edge.to)));
+            out.push_str(&format!(
+                "    {} {arrow}{label} {}\n",
+                id(from),
+                id(&edge.to)
+            ));
         }
     }
     out
@@ -33,11 +46,20 @@ pub fn mermaid(graph: &Graph) -> String {
 
 /// A Graphviz `digraph`.
 pub fn dot(graph: &Graph) -> String {
-    let mut out = format!("digraph \"{}\" {{\n    rankdir=TB;\n", quote_label(graph.name()));
-    out.push_str(&format!("    \"{START}\" [shape=oval];\n    \"{END}\" [shape=oval];\n"));
+    let mut out = format!(
+        "digraph \"{}\" {{\n    rankdir=TB;\n",
+        quote_label(graph.name())
+    );
+    out.push_str(&format!(
+        "    \"{START}\" [shape=oval];\n    \"{END}\" [shape=oval];\n"
+    ));
     for name in graph.node_names() {
         let kind = graph.node_kind(name).unwrap_or("node");
-        out.push_str(&format!("    \"{}\" [shape=box, label=\"{}\\n({kind})\"];\n", quote_label(name), quote_label(name)));
+        out.push_str(&format!(
+            "    \"{}\" [shape=box, label=\"{}\\n({kind})\"];\n",
+            quote_label(name),
+            quote_label(name)
+        ));
     }
     for edge in graph.edges() {
         let join = edge.from.len() > 1;
@@ -51,8 +73,16 @@ pub fn dot(graph: &Graph) -> String {
             if join {
                 attrs.push("style=dashed".to_string());
             }
-            let attrs = if attrs.is_empty() { String::new() } else { format!(" [{}]", attrs.join(", ")) };
-            out.push_str(&format!("    \"{}\" -> \"{}\"{attrs};\n", quote_label(from), quote_label(&edge.to), ));
+            let attrs = if attrs.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", attrs.join(", "))
+            };
+            out.push_str(&format!(
+                "    \"{}\" -> \"{}\"{attrs};\n",
+                quote_label(from),
+                quote_label(&edge.to),
+            ));
         }
     }
     out.push_str("}\n");
@@ -60,5 +90,13 @@ pub fn dot(graph: &Graph) -> String {
 }
 
 fn id(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

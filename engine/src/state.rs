@@ -56,7 +56,9 @@ impl State {
                     for w in writes {
                         reducer
                             .apply(&mut self.values[id as usize], w.clone())
-                            .map_err(|e| format!("stored write to `{channel}` does not fold: {e}"))?;
+                            .map_err(|e| {
+                                format!("stored write to `{channel}` does not fold: {e}")
+                            })?;
                     }
                     self.cel[id as usize] = OnceLock::new();
                 }
@@ -79,7 +81,11 @@ impl State {
     }
 
     pub fn to_map(&self) -> Map<String, Value> {
-        self.names.iter().zip(&self.values).map(|(n, v)| (n.as_str().to_owned(), v.clone())).collect()
+        self.names
+            .iter()
+            .zip(&self.values)
+            .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+            .collect()
     }
 }
 
@@ -93,6 +99,8 @@ impl StateReader for State {
     }
 
     fn cel_value(&self, id: ChannelId) -> Cel {
-        self.cel[id as usize].get_or_init(|| json_to_cel(&self.values[id as usize])).clone()
+        self.cel[id as usize]
+            .get_or_init(|| json_to_cel(&self.values[id as usize]))
+            .clone()
     }
 }

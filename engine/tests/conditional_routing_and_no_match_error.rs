@@ -41,7 +41,9 @@ to = "END"
 "#;
 
 async fn run(src: &str, score: i64) -> engine::RunOutcome {
-    Runner::new(Arc::new(common::load(src))).invoke(RunRequest::new().input(json!({"score": score}))).await
+    Runner::new(Arc::new(common::load(src)))
+        .invoke(RunRequest::new().input(json!({"score": score})))
+        .await
 }
 
 #[tokio::test]
@@ -71,7 +73,10 @@ async fn no_match_fails_naming_node_and_values() {
 
 #[tokio::test]
 async fn default_edge_catches_the_rest() {
-    let src = ROUTER.replace("DEFAULT", "[[edges]]\nfrom = \"classify\"\nto = \"END\"\ndefault = true\n");
+    let src = ROUTER.replace(
+        "DEFAULT",
+        "[[edges]]\nfrom = \"classify\"\nto = \"END\"\ndefault = true\n",
+    );
     let out = run(&src, 0).await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["route"], json!(null));

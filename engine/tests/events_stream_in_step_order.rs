@@ -51,20 +51,46 @@ to = "END"
     while let Some(e) = stream.next().await {
         events.push(e);
     }
-    let kinds: Vec<String> = events.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(
         kinds,
         vec![
-            "run_started", "checkpoint", "step_started", "node_started", "custom", "node_finished", "checkpoint", "step_finished",
-            "step_started", "node_started", "interrupt", "error_or_finish"
+            "run_started",
+            "checkpoint",
+            "step_started",
+            "node_started",
+            "custom",
+            "node_finished",
+            "checkpoint",
+            "step_finished",
+            "step_started",
+            "node_started",
+            "interrupt",
+            "error_or_finish"
         ]
         .into_iter()
         .filter(|k| *k != "error_or_finish")
         .chain(["run_finished"])
         .collect::<Vec<_>>()
     );
-    assert!(events.contains(&Event::NodeFinished { step: 1, node: "work".into(), task: "work".into(), update: json!({"out": 40}) }));
-    assert!(events.contains(&Event::Custom { node: "work".into(), data: json!({"progress": 0.5}) }));
+    assert!(events.contains(&Event::NodeFinished {
+        step: 1,
+        node: "work".into(),
+        task: "work".into(),
+        update: json!({"out": 40})
+    }));
+    assert!(events.contains(&Event::Custom {
+        node: "work".into(),
+        data: json!({"progress": 0.5})
+    }));
     match events.last().unwrap() {
         Event::RunFinished { status, state } => {
             assert_eq!(status, "interrupted");
@@ -77,7 +103,9 @@ to = "END"
 #[tokio::test]
 async fn stream_is_a_futures_stream() {
     fn assert_stream<S: futures_core::Stream<Item = Event>>(_: &S) {}
-    let graph = common::load("[graph]\nname = \"s\"\n[state]\nx = { type = \"integer\" }\n[nodes.a]\nset = { x = \"1\" }\n[[edges]]\nfrom = \"START\"\nto = \"a\"\n[[edges]]\nfrom = \"a\"\nto = \"END\"\n");
+    let graph = common::load(
+        "[graph]\nname = \"s\"\n[state]\nx = { type = \"integer\" }\n[nodes.a]\nset = { x = \"1\" }\n[[edges]]\nfrom = \"START\"\nto = \"a\"\n[[edges]]\nfrom = \"a\"\nto = \"END\"\n",
+    );
     let stream = Runner::new(Arc::new(graph)).stream(RunRequest::new());
     assert_stream(&stream);
 }

@@ -6,7 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use engine::{NodeContext, NodeError, Registry, RunRequest, RunStatus, Runner, SqliteSaver, ThreadStatus, node_fn};
+use engine::{
+    NodeContext, NodeError, Registry, RunRequest, RunStatus, Runner, SqliteSaver, ThreadStatus,
+    node_fn,
+};
 use serde_json::{Value, json};
 
 const GRAPH: &str = r#"
@@ -56,7 +59,11 @@ async fn resume_after_a_failure_skips_the_finished_sibling() {
             node_fn(move |_: Value, ctx: &NodeContext| {
                 calls.hit("text");
                 keys.lock().unwrap().push(("text", ctx.idempotency_key()));
-                if down.load(Ordering::SeqCst) { Err(NodeError::permanent("SMS gateway down")) } else { Ok(json!("SM1")) }
+                if down.load(Ordering::SeqCst) {
+                    Err(NodeError::permanent("SMS gateway down"))
+                } else {
+                    Ok(json!("SM1"))
+                }
             }),
         );
     }
@@ -64,10 +71,18 @@ async fn resume_after_a_failure_skips_the_finished_sibling() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
 
-    let out = Runner::new(graph.clone()).with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
-        .invoke(RunRequest::new().thread("order-9")).await;
+    let out = Runner::new(graph.clone())
+        .with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
+        .invoke(RunRequest::new().thread("order-9"))
+        .await;
     assert_eq!(out.status, RunStatus::Failed);
-    assert!(out.error.as_ref().unwrap().message.contains("SMS gateway down"));
+    assert!(
+        out.error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("SMS gateway down")
+    );
     assert_eq!((calls.get("charge"), calls.get("text")), (1, 1));
 
     sms_down.store(false, Ordering::SeqCst);
@@ -79,11 +94,28 @@ async fn resume_after_a_failure_skips_the_finished_sibling() {
     assert_eq!(calls.get("charge"), 1, "the charge is not repeated");
     assert_eq!(calls.get("text"), 2, "only the failed task ran again");
     let keys = keys.lock().unwrap().clone();
-    let text_keys: Vec<&String> = keys.iter().filter(|(n, _)| *n == "text").map(|(_, k)| k).collect();
-    let charge_keys: Vec<&String> = keys.iter().filter(|(n, _)| *n == "charge").map(|(_, k)| k).collect();
+    let text_keys: Vec<&String> = keys
+        .iter()
+        .filter(|(n, _)| *n == "text")
+        .map(|(_, k)| k)
+        .collect();
+    let charge_keys: Vec<&String> = keys
+        .iter()
+        .filter(|(n, _)| *n == "charge")
+        .map(|(_, k)| k)
+        .collect();
     assert_eq!(text_keys.len(), 2);
-    assert_eq!(text_keys[0], text_keys[1], "the re-run task sends the same idempotency key");
+    assert_eq!(
+        text_keys[0], text_keys[1],
+        "the re-run task sends the same idempotency key"
+    );
     assert_ne!(charge_keys[0], text_keys[0]);
-    let info = runner.checkpointer().unwrap().thread("order-9").await.unwrap().unwrap();
+    let info = runner
+        .checkpointer()
+        .unwrap()
+        .thread("order-9")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(info.status, ThreadStatus::Done);
 }

@@ -29,7 +29,9 @@ to = "END"
 #[tokio::test]
 async fn squares_come_back_in_input_order() {
     let runner = Runner::new(Arc::new(common::load(FANOUT)));
-    let out = runner.invoke(RunRequest::new().input(json!({"numbers": [3, 1, 4, 1, 5, 9, 2, 6]}))).await;
+    let out = runner
+        .invoke(RunRequest::new().input(json!({"numbers": [3, 1, 4, 1, 5, 9, 2, 6]})))
+        .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["results"], json!([9, 1, 16, 1, 25, 81, 4, 36]));
     assert_eq!(out.state["total"], json!(31));
@@ -40,7 +42,9 @@ async fn squares_come_back_in_input_order() {
 #[tokio::test]
 async fn empty_list_runs_no_task_and_moves_on() {
     let runner = Runner::new(Arc::new(common::load(FANOUT)));
-    let out = runner.invoke(RunRequest::new().input(json!({"numbers": []}))).await;
+    let out = runner
+        .invoke(RunRequest::new().input(json!({"numbers": []})))
+        .await;
     assert_eq!(out.status, RunStatus::Done);
     assert_eq!(out.state["results"], json!([]));
 }
@@ -49,10 +53,7 @@ async fn empty_list_runs_no_task_and_moves_on() {
 async fn parallel_tool_tasks_keep_element_order_whatever_finishes_first() {
     let mut registry = Registry::new();
     // Later elements finish first: the sleep shrinks as the element grows.
-    registry.register_tool(
-        "slow.double",
-        Arc::new(SlowDouble),
-    );
+    registry.register_tool("slow.double", Arc::new(SlowDouble));
     let graph = common::load_with(
         r#"
 [graph]
@@ -74,7 +75,9 @@ to = "END"
 "#,
         &registry,
     );
-    let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new().input(json!({"numbers": [5, 4, 3, 2, 1]}))).await;
+    let out = Runner::new(Arc::new(graph))
+        .invoke(RunRequest::new().input(json!({"numbers": [5, 4, 3, 2, 1]})))
+        .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["results"], json!([10, 8, 6, 4, 2]));
     let _ = node_fn(|v: Value, _| Ok::<_, NodeError>(v));

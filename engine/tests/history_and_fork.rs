@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
-use engine::{MemorySaver, RunRequest, RunStatus, Runner};
 use engine::checkpoint::CheckpointSource;
+use engine::{MemorySaver, RunRequest, RunStatus, Runner};
 use serde_json::json;
 
 const COUNTER: &str = r#"
@@ -32,16 +32,25 @@ default = true
 
 #[tokio::test]
 async fn list_read_update_and_fork() {
-    let runner = Runner::new(Arc::new(common::load(COUNTER))).with_checkpointer(Arc::new(MemorySaver::new()));
+    let runner = Runner::new(Arc::new(common::load(COUNTER)))
+        .with_checkpointer(Arc::new(MemorySaver::new()));
     let out = runner.invoke(RunRequest::new().thread("main")).await;
     assert_eq!(out.state["count"], 5);
 
     let history = runner.history("main").await.unwrap();
-    assert_eq!(history.len(), 6, "one input checkpoint and one per super-step");
+    assert_eq!(
+        history.len(),
+        6,
+        "one input checkpoint and one per super-step"
+    );
     assert_eq!(history[0].source, CheckpointSource::Input);
     assert_eq!(history[0].next, vec!["bump"]);
     assert_eq!(history[5].next, Vec::<String>::new());
-    assert!(history.windows(2).all(|w| w[1].parent == Some(w[0].checkpoint_id)));
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[1].parent == Some(w[0].checkpoint_id))
+    );
 
     let at2 = runner.state("main", Some(2)).await.unwrap();
     assert_eq!(at2.values["count"], 2);
@@ -51,10 +60,16 @@ async fn list_read_update_and_fork() {
     // Fork from checkpoint 2 and change the past: the fork runs on to 5 from 10.
     let fork = runner.fork("main", 2, Some("alt".into())).await.unwrap();
     assert_eq!(fork, "alt");
-    runner.update_state("alt", &json!({"count": 10, "trail": ["edited"]})).await.unwrap();
+    runner
+        .update_state("alt", &json!({"count": 10, "trail": ["edited"]}))
+        .await
+        .unwrap();
     let alt = runner.invoke(RunRequest::new().thread("alt")).await;
     assert_eq!(alt.status, RunStatus::Done, "{:?}", alt.error);
-    assert_eq!(alt.state["count"], 11, "count >= 5, so one more bump and out");
+    assert_eq!(
+        alt.state["count"], 11,
+        "count >= 5, so one more bump and out"
+    );
     assert_eq!(alt.state["trail"], json!([1, 2, "edited", 11]));
 
     // The original thread is untouched.

@@ -49,7 +49,11 @@ to = "END"
     );
     let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new()).await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
-    assert_eq!(out.state["joins"], json!(1), "the join target ran exactly once");
+    assert_eq!(
+        out.state["joins"],
+        json!(1),
+        "the join target ran exactly once"
+    );
     assert_eq!(out.state["trail"], json!(["a", "b1", "b2", "b3", "c"]));
     assert_eq!(out.steps, 4);
 }
@@ -93,7 +97,9 @@ to = "END"
     assert_eq!(first.status, RunStatus::Interrupted);
     // A new runner (as a new process would) picks up the join's progress from the checkpoint.
     let runner = Runner::new(Arc::new(common::load(src))).with_checkpointer(saver);
-    let out = runner.invoke(RunRequest::new().thread("j").resume(json!(null))).await;
+    let out = runner
+        .invoke(RunRequest::new().thread("j").resume(json!(null)))
+        .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["trail"], json!(["a", "b", "b2", "c"]));
 }

@@ -42,7 +42,9 @@ async fn loop_stops_at_ten() {
 async fn loop_starts_from_the_input() {
     let src = LOOP.replace("state_limit", "10");
     let runner = Runner::new(Arc::new(common::load(&src)));
-    let out = runner.invoke(RunRequest::new().input(json!({"count": 7}))).await;
+    let out = runner
+        .invoke(RunRequest::new().input(json!({"count": 7})))
+        .await;
     assert_eq!(out.state["count"], json!(10));
     assert_eq!(out.steps, 3);
 }

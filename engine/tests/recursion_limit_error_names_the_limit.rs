@@ -29,7 +29,11 @@ to = "spin"
     assert_eq!(out.status, RunStatus::Failed);
     let err = out.error.unwrap();
     assert_eq!(err.detail, RunError::RecursionLimit { limit: 25 });
-    assert!(err.message.contains("recursion limit of 25"), "{}", err.message);
+    assert!(
+        err.message.contains("recursion limit of 25"),
+        "{}",
+        err.message
+    );
     // The state reached before the limit is reported.
     assert_eq!(out.state["n"], 25);
 }

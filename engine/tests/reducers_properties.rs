@@ -6,7 +6,11 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn small_json() -> impl Strategy<Value = Value> {
-    prop_oneof![any::<i32>().prop_map(|i| json!(i)), "[a-z]{0,6}".prop_map(|s| json!(s)), any::<bool>().prop_map(|b| json!(b))]
+    prop_oneof![
+        any::<i32>().prop_map(|i| json!(i)),
+        "[a-z]{0,6}".prop_map(|s| json!(s)),
+        any::<bool>().prop_map(|b| json!(b))
+    ]
 }
 
 proptest! {

@@ -37,9 +37,18 @@ to = "END"
     let err = out.error.unwrap();
     assert_eq!(
         err.detail,
-        RunError::ReplaceConflict { channel: "owner".into(), first: "alice".into(), second: "bob".into(), step: 1 }
+        RunError::ReplaceConflict {
+            channel: "owner".into(),
+            first: "alice".into(),
+            second: "bob".into(),
+            step: 1
+        }
     );
-    assert!(err.message.contains("alice") && err.message.contains("bob"), "{}", err.message);
+    assert!(
+        err.message.contains("alice") && err.message.contains("bob"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]

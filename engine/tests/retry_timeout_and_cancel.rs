@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use engine::{CancelToken, MemorySaver, Node, NodeContext, NodeError, Registry, RunError, RunRequest, RunStatus, Runner, node_fn};
+use engine::{
+    CancelToken, MemorySaver, Node, NodeContext, NodeError, Registry, RunError, RunRequest,
+    RunStatus, Runner, node_fn,
+};
 use serde_json::{Value, json};
 
 fn graph_with(tool: &str, extra: &str, registry: &Registry) -> engine::Graph {
@@ -28,10 +31,18 @@ async fn transient_failures_are_retried_until_success() {
         "flaky",
         node_fn(move |_: Value, ctx: &NodeContext| {
             c.fetch_add(1, Ordering::SeqCst);
-            if ctx.attempt() < 3 { Err(NodeError::transient("503 from the weather API")) } else { Ok(json!(ctx.attempt())) }
+            if ctx.attempt() < 3 {
+                Err(NodeError::transient("503 from the weather API"))
+            } else {
+                Ok(json!(ctx.attempt()))
+            }
         }),
     );
-    let graph = graph_with("flaky", "retry = { max_attempts = 4, initial_ms = 1 }", &registry);
+    let graph = graph_with(
+        "flaky",
+        "retry = { max_attempts = 4, initial_ms = 1 }",
+        &registry,
+    );
     let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new()).await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["out"], 3);
@@ -50,11 +61,22 @@ async fn permanent_failures_are_not_retried_and_attempts_are_reported() {
             Err(NodeError::permanent("invalid address"))
         }),
     );
-    let out = Runner::new(Arc::new(graph_with("broken", "retry = { max_attempts = 5, initial_ms = 1 }", &registry)))
-        .invoke(RunRequest::new())
-        .await;
+    let out = Runner::new(Arc::new(graph_with(
+        "broken",
+        "retry = { max_attempts = 5, initial_ms = 1 }",
+        &registry,
+    )))
+    .invoke(RunRequest::new())
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(out.error.unwrap().detail, RunError::NodeFailed { node: "call".into(), attempts: 1, message: "invalid address".into() });
+    assert_eq!(
+        out.error.unwrap().detail,
+        RunError::NodeFailed {
+            node: "call".into(),
+            attempts: 1,
+            message: "invalid address".into()
+        }
+    );
 }
 
 struct Sleepy(Duration);
@@ -71,12 +93,20 @@ impl Node for Sleepy {
 async fn timeout_bounds_every_attempt() {
     let mut registry = Registry::new();
     registry.register_tool("sleepy", Arc::new(Sleepy(Duration::from_secs(5))));
-    let graph = graph_with("sleepy", "timeout_s = 0.05\nretry = { max_attempts = 2, initial_ms = 1 }", &registry);
+    let graph = graph_with(
+        "sleepy",
+        "timeout_s = 0.05\nretry = { max_attempts = 2, initial_ms = 1 }",
+        &registry,
+    );
     let started = std::time::Instant::now();
     let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new()).await;
     assert!(started.elapsed() < Duration::from_secs(4));
     match out.error.unwrap().detail {
-        RunError::Timeout { node, seconds, attempts } => {
+        RunError::Timeout {
+            node,
+            seconds,
+            attempts,
+        } => {
             assert_eq!(node, "call");
             assert!((seconds - 0.05).abs() < 1e-9);
             assert_eq!(attempts, 2);
@@ -98,7 +128,9 @@ async fn cancel_stops_a_running_task_and_the_thread_can_resume() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         t.cancel();
     });
-    let out = runner.invoke(RunRequest::new().thread("c").cancel_with(token)).await;
+    let out = runner
+        .invoke(RunRequest::new().thread("c").cancel_with(token))
+        .await;
     assert_eq!(out.status, RunStatus::Failed);
     assert_eq!(out.error.unwrap().detail, RunError::Cancelled);
     let out = runner.invoke(RunRequest::new().thread("c")).await;

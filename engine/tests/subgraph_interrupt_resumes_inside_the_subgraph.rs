@@ -67,17 +67,28 @@ to = "END"
     );
     let graph = Arc::new(loader::load_file(dir.path().join("storm.toml"), &registry).unwrap());
     let db = dir.path().join("t.db");
-    let out = Runner::new(graph.clone()).with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
-        .invoke(RunRequest::new().thread("storm-1")).await;
+    let out = Runner::new(graph.clone())
+        .with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
+        .invoke(RunRequest::new().thread("storm-1"))
+        .await;
     assert_eq!(out.status, RunStatus::Interrupted, "{:?}", out.error);
     let interrupt = out.interrupt.unwrap();
     assert_eq!(interrupt.node, "inspect");
     assert_eq!(interrupt.value, json!("Which slot suits the homeowner?"));
 
-    let out = Runner::new(graph).with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
-        .invoke(RunRequest::new().thread("storm-1").resume(json!("Tue 9am"))).await;
+    let out = Runner::new(graph)
+        .with_checkpointer(Arc::new(SqliteSaver::open(&db).unwrap()))
+        .invoke(RunRequest::new().thread("storm-1").resume(json!("Tue 9am")))
+        .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["slot"], "Tue 9am");
-    assert_eq!(out.state["visits"], 1, "the subgraph's change is written back once");
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the subgraph's finished node did not run again");
+    assert_eq!(
+        out.state["visits"], 1,
+        "the subgraph's change is written back once"
+    );
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the subgraph's finished node did not run again"
+    );
 }

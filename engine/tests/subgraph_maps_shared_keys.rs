@@ -59,7 +59,9 @@ to = "END"
     )
     .unwrap();
     let graph = loader::load_file(dir.path().join("parent.toml"), &Registry::new()).unwrap();
-    let out = Runner::new(Arc::new(graph)).invoke(RunRequest::new().input(json!({"amount": 100.0}))).await;
+    let out = Runner::new(Arc::new(graph))
+        .invoke(RunRequest::new().input(json!({"amount": 100.0})))
+        .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["tax"], json!(8.0));
     // The child saw ["base line"], appended one line; the parent receives only the new one.
@@ -71,7 +73,11 @@ to = "END"
 #[test]
 fn subgraph_errors_are_reported_with_the_subgraph_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("child.toml"), "[graph]\nname = \"child\"\n[nodes.x]\nset = { nope = \"1\" }\n").unwrap();
+    std::fs::write(
+        dir.path().join("child.toml"),
+        "[graph]\nname = \"child\"\n[nodes.x]\nset = { nope = \"1\" }\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("parent.toml"),
         "[graph]\nname = \"p\"\n[nodes.sub]\ngraph = \"child.toml\"\n[[edges]]\nfrom = \"START\"\nto = \"sub\"\n[[edges]]\nfrom = \"sub\"\nto = \"END\"\n",
@@ -79,6 +85,12 @@ fn subgraph_errors_are_reported_with_the_subgraph_file() {
     .unwrap();
     let err = loader::load_file(dir.path().join("parent.toml"), &Registry::new()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("parent.toml:4:9: error: subgraph `child.toml` has errors"), "{text}");
-    assert!(text.contains("child.toml:4:9: error: node `x` writes `nope`"), "{text}");
+    assert!(
+        text.contains("parent.toml:4:9: error: subgraph `child.toml` has errors"),
+        "{text}"
+    );
+    assert!(
+        text.contains("child.toml:4:9: error: node `x` writes `nope`"),
+        "{text}"
+    );
 }

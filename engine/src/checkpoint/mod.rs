@@ -201,16 +201,29 @@ pub trait Checkpointer: Send + Sync {
 
     /// The records needed to rebuild checkpoint `upto` (the latest when `None`): from the
     /// nearest snapshot at or before it (or the first record) to it, in order.
-    async fn chain(&self, thread_id: &str, upto: Option<u64>) -> Result<Vec<CheckpointRecord>, CheckpointError>;
+    async fn chain(
+        &self,
+        thread_id: &str,
+        upto: Option<u64>,
+    ) -> Result<Vec<CheckpointRecord>, CheckpointError>;
 
     /// Every checkpoint of a thread, oldest first.
     async fn list(&self, thread_id: &str) -> Result<Vec<CheckpointSummary>, CheckpointError>;
 
     /// Saves the writes of a finished task of the step that starts from `checkpoint_id`.
-    async fn put_writes(&self, thread_id: &str, checkpoint_id: u64, writes: &TaskWrites) -> Result<(), CheckpointError>;
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+        writes: &TaskWrites,
+    ) -> Result<(), CheckpointError>;
 
     /// The saved writes of the step that starts from `checkpoint_id`.
-    async fn writes(&self, thread_id: &str, checkpoint_id: u64) -> Result<Vec<TaskWrites>, CheckpointError>;
+    async fn writes(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+    ) -> Result<Vec<TaskWrites>, CheckpointError>;
 
     async fn put_thread(&self, info: &ThreadInfo) -> Result<(), CheckpointError>;
 

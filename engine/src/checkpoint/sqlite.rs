@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer, TaskWrites, ThreadInfo, ThreadStatus};
+use super::{
+    CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer,
+    TaskWrites, ThreadInfo, ThreadStatus,
+};
 
 /// Versioned schema; each entry runs once, tracked by `PRAGMA user_version`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -57,8 +60,12 @@ impl SqliteSaver {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CheckpointError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| CheckpointError(format!("cannot open SQLite database {}: {e}", path.display())))?;
+        let conn = Connection::open(path).map_err(|e| {
+            CheckpointError(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
         Self::init(conn)
     }
 
@@ -76,11 +83,19 @@ impl SqliteSaver {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
-        Ok(SqliteSaver { conn: Mutex::new(conn) })
+        Ok(SqliteSaver {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R, CheckpointError>) -> Result<R, CheckpointError> {
-        let mut guard = self.conn.lock().map_err(|_| CheckpointError("sqlite saver lock poisoned".into()))?;
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, CheckpointError>,
+    ) -> Result<R, CheckpointError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| CheckpointError("sqlite saver lock poisoned".into()))?;
         f(&mut guard)
     }
 }
@@ -113,8 +128,7 @@ fn parse_status(s: &str) -> ThreadStatus {
     }
 }
 
-const RECORD_COLUMNS: &str =
-    "thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms";
+const RECORD_COLUMNS: &str = "thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(CheckpointRecordRow, ())> {
     Ok((
@@ -159,7 +173,11 @@ impl CheckpointRecordRow {
             source: parse_source(&self.source),
             nodes: serde_json::from_str(&self.nodes)?,
             deltas: serde_json::from_str(&self.deltas)?,
-            snapshot: self.snapshot.as_deref().map(serde_json::from_str).transpose()?,
+            snapshot: self
+                .snapshot
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
             next: serde_json::from_str(&self.next)?,
             joins: serde_json::from_str(&self.joins)?,
             created_at_ms: self.created_at_ms,
@@ -203,7 +221,11 @@ impl Checkpointer for SqliteSaver {
         })
     }
 
-    async fn chain(&self, thread_id: &str, upto: Option<u64>) -> Result<Vec<CheckpointRecord>, CheckpointError> {
+    async fn chain(
+        &self,
+        thread_id: &str,
+        upto: Option<u64>,
+    ) -> Result<Vec<CheckpointRecord>, CheckpointError> {
         self.with(|conn| {
             let upto = upto.map_or(i64::MAX, |u| u as i64);
             let from: Option<i64> = conn
@@ -239,7 +261,12 @@ impl Checkpointer for SqliteSaver {
         })
     }
 
-    async fn put_writes(&self, thread_id: &str, checkpoint_id: u64, w: &TaskWrites) -> Result<(), CheckpointError> {
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+        w: &TaskWrites,
+    ) -> Result<(), CheckpointError> {
         let writes = serde_json::to_string(&w.writes)?;
         self.with(|conn| {
             conn.prepare_cached(
@@ -250,7 +277,11 @@ impl Checkpointer for SqliteSaver {
         })
     }
 
-    async fn writes(&self, thread_id: &str, checkpoint_id: u64) -> Result<Vec<TaskWrites>, CheckpointError> {
+    async fn writes(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+    ) -> Result<Vec<TaskWrites>, CheckpointError> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT task_id, node, writes FROM writes WHERE thread_id = ?1 AND checkpoint_id = ?2 ORDER BY task_id",
@@ -268,7 +299,11 @@ impl Checkpointer for SqliteSaver {
     }
 
     async fn put_thread(&self, t: &ThreadInfo) -> Result<(), CheckpointError> {
-        let interrupt = t.interrupt.as_ref().map(serde_json::to_string).transpose()?;
+        let interrupt = t
+            .interrupt
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         self.with(|conn| {
             conn.prepare_cached(
                 "INSERT INTO threads (thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms)
@@ -321,7 +356,10 @@ impl Checkpointer for SqliteSaver {
         self.with(|conn| {
             let tx = conn.transaction()?;
             for table in ["writes", "checkpoints", "threads"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE thread_id = ?1"), params![thread_id])?;
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE thread_id = ?1"),
+                    params![thread_id],
+                )?;
             }
             tx.commit()?;
             Ok(())
@@ -360,7 +398,11 @@ impl ThreadRow {
             graph: self.graph,
             status: parse_status(&self.status),
             last_checkpoint: self.last_checkpoint.map(|c| c as u64),
-            interrupt: self.interrupt.as_deref().map(serde_json::from_str).transpose()?,
+            interrupt: self
+                .interrupt
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
             error: self.error,
             created_at_ms: self.created_at_ms as u64,
             updated_at_ms: self.updated_at_ms as u64,
