@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "==> formatting"
+cargo fmt --all --check
+
 echo "==> lints (no unwrap/expect/panic in library code)"
 cargo clippy --workspace --lib --bins --locked -- -D warnings
 

@@ -204,10 +204,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
-            let mut runner = Runner::new(graph);
-            if let Some(saver) = open_store(checkpoint.as_deref())? {
-                runner = runner.with_checkpointer(saver);
-            }
+            let runner = Runner::new(graph)
+                .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref())?);
             let mut request = RunRequest::new();
             request.thread_id = thread;
             request.input = input;
@@ -249,8 +247,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             command,
             checkpoint,
         } => {
-            let saver = open_store(checkpoint.as_deref())?
-                .ok_or_else(|| fail("error: `threads` needs a persistent store; `memory` forgets threads when the process exits"))?;
+            let spec = store_spec(checkpoint.as_deref());
+            if spec.as_deref() == Some("memory") {
+                return Err(fail(
+                    "error: `threads` needs a persistent store; `memory` forgets threads when the process exits\n  help: use sqlite:PATH, or leave --checkpoint out for the default file",
+                ));
+            }
+            let saver = open_store(spec.as_deref())?;
             threads(command, saver, &registry).await
         }
     }
@@ -342,16 +345,20 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
     })
 }
 
-/// Opens the checkpoint store named by `spec`, `$BRAINOPS_CHECKPOINT`, or the default SQLite
-/// file. `None` means `memory`: nothing outlives the process.
-fn open_store(spec: Option<&str>) -> Result<Option<Arc<dyn Checkpointer>>, Failure> {
+/// Which store to use: `--checkpoint`, else `$BRAINOPS_CHECKPOINT`, else the default file.
+fn store_spec(flag: Option<&str>) -> Option<String> {
     let from_env = std::env::var("BRAINOPS_CHECKPOINT")
         .ok()
         .filter(|s| !s.is_empty());
-    let spec = spec.map(str::to_string).or(from_env);
-    let path = match spec.as_deref() {
+    flag.map(str::to_string).or(from_env)
+}
+
+/// Opens the checkpoint store named by `spec` (see [`store_spec`]); `None` is the default
+/// SQLite file under `$BRAINOPS_HOME` or `.brainops/`.
+fn open_store(spec: Option<&str>) -> Result<Arc<dyn Checkpointer>, Failure> {
+    let path = match spec {
         None => default_home().join("threads.db"),
-        Some("memory") => return Ok(Some(Arc::new(MemorySaver::new()))),
+        Some("memory") => return Ok(Arc::new(MemorySaver::new())),
         Some(s) if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
         Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
             return Err(fail(
@@ -365,7 +372,7 @@ fn open_store(spec: Option<&str>) -> Result<Option<Arc<dyn Checkpointer>>, Failu
         }
     };
     let saver = SqliteSaver::open(&path).map_err(|e| fail(format!("error: {e}")))?;
-    Ok(Some(Arc::new(saver)))
+    Ok(Arc::new(saver))
 }
 
 fn default_home() -> PathBuf {

@@ -1,7 +1,7 @@
 //! The graph model: a declarative [`GraphSpec`] (what the TOML loader and the Rust
 //! [`GraphBuilder`] produce) and the validated, compiled [`Graph`] the executor runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,12 +165,6 @@ pub(crate) struct Routes {
     pub always: Vec<Target>,
     pub when: Vec<(Expr, Target)>,
     pub default: Option<Target>,
-}
-
-impl Routes {
-    fn is_empty(&self) -> bool {
-        self.always.is_empty() && self.when.is_empty() && self.default.is_none()
-    }
 }
 
 pub(crate) enum Input {
@@ -640,8 +634,6 @@ pub(crate) fn compile_spec(
             joins: Vec::new(),
         });
     }
-    let nodes_complete = nodes.len() == spec.nodes.len();
-
     // Edges.
     let mut start = Routes::default();
     let mut joins: Vec<JoinDef> = Vec::new();
@@ -742,18 +734,13 @@ pub(crate) fn compile_spec(
                 sources: froms.iter().map(|&f| f as NodeId).collect(),
                 to: target,
             });
-            if nodes_complete {
-                for &f in &froms {
-                    nodes[f as usize].joins.push(join);
-                }
+            for &f in &froms {
+                nodes[f as usize].joins.push(join);
             }
             continue;
         }
         let from = froms[0];
         direct.push((from, to));
-        if from >= 0 && !nodes_complete {
-            continue;
-        }
         let routes = if from == -1 {
             &mut start
         } else {
@@ -775,34 +762,33 @@ pub(crate) fn compile_spec(
         }
     }
 
-    if start.is_empty()
-        && spec
-            .edges
-            .iter()
-            .all(|e| e.from.iter().all(|f| f.value != START))
-    {
+    // Judged on the declared edges, so an edge whose condition failed to compile (already
+    // reported) does not also count as missing.
+    let sources: HashSet<&str> = spec
+        .edges
+        .iter()
+        .flat_map(|e| e.from.iter().map(|f| f.value.as_str()))
+        .collect();
+    if !sources.contains(START) {
         problems.push(Problem::new(
             &spec.name.loc,
             "no edge leaves START",
             "add [[edges]] from = \"START\", to = \"first_node\"",
         ));
     }
-    if nodes_complete {
-        for (i, n) in spec.nodes.iter().enumerate() {
-            let compiled = &nodes[i];
-            let has_out = !compiled.routes.is_empty() || !compiled.joins.is_empty();
-            if !has_out {
-                problems.push(Problem::new(
-                    &n.name.loc,
-                    format!("node `{}` has no outgoing edge", n.name.value),
-                    format!(
-                        "add [[edges]] from = \"{}\", to = \"END\" (or to the next node)",
-                        n.name.value
-                    ),
-                ));
-            }
+    for n in &spec.nodes {
+        if !sources.contains(n.name.value.as_str()) {
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{}` has no outgoing edge", n.name.value),
+                format!(
+                    "add [[edges]] from = \"{}\", to = \"END\" (or to the next node)",
+                    n.name.value
+                ),
+            ));
         }
     }
+
     // Reachability, to a fixpoint: a join's target is reached once all its sources are.
     let mut reached = vec![false; spec.nodes.len()];
     let mut changed = true;
@@ -834,7 +820,7 @@ pub(crate) fn compile_spec(
         }
     }
 
-    if !problems.is_empty() || !nodes_complete {
+    if !problems.is_empty() {
         return None;
     }
     Some(Graph {

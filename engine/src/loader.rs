@@ -312,14 +312,14 @@ fn to_spec(
         }
         if n.args.is_some() && n.tool.is_none() {
             problems.push(Problem::new(
-                &n.args.as_ref().and_then(loc_opt),
+                &n.args.as_ref().and_then(loc),
                 format!("node `{node_name}` has `args` but no `tool`"),
                 "`args` belong to tool nodes; agent nodes take `input`",
             ));
         }
         if n.input.is_some() && n.agent.is_none() {
             problems.push(Problem::new(
-                &n.input.as_ref().and_then(loc_opt),
+                &n.input.as_ref().and_then(loc),
                 format!("node `{node_name}` has `input` but no `agent`"),
                 "`input` belongs to agent nodes; tool nodes take `args`",
             ));
@@ -411,10 +411,6 @@ fn to_spec(
         });
     }
     spec
-}
-
-fn loc_opt<T>(s: &Spanned<T>) -> crate::error::Loc {
-    Some(s.span())
 }
 
 fn load_subgraph(

@@ -676,7 +676,6 @@ impl<'g> Execution<'g> {
         };
         if let Some(info) = &info
             && info.status == ThreadStatus::Running
-            && self.saver.is_some()
         {
             // A crashed process leaves `running` behind; continuing is what the caller asked.
             tracing::info!(thread = %self.thread_id, "continuing a thread whose last run did not finish");
@@ -1261,7 +1260,7 @@ impl<'g> Execution<'g> {
 
         // Execute the async jobs: inline when alone, in parallel otherwise.
         if !jobs.is_empty() {
-            self.run_jobs(jobs, &tasks, &mut results, &mut saved_flags, state)
+            self.run_jobs(jobs, &tasks, &mut results, &mut saved_flags)
                 .await?;
         }
 
@@ -1444,7 +1443,6 @@ impl<'g> Execution<'g> {
         tasks: &[Task],
         results: &mut [TaskResult],
         saved_flags: &mut [bool],
-        state: &State,
     ) -> Result<(), RunError> {
         let graph = self.graph;
         let cancel = self.cancel.clone();
@@ -1462,7 +1460,7 @@ impl<'g> Execution<'g> {
                     r = run_job(job, ctx, node.retry, node.timeout, saver) => r,
                     _ = cancelled() => return Err(RunError::Cancelled),
                 };
-                results[i] = self.job_result(i, tasks, outcome, state);
+                results[i] = self.job_result(i, tasks, outcome);
                 self.save_task(i, tasks, results, saved_flags).await?;
             }
             return Ok(());
@@ -1484,7 +1482,7 @@ impl<'g> Execution<'g> {
             let Some(joined) = joined else { break };
             match joined {
                 Ok((i, outcome)) => {
-                    results[i] = self.job_result(i, tasks, outcome, state);
+                    results[i] = self.job_result(i, tasks, outcome);
                     self.save_task(i, tasks, results, saved_flags).await?;
                 }
                 Err(e) => {
@@ -1536,7 +1534,6 @@ impl<'g> Execution<'g> {
         i: usize,
         tasks: &[Task],
         outcome: Result<JobOutput, JobError>,
-        state: &State,
     ) -> TaskResult {
         let graph = self.graph;
         let node = &graph.nodes[tasks[i].node as usize];
@@ -1619,7 +1616,6 @@ impl<'g> Execution<'g> {
                 if let Some(ch) = output {
                     writes.push((*ch, child_state.clone()));
                 }
-                let _ = state;
                 TaskResult::Done(writes)
             }
         }

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use engine::{NodeError, Registry, RunRequest, RunStatus, Runner, node_fn};
+use engine::{NodeError, Registry, RunRequest, RunStatus, Runner};
 use serde_json::{Value, json};
 
 const FANOUT: &str = r#"
@@ -80,7 +80,6 @@ to = "END"
         .await;
     assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
     assert_eq!(out.state["results"], json!([10, 8, 6, 4, 2]));
-    let _ = node_fn(|v: Value, _| Ok::<_, NodeError>(v));
 }
 
 struct SlowDouble;

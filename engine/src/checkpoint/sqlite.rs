@@ -130,23 +130,20 @@ fn parse_status(s: &str) -> ThreadStatus {
 
 const RECORD_COLUMNS: &str = "thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms";
 
-fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(CheckpointRecordRow, ())> {
-    Ok((
-        CheckpointRecordRow {
-            thread_id: row.get(0)?,
-            id: row.get::<_, i64>(1)? as u64,
-            parent: row.get::<_, Option<i64>>(2)?.map(|p| p as u64),
-            step: row.get::<_, i64>(3)? as u64,
-            source: row.get(4)?,
-            nodes: row.get(5)?,
-            deltas: row.get(6)?,
-            snapshot: row.get(7)?,
-            next: row.get(8)?,
-            joins: row.get(9)?,
-            created_at_ms: row.get::<_, i64>(10)? as u64,
-        },
-        (),
-    ))
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRecordRow> {
+    Ok(CheckpointRecordRow {
+        thread_id: row.get(0)?,
+        id: row.get::<_, i64>(1)? as u64,
+        parent: row.get::<_, Option<i64>>(2)?.map(|p| p as u64),
+        step: row.get::<_, i64>(3)? as u64,
+        source: row.get(4)?,
+        nodes: row.get(5)?,
+        deltas: row.get(6)?,
+        snapshot: row.get(7)?,
+        next: row.get(8)?,
+        joins: row.get(9)?,
+        created_at_ms: row.get::<_, i64>(10)? as u64,
+    })
 }
 
 struct CheckpointRecordRow {
@@ -241,7 +238,7 @@ impl Checkpointer for SqliteSaver {
             let rows = stmt.query_map(params![thread_id, from.unwrap_or(0), upto], read_record)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(row?.0.into_record()?);
+                out.push(row?.into_record()?);
             }
             Ok(out)
         })
@@ -255,7 +252,7 @@ impl Checkpointer for SqliteSaver {
             let rows = stmt.query_map(params![thread_id], read_record)?;
             let mut out = Vec::new();
             for row in rows {
-                out.push(CheckpointSummary::from(&row?.0.into_record()?));
+                out.push(CheckpointSummary::from(&row?.into_record()?));
             }
             Ok(out)
         })
