@@ -231,6 +231,22 @@ fn failures_exit_non_zero_with_the_error() {
             .unwrap()
             .contains("`leed` is not a declared channel")
     );
+
+    let out = brainops(home.path(), &["threads", "list", "--checkpoint", "memory"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a persistent store"));
+
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            "graphs/lead_intake.toml",
+            "--checkpoint",
+            "redis://x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`redis://x` is not a store"));
 }
 
 #[test]
