@@ -505,7 +505,8 @@ fn cp_err(e: crate::checkpoint::CheckpointError) -> RunError {
     RunError::Checkpoint { message: e.0 }
 }
 
-/// Applies a JSON object of channel writes through reducers; returns the deltas.
+/// Applies a JSON object of channel writes through reducers; returns the deltas. On an
+/// error `state` is left part-updated: callers discard it.
 fn apply_input(
     graph: &Graph,
     state: &mut State,
@@ -533,14 +534,15 @@ fn apply_input(
             });
         };
         let channel = &graph.channels[id as usize];
-        let mut next = state.values[id as usize].clone();
+        // Folded in place: on an error the caller discards the whole state.
+        let slot = &mut state.values[id as usize];
         channel
             .reducer
-            .apply(&mut next, value.clone())
+            .apply(slot, value.clone())
             .map_err(|e| RunError::Input {
                 message: format!("`{key}`: {e}"),
             })?;
-        if !channel.ty.accepts(&next) {
+        if !channel.ty.accepts(slot) {
             return Err(RunError::Input {
                 message: format!(
                     "`{key}` must be of type {}, got {}",
@@ -549,7 +551,7 @@ fn apply_input(
                 ),
             });
         }
-        state.set(id, next);
+        state.invalidate(id);
         deltas.push(if channel.reducer.stores_delta() {
             ChannelDelta::Reduce {
                 channel: key.clone(),
