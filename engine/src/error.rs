@@ -179,6 +179,9 @@ pub enum RunError {
     Cancelled,
     #[error("checkpoint store: {message}")]
     Checkpoint { message: String },
+    /// Another run owns the thread, or moved it on first.
+    #[error("conflict: {message}")]
+    Conflict { thread_id: String, message: String },
     #[error("{message}")]
     Thread { message: String },
 }

@@ -23,8 +23,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::checkpoint::{
-    ByteCounter, ChannelDelta, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer,
-    InterruptInfo, JoinProgress, TaskWrites, ThreadInfo, ThreadStatus, now_ms,
+    ByteCounter, ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource,
+    CheckpointSummary, Checkpointer, InterruptInfo, JoinProgress, Lease, TaskWrites, ThreadInfo,
+    ThreadStatus, acquire, now_ms,
 };
 use crate::error::RunError;
 use crate::events::{Event, EventSink, EventStream};
@@ -78,6 +79,9 @@ pub struct RunRequest {
     pub input: Option<Value>,
     pub resume: Option<Value>,
     pub cancel: Option<CancelToken>,
+    /// Take the thread over even while another run's lease on it is live (use when that
+    /// run's process is known to be gone).
+    pub takeover: bool,
 }
 
 impl RunRequest {
@@ -102,6 +106,11 @@ impl RunRequest {
 
     pub fn cancel_with(mut self, token: CancelToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    pub fn takeover(mut self, takeover: bool) -> Self {
+        self.takeover = takeover;
         self
     }
 }
@@ -169,7 +178,12 @@ pub struct StateSnapshot {
 pub struct Runner {
     graph: Arc<Graph>,
     saver: Option<Arc<dyn Checkpointer>>,
+    lease_ms: u64,
 }
+
+/// How long a run's claim on its thread lasts without renewal. A heartbeat renews it every
+/// third of that while the run is alive, and every checkpoint renews it too.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// Where a thread stands between steps.
 struct Position {
@@ -209,7 +223,18 @@ enum Job {
 impl Runner {
     /// A runner without checkpoints: fastest, nothing survives the process.
     pub fn new(graph: Arc<Graph>) -> Self {
-        Runner { graph, saver: None }
+        Runner {
+            graph,
+            saver: None,
+            lease_ms: DEFAULT_LEASE.as_millis() as u64,
+        }
+    }
+
+    /// How long a run's claim on its thread lasts without renewal (default 30 s): the time
+    /// another process waits before it may take over a thread whose run vanished.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease_ms = (lease.as_millis() as u64).max(1);
+        self
     }
 
     pub fn with_checkpointer(mut self, saver: Arc<dyn Checkpointer>) -> Self {
@@ -256,14 +281,19 @@ impl Runner {
             writer: vec![(u64::MAX, 0); self.graph.channels.len()],
             scheduled: vec![u64::MAX; self.graph.nodes.len()],
             current_checkpoint: None,
+            lease: None,
+            lease_ms: self.lease_ms,
+            claimed: None,
         };
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
             graph: self.graph.name.clone(),
         });
+        let mut start_error = false;
         let (status, state, interrupt, error, checkpoint_id, steps) =
             match exec.start(request).await {
                 Ok((mut state, mut pos, resume)) => {
+                    let _heartbeat = exec.heartbeat();
                     let result = exec.steps(&mut state, &mut pos, resume).await;
                     let (status, interrupt, error, steps) = match result {
                         Ok((Some(i), steps)) => (RunStatus::Interrupted, Some(i), None, steps),
@@ -279,14 +309,17 @@ impl Runner {
                         steps,
                     )
                 }
-                Err(e) => (
-                    RunStatus::Failed,
-                    Value::Object(Map::new()),
-                    None,
-                    Some(e),
-                    None,
-                    0,
-                ),
+                Err(e) => {
+                    start_error = true;
+                    (
+                        RunStatus::Failed,
+                        Value::Object(Map::new()),
+                        None,
+                        Some(e),
+                        None,
+                        0,
+                    )
+                }
             };
         let thread_status = match status {
             RunStatus::Done => ThreadStatus::Done,
@@ -294,19 +327,26 @@ impl Runner {
             RunStatus::Failed => ThreadStatus::Failed,
         };
         let mut error = error;
-        let start_failed = matches!(
-            error,
-            Some(RunError::Thread { .. } | RunError::Input { .. })
-        );
-        if !start_failed
-            && let Err(e) = exec
-                .save_thread(
-                    thread_status,
-                    checkpoint_id,
-                    interrupt.clone(),
-                    error.as_ref(),
-                )
-                .await
+        // A run refused at the start changed nothing: the thread goes back as it was.
+        let start_failed = start_error
+            && matches!(
+                error,
+                Some(RunError::Thread { .. } | RunError::Input { .. } | RunError::Conflict { .. })
+            );
+        if start_failed {
+            if let Err(e) = exec.release_unchanged().await {
+                tracing::warn!(thread = %exec.thread_id, "could not release the thread: {e}");
+            }
+        } else if let Some(RunError::Conflict { .. }) = error {
+            // Another run owns the thread now: its status is not ours to write.
+        } else if let Err(e) = exec
+            .save_thread(
+                thread_status,
+                checkpoint_id,
+                interrupt.clone(),
+                error.as_ref(),
+            )
+            .await
         {
             error.get_or_insert(e);
         }
@@ -355,7 +395,8 @@ impl Runner {
 
     fn saver(&self) -> Result<&dyn Checkpointer, RunError> {
         self.saver.as_deref().ok_or_else(|| RunError::Thread {
-            message: "this runner has no checkpointer; threads need one (memory, sqlite)".into(),
+            message: "this runner has no checkpointer; threads need one (memory, sqlite, postgres)"
+                .into(),
         })
     }
 
@@ -401,6 +442,35 @@ impl Runner {
     /// Applies `values` (channel → write, through reducers) as a new checkpoint on the thread.
     pub async fn update_state(&self, thread_id: &str, values: &Value) -> Result<u64, RunError> {
         let saver = self.saver()?;
+        if saver.thread(thread_id).await.map_err(cp_err)?.is_none() {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, None),
+            });
+        }
+        let lease = Lease::new(self.lease_ms);
+        let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
+            .await
+            .map_err(cp_err)?;
+        let result = self.update_owned(saver, thread_id, values, &lease).await;
+        let release = ThreadInfo {
+            lease: None,
+            updated_at_ms: now_ms(),
+            ..info
+        };
+        saver
+            .put_thread(&release, Some(&lease))
+            .await
+            .map_err(cp_err)?;
+        result
+    }
+
+    async fn update_owned(
+        &self,
+        saver: &dyn Checkpointer,
+        thread_id: &str,
+        values: &Value,
+        lease: &Lease,
+    ) -> Result<u64, RunError> {
         let chain = saver.chain(thread_id, None).await.map_err(cp_err)?;
         let Some(last) = chain.last() else {
             return Err(RunError::Thread {
@@ -423,12 +493,7 @@ impl Runner {
             joins: last.joins.clone(),
             created_at_ms: now_ms(),
         };
-        saver.put(&record).await.map_err(cp_err)?;
-        if let Some(mut info) = saver.thread(thread_id).await.map_err(cp_err)? {
-            info.last_checkpoint = Some(record.id);
-            info.updated_at_ms = now_ms();
-            saver.put_thread(&info).await.map_err(cp_err)?;
-        }
+        saver.put(&record, Some(lease)).await.map_err(cp_err)?;
         Ok(record.id)
     }
 
@@ -472,20 +537,24 @@ impl Runner {
             joins: last.joins.clone(),
             created_at_ms: now,
         };
-        saver.put(&record).await.map_err(cp_err)?;
         saver
-            .put_thread(&ThreadInfo {
-                thread_id: new_id.clone(),
-                graph: self.graph.name.clone(),
-                status: ThreadStatus::Idle,
-                last_checkpoint: Some(0),
-                interrupt: None,
-                error: None,
-                created_at_ms: now,
-                updated_at_ms: now,
-            })
+            .put_thread(
+                &ThreadInfo {
+                    thread_id: new_id.clone(),
+                    graph: self.graph.name.clone(),
+                    status: ThreadStatus::Idle,
+                    last_checkpoint: None,
+                    interrupt: None,
+                    error: None,
+                    lease: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                },
+                None,
+            )
             .await
             .map_err(cp_err)?;
+        saver.put(&record, None).await.map_err(cp_err)?;
         Ok(new_id)
     }
 }
@@ -501,8 +570,13 @@ fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String {
     }
 }
 
-fn cp_err(e: crate::checkpoint::CheckpointError) -> RunError {
-    RunError::Checkpoint { message: e.0 }
+fn cp_err(e: CheckpointError) -> RunError {
+    match e {
+        CheckpointError::Store(message) => RunError::Checkpoint { message },
+        CheckpointError::Conflict { thread_id, message } => {
+            RunError::Conflict { thread_id, message }
+        }
+    }
 }
 
 /// Applies a JSON object of channel writes through reducers; returns the deltas. On an
@@ -580,6 +654,22 @@ struct Execution<'g> {
     scheduled: Vec<u64>,
     /// The checkpoint the current step starts from; pending writes are saved against it.
     current_checkpoint: Option<u64>,
+    /// This run's claim on the thread (with a checkpointer), renewed as it goes.
+    lease: Option<Lease>,
+    lease_ms: u64,
+    /// The thread as it was when this run claimed it.
+    claimed: Option<ThreadInfo>,
+}
+
+/// Stops the lease heartbeat when the run ends.
+struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// What `start` found to resume: the interrupted task's id and its value, or "skip the
@@ -609,23 +699,86 @@ impl<'g> Execution<'g> {
         let Some(saver) = self.saver.clone() else {
             return Ok(());
         };
-        let created = match saver.thread(&self.thread_id).await.map_err(cp_err)? {
-            Some(info) => info.created_at_ms,
-            None => self.created_at_ms,
-        };
+        let created = self
+            .claimed
+            .as_ref()
+            .map_or(self.created_at_ms, |i| i.created_at_ms);
+        // A running thread keeps this run's lease; any other status releases it.
+        let keep = (status == ThreadStatus::Running)
+            .then(|| self.renewed_lease())
+            .flatten();
         saver
-            .put_thread(&ThreadInfo {
-                thread_id: self.thread_id.to_string(),
-                graph: self.graph.name.clone(),
-                status,
-                last_checkpoint: checkpoint,
-                interrupt,
-                error: error.map(ToString::to_string),
-                created_at_ms: created,
-                updated_at_ms: now_ms(),
-            })
+            .put_thread(
+                &ThreadInfo {
+                    thread_id: self.thread_id.to_string(),
+                    graph: self.graph.name.clone(),
+                    status,
+                    last_checkpoint: checkpoint,
+                    interrupt,
+                    error: error.map(ToString::to_string),
+                    lease: keep,
+                    created_at_ms: created,
+                    updated_at_ms: now_ms(),
+                },
+                self.lease.as_ref(),
+            )
             .await
             .map_err(cp_err)
+    }
+
+    /// This run's lease, extended to `lease_ms` from now.
+    fn renewed_lease(&self) -> Option<Lease> {
+        self.lease.as_ref().map(|l| Lease {
+            owner: l.owner.clone(),
+            until_ms: now_ms().saturating_add(self.lease_ms),
+        })
+    }
+
+    /// Renews the lease every third of its length while the run goes on, so a long node
+    /// call does not let another process take the thread over.
+    fn heartbeat(&self) -> Heartbeat {
+        let (Some(saver), Some(lease)) = (self.saver.clone(), self.lease.clone()) else {
+            return Heartbeat(None);
+        };
+        let (thread_id, lease_ms) = (self.thread_id.clone(), self.lease_ms);
+        Heartbeat(Some(tokio::spawn(async move {
+            let period = Duration::from_millis((lease_ms / 3).max(1));
+            loop {
+                tokio::time::sleep(period).await;
+                let renewed = Lease {
+                    owner: lease.owner.clone(),
+                    until_ms: now_ms().saturating_add(lease_ms),
+                };
+                match saver.renew(&thread_id, &renewed).await {
+                    Ok(()) => {}
+                    Err(CheckpointError::Conflict { .. }) => return,
+                    Err(e) => tracing::warn!(thread = %thread_id, "lease renewal failed: {e}"),
+                }
+            }
+        })))
+    }
+
+    /// Gives the thread back as it was when a run that changed nothing claimed it.
+    async fn release_unchanged(&self) -> Result<(), CheckpointError> {
+        let (Some(saver), Some(lease), Some(info)) = (&self.saver, &self.lease, &self.claimed)
+        else {
+            return Ok(());
+        };
+        if info.last_checkpoint.is_none() && info.status == ThreadStatus::Idle {
+            // The claim created the thread; nothing of it is worth keeping.
+            if saver
+                .thread(&self.thread_id)
+                .await?
+                .is_some_and(|t| t.last_checkpoint.is_none())
+            {
+                return saver.delete_thread(&self.thread_id).await;
+            }
+        }
+        let restored = ThreadInfo {
+            lease: None,
+            ..info.clone()
+        };
+        saver.put_thread(&restored, Some(lease)).await
     }
 
     /// Loads the thread and decides where this run starts.
@@ -645,7 +798,19 @@ impl<'g> Execution<'g> {
         };
         let (mut state, mut pos, info) = match self.saver.clone() {
             Some(saver) => {
-                let info = saver.thread(&self.thread_id).await.map_err(cp_err)?;
+                let lease = Lease::new(self.lease_ms);
+                let claimed = acquire(
+                    saver.as_ref(),
+                    &self.thread_id,
+                    &graph.name,
+                    &lease,
+                    request.takeover,
+                )
+                .await
+                .map_err(cp_err)?;
+                self.lease = Some(lease);
+                self.claimed = Some(claimed.clone());
+                let info = Some(claimed);
                 let chain = saver.chain(&self.thread_id, None).await.map_err(cp_err)?;
                 match chain.last() {
                     Some(last) => {
@@ -1034,7 +1199,8 @@ impl<'g> Execution<'g> {
             joins,
             created_at_ms: now_ms(),
         };
-        saver.put(&record).await.map_err(cp_err)?;
+        let lease = self.renewed_lease();
+        saver.put(&record, lease.as_ref()).await.map_err(cp_err)?;
         pos.checkpoint_id = Some(id);
         if self.events.is_some() {
             let bytes = record.stored_bytes();
@@ -1290,7 +1456,7 @@ impl<'g> Execution<'g> {
                                 .collect(),
                         };
                         saver
-                            .put_writes(&self.thread_id, cp, &record)
+                            .put_writes(&self.thread_id, cp, &record, self.lease.as_ref())
                             .await
                             .map_err(cp_err)?;
                     }
@@ -1524,7 +1690,7 @@ impl<'g> Execution<'g> {
                 .collect(),
         };
         saver
-            .put_writes(&self.thread_id, cp, &record)
+            .put_writes(&self.thread_id, cp, &record, self.lease.as_ref())
             .await
             .map_err(cp_err)?;
         saved_flags[i] = true;
@@ -1737,7 +1903,10 @@ async fn run_subgraph(
     // The child thread is named after the parent task, so a resumed parent finds it again.
     let child_thread = format!("{}/{}@{}", ctx.thread_id, ctx.task_id, ctx.checkpoint_id);
     let mut runner = Runner::new(Arc::clone(graph));
-    let mut request = RunRequest::new().thread(child_thread.clone());
+    // The parent's lease covers its child threads: a claim left on one is a stale attempt's.
+    let mut request = RunRequest::new()
+        .thread(child_thread.clone())
+        .takeover(true);
     match &saver {
         Some(saver) => {
             runner = runner.with_checkpointer(Arc::clone(saver));

@@ -162,42 +162,188 @@ pub struct InterruptInfo {
     pub value: Value,
 }
 
+/// The right of one run to advance a thread, until `until_ms` unless renewed.
+///
+/// Only the owner may write checkpoints, pending writes or status. A crashed owner's lease
+/// is taken over once it expires, or at once when the owner was a process on this host that
+/// no longer exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// `HOST/PID/UUID` of the run.
+    pub owner: String,
+    pub until_ms: u64,
+}
+
+impl Lease {
+    /// A new owner token for a run in this process, valid for `duration_ms`.
+    pub fn new(duration_ms: u64) -> Self {
+        Lease {
+            owner: format!(
+                "{}/{}/{}",
+                host_name(),
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            until_ms: now_ms().saturating_add(duration_ms),
+        }
+    }
+
+    /// Whether the owner can no longer be advancing the thread: the lease ran out, or the
+    /// owner is a process on this host that has exited.
+    pub fn is_abandoned(&self, now_ms: u64) -> bool {
+        if self.until_ms <= now_ms {
+            return true;
+        }
+        let mut parts = self.owner.splitn(3, '/');
+        let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let proc_fs = std::path::Path::new("/proc/self").exists();
+        proc_fs
+            && host == host_name()
+            && pid != std::process::id().to_string()
+            && !std::path::Path::new("/proc").join(pid).exists()
+    }
+}
+
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().replace('/', "_"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
 /// A thread's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadInfo {
     pub thread_id: String,
     pub graph: String,
     pub status: ThreadStatus,
+    /// The latest checkpoint (the head). Moved by [`Checkpointer::put`] only.
     pub last_checkpoint: Option<u64>,
     pub interrupt: Option<InterruptInfo>,
     pub error: Option<String>,
+    /// The run advancing the thread, if any.
+    #[serde(default)]
+    pub lease: Option<Lease>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
 
-/// A checkpoint store failed.
+/// A checkpoint store failed, or refused a write.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CheckpointError(pub String);
+pub enum CheckpointError {
+    /// The store could not be reached or answered with an error.
+    #[error("{0}")]
+    Store(String),
+    /// Another run owns the thread, or its head moved: this writer lost the race.
+    #[error("{message}")]
+    Conflict { thread_id: String, message: String },
+}
+
+impl CheckpointError {
+    pub fn conflict(thread_id: &str, message: impl Into<String>) -> Self {
+        CheckpointError::Conflict {
+            thread_id: thread_id.to_string(),
+            message: message.into(),
+        }
+    }
+}
 
 impl From<rusqlite::Error> for CheckpointError {
     fn from(e: rusqlite::Error) -> Self {
-        CheckpointError(format!("sqlite: {e}"))
+        CheckpointError::Store(format!("sqlite: {e}"))
     }
 }
 
 impl From<serde_json::Error> for CheckpointError {
     fn from(e: serde_json::Error) -> Self {
-        CheckpointError(format!("stored checkpoint is not valid JSON: {e}"))
+        CheckpointError::Store(format!("stored checkpoint is not valid JSON: {e}"))
     }
 }
 
+/// Whether a write fenced by `lease` may go ahead on a thread held by `held`: the lease
+/// owns the thread, or neither does anyone else.
+pub fn admits(held: Option<&Lease>, lease: Option<&Lease>) -> bool {
+    match (held, lease) {
+        (Some(held), Some(mine)) => held.owner == mine.owner,
+        (None, None) => true,
+        (Some(_), None) | (None, Some(_)) => false,
+    }
+}
+
+/// Why a fenced write was refused, in words a user can act on.
+pub fn refusal(
+    thread_id: &str,
+    stored: Option<&ThreadInfo>,
+    lease: Option<&Lease>,
+    expected_head: Option<u64>,
+) -> CheckpointError {
+    let Some(info) = stored else {
+        return CheckpointError::conflict(
+            thread_id,
+            format!("thread `{thread_id}` does not exist (deleted or expired while running?)"),
+        );
+    };
+    match (&info.lease, lease) {
+        (Some(held), Some(mine)) if held.owner != mine.owner => {
+            return CheckpointError::conflict(
+                thread_id,
+                format!(
+                    "thread `{thread_id}` was taken over by another run ({}); this run stopped so history does not fork",
+                    held.owner
+                ),
+            );
+        }
+        (None, Some(_)) => {
+            return CheckpointError::conflict(
+                thread_id,
+                format!("thread `{thread_id}` is no longer owned by this run"),
+            );
+        }
+        (Some(held), None) => {
+            return CheckpointError::conflict(
+                thread_id,
+                format!(
+                    "thread `{thread_id}` is being advanced by run {}; wait for it to finish",
+                    held.owner
+                ),
+            );
+        }
+        _ => {}
+    }
+    CheckpointError::conflict(
+        thread_id,
+        format!(
+            "thread `{thread_id}` moved on: its latest checkpoint is {} but this write follows {}",
+            info.last_checkpoint
+                .map_or_else(|| "none".into(), |c| c.to_string()),
+            expected_head.map_or_else(|| "none".into(), |c| c.to_string())
+        ),
+    )
+}
+
 /// Durable storage of threads, checkpoints and pending writes.
+///
+/// Writes are fenced: a write that carries a [`Lease`] succeeds only while that lease owns
+/// the thread, and a write without one only while no run owns it. [`put`](Self::put) also
+/// requires the record's parent to be the thread's head, so history stays a single line.
+/// Refused writes return [`CheckpointError::Conflict`].
 #[async_trait]
 pub trait Checkpointer: Send + Sync {
-    /// Stores a checkpoint. Its pending writes (of checkpoint `record.parent`) are no longer
-    /// needed once this returns.
-    async fn put(&self, record: &CheckpointRecord) -> Result<(), CheckpointError>;
+    /// Appends a checkpoint: its parent must be the head, and the thread must exist. Moves
+    /// the head, renews the lease to `lease.until_ms`, and drops the pending writes of the
+    /// parent.
+    async fn put(
+        &self,
+        record: &CheckpointRecord,
+        lease: Option<&Lease>,
+    ) -> Result<(), CheckpointError>;
 
     /// The records needed to rebuild checkpoint `upto` (the latest when `None`): from the
     /// nearest snapshot at or before it (or the first record) to it, in order.
@@ -210,12 +356,14 @@ pub trait Checkpointer: Send + Sync {
     /// Every checkpoint of a thread, oldest first.
     async fn list(&self, thread_id: &str) -> Result<Vec<CheckpointSummary>, CheckpointError>;
 
-    /// Saves the writes of a finished task of the step that starts from `checkpoint_id`.
+    /// Saves the writes of a finished task of the step that starts from `checkpoint_id`
+    /// (which must be the head).
     async fn put_writes(
         &self,
         thread_id: &str,
         checkpoint_id: u64,
         writes: &TaskWrites,
+        lease: Option<&Lease>,
     ) -> Result<(), CheckpointError>;
 
     /// The saved writes of the step that starts from `checkpoint_id`.
@@ -225,7 +373,26 @@ pub trait Checkpointer: Send + Sync {
         checkpoint_id: u64,
     ) -> Result<Vec<TaskWrites>, CheckpointError>;
 
-    async fn put_thread(&self, info: &ThreadInfo) -> Result<(), CheckpointError>;
+    /// Creates or updates a thread's graph, status, interrupt, error and lease (`info.lease`;
+    /// `None` releases it). Never moves the head. `lease` is the caller's fence.
+    async fn put_thread(
+        &self,
+        info: &ThreadInfo,
+        lease: Option<&Lease>,
+    ) -> Result<(), CheckpointError>;
+
+    /// Makes `lease` the thread's owner if the current owner is `expected` (`None`: no
+    /// owner), creating an idle thread when there is none. Returns the thread as stored.
+    async fn claim(
+        &self,
+        thread_id: &str,
+        graph: &str,
+        expected: Option<&str>,
+        lease: &Lease,
+    ) -> Result<ThreadInfo, CheckpointError>;
+
+    /// Extends the lease; a conflict when the thread is no longer this lease's.
+    async fn renew(&self, thread_id: &str, lease: &Lease) -> Result<(), CheckpointError>;
 
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, CheckpointError>;
 
@@ -234,6 +401,68 @@ pub trait Checkpointer: Send + Sync {
 
     /// Deletes a thread with its checkpoints and writes.
     async fn delete_thread(&self, thread_id: &str) -> Result<(), CheckpointError>;
+
+    /// Replaces the stored form of checkpoint `checkpoint_id` with a full snapshot of its
+    /// state, so older checkpoints can be pruned.
+    async fn put_snapshot(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+        snapshot: &Map<String, Value>,
+    ) -> Result<(), CheckpointError>;
+
+    /// Deletes the thread's checkpoints older than its latest `keep`, except those a kept
+    /// checkpoint needs to be rebuilt (back to the nearest snapshot). Returns how many went.
+    async fn prune(&self, thread_id: &str, keep: usize) -> Result<u64, CheckpointError>;
+
+    /// Deletes every thread last updated before `before_ms` that no live run owns. Returns
+    /// their ids.
+    async fn expire(&self, before_ms: u64) -> Result<Vec<String>, CheckpointError>;
+}
+
+/// Takes ownership of a thread for a run: refused while another live run holds it, unless
+/// `takeover`. Returns the thread as stored (its status is the one before this run).
+pub async fn acquire(
+    saver: &dyn Checkpointer,
+    thread_id: &str,
+    graph: &str,
+    lease: &Lease,
+    takeover: bool,
+) -> Result<ThreadInfo, CheckpointError> {
+    let current = saver.thread(thread_id).await?;
+    let held = current.as_ref().and_then(|i| i.lease.as_ref());
+    if let Some(held) = held
+        && held.owner != lease.owner
+        && !takeover
+        && !held.is_abandoned(now_ms())
+    {
+        let left = held.until_ms.saturating_sub(now_ms()).div_ceil(1000);
+        return Err(CheckpointError::conflict(
+            thread_id,
+            format!(
+                "thread `{thread_id}` is being advanced by another run ({}); its lease ends in {left} s. \
+                 Wait for it, or take over with `--takeover` if that process is gone",
+                held.owner
+            ),
+        ));
+    }
+    saver
+        .claim(thread_id, graph, held.map(|h| h.owner.as_str()), lease)
+        .await
+}
+
+/// The oldest checkpoint to keep when keeping the latest `keep` of `checkpoints` (id and
+/// whether it is a snapshot, oldest first): the nearest snapshot at or before the cut, so
+/// every kept checkpoint can still be rebuilt. `None` when nothing can go.
+pub fn prune_base(
+    checkpoints: impl DoubleEndedIterator<Item = (u64, bool)>,
+    keep: usize,
+) -> Option<u64> {
+    checkpoints
+        .rev()
+        .skip(keep.max(1) - 1)
+        .find(|&(_, snapshot)| snapshot)
+        .map(|(id, _)| id)
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -4,15 +4,17 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::{Map, Value};
 
 use super::{
-    CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer,
-    TaskWrites, ThreadInfo, ThreadStatus,
+    CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer, Lease,
+    TaskWrites, ThreadInfo, ThreadStatus, admits, now_ms, refusal,
 };
 
 /// Versioned schema; each entry runs once, tracked by `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT PRIMARY KEY,
     graph TEXT NOT NULL,
@@ -45,7 +47,13 @@ CREATE TABLE IF NOT EXISTS writes (
     writes TEXT NOT NULL,
     PRIMARY KEY (thread_id, checkpoint_id, task_id)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE threads ADD COLUMN owner TEXT;
+ALTER TABLE threads ADD COLUMN lease_until_ms INTEGER;
+CREATE INDEX IF NOT EXISTS threads_updated ON threads (updated_at_ms);
+"#,
+];
 
 /// Stores threads in an SQLite database file.
 pub struct SqliteSaver {
@@ -57,11 +65,12 @@ impl SqliteSaver {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| CheckpointError(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CheckpointError::Store(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let conn = Connection::open(path).map_err(|e| {
-            CheckpointError(format!(
+            CheckpointError::Store(format!(
                 "cannot open SQLite database {}: {e}",
                 path.display()
             ))
@@ -74,14 +83,20 @@ impl SqliteSaver {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, CheckpointError> {
+    fn init(mut conn: Connection) -> Result<Self, CheckpointError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            conn.execute_batch(sql)?;
-            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+            // One transaction per migration: a crash mid-way leaves the previous version.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if current <= i as i64 {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+            tx.commit()?;
         }
         Ok(SqliteSaver {
             conn: Mutex::new(conn),
@@ -95,7 +110,7 @@ impl SqliteSaver {
         let mut guard = self
             .conn
             .lock()
-            .map_err(|_| CheckpointError("sqlite saver lock poisoned".into()))?;
+            .map_err(|_| CheckpointError::Store("sqlite saver lock poisoned".into()))?;
         f(&mut guard)
     }
 }
@@ -182,36 +197,90 @@ impl CheckpointRecordRow {
     }
 }
 
+const THREAD_COLUMNS: &str = "thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms, owner, lease_until_ms";
+
+fn load_thread(conn: &Connection, thread_id: &str) -> Result<Option<ThreadInfo>, CheckpointError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {THREAD_COLUMNS} FROM threads WHERE thread_id = ?1"
+        ))?
+        .query_row(params![thread_id], thread_row)
+        .optional()?;
+    row.map(ThreadRow::into_info).transpose()
+}
+
+/// Opens a write transaction that takes the database's write lock at once, so a check and
+/// the write that depends on it cannot interleave with another process.
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, CheckpointError> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+fn insert_record(tx: &Transaction<'_>, r: &CheckpointRecord) -> Result<(), CheckpointError> {
+    let nodes = serde_json::to_string(&r.nodes)?;
+    let deltas = serde_json::to_string(&r.deltas)?;
+    let snapshot = r.snapshot.as_ref().map(serde_json::to_string).transpose()?;
+    let next = serde_json::to_string(&r.next)?;
+    let joins = serde_json::to_string(&r.joins)?;
+    tx.prepare_cached(
+        "INSERT INTO checkpoints (thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        r.thread_id,
+        r.id as i64,
+        r.parent.map(|p| p as i64),
+        r.step as i64,
+        source_str(r.source),
+        nodes,
+        deltas,
+        snapshot,
+        next,
+        joins,
+        r.created_at_ms as i64
+    ])?;
+    Ok(())
+}
+
+fn delete_rows(tx: &Transaction<'_>, thread_id: &str) -> Result<(), CheckpointError> {
+    for table in ["writes", "checkpoints", "threads"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE thread_id = ?1"),
+            params![thread_id],
+        )?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Checkpointer for SqliteSaver {
-    async fn put(&self, r: &CheckpointRecord) -> Result<(), CheckpointError> {
-        let nodes = serde_json::to_string(&r.nodes)?;
-        let deltas = serde_json::to_string(&r.deltas)?;
-        let snapshot = r.snapshot.as_ref().map(serde_json::to_string).transpose()?;
-        let next = serde_json::to_string(&r.next)?;
-        let joins = serde_json::to_string(&r.joins)?;
+    async fn put(
+        &self,
+        r: &CheckpointRecord,
+        lease: Option<&Lease>,
+    ) -> Result<(), CheckpointError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
+            let info = load_thread(&tx, &r.thread_id)?;
+            match &info {
+                Some(i) if admits(i.lease.as_ref(), lease) && i.last_checkpoint == r.parent => {}
+                other => return Err(refusal(&r.thread_id, other.as_ref(), lease, r.parent)),
+            }
+            insert_record(&tx, r)?;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "UPDATE threads SET last_checkpoint = ?2, updated_at_ms = ?3,
+                   lease_until_ms = COALESCE(?4, lease_until_ms) WHERE thread_id = ?1",
             )?
             .execute(params![
                 r.thread_id,
                 r.id as i64,
-                r.parent.map(|p| p as i64),
-                r.step as i64,
-                source_str(r.source),
-                nodes,
-                deltas,
-                snapshot,
-                next,
-                joins,
-                r.created_at_ms as i64
+                now_ms() as i64,
+                lease.map(|l| l.until_ms as i64)
             ])?;
             if let Some(parent) = r.parent {
-                tx.prepare_cached("DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id = ?2")?
-                    .execute(params![r.thread_id, parent as i64])?;
+                tx.prepare_cached(
+                    "DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id = ?2",
+                )?
+                .execute(params![r.thread_id, parent as i64])?;
             }
             tx.commit()?;
             Ok(())
@@ -263,13 +332,25 @@ impl Checkpointer for SqliteSaver {
         thread_id: &str,
         checkpoint_id: u64,
         w: &TaskWrites,
+        lease: Option<&Lease>,
     ) -> Result<(), CheckpointError> {
         let writes = serde_json::to_string(&w.writes)?;
         self.with(|conn| {
-            conn.prepare_cached(
+            let tx = write_tx(conn)?;
+            let info = load_thread(&tx, thread_id)?;
+            match &info {
+                Some(i)
+                    if admits(i.lease.as_ref(), lease)
+                        && i.last_checkpoint == Some(checkpoint_id) => {}
+                other => {
+                    return Err(refusal(thread_id, other.as_ref(), lease, Some(checkpoint_id)));
+                }
+            }
+            tx.prepare_cached(
                 "INSERT OR REPLACE INTO writes (thread_id, checkpoint_id, task_id, node, writes) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![thread_id, checkpoint_id as i64, w.task_id, w.node, writes])?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -295,51 +376,101 @@ impl Checkpointer for SqliteSaver {
         })
     }
 
-    async fn put_thread(&self, t: &ThreadInfo) -> Result<(), CheckpointError> {
+    async fn put_thread(
+        &self,
+        t: &ThreadInfo,
+        lease: Option<&Lease>,
+    ) -> Result<(), CheckpointError> {
         let interrupt = t
             .interrupt
             .as_ref()
             .map(serde_json::to_string)
             .transpose()?;
         self.with(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO threads (thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            let tx = write_tx(conn)?;
+            if let Some(stored) = load_thread(&tx, &t.thread_id)?
+                && stored.lease.is_some()
+                && !admits(stored.lease.as_ref(), lease)
+            {
+                return Err(refusal(&t.thread_id, Some(&stored), lease, None));
+            }
+            tx.prepare_cached(
+                "INSERT INTO threads (thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms, owner, lease_until_ms)
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(thread_id) DO UPDATE SET graph = excluded.graph, status = excluded.status,
-                   last_checkpoint = excluded.last_checkpoint, interrupt = excluded.interrupt,
-                   error = excluded.error, updated_at_ms = excluded.updated_at_ms",
+                   interrupt = excluded.interrupt, error = excluded.error,
+                   updated_at_ms = excluded.updated_at_ms, owner = excluded.owner,
+                   lease_until_ms = excluded.lease_until_ms",
             )?
             .execute(params![
                 t.thread_id,
                 t.graph,
                 t.status.as_str(),
-                t.last_checkpoint.map(|c| c as i64),
                 interrupt,
                 t.error,
                 t.created_at_ms as i64,
-                t.updated_at_ms as i64
+                t.updated_at_ms as i64,
+                t.lease.as_ref().map(|l| l.owner.as_str()),
+                t.lease.as_ref().map(|l| l.until_ms as i64)
             ])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    async fn claim(
+        &self,
+        thread_id: &str,
+        graph: &str,
+        expected: Option<&str>,
+        lease: &Lease,
+    ) -> Result<ThreadInfo, CheckpointError> {
+        self.with(|conn| {
+            let tx = write_tx(conn)?;
+            let now = now_ms() as i64;
+            tx.prepare_cached(
+                "INSERT INTO threads (thread_id, graph, status, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, 'idle', ?3, ?3) ON CONFLICT(thread_id) DO NOTHING",
+            )?
+            .execute(params![thread_id, graph, now])?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE threads SET owner = ?2, lease_until_ms = ?3 WHERE thread_id = ?1 AND owner IS ?4",
+                )?
+                .execute(params![thread_id, lease.owner, lease.until_ms as i64, expected])?;
+            let info = load_thread(&tx, thread_id)?;
+            if changed == 0 {
+                return Err(refusal(thread_id, info.as_ref(), None, None));
+            }
+            tx.commit()?;
+            info.ok_or_else(|| CheckpointError::Store(format!("thread `{thread_id}` vanished")))
+        })
+    }
+
+    async fn renew(&self, thread_id: &str, lease: &Lease) -> Result<(), CheckpointError> {
+        self.with(|conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE threads SET lease_until_ms = ?3 WHERE thread_id = ?1 AND owner = ?2",
+                )?
+                .execute(params![thread_id, lease.owner, lease.until_ms as i64])?;
+            if changed == 0 {
+                let info = load_thread(conn, thread_id)?;
+                return Err(refusal(thread_id, info.as_ref(), Some(lease), None));
+            }
             Ok(())
         })
     }
 
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, CheckpointError> {
-        self.with(|conn| {
-            let row = conn
-                .prepare_cached(
-                    "SELECT thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms FROM threads WHERE thread_id = ?1",
-                )?
-                .query_row(params![thread_id], thread_row)
-                .optional()?;
-            row.map(ThreadRow::into_info).transpose()
-        })
+        self.with(|conn| load_thread(conn, thread_id))
     }
 
     async fn threads(&self) -> Result<Vec<ThreadInfo>, CheckpointError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT thread_id, graph, status, last_checkpoint, interrupt, error, created_at_ms, updated_at_ms FROM threads ORDER BY updated_at_ms DESC, thread_id",
-            )?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {THREAD_COLUMNS} FROM threads ORDER BY updated_at_ms DESC, thread_id"
+            ))?;
             let rows = stmt.query_map([], thread_row)?;
             let mut out = Vec::new();
             for row in rows {
@@ -351,15 +482,84 @@ impl Checkpointer for SqliteSaver {
 
     async fn delete_thread(&self, thread_id: &str) -> Result<(), CheckpointError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
-            for table in ["writes", "checkpoints", "threads"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE thread_id = ?1"),
-                    params![thread_id],
-                )?;
-            }
+            let tx = write_tx(conn)?;
+            delete_rows(&tx, thread_id)?;
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    async fn put_snapshot(
+        &self,
+        thread_id: &str,
+        checkpoint_id: u64,
+        snapshot: &Map<String, Value>,
+    ) -> Result<(), CheckpointError> {
+        let snapshot = serde_json::to_string(snapshot)?;
+        self.with(|conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE checkpoints SET deltas = '[]', snapshot = ?3 WHERE thread_id = ?1 AND checkpoint_id = ?2",
+                )?
+                .execute(params![thread_id, checkpoint_id as i64, snapshot])?;
+            if changed == 0 {
+                return Err(CheckpointError::Store(format!(
+                    "thread `{thread_id}` has no checkpoint {checkpoint_id}"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    async fn prune(&self, thread_id: &str, keep: usize) -> Result<u64, CheckpointError> {
+        self.with(|conn| {
+            let tx = write_tx(conn)?;
+            let marks: Vec<(u64, bool)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT checkpoint_id, snapshot IS NOT NULL FROM checkpoints WHERE thread_id = ?1 ORDER BY checkpoint_id",
+                )?;
+                let rows = stmt.query_map(params![thread_id], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, bool>(1)?))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let Some(base) = super::prune_base(marks.into_iter(), keep) else {
+                return Ok(0);
+            };
+            let gone = tx
+                .prepare_cached("DELETE FROM checkpoints WHERE thread_id = ?1 AND checkpoint_id < ?2")?
+                .execute(params![thread_id, base as i64])?;
+            tx.prepare_cached("DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id < ?2")?
+                .execute(params![thread_id, base as i64])?;
+            tx.commit()?;
+            Ok(gone as u64)
+        })
+    }
+
+    async fn expire(&self, before_ms: u64) -> Result<Vec<String>, CheckpointError> {
+        self.with(|conn| {
+            let tx = write_tx(conn)?;
+            let now = now_ms();
+            let candidates: Vec<ThreadInfo> = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {THREAD_COLUMNS} FROM threads WHERE updated_at_ms < ?1 ORDER BY thread_id"
+                ))?;
+                let rows = stmt.query_map(params![before_ms as i64], thread_row)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row?.into_info()?);
+                }
+                out
+            };
+            let mut gone = Vec::new();
+            for info in candidates {
+                if info.lease.as_ref().is_none_or(|l| l.is_abandoned(now)) {
+                    delete_rows(&tx, &info.thread_id)?;
+                    gone.push(info.thread_id);
+                }
+            }
+            tx.commit()?;
+            Ok(gone)
         })
     }
 }
@@ -373,6 +573,8 @@ struct ThreadRow {
     error: Option<String>,
     created_at_ms: i64,
     updated_at_ms: i64,
+    owner: Option<String>,
+    lease_until_ms: Option<i64>,
 }
 
 fn thread_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadRow> {
@@ -385,6 +587,8 @@ fn thread_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreadRow> {
         error: r.get(5)?,
         created_at_ms: r.get(6)?,
         updated_at_ms: r.get(7)?,
+        owner: r.get(8)?,
+        lease_until_ms: r.get(9)?,
     })
 }
 
@@ -401,6 +605,10 @@ impl ThreadRow {
                 .map(serde_json::from_str)
                 .transpose()?,
             error: self.error,
+            lease: self.owner.map(|owner| Lease {
+                owner,
+                until_ms: self.lease_until_ms.unwrap_or(0) as u64,
+            }),
             created_at_ms: self.created_at_ms as u64,
             updated_at_ms: self.updated_at_ms as u64,
         })
