@@ -30,6 +30,27 @@ pub enum CheckpointSource {
     Fork,
 }
 
+impl CheckpointSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointSource::Input => "input",
+            CheckpointSource::Loop => "loop",
+            CheckpointSource::Update => "update",
+            CheckpointSource::Fork => "fork",
+        }
+    }
+
+    /// Reads what [`as_str`](Self::as_str) wrote; an unknown word reads as `Loop`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "input" => CheckpointSource::Input,
+            "update" => CheckpointSource::Update,
+            "fork" => CheckpointSource::Fork,
+            _ => CheckpointSource::Loop,
+        }
+    }
+}
+
 /// One channel's change in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -147,6 +168,17 @@ impl ThreadStatus {
             ThreadStatus::Interrupted => "interrupted",
             ThreadStatus::Failed => "failed",
             ThreadStatus::Done => "done",
+        }
+    }
+
+    /// Reads what [`as_str`](Self::as_str) wrote; an unknown word reads as `Idle`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "running" => ThreadStatus::Running,
+            "interrupted" => ThreadStatus::Interrupted,
+            "failed" => ThreadStatus::Failed,
+            "done" => ThreadStatus::Done,
+            _ => ThreadStatus::Idle,
         }
     }
 }

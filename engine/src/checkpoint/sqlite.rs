@@ -115,34 +115,6 @@ impl SqliteSaver {
     }
 }
 
-fn source_str(s: CheckpointSource) -> &'static str {
-    match s {
-        CheckpointSource::Input => "input",
-        CheckpointSource::Loop => "loop",
-        CheckpointSource::Update => "update",
-        CheckpointSource::Fork => "fork",
-    }
-}
-
-fn parse_source(s: &str) -> CheckpointSource {
-    match s {
-        "input" => CheckpointSource::Input,
-        "update" => CheckpointSource::Update,
-        "fork" => CheckpointSource::Fork,
-        _ => CheckpointSource::Loop,
-    }
-}
-
-fn parse_status(s: &str) -> ThreadStatus {
-    match s {
-        "running" => ThreadStatus::Running,
-        "interrupted" => ThreadStatus::Interrupted,
-        "failed" => ThreadStatus::Failed,
-        "done" => ThreadStatus::Done,
-        _ => ThreadStatus::Idle,
-    }
-}
-
 const RECORD_COLUMNS: &str = "thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRecordRow> {
@@ -182,7 +154,7 @@ impl CheckpointRecordRow {
             id: self.id,
             parent: self.parent,
             step: self.step,
-            source: parse_source(&self.source),
+            source: CheckpointSource::parse(&self.source),
             nodes: serde_json::from_str(&self.nodes)?,
             deltas: serde_json::from_str(&self.deltas)?,
             snapshot: self
@@ -230,7 +202,7 @@ fn insert_record(tx: &Transaction<'_>, r: &CheckpointRecord) -> Result<(), Check
         r.id as i64,
         r.parent.map(|p| p as i64),
         r.step as i64,
-        source_str(r.source),
+        r.source.as_str(),
         nodes,
         deltas,
         snapshot,
@@ -262,6 +234,14 @@ impl Checkpointer for SqliteSaver {
             let tx = write_tx(conn)?;
             let info = load_thread(&tx, &r.thread_id)?;
             match &info {
+                Some(i)
+                    if lease.is_some()
+                        && admits(i.lease.as_ref(), lease)
+                        && i.last_checkpoint == Some(r.id) =>
+                {
+                    // The owner replaying the write that made the head: already stored.
+                    return Ok(());
+                }
                 Some(i) if admits(i.lease.as_ref(), lease) && i.last_checkpoint == r.parent => {}
                 other => return Err(refusal(&r.thread_id, other.as_ref(), lease, r.parent)),
             }
@@ -435,7 +415,7 @@ impl Checkpointer for SqliteSaver {
             .execute(params![thread_id, graph, now])?;
             let changed = tx
                 .prepare_cached(
-                    "UPDATE threads SET owner = ?2, lease_until_ms = ?3 WHERE thread_id = ?1 AND owner IS ?4",
+                    "UPDATE threads SET owner = ?2, lease_until_ms = ?3 WHERE thread_id = ?1 AND (owner IS ?4 OR owner = ?2)",
                 )?
                 .execute(params![thread_id, lease.owner, lease.until_ms as i64, expected])?;
             let info = load_thread(&tx, thread_id)?;
@@ -597,7 +577,7 @@ impl ThreadRow {
         Ok(ThreadInfo {
             thread_id: self.thread_id,
             graph: self.graph,
-            status: parse_status(&self.status),
+            status: ThreadStatus::parse(&self.status),
             last_checkpoint: self.last_checkpoint.map(|c| c as u64),
             interrupt: self
                 .interrupt
