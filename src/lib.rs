@@ -7,3 +7,4 @@
 pub use agents;
 pub use engine;
 pub use memory;
+pub use pg;

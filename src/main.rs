@@ -39,7 +39,11 @@ enum Command {
   brainops run graph.toml --input '{\"count\": 1}'
   brainops run graph.toml --input @input.json --thread job-42 --stream
   brainops run graph.toml --thread job-42 --resume '{\"approved\": true}'
-  brainops run graph.toml --thread job-42          # continue a crashed or failed run")]
+  brainops run graph.toml --thread job-42          # continue a crashed or failed run
+  brainops run graph.toml --checkpoint postgres://postgres@127.0.0.1:55432/postgres --input '{}'
+
+Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
+3 conflict (another run is advancing the thread).")]
     Run {
         file: PathBuf,
         /// Input as JSON, or @FILE to read it from a file.
@@ -51,13 +55,21 @@ enum Command {
         /// Answer an interrupted thread with this JSON value (or @FILE).
         #[arg(long)]
         resume: Option<String>,
-        /// Where checkpoints go: memory, sqlite:PATH, postgres://... (default: sqlite under
-        /// .brainops/ or $BRAINOPS_HOME; or $BRAINOPS_CHECKPOINT).
+        /// Where checkpoints go: memory, sqlite:PATH, postgres://... (default:
+        /// $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/). Add
+        /// `?pgbouncer=true` (or use port 6543) when connecting through a transaction pooler.
         #[arg(long)]
         checkpoint: Option<String>,
         /// Print events as JSON lines, the final object last.
         #[arg(long)]
         stream: bool,
+        /// Take the thread over even though another run's lease on it has not run out
+        /// (only when that run's process is known to be gone).
+        #[arg(long)]
+        takeover: bool,
+        /// After the run, keep only the thread's latest N checkpoints.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
     },
     /// Inspect, edit and fork threads.
     #[command(after_help = "Examples:
@@ -119,6 +131,24 @@ enum ThreadsCommand {
     },
     /// Delete a thread and its checkpoints.
     Delete { id: String },
+    /// Keep a thread's latest N checkpoints and delete the older ones.
+    #[command(
+        after_help = "With --graph the oldest kept checkpoint is first stored as a full snapshot,
+so exactly N remain; without it, checkpoints back to the nearest snapshot are kept."
+    )]
+    Prune {
+        id: String,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        #[arg(long)]
+        graph: Option<PathBuf>,
+    },
+    /// Delete every thread not updated for a while (and not owned by a live run).
+    Expire {
+        /// An age such as 90m, 12h, 30d.
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -200,16 +230,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             resume,
             checkpoint,
             stream,
+            takeover,
+            keep,
         } => {
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
             let runner = Runner::new(graph)
-                .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref())?);
+                .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref()).await?);
             let mut request = RunRequest::new();
             request.thread_id = thread;
             request.input = input;
             request.resume = resume;
+            request.takeover = takeover;
             let outcome = if stream {
                 let (sink, mut events) = engine::EventSink::channel();
                 let task = {
@@ -236,11 +269,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 out["error"] = json!({ "message": e.message, "detail": e.detail });
                 eprintln!("error: {}", e.message);
             }
+            if let (Some(keep), None) = (keep, &outcome.error) {
+                let pruned = runner
+                    .prune(&outcome.thread_id, keep)
+                    .await
+                    .map_err(|e| fail(format!("error: --keep {keep}: {e}")))?;
+                out["pruned_checkpoints"] = json!(pruned);
+            }
             println!("{out}");
-            Ok(if outcome.status == RunStatus::Failed {
-                1
-            } else {
-                0
+            Ok(match &outcome.error {
+                Some(e) if matches!(e.detail, engine::RunError::Conflict { .. }) => 3,
+                _ if outcome.status == RunStatus::Failed => 1,
+                _ => 0,
             })
         }
         Command::Threads {
@@ -253,7 +293,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     "error: `threads` needs a persistent store; `memory` forgets threads when the process exits\n  help: use sqlite:PATH, or leave --checkpoint out for the default file",
                 ));
             }
-            let saver = open_store(spec.as_deref())?;
+            let saver = open_store(spec.as_deref()).await?;
             threads(command, saver, &registry).await
         }
     }
@@ -267,8 +307,12 @@ async fn threads(
     let store_err =
         |e: engine::checkpoint::CheckpointError| fail(format!("error: checkpoint store: {e}"));
     let run_err = |e: engine::RunError| Failure {
+        code: if matches!(e, engine::RunError::Conflict { .. }) {
+            3
+        } else {
+            1
+        },
         message: format!("error: {e}"),
-        code: 1,
     };
     match command {
         ThreadsCommand::List => {
@@ -318,8 +362,65 @@ async fn threads(
             saver.delete_thread(&id).await.map_err(store_err)?;
             println!("{}", json!({ "deleted": id }));
         }
+        ThreadsCommand::Prune { id, keep, graph } => {
+            if keep == 0 {
+                return Err(fail(
+                    "error: --keep 0 would delete the thread's state\n  help: use `brainops threads delete ID` to delete a thread",
+                ));
+            }
+            if saver.thread(&id).await.map_err(store_err)?.is_none() {
+                return Err(Failure {
+                    message: format!("error: no thread `{id}`; see `brainops threads list`"),
+                    code: 1,
+                });
+            }
+            let pruned = match graph {
+                Some(graph) => Runner::new(Arc::new(load(&graph, registry)?))
+                    .with_checkpointer(Arc::clone(&saver))
+                    .prune(&id, keep)
+                    .await
+                    .map_err(run_err)?,
+                None => saver.prune(&id, keep).await.map_err(store_err)?,
+            };
+            let left = saver.list(&id).await.map_err(store_err)?.len();
+            println!(
+                "{}",
+                json!({ "thread_id": id, "pruned": pruned, "kept": left })
+            );
+        }
+        ThreadsCommand::Expire { older_than } => {
+            let age = parse_age(&older_than)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let gone = saver
+                .expire(now.saturating_sub(age))
+                .await
+                .map_err(store_err)?;
+            println!("{}", json!({ "expired": gone }));
+        }
     }
     Ok(0)
+}
+
+/// Parses an age like `90m`, `12h`, `30d` or `45s` into milliseconds.
+fn parse_age(text: &str) -> Result<u64, Failure> {
+    let bad = || {
+        fail(format!(
+            "error: --older-than `{text}` is not an age\n  help: use a number and a unit: 45s, 90m, 12h, 30d"
+        ))
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let unit_ms: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    Ok(n.saturating_mul(unit_ms))
 }
 
 fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {
@@ -355,15 +456,20 @@ fn store_spec(flag: Option<&str>) -> Option<String> {
 
 /// Opens the checkpoint store named by `spec` (see [`store_spec`]); `None` is the default
 /// SQLite file under `$BRAINOPS_HOME` or `.brainops/`.
-fn open_store(spec: Option<&str>) -> Result<Arc<dyn Checkpointer>, Failure> {
+async fn open_store(spec: Option<&str>) -> Result<Arc<dyn Checkpointer>, Failure> {
     let path = match spec {
         None => default_home().join("threads.db"),
         Some("memory") => return Ok(Arc::new(MemorySaver::new())),
         Some(s) if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
-        Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-            return Err(fail(
-                "error: --checkpoint postgres://... is not available yet (the Postgres checkpointer is issue #3); use sqlite:PATH or memory",
-            ));
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let saver = pg::PostgresSaver::connect(url).await.map_err(|e| {
+                fail(format!(
+                    "error: cannot open the Postgres checkpoint store {}: {}\n  help: check the URL and that the server is up; a local one: eval \"$(scripts/postgres.sh)\"",
+                    pg::redact(url),
+                    pg::redact(&e.to_string())
+                ))
+            })?;
+            return Ok(Arc::new(saver));
         }
         Some(other) => {
             return Err(fail(format!(

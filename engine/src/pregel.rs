@@ -497,6 +497,32 @@ impl Runner {
         Ok(record.id)
     }
 
+    /// Keeps the thread's latest `keep` checkpoints and deletes the older ones, first storing
+    /// the oldest kept one as a full snapshot so it can still be rebuilt. Returns how many
+    /// checkpoints were deleted.
+    pub async fn prune(&self, thread_id: &str, keep: usize) -> Result<u64, RunError> {
+        let saver = self.saver()?;
+        let list = saver.list(thread_id).await.map_err(cp_err)?;
+        let keep = keep.max(1);
+        if list.len() <= keep {
+            return Ok(0);
+        }
+        let cut = list[list.len() - keep].checkpoint_id;
+        let chain = saver.chain(thread_id, Some(cut)).await.map_err(cp_err)?;
+        let cut_is_snapshot = chain
+            .first()
+            .is_some_and(|c| c.id == cut && c.snapshot.is_some());
+        if !cut_is_snapshot {
+            let state = State::rebuild(&self.graph, &chain)
+                .map_err(|message| RunError::Checkpoint { message })?;
+            saver
+                .put_snapshot(thread_id, cut, &state.to_map())
+                .await
+                .map_err(cp_err)?;
+        }
+        saver.prune(thread_id, keep).await.map_err(cp_err)
+    }
+
     /// Starts a new thread from a past checkpoint of another; returns the new thread's id.
     /// Running the new thread (without input) continues from that checkpoint.
     pub async fn fork(

@@ -15,7 +15,8 @@ use engine::checkpoint::{
 };
 use serde_json::{Map, Value};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgRow, PgTypeInfo};
 use sqlx::types::Json;
 
 use crate::migrate::{Migration, migrate};
@@ -85,6 +86,32 @@ fn read_thread(row: &PgRow) -> Result<ThreadInfo, sqlx::Error> {
         created_at_ms: row.try_get::<i64, _>("created_at_ms")? as u64,
         updated_at_ms: row.try_get::<i64, _>("updated_at_ms")? as u64,
     })
+}
+
+/// A value bound as Postgres `json` (sent as text, stored as written). sqlx's `Json` binds
+/// as `jsonb`, which a `json` column would receive re-encoded, with object keys reordered.
+struct JsonText<T>(T);
+
+impl<T> sqlx::Type<sqlx::Postgres> for JsonText<T> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(114)) // json
+    }
+}
+
+impl<T> PgHasArrayType for JsonText<T> {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(199)) // json[]
+    }
+}
+
+impl<T: serde::Serialize> sqlx::Encode<'_, sqlx::Postgres> for JsonText<T> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        serde_json::to_writer(&mut **buf, &self.0)?;
+        Ok(sqlx::encode::IsNull::No)
+    }
 }
 
 /// A channel value as stored: one value, or the writes of a reducer channel.
@@ -256,13 +283,13 @@ impl Checkpointer for PostgresSaver {
     ) -> Result<(), CheckpointError> {
         let mut channels: Vec<&str> = Vec::new();
         let mut ops: Vec<&str> = Vec::new();
-        let mut values: Vec<Json<Stored<'_>>> = Vec::new();
+        let mut values: Vec<JsonText<Stored<'_>>> = Vec::new();
         match &r.snapshot {
             Some(snapshot) => {
                 for (channel, value) in snapshot {
                     channels.push(channel);
                     ops.push("snapshot");
-                    values.push(Json(Stored::One(value)));
+                    values.push(JsonText(Stored::One(value)));
                 }
             }
             None => {
@@ -277,7 +304,7 @@ impl Checkpointer for PostgresSaver {
                     };
                     channels.push(channel);
                     ops.push(op);
-                    values.push(Json(value));
+                    values.push(JsonText(value));
                 }
             }
         }
@@ -292,9 +319,9 @@ impl Checkpointer for PostgresSaver {
                     .bind(r.parent.map(to_i64))
                     .bind(to_i64(r.step))
                     .bind(r.source.as_str())
-                    .bind(Json(&r.nodes))
-                    .bind(Json(&r.next))
-                    .bind(Json(&r.joins))
+                    .bind(JsonText(&r.nodes))
+                    .bind(JsonText(&r.next))
+                    .bind(JsonText(&r.joins))
                     .bind(r.snapshot.is_some())
                     .bind(bytes)
                     .bind(to_i64(r.created_at_ms))
@@ -382,7 +409,7 @@ impl Checkpointer for PostgresSaver {
                     .bind(to_i64(checkpoint_id))
                     .bind(&w.task_id)
                     .bind(&w.node)
-                    .bind(Json(&w.writes))
+                    .bind(JsonText(&w.writes))
                     .bind(lease.map(|l| l.owner.as_str()))
             })
             .await
@@ -437,7 +464,7 @@ impl Checkpointer for PostgresSaver {
                     .bind(&t.thread_id)
                     .bind(&t.graph)
                     .bind(t.status.as_str())
-                    .bind(t.interrupt.as_ref().map(Json))
+                    .bind(t.interrupt.as_ref().map(JsonText))
                     .bind(t.error.as_deref())
                     .bind(t.lease.as_ref().map(|l| l.owner.as_str()))
                     .bind(t.lease.as_ref().map(|l| to_i64(l.until_ms)))
@@ -538,7 +565,7 @@ impl Checkpointer for PostgresSaver {
         snapshot: &Map<String, Value>,
     ) -> Result<(), CheckpointError> {
         let channels: Vec<&str> = snapshot.keys().map(String::as_str).collect();
-        let values: Vec<Json<&Value>> = snapshot.values().map(Json).collect();
+        let values: Vec<JsonText<&Value>> = snapshot.values().map(JsonText).collect();
         let rows = self
             .store
             .fetch(|| {

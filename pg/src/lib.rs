@@ -13,4 +13,4 @@ mod store;
 
 pub use checkpoint::PostgresSaver;
 pub use migrate::{Migration, migrate};
-pub use store::{PgError, PgStore, Pooling};
+pub use store::{PgError, PgStore, Pooling, redact};

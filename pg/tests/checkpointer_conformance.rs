@@ -169,6 +169,11 @@ async fn records_round_trip_exactly(store: Arc<dyn Checkpointer>) {
     store.put(&r2, None).await.unwrap();
 
     assert_eq!(store.chain("rt", Some(0)).await.unwrap(), vec![r0.clone()]);
+    // Byte for byte, so object keys keep the order they were written in.
+    assert_eq!(
+        serde_json::to_string(&store.chain("rt", Some(0)).await.unwrap()).unwrap(),
+        serde_json::to_string(&vec![r0.clone()]).unwrap()
+    );
     assert_eq!(
         store.chain("rt", None).await.unwrap(),
         vec![r1.clone(), r2.clone()]
