@@ -929,6 +929,13 @@ impl<'g> Execution<'g> {
                 .await?;
             return Ok((state, pos, Resume::None));
         }
+        if request.input.is_none() && pos.checkpoint_id.is_some() {
+            // A finished thread and no new input: nothing to do. Starting over here would
+            // repeat a whole run (and its side effects) because a caller retried a
+            // "continue" that had already completed.
+            pos.frontier.clear();
+            return Ok((state, pos, Resume::None));
+        }
         // A new run: apply the input, then route from START.
         let input = request.input.unwrap_or_else(|| Value::Object(Map::new()));
         let deltas = apply_input(graph, &mut state, &input, "input")?;
