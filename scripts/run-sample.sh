@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Builds the `brainops` CLI and runs the lead-intake graph end to end: it scores a lead,
-# prices the roof, pauses for a human approval, and is resumed from a second process.
+# Builds the `brainops` CLI and runs the lead-intake graph end to end with its checkpoints in
+# PostgreSQL, as production does on Supabase: it scores a lead, prices the roof, pauses for
+# a human approval, and is resumed from a second process that connects through PgBouncer in
+# transaction mode (Supabase's pooler). Sets up the local Postgres itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
+eval "$(scripts/postgres.sh)"
+psql "$DATABASE_URL" -Atc "SELECT 1 FROM pg_database WHERE datname = 'brainops'" | grep -q 1 ||
+  psql "$DATABASE_URL" -qc "CREATE DATABASE brainops"
+DIRECT="${DATABASE_URL%/*}/brainops"
+POOLED="${DATABASE_POOLER_URL%%/postgres\?*}/brainops?pgbouncer=true"
+
 cargo build --release --locked --bin brainops
 BIN="$CARGO_TARGET_DIR/release/brainops"
 export BRAINOPS_HOME="${BRAINOPS_HOME:-$PWD/.brainops}"
@@ -12,9 +20,9 @@ LEAD='{"lead": {"name": "Ada Lovelace", "area_sqft": 2000, "pitch": 6, "roof_age
 
 echo "==> graph"
 "$BIN" graph graphs/lead_intake.toml --format mermaid
-echo "==> run (streams events, stops at the approval question)"
-"$BIN" run graphs/lead_intake.toml --thread "$THREAD" --input "$LEAD" --stream
-echo "==> resume from a new process with the answer"
-"$BIN" run graphs/lead_intake.toml --thread "$THREAD" --resume '"approve"'
+echo "==> run (streams events, checkpoints in Postgres, stops at the approval question)"
+"$BIN" run graphs/lead_intake.toml --checkpoint "$DIRECT" --thread "$THREAD" --input "$LEAD" --stream
+echo "==> resume from a new process, through the transaction pooler, with the answer"
+"$BIN" run graphs/lead_intake.toml --checkpoint "$POOLED" --thread "$THREAD" --resume '"approve"'
 echo "==> history of thread $THREAD"
-"$BIN" threads history "$THREAD"
+BRAINOPS_CHECKPOINT="$DIRECT" "$BIN" threads history "$THREAD"

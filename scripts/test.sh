@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test and lint check. Used by README and .ci/run.
 #
-# Needs only the Rust toolchain: the embedded SQLite is compiled in (rusqlite "bundled").
+# Sets up what the tests need first: a local PostgreSQL 15 + pgvector + PgBouncer on
+# 127.0.0.1 (scripts/postgres.sh, idempotent). The embedded SQLite is compiled in.
 # The build directory lives outside the clone so later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "==> PostgreSQL + pgvector + PgBouncer on 127.0.0.1"
+eval "$(scripts/postgres.sh)"
+export DATABASE_URL DATABASE_POOLER_URL
+# Each test creates its own database; drop the ones earlier runs left behind.
+for db in $(psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'brainops\_t\_%'"); do
+  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+done
 
 echo "==> formatting"
 cargo fmt --all --check
@@ -18,5 +27,5 @@ echo "==> tests"
 cargo test --workspace --locked
 
 echo "==> benchmarks compile"
-cargo bench --no-run --locked --bench executor
+cargo bench --no-run --locked --bench executor --bench checkpoint_postgres
 echo "all checks passed"

@@ -142,20 +142,19 @@ WITH t AS (
 )
 SELECT count(*) AS n FROM t";
 
+// One row per (checkpoint, channel value), oldest first. The lower bound is a scalar
+// subquery so it is computed once, whatever the planner thinks of the table's statistics.
 const CHAIN: &str = "
-WITH base AS (
-    SELECT COALESCE(MAX(checkpoint_id) FILTER (WHERE is_snapshot), MIN(checkpoint_id)) AS id
-      FROM brainops_checkpoints WHERE thread_id = $1 AND checkpoint_id <= $2
-)
 SELECT c.checkpoint_id, c.parent_id, c.step, c.source, c.nodes, c.next, c.joins,
-       c.is_snapshot, c.created_at_ms,
-       COALESCE((SELECT json_agg(json_build_array(v.channel, v.op, v.value) ORDER BY v.seq)
-                   FROM brainops_channel_values v
-                  WHERE v.thread_id = c.thread_id AND v.checkpoint_id = c.checkpoint_id),
-                '[]'::json) AS vals
-  FROM brainops_checkpoints c, base
- WHERE c.thread_id = $1 AND c.checkpoint_id >= base.id AND c.checkpoint_id <= $2
- ORDER BY c.checkpoint_id";
+       c.is_snapshot, c.created_at_ms, v.channel, v.op, v.value
+  FROM brainops_checkpoints c
+  LEFT JOIN brainops_channel_values v
+         ON v.thread_id = c.thread_id AND v.checkpoint_id = c.checkpoint_id
+ WHERE c.thread_id = $1 AND c.checkpoint_id <= $2
+   AND c.checkpoint_id >= (
+       SELECT COALESCE(MAX(checkpoint_id) FILTER (WHERE is_snapshot), MIN(checkpoint_id))
+         FROM brainops_checkpoints WHERE thread_id = $1 AND checkpoint_id <= $2)
+ ORDER BY c.checkpoint_id, v.seq";
 
 const LIST: &str = "
 SELECT checkpoint_id, parent_id, step, source, nodes, next, bytes, created_at_ms
@@ -363,10 +362,17 @@ impl Checkpointer for PostgresSaver {
             .fetch(|| sqlx::query(CHAIN).bind(thread_id).bind(upto))
             .await
             .map_err(store_err)?;
-        rows.iter()
-            .map(|row| read_record(thread_id, row))
-            .collect::<Result<_, _>>()
-            .map_err(store_err)
+        let mut out: Vec<CheckpointRecord> = Vec::new();
+        for row in &rows {
+            let id = row.try_get::<i64, _>("checkpoint_id").map_err(store_err)? as u64;
+            if out.last().is_none_or(|r| r.id != id) {
+                out.push(read_record(thread_id, row).map_err(store_err)?);
+            }
+            if let Some(record) = out.last_mut() {
+                add_value(record, row).map_err(store_err)?;
+            }
+        }
+        Ok(out)
     }
 
     async fn list(&self, thread_id: &str) -> Result<Vec<CheckpointSummary>, CheckpointError> {
@@ -633,29 +639,9 @@ fn engine_now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The checkpoint columns of a chain row, without its channel values.
 fn read_record(thread_id: &str, row: &PgRow) -> Result<CheckpointRecord, sqlx::Error> {
     let is_snapshot: bool = row.try_get("is_snapshot")?;
-    let Json(vals): Json<Vec<(String, String, Value)>> = row.try_get("vals")?;
-    let (mut deltas, mut snapshot) = (Vec::new(), None);
-    if is_snapshot {
-        let mut map = Map::new();
-        for (channel, _, value) in vals {
-            map.insert(channel, value);
-        }
-        snapshot = Some(map);
-    } else {
-        for (channel, op, value) in vals {
-            deltas.push(match (op.as_str(), value) {
-                ("reduce", Value::Array(writes)) => ChannelDelta::Reduce { channel, writes },
-                ("set", value) => ChannelDelta::Set { channel, value },
-                (op, _) => {
-                    return Err(sqlx::Error::Decode(
-                        format!("channel `{channel}` has an unknown stored op `{op}`").into(),
-                    ));
-                }
-            });
-        }
-    }
     Ok(CheckpointRecord {
         thread_id: thread_id.to_string(),
         id: row.try_get::<i64, _>("checkpoint_id")? as u64,
@@ -665,10 +651,34 @@ fn read_record(thread_id: &str, row: &PgRow) -> Result<CheckpointRecord, sqlx::E
         step: row.try_get::<i64, _>("step")? as u64,
         source: CheckpointSource::parse(row.try_get("source")?),
         nodes: row.try_get::<Json<Vec<String>>, _>("nodes")?.0,
-        deltas,
-        snapshot,
+        deltas: Vec::new(),
+        snapshot: is_snapshot.then(Map::new),
         next: row.try_get::<Json<Vec<String>>, _>("next")?.0,
         joins: row.try_get::<Json<Vec<JoinProgress>>, _>("joins")?.0,
         created_at_ms: row.try_get::<i64, _>("created_at_ms")? as u64,
     })
+}
+
+/// Adds a chain row's channel value (if any) to its checkpoint.
+fn add_value(record: &mut CheckpointRecord, row: &PgRow) -> Result<(), sqlx::Error> {
+    let Some(channel) = row.try_get::<Option<String>, _>("channel")? else {
+        return Ok(()); // A checkpoint that changed no channel.
+    };
+    let op: String = row.try_get("op")?;
+    let Json(value): Json<Value> = row.try_get("value")?;
+    match (&mut record.snapshot, op.as_str(), value) {
+        (Some(map), _, value) => {
+            map.insert(channel, value);
+        }
+        (None, "reduce", Value::Array(writes)) => {
+            record.deltas.push(ChannelDelta::Reduce { channel, writes })
+        }
+        (None, "set", value) => record.deltas.push(ChannelDelta::Set { channel, value }),
+        (None, op, _) => {
+            return Err(sqlx::Error::Decode(
+                format!("channel `{channel}` has an unknown stored op `{op}`").into(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 /// How connections reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +68,15 @@ impl PgStore {
             Pooling::Direct => options,
             Pooling::Transaction => options.statement_cache_capacity(0),
         };
+        // One connection first, so a wrong host, password or database name is reported as
+        // what it is, at once, instead of as a pool timeout.
+        PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+            .connect_lazy_with(options);
         Ok(PgStore {
             pool,
             pooling,
