@@ -342,7 +342,8 @@ pub fn refusal(
             return CheckpointError::conflict(
                 thread_id,
                 format!(
-                    "thread `{thread_id}` is being advanced by run {}; wait for it to finish",
+                    "thread `{thread_id}` is being advanced by another run ({}); wait for it to \
+                     finish, or take over with `--takeover` if that process is gone",
                     held.owner
                 ),
             );
