@@ -232,30 +232,36 @@ impl Checkpointer for SqliteSaver {
     ) -> Result<(), CheckpointError> {
         self.with(|conn| {
             let tx = write_tx(conn)?;
-            let info = load_thread(&tx, &r.thread_id)?;
-            match &info {
-                Some(i)
-                    if lease.is_some()
-                        && admits(i.lease.as_ref(), lease)
-                        && i.last_checkpoint == Some(r.id) =>
-                {
-                    // The owner replaying the write that made the head: already stored.
-                    return Ok(());
-                }
-                Some(i) if admits(i.lease.as_ref(), lease) && i.last_checkpoint == r.parent => {}
-                other => return Err(refusal(&r.thread_id, other.as_ref(), lease, r.parent)),
+            // The fence and the head move in one UPDATE; only a refusal reads the row.
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE threads SET last_checkpoint = ?2, updated_at_ms = ?3,
+                       lease_until_ms = COALESCE(?4, lease_until_ms)
+                     WHERE thread_id = ?1 AND last_checkpoint IS ?5 AND owner IS ?6",
+                )?
+                .execute(params![
+                    r.thread_id,
+                    r.id as i64,
+                    now_ms() as i64,
+                    lease.map(|l| l.until_ms as i64),
+                    r.parent.map(|p| p as i64),
+                    lease.map(|l| l.owner.as_str())
+                ])?;
+            if moved == 0 {
+                let info = load_thread(&tx, &r.thread_id)?;
+                return match &info {
+                    Some(i)
+                        if lease.is_some()
+                            && admits(i.lease.as_ref(), lease)
+                            && i.last_checkpoint == Some(r.id) =>
+                    {
+                        // The owner replaying the write that made the head: already stored.
+                        Ok(())
+                    }
+                    other => Err(refusal(&r.thread_id, other.as_ref(), lease, r.parent)),
+                };
             }
             insert_record(&tx, r)?;
-            tx.prepare_cached(
-                "UPDATE threads SET last_checkpoint = ?2, updated_at_ms = ?3,
-                   lease_until_ms = COALESCE(?4, lease_until_ms) WHERE thread_id = ?1",
-            )?
-            .execute(params![
-                r.thread_id,
-                r.id as i64,
-                now_ms() as i64,
-                lease.map(|l| l.until_ms as i64)
-            ])?;
             if let Some(parent) = r.parent {
                 tx.prepare_cached(
                     "DELETE FROM writes WHERE thread_id = ?1 AND checkpoint_id = ?2",
