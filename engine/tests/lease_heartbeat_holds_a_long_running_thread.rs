@@ -50,7 +50,9 @@ to = "END"
     let first = Runner::new(Arc::clone(&graph))
         .with_checkpointer(saver.clone())
         .with_lease(lease);
-    let second = Runner::new(graph).with_checkpointer(saver).with_lease(lease);
+    let second = Runner::new(graph)
+        .with_checkpointer(saver)
+        .with_lease(lease);
 
     let running = tokio::spawn(async move {
         first
