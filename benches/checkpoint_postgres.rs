@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use engine::PostgresSaver;
 use engine::checkpoint::{ChannelDelta, CheckpointRecord, CheckpointSource, Checkpointer, Lease};
 use engine::{ChannelType, Graph, GraphBuilder, Reducer, Registry, RunRequest, Runner};
-use pg::PostgresSaver;
 use serde_json::json;
 use sqlx::Row;
 

@@ -7,4 +7,3 @@
 pub use agents;
 pub use engine;
 pub use memory;
-pub use pg;

@@ -462,11 +462,11 @@ async fn open_store(spec: Option<&str>) -> Result<Arc<dyn Checkpointer>, Failure
         Some("memory") => return Ok(Arc::new(MemorySaver::new())),
         Some(s) if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let saver = pg::PostgresSaver::connect(url).await.map_err(|e| {
+            let saver = engine::PostgresSaver::connect(url).await.map_err(|e| {
                 fail(format!(
                     "error: cannot open the Postgres checkpoint store {}: {}\n  help: check the URL and that the server is up; a local one: eval \"$(scripts/postgres.sh)\"",
-                    pg::redact(url),
-                    pg::redact(&e.to_string())
+                    engine::pg::redact(url),
+                    engine::pg::redact(&e.to_string())
                 ))
             })?;
             return Ok(Arc::new(saver));

@@ -159,7 +159,7 @@ async fn runs_resume_and_prune_on_postgres_directly_and_through_the_pooler() {
 async fn a_thread_held_by_a_live_run_is_a_conflict_unless_taken_over() {
     let db = fresh_database().await;
     let url = with_database(&admin_url(), &db);
-    let saver = pg::PostgresSaver::connect(&url).await.unwrap();
+    let saver = engine::PostgresSaver::connect(&url).await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -45,12 +45,13 @@ pub mod expr;
 pub mod graph;
 pub mod loader;
 pub mod node;
+pub mod pg;
 pub mod pregel;
 pub mod render;
 mod state;
 
 pub use channel::{ChannelType, Reducer};
-pub use checkpoint::{Checkpointer, MemorySaver, SqliteSaver, ThreadStatus};
+pub use checkpoint::{Checkpointer, MemorySaver, PostgresSaver, SqliteSaver, ThreadStatus};
 pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{Event, EventSink, EventStream};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};

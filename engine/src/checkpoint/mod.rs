@@ -7,9 +7,11 @@
 //! re-runs only the tasks that did not finish.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 pub use memory::MemorySaver;
+pub use postgres::PostgresSaver;
 pub use sqlite::SqliteSaver;
 
 use async_trait::async_trait;

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engine::{Graph, LoadError, Registry, loader};
 
+pub mod pg;
+
 pub fn load(toml: &str) -> Graph {
     load_with(toml, &Registry::new())
 }

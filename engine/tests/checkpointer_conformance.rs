@@ -4,14 +4,16 @@
 
 mod common;
 
+use common::pg as db;
+
 use std::sync::Arc;
 
+use engine::PostgresSaver;
 use engine::checkpoint::{
     ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource, Checkpointer, Lease,
     TaskWrites, ThreadInfo, ThreadStatus,
 };
 use engine::{MemorySaver, SqliteSaver};
-use pg::PostgresSaver;
 use serde_json::{Map, Value, json};
 
 fn now() -> u64 {
@@ -516,16 +518,16 @@ async fn sqlite() -> Arc<dyn Checkpointer> {
 }
 
 async fn postgres_direct() -> Arc<dyn Checkpointer> {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::admin_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::admin_url(), &db);
     Arc::new(PostgresSaver::connect(&url).await.unwrap())
 }
 
 async fn postgres_pooler() -> Arc<dyn Checkpointer> {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::pooler_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::pooler_url(), &db);
     let saver = PostgresSaver::connect(&url).await.unwrap();
-    assert_eq!(saver.store().pooling(), pg::Pooling::Transaction);
+    assert_eq!(saver.store().pooling(), engine::pg::Pooling::Transaction);
     Arc::new(saver)
 }
 

@@ -1,5 +1,15 @@
-//! Connecting, in direct or pooled mode, and retrying what a restart or a dropped connection
-//! interrupts.
+//! PostgreSQL (Supabase in production): connections and migrations shared by the Postgres
+//! checkpointer and the memory store.
+//!
+//! - [`PgStore`]: a connection pool that works both directly and through a transaction-mode
+//!   pooler (PgBouncer, Supabase's pooler on port 6543), where a server connection is ours
+//!   for one transaction only and prepared statements do not survive it; it retries what a
+//!   restart or a dropped connection interrupts.
+//! - [`migrate`]: versioned migrations, safe to re-run and to run from many processes at once.
+
+mod migrate;
+
+pub use migrate::{Migration, migrate};
 
 use std::future::Future;
 use std::str::FromStr;

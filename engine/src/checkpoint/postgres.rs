@@ -8,24 +8,23 @@
 //! owner and head) is part of the statement, so two writers can never both advance a
 //! thread from the same head.
 
-use async_trait::async_trait;
-use engine::checkpoint::{
+use super::{
     ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary,
     Checkpointer, JoinProgress, Lease, TaskWrites, ThreadInfo, ThreadStatus, admits, refusal,
 };
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgRow, PgTypeInfo};
 use sqlx::types::Json;
 
-use crate::migrate::{Migration, migrate};
-use crate::store::{PgError, PgStore, redact};
+use crate::pg::{Migration, PgError, PgStore, migrate, redact};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "threads, checkpoints, channel values, writes",
-    sql: include_str!("../migrations/checkpoints_0001_init.sql"),
+    sql: include_str!("../../migrations/checkpoints_0001_init.sql"),
 }];
 
 /// Stores threads in PostgreSQL (Supabase in production).
@@ -71,7 +70,7 @@ fn to_i64(n: u64) -> i64 {
 fn read_thread(row: &PgRow) -> Result<ThreadInfo, sqlx::Error> {
     let owner: Option<String> = row.try_get("owner")?;
     let until: Option<i64> = row.try_get("lease_until_ms")?;
-    let interrupt: Option<Json<engine::checkpoint::InterruptInfo>> = row.try_get("interrupt")?;
+    let interrupt: Option<Json<super::InterruptInfo>> = row.try_get("interrupt")?;
     Ok(ThreadInfo {
         thread_id: row.try_get("thread_id")?,
         graph: row.try_get("graph")?,

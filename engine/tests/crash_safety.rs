@@ -8,14 +8,16 @@
 
 mod common;
 
+use common::pg as db;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use engine::PostgresSaver;
 use engine::checkpoint::{CheckpointSummary, Checkpointer};
 use engine::{Node, NodeContext, NodeError, Registry, RunRequest, RunStatus, Runner, loader};
-use pg::PostgresSaver;
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -170,8 +172,8 @@ fn shape(list: &[CheckpointSummary]) -> Vec<(u64, Option<u64>, u64, Vec<String>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_and_repeats_nothing() {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::admin_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::admin_url(), &db);
     let setup = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::raw_sql(
         "CREATE TABLE attempts (key text NOT NULL, generation int NOT NULL, at timestamptz DEFAULT clock_timestamp());

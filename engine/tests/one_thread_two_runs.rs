@@ -6,12 +6,15 @@
 
 mod common;
 
+use common::pg as db;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use engine::PostgresSaver;
 use engine::checkpoint::Checkpointer;
+use engine::pg::{Migration, PgStore, migrate};
 use engine::{Registry, RunError, RunRequest, RunStatus, Runner, loader, node_fn};
-use pg::{Migration, PgStore, PostgresSaver, migrate};
 use serde_json::json;
 
 const GRAPH: &str = r#"
@@ -52,8 +55,8 @@ async fn runner(url: &str) -> Runner {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_run_on_a_busy_thread_gets_a_conflict() {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::admin_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::admin_url(), &db);
     let (a, b) = (runner(&url).await, runner(&url).await);
     let start = |r: Runner| {
         tokio::spawn(async move {
@@ -107,8 +110,8 @@ async fn the_second_run_on_a_busy_thread_gets_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_rerun_as_a_no_op_even_when_raced() {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::admin_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::admin_url(), &db);
     let mut starts = Vec::new();
     for _ in 0..6 {
         let url = url.clone();

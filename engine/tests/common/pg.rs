@@ -1,5 +1,4 @@
 //! A private database per test, on the server that `scripts/postgres.sh` starts.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

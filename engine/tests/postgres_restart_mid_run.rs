@@ -7,13 +7,15 @@
 
 mod common;
 
+use common::pg as db;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use engine::PostgresSaver;
 use engine::checkpoint::Checkpointer;
 use engine::{Registry, RunRequest, RunStatus, Runner, loader, node_fn};
-use pg::PostgresSaver;
 use serde_json::json;
 
 const GRAPH: &str = r#"
@@ -89,8 +91,8 @@ fn restart_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_rides_out_a_server_restart() {
-    let db = common::fresh_database().await;
-    let url = common::with_database(&common::admin_url(), &db);
+    let db = db::fresh_database().await;
+    let url = db::with_database(&db::admin_url(), &db);
     let saver: Arc<dyn Checkpointer> = Arc::new(PostgresSaver::connect(&url).await.unwrap());
 
     let reference = runner(Arc::clone(&saver))

@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use crate::store::{PgError, PgStore};
+use super::{PgError, PgStore};
 
 /// One schema change. Versions only grow; an applied version never runs again.
 #[derive(Debug, Clone, Copy)]
