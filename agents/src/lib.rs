@@ -4,6 +4,7 @@
 //! (eight categories) and the LLM provider adapters arrive with later issues. Everything is
 //! registered into an [`engine::Registry`] by [`builtin_registry`].
 
+pub mod llm;
 pub mod tools;
 
 use engine::Registry;

@@ -1,0 +1,295 @@
+//! HTTP for the adapters: timeouts, response size limits, error classification and
+//! server-sent events.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::secret::scrub;
+use super::{ApiKey, ErrorKind, LlmError, ProviderConfig};
+
+const BODY_KEPT: usize = 64 << 10;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    first_byte: Duration,
+    total: Duration,
+    max_bytes: usize,
+}
+
+/// One server-sent event: its `event:` name (empty when absent) and `data:`.
+pub(crate) struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+pub(crate) type SseStream =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<SseEvent, LlmError>> + Send>>;
+
+impl Http {
+    pub fn new(config: &ProviderConfig) -> Result<Self, LlmError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| {
+                LlmError::new(
+                    ErrorKind::Permanent,
+                    "http",
+                    format!("cannot build a client: {e}"),
+                )
+            })?;
+        Ok(Http {
+            client,
+            first_byte: config.first_byte_timeout,
+            total: config.total_timeout,
+            max_bytes: config.max_response_bytes,
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request and waits for the response headers; errors are classified.
+    async fn send(
+        &self,
+        provider: &str,
+        request: reqwest::RequestBuilder,
+        key: Option<&ApiKey>,
+    ) -> Result<reqwest::Response, LlmError> {
+        let response = tokio::time::timeout(self.first_byte, request.send())
+            .await
+            .map_err(|_| {
+                LlmError::new(
+                    ErrorKind::Transient,
+                    provider,
+                    format!("no response within {:?}", self.first_byte),
+                )
+            })?
+            .map_err(|e| transport_error(provider, &e, key))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let body = self
+            .read_body(provider, response, key)
+            .await
+            .unwrap_or_default();
+        Err(classify(provider, status.as_u16(), &body, retry_after, key))
+    }
+
+    async fn read_body(
+        &self,
+        provider: &str,
+        response: reqwest::Response,
+        key: Option<&ApiKey>,
+    ) -> Result<String, LlmError> {
+        let mut bytes = Vec::new();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| transport_error(provider, &e, key))?;
+            if bytes.len() + chunk.len() > self.max_bytes {
+                return Err(LlmError::new(
+                    ErrorKind::Permanent,
+                    provider,
+                    format!("response larger than {} bytes", self.max_bytes),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(scrub(&String::from_utf8_lossy(&bytes), key))
+    }
+
+    /// POSTs and parses a JSON reply. A body that is not JSON is an error that keeps it.
+    pub async fn json(
+        &self,
+        provider: &str,
+        request: reqwest::RequestBuilder,
+        key: Option<&ApiKey>,
+    ) -> Result<Value, LlmError> {
+        let run = async {
+            let response = self.send(provider, request, key).await?;
+            let body = self.read_body(provider, response, key).await?;
+            serde_json::from_str::<Value>(&body).map_err(|e| {
+                let mut err = LlmError::new(
+                    ErrorKind::Permanent,
+                    provider,
+                    format!("the reply is not JSON: {e}"),
+                );
+                err.body = Some(cut(&body));
+                err
+            })
+        };
+        tokio::time::timeout(self.total, run).await.map_err(|_| {
+            LlmError::new(
+                ErrorKind::Transient,
+                provider,
+                format!("no complete reply within {:?}", self.total),
+            )
+        })?
+    }
+
+    /// POSTs and returns the reply's server-sent events. Each event must arrive within the
+    /// first-byte timeout of the one before.
+    pub async fn sse(
+        &self,
+        provider: &str,
+        request: reqwest::RequestBuilder,
+        key: Option<&ApiKey>,
+    ) -> Result<SseStream, LlmError> {
+        let response = self.send(provider, request, key).await?;
+        let provider = provider.to_string();
+        let (idle, max_bytes) = (self.first_byte, self.max_bytes);
+        let deadline = tokio::time::Instant::now() + self.total;
+        let key = key.cloned();
+        let mut events = response.bytes_stream().eventsource();
+        let stream = async_stream(move |tx| async move {
+            let mut seen = 0usize;
+            loop {
+                let next = tokio::time::timeout_at(
+                    deadline.min(tokio::time::Instant::now() + idle),
+                    events.next(),
+                )
+                .await;
+                let item = match next {
+                    Err(_) => Err(LlmError::new(
+                        ErrorKind::Transient,
+                        &provider,
+                        "the stream stalled (timeout)",
+                    )),
+                    Ok(None) => return,
+                    Ok(Some(Ok(event))) => {
+                        seen += event.data.len();
+                        if seen > max_bytes {
+                            Err(LlmError::new(
+                                ErrorKind::Permanent,
+                                &provider,
+                                format!("streamed response larger than {max_bytes} bytes"),
+                            ))
+                        } else {
+                            Ok(SseEvent {
+                                event: event.event,
+                                data: event.data,
+                            })
+                        }
+                    }
+                    Ok(Some(Err(e))) => Err(LlmError::new(
+                        ErrorKind::Transient,
+                        &provider,
+                        scrub(&format!("the stream broke: {e}"), key.as_ref()),
+                    )),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+/// Runs `body` on a task that sends items into a channel, seen as a stream.
+pub(crate) fn async_stream<T, F, Fut>(
+    body: F,
+) -> std::pin::Pin<Box<dyn futures_core::Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(body(tx));
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        let polled = rx.poll_recv(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            task.abort();
+        }
+        polled
+    }))
+}
+
+pub(crate) fn cut(body: &str) -> String {
+    if body.len() <= BODY_KEPT {
+        return body.to_string();
+    }
+    let mut end = BODY_KEPT;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    body[..end].to_string()
+}
+
+fn transport_error(provider: &str, e: &reqwest::Error, key: Option<&ApiKey>) -> LlmError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    LlmError::new(
+        ErrorKind::Transient,
+        provider,
+        scrub(&format!("{what}: {e}"), key),
+    )
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    get("retry-after")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// Turns an HTTP error status and body into a classified error.
+pub(crate) fn classify(
+    provider: &str,
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+    key: Option<&ApiKey>,
+) -> LlmError {
+    let body = scrub(body, key);
+    let parsed: Option<Value> = serde_json::from_str(&body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let lower = body.to_ascii_lowercase();
+    let too_long = lower.contains("context_length_exceeded")
+        || lower.contains("maximum context length")
+        || lower.contains("prompt is too long")
+        || lower.contains("too many tokens")
+        || lower.contains("exceeds the context window");
+    let kind = match status {
+        429 => ErrorKind::RateLimited,
+        401 | 403 => ErrorKind::Auth,
+        413 => ErrorKind::ContextTooLong,
+        400 | 404 | 422 if too_long => ErrorKind::ContextTooLong,
+        400 | 404 | 422 => ErrorKind::InvalidRequest,
+        408 | 409 | 500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    LlmError {
+        kind,
+        provider: provider.to_string(),
+        message,
+        status: Some(status),
+        body: Some(cut(&body)),
+        retry_after,
+    }
+}

@@ -1,0 +1,377 @@
+//! LLM providers behind one [`ChatModel`] trait.
+//!
+//! One request shape ([`ChatRequest`]) and one reply shape ([`ChatResponse`]) for every
+//! provider; [`connect`] turns a model string (`openai:MODEL`, `anthropic:MODEL`,
+//! `perplexity:MODEL`, `openai-compat:BASE_URL#MODEL`) into a model. Errors are classified
+//! ([`ErrorKind`]) so callers know what to retry, and keep the provider's status and body.
+//! [`Resilient`] adds retries that honour `Retry-After`, and [`Fallback`] tries models in
+//! order.
+
+mod anthropic;
+mod http;
+mod openai;
+mod resilient;
+mod secret;
+
+pub use anthropic::Anthropic;
+pub use openai::{Flavor, OpenAiWire};
+pub use resilient::{Fallback, Resilient, RetryPolicy};
+pub use secret::ApiKey;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// The result of a tool call, answering `tool_call_id`.
+    Tool,
+}
+
+/// A tool the model asked to call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON (parsed from the provider's string form where it uses one).
+    pub arguments: Value,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default)]
+    pub content: String,
+    /// Calls requested by an assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn system(text: impl Into<String>) -> Self {
+        Self::text(Role::System, text)
+    }
+    pub fn user(text: impl Into<String>) -> Self {
+        Self::text(Role::User, text)
+    }
+    pub fn assistant(text: impl Into<String>) -> Self {
+        Self::text(Role::Assistant, text)
+    }
+    /// A tool's result, answering the call `id`.
+    pub fn tool_result(id: impl Into<String>, content: impl Into<String>) -> Self {
+        Message {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(id.into()),
+        }
+    }
+    fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: text.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: Value,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    #[default]
+    Auto,
+    None,
+    /// Some tool, the model picks which.
+    Required,
+    /// This tool.
+    Tool(String),
+}
+
+/// One request, whatever the provider.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
+    /// When set, the reply's text is JSON valid against this schema.
+    #[serde(default)]
+    pub output_schema: Option<Value>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    pub fn new(messages: Vec<Message>) -> Self {
+        ChatRequest {
+            messages,
+            ..Default::default()
+        }
+    }
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model finished its answer.
+    End,
+    /// `max_tokens` was reached.
+    MaxTokens,
+    /// The model wants tools called.
+    ToolCalls,
+    /// A stop sequence was produced.
+    StopSequence,
+    /// The provider filtered the content.
+    ContentFilter,
+    Other,
+}
+
+/// Tokens used by one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+    }
+}
+
+/// A reply, whatever the provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The model that answered, as the provider names it.
+    pub model: String,
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub stop_reason: StopReason,
+    pub usage: Usage,
+    /// Sources the answer cites (Perplexity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<String>,
+}
+
+/// A piece of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// More text.
+    Text { delta: String },
+    /// More of tool call `index`: its id and name arrive first, the arguments in pieces.
+    ToolCall {
+        index: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        arguments_delta: String,
+    },
+    /// The whole reply, assembled; always the last event.
+    Done { response: ChatResponse },
+}
+
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
+
+/// What a model can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    pub tools: bool,
+    pub parallel_tool_calls: bool,
+    pub structured_output: bool,
+    pub streaming: bool,
+}
+
+/// How a call failed, for deciding what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// 429: retry after `retry_after` (or a backoff).
+    RateLimited,
+    /// Bad or missing key: retrying will not help.
+    Auth,
+    /// The request itself is wrong.
+    InvalidRequest,
+    /// The prompt does not fit the model's context.
+    ContextTooLong,
+    /// A timeout, a dropped connection, a 5xx: worth retrying.
+    Transient,
+    /// Anything else that retrying will not fix, including a reply we cannot read.
+    Permanent,
+}
+
+/// A failed model call. Never holds an API key.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("{provider}: {message}{}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+pub struct LlmError {
+    pub kind: ErrorKind,
+    pub provider: String,
+    pub message: String,
+    pub status: Option<u16>,
+    /// The provider's body, as received (cut at 64 KiB).
+    pub body: Option<String>,
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+impl LlmError {
+    pub fn new(kind: ErrorKind, provider: &str, message: impl Into<String>) -> Self {
+        LlmError {
+            kind,
+            provider: provider.to_string(),
+            message: message.into(),
+            status: None,
+            body: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
+    }
+}
+
+/// A chat model.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// `provider:model`, as in model strings.
+    fn name(&self) -> String;
+
+    fn capabilities(&self) -> Capabilities;
+
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Streams the reply; the last event is [`StreamEvent::Done`] with the whole reply.
+    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError>;
+}
+
+/// Where providers live and how long calls may take. Base URLs are overridable (for proxies,
+/// and for tests against local servers).
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub openai_base: String,
+    pub anthropic_base: String,
+    pub perplexity_base: String,
+    pub connect_timeout: Duration,
+    /// Until the response headers (or, streaming, the first event) arrive.
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    /// Responses larger than this are refused.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        let env = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        ProviderConfig {
+            openai_base: env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            anthropic_base: env("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
+            perplexity_base: env("PERPLEXITY_BASE_URL", "https://api.perplexity.ai"),
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(60),
+            total_timeout: Duration::from_secs(300),
+            max_response_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Reads a key from the first set variable of `names`, or says which to set.
+pub fn key_from_env(provider: &str, names: &[&str]) -> Result<ApiKey, LlmError> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        .map(ApiKey::new)
+        .ok_or_else(|| {
+            LlmError::new(
+                ErrorKind::Auth,
+                provider,
+                format!("no API key: set {} in the environment", names.join(" or ")),
+            )
+        })
+}
+
+/// Builds the model a model string names, with keys from the environment.
+pub fn connect(model: &str, config: &ProviderConfig) -> Result<Arc<dyn ChatModel>, LlmError> {
+    let bad = |why: &str| {
+        LlmError::new(
+            ErrorKind::InvalidRequest,
+            "config",
+            format!(
+                "model `{model}`: {why}; use openai:MODEL, anthropic:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
+            ),
+        )
+    };
+    let (provider, rest) = model.split_once(':').ok_or_else(|| bad("no provider"))?;
+    if rest.is_empty() {
+        return Err(bad("no model name"));
+    }
+    let http = http::Http::new(config)?;
+    Ok(match provider {
+        "openai" => Arc::new(OpenAiWire::new(
+            Flavor::OpenAi,
+            http,
+            &config.openai_base,
+            rest,
+            Some(key_from_env("openai", &["OPENAI_API_KEY"])?),
+        )),
+        "perplexity" => Arc::new(OpenAiWire::new(
+            Flavor::Perplexity,
+            http,
+            &config.perplexity_base,
+            rest,
+            Some(key_from_env("perplexity", &["PERPLEXITY_API_KEY"])?),
+        )),
+        "openai-compat" => {
+            let (base, name) = rest
+                .rsplit_once('#')
+                .ok_or_else(|| bad("openai-compat needs BASE_URL#MODEL"))?;
+            let key = std::env::var("OPENAI_COMPAT_API_KEY").ok().map(ApiKey::new);
+            Arc::new(OpenAiWire::new(Flavor::Compatible, http, base, name, key))
+        }
+        "anthropic" => Arc::new(Anthropic::new(
+            http,
+            &config.anthropic_base,
+            rest,
+            key_from_env("anthropic", &["ANTHROPIC_API_KEY", "CLAUDE_API_KEY"])?,
+        )),
+        other => return Err(bad(&format!("unknown provider `{other}`"))),
+    })
+}
