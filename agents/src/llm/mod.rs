@@ -330,6 +330,19 @@ pub fn key_from_env(provider: &str, names: &[&str]) -> Result<ApiKey, LlmError> 
 
 /// Builds the model a model string names, with keys from the environment.
 pub fn connect(model: &str, config: &ProviderConfig) -> Result<Arc<dyn ChatModel>, LlmError> {
+    connect_with(model, config, None)
+}
+
+/// Like [`connect`], with `key` instead of the environment's key when given.
+pub fn connect_with(
+    model: &str,
+    config: &ProviderConfig,
+    key: Option<ApiKey>,
+) -> Result<Arc<dyn ChatModel>, LlmError> {
+    let key_or = |provider: &str, names: &[&str]| match &key {
+        Some(k) => Ok(k.clone()),
+        None => key_from_env(provider, names),
+    };
     let bad = |why: &str| {
         LlmError::new(
             ErrorKind::InvalidRequest,
@@ -350,27 +363,29 @@ pub fn connect(model: &str, config: &ProviderConfig) -> Result<Arc<dyn ChatModel
             http,
             &config.openai_base,
             rest,
-            Some(key_from_env("openai", &["OPENAI_API_KEY"])?),
+            Some(key_or("openai", &["OPENAI_API_KEY"])?),
         )),
         "perplexity" => Arc::new(OpenAiWire::new(
             Flavor::Perplexity,
             http,
             &config.perplexity_base,
             rest,
-            Some(key_from_env("perplexity", &["PERPLEXITY_API_KEY"])?),
+            Some(key_or("perplexity", &["PERPLEXITY_API_KEY"])?),
         )),
         "openai-compat" => {
             let (base, name) = rest
                 .rsplit_once('#')
                 .ok_or_else(|| bad("openai-compat needs BASE_URL#MODEL"))?;
-            let key = std::env::var("OPENAI_COMPAT_API_KEY").ok().map(ApiKey::new);
+            let key = key
+                .clone()
+                .or_else(|| std::env::var("OPENAI_COMPAT_API_KEY").ok().map(ApiKey::new));
             Arc::new(OpenAiWire::new(Flavor::Compatible, http, base, name, key))
         }
         "anthropic" => Arc::new(Anthropic::new(
             http,
             &config.anthropic_base,
             rest,
-            key_from_env("anthropic", &["ANTHROPIC_API_KEY", "CLAUDE_API_KEY"])?,
+            key_or("anthropic", &["ANTHROPIC_API_KEY", "CLAUDE_API_KEY"])?,
         )),
         other => return Err(bad(&format!("unknown provider `{other}`"))),
     })

@@ -1,0 +1,672 @@
+//! One conformance suite for every HTTP adapter, each against a local server on 127.0.0.1
+//! (wiremock) that speaks that vendor's documented wire format. Every case also asserts what
+//! the adapter sent. Streaming and non-streaming must give the same reply on the same case.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agents::llm::{
+    ApiKey, ChatModel, ChatRequest, ChatResponse, ErrorKind, Message, ProviderConfig, Resilient,
+    RetryPolicy, StopReason, StreamEvent, ToolSpec, connect_with,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const KEY: &str = "sk-test-conformance-4f9c2b7d1e";
+
+/// What differs between vendors: paths, auth, and how replies look on the wire.
+trait Vendor: Sync {
+    fn name(&self) -> &'static str;
+    fn model(&self, server: &MockServer) -> String;
+    fn path(&self) -> &'static str;
+    fn auth(&self) -> (&'static str, String);
+    /// A complete reply with `text` and `calls` (id, name, arguments).
+    fn reply(&self, text: &str, calls: &[(&str, &str, Value)]) -> Value;
+    /// The same reply as server-sent events.
+    fn sse(&self, text: &str, calls: &[(&str, &str, Value)]) -> String;
+    /// Checks the body the adapter sent for `request`.
+    fn check_request(&self, sent: &Value, request: &ChatRequest);
+}
+
+struct OpenAi;
+struct Anthropic;
+struct Compat;
+
+fn sse_lines(events: &[(Option<&str>, Value)]) -> String {
+    let mut out = String::new();
+    for (name, data) in events {
+        if let Some(n) = name {
+            out.push_str(&format!("event: {n}\n"));
+        }
+        out.push_str(&format!("data: {data}\n\n"));
+    }
+    out
+}
+
+fn openai_reply(text: &str, calls: &[(&str, &str, Value)]) -> Value {
+    let tool_calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .collect();
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = json!(tool_calls);
+    }
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "served-model",
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    })
+}
+
+fn openai_sse(text: &str, calls: &[(&str, &str, Value)]) -> String {
+    let mut events = vec![(
+        None,
+        json!({"model": "served-model", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}),
+    )];
+    let mid = text.len() / 2;
+    for part in [&text[..mid], &text[mid..]] {
+        if !part.is_empty() {
+            events.push((None, json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": part}}]})));
+        }
+    }
+    for (i, (id, name, args)) in calls.iter().enumerate() {
+        let args = args.to_string();
+        let half = args.len() / 2;
+        events.push((None, json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}}]})));
+        for piece in [&args[..half], &args[half..]] {
+            events.push((None, json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}}]})));
+        }
+    }
+    events.push((None, json!({"choices": [{"index": 0, "delta": {}, "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}]})));
+    events.push((
+        None,
+        json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 7}}),
+    ));
+    let mut out = sse_lines(&events);
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+fn check_openai_request(sent: &Value, request: &ChatRequest, max_tokens_field: &str) {
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert_eq!(sent["messages"][1]["content"], request.messages[1].content);
+    if !request.tools.is_empty() {
+        assert_eq!(sent["tools"][0]["type"], "function");
+        assert_eq!(sent["tools"][0]["function"]["name"], request.tools[0].name);
+        assert_eq!(
+            sent["tools"][0]["function"]["parameters"],
+            request.tools[0].parameters
+        );
+    }
+    if let Some(schema) = &request.output_schema {
+        assert_eq!(sent["response_format"]["type"], "json_schema");
+        assert_eq!(&sent["response_format"]["json_schema"]["schema"], schema);
+    }
+    assert_eq!(sent[max_tokens_field], json!(request.max_tokens.unwrap()));
+}
+
+impl Vendor for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+    fn model(&self, _server: &MockServer) -> String {
+        "openai:gpt-4o-mini".into()
+    }
+    fn path(&self) -> &'static str {
+        "/v1/chat/completions"
+    }
+    fn auth(&self) -> (&'static str, String) {
+        ("authorization", format!("Bearer {KEY}"))
+    }
+    fn reply(&self, text: &str, calls: &[(&str, &str, Value)]) -> Value {
+        openai_reply(text, calls)
+    }
+    fn sse(&self, text: &str, calls: &[(&str, &str, Value)]) -> String {
+        openai_sse(text, calls)
+    }
+    fn check_request(&self, sent: &Value, request: &ChatRequest) {
+        assert_eq!(sent["model"], "gpt-4o-mini");
+        check_openai_request(sent, request, "max_completion_tokens");
+    }
+}
+
+impl Vendor for Compat {
+    fn name(&self) -> &'static str {
+        "openai-compat"
+    }
+    fn model(&self, server: &MockServer) -> String {
+        format!("openai-compat:{}/compat/v1#llama3", server.uri())
+    }
+    fn path(&self) -> &'static str {
+        "/compat/v1/chat/completions"
+    }
+    fn auth(&self) -> (&'static str, String) {
+        ("authorization", format!("Bearer {KEY}"))
+    }
+    fn reply(&self, text: &str, calls: &[(&str, &str, Value)]) -> Value {
+        // Servers like Ollama send arguments as an object and omit ids and usage.
+        let mut reply = openai_reply(text, calls);
+        if let Some(list) = reply
+            .pointer_mut("/choices/0/message/tool_calls")
+            .and_then(Value::as_array_mut)
+        {
+            for (call, (_, _, args)) in list.iter_mut().zip(calls) {
+                call["function"]["arguments"] = args.clone();
+            }
+        }
+        reply
+    }
+    fn sse(&self, text: &str, calls: &[(&str, &str, Value)]) -> String {
+        openai_sse(text, calls)
+    }
+    fn check_request(&self, sent: &Value, request: &ChatRequest) {
+        assert_eq!(sent["model"], "llama3");
+        check_openai_request(sent, request, "max_tokens");
+    }
+}
+
+impl Vendor for Anthropic {
+    fn name(&self) -> &'static str {
+        "anthropic"
+    }
+    fn model(&self, _server: &MockServer) -> String {
+        "anthropic:claude-sonnet-4-5".into()
+    }
+    fn path(&self) -> &'static str {
+        "/v1/messages"
+    }
+    fn auth(&self) -> (&'static str, String) {
+        ("x-api-key", KEY.to_string())
+    }
+    fn reply(&self, text: &str, calls: &[(&str, &str, Value)]) -> Value {
+        let mut content = Vec::new();
+        if !text.is_empty() {
+            content.push(json!({"type": "text", "text": text}));
+        }
+        for (id, name, args) in calls {
+            content.push(json!({"type": "tool_use", "id": id, "name": name, "input": args}));
+        }
+        json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "served-model",
+            "content": content,
+            "stop_reason": if calls.is_empty() { "end_turn" } else { "tool_use" },
+            "usage": {"input_tokens": 12, "output_tokens": 7}
+        })
+    }
+    fn sse(&self, text: &str, calls: &[(&str, &str, Value)]) -> String {
+        let mut events = vec![
+            (
+                Some("message_start"),
+                json!({"type": "message_start", "message": {"id": "msg_1", "model": "served-model", "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+            ),
+            (Some("ping"), json!({"type": "ping"})),
+        ];
+        let mut index = 0;
+        if !text.is_empty() {
+            events.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+            let mid = text.len() / 2;
+            for part in [&text[..mid], &text[mid..]] {
+                events.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": part}})));
+            }
+            events.push((
+                Some("content_block_stop"),
+                json!({"type": "content_block_stop", "index": index}),
+            ));
+            index += 1;
+        }
+        for (id, name, args) in calls {
+            let args = args.to_string();
+            let half = args.len() / 2;
+            events.push((Some("content_block_start"), json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+            for piece in [&args[..half], &args[half..]] {
+                events.push((Some("content_block_delta"), json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+            }
+            events.push((
+                Some("content_block_stop"),
+                json!({"type": "content_block_stop", "index": index}),
+            ));
+            index += 1;
+        }
+        events.push((Some("message_delta"), json!({"type": "message_delta", "delta": {"stop_reason": if calls.is_empty() { "end_turn" } else { "tool_use" }}, "usage": {"output_tokens": 7}})));
+        events.push((Some("message_stop"), json!({"type": "message_stop"})));
+        sse_lines(&events)
+    }
+    fn check_request(&self, sent: &Value, request: &ChatRequest) {
+        assert_eq!(sent["model"], "claude-sonnet-4-5");
+        assert_eq!(sent["system"], request.messages[0].content);
+        assert_eq!(sent["messages"][0]["role"], "user");
+        assert_eq!(
+            sent["messages"][0]["content"][0]["text"],
+            request.messages[1].content
+        );
+        assert_eq!(sent["max_tokens"], json!(request.max_tokens.unwrap()));
+        if !request.tools.is_empty() {
+            assert_eq!(sent["tools"][0]["name"], request.tools[0].name);
+            assert_eq!(
+                sent["tools"][0]["input_schema"],
+                request.tools[0].parameters
+            );
+        }
+        if let Some(schema) = &request.output_schema {
+            let tools = sent["tools"].as_array().unwrap();
+            let output = tools.iter().find(|t| t["name"] == "output").unwrap();
+            assert_eq!(&output["input_schema"], schema);
+            assert_eq!(
+                sent["tool_choice"],
+                json!({"type": "tool", "name": "output"})
+            );
+        }
+    }
+}
+
+fn request() -> ChatRequest {
+    let mut r = ChatRequest::new(vec![
+        Message::system("You are the roofing assistant."),
+        Message::user("How many bundles for 24.6 squares?"),
+    ]);
+    r.max_tokens = Some(256);
+    r.temperature = Some(0.0);
+    r
+}
+
+fn with_tools() -> ChatRequest {
+    let mut r = request();
+    r.tools = vec![ToolSpec {
+        name: "roofing_estimate".into(),
+        description: "Price a roof".into(),
+        parameters: json!({"type": "object", "properties": {"area_sqft": {"type": "number"}, "pitch": {"type": "integer"}}, "required": ["area_sqft"]}),
+    }];
+    r
+}
+
+async fn model(
+    vendor: &dyn Vendor,
+    server: &MockServer,
+    first_byte: Duration,
+) -> Arc<dyn ChatModel> {
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        anthropic_base: format!("{}/v1", server.uri()),
+        perplexity_base: server.uri(),
+        connect_timeout: Duration::from_secs(2),
+        first_byte_timeout: first_byte,
+        total_timeout: Duration::from_secs(10),
+        max_response_bytes: 1 << 20,
+    };
+    connect_with(&vendor.model(server), &config, Some(ApiKey::new(KEY))).unwrap()
+}
+
+async fn mount(vendor: &dyn Vendor, server: &MockServer, template: ResponseTemplate) {
+    let (name, value) = vendor.auth();
+    Mock::given(method("POST"))
+        .and(path(vendor.path()))
+        .and(header(name, value.as_str()))
+        .respond_with(template)
+        .mount(server)
+        .await;
+}
+
+fn sent(server_requests: &[Request]) -> Value {
+    serde_json::from_slice(&server_requests.last().unwrap().body).unwrap()
+}
+
+async fn collect(model: &dyn ChatModel, request: &ChatRequest) -> (Vec<StreamEvent>, ChatResponse) {
+    let mut stream = model.stream(request).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(e) = stream.next().await {
+        events.push(e.unwrap());
+    }
+    match events.last() {
+        Some(StreamEvent::Done { response }) => {
+            let response = response.clone();
+            (events, response)
+        }
+        other => panic!("the stream must end with Done, got {other:?}"),
+    }
+}
+
+/// Plain, tool call, parallel tool calls and structured output, each both ways.
+async fn replies_match_both_ways(vendor: &dyn Vendor) {
+    let cases: Vec<(&str, ChatRequest, String, Vec<(&str, &str, Value)>)> = vec![
+        ("plain", request(), "About 74 bundles.".into(), vec![]),
+        (
+            "tool call",
+            with_tools(),
+            String::new(),
+            vec![(
+                "call_a",
+                "roofing_estimate",
+                json!({"area_sqft": 2000, "pitch": 6}),
+            )],
+        ),
+        (
+            "parallel tool calls",
+            with_tools(),
+            String::new(),
+            vec![
+                ("call_a", "roofing_estimate", json!({"area_sqft": 2000})),
+                (
+                    "call_b",
+                    "roofing_estimate",
+                    json!({"area_sqft": 1400, "pitch": 4}),
+                ),
+            ],
+        ),
+    ];
+    for (label, req, text, calls) in cases {
+        let server = MockServer::start().await;
+        let m = model(vendor, &server, Duration::from_secs(5)).await;
+        mount(
+            vendor,
+            &server,
+            ResponseTemplate::new(200).set_body_json(vendor.reply(&text, &calls)),
+        )
+        .await;
+        let whole = m
+            .complete(&req)
+            .await
+            .unwrap_or_else(|e| panic!("{} {label}: {e}", vendor.name()));
+        vendor.check_request(&sent(&server.received_requests().await.unwrap()), &req);
+        assert_eq!(whole.text, text, "{label}");
+        assert_eq!(whole.usage.input_tokens, 12, "{label}");
+        assert_eq!(whole.usage.output_tokens, 7, "{label}");
+        assert_eq!(whole.tool_calls.len(), calls.len(), "{label}");
+        for (got, (id, name, args)) in whole.tool_calls.iter().zip(&calls) {
+            assert_eq!(
+                (got.id.as_str(), got.name.as_str(), &got.arguments),
+                (*id, *name, args),
+                "{label}"
+            );
+        }
+        let expected_stop = if calls.is_empty() {
+            StopReason::End
+        } else {
+            StopReason::ToolCalls
+        };
+        assert_eq!(whole.stop_reason, expected_stop, "{label}");
+
+        let server = MockServer::start().await;
+        let m = model(vendor, &server, Duration::from_secs(5)).await;
+        mount(
+            vendor,
+            &server,
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(vendor.sse(&text, &calls)),
+        )
+        .await;
+        let (events, streamed) = collect(m.as_ref(), &req).await;
+        let sent_body = sent(&server.received_requests().await.unwrap());
+        assert_eq!(sent_body["stream"], true);
+        vendor.check_request(&sent_body, &req);
+        assert_eq!(
+            streamed,
+            whole,
+            "{} {label}: streaming and non-streaming differ",
+            vendor.name()
+        );
+        let deltas: String = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Text { delta } => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deltas, text, "{label}: text arrives in deltas");
+        if !calls.is_empty() {
+            assert!(
+                events
+                    .iter()
+                    .filter(|e| matches!(e, StreamEvent::ToolCall { .. }))
+                    .count()
+                    >= calls.len() * 2,
+                "{label}: tool calls arrive in pieces"
+            );
+        }
+    }
+}
+
+async fn structured_output(vendor: &dyn Vendor) {
+    let schema = json!({"type": "object", "properties": {"bundles": {"type": "integer"}}, "required": ["bundles"], "additionalProperties": false});
+    let mut req = request();
+    req.output_schema = Some(schema);
+    let server = MockServer::start().await;
+    let m = model(vendor, &server, Duration::from_secs(5)).await;
+    let reply = if vendor.name() == "anthropic" {
+        vendor.reply("", &[("toolu_1", "output", json!({"bundles": 74}))])
+    } else {
+        vendor.reply(r#"{"bundles":74}"#, &[])
+    };
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200).set_body_json(reply),
+    )
+    .await;
+    let out = m.complete(&req).await.unwrap();
+    vendor.check_request(&sent(&server.received_requests().await.unwrap()), &req);
+    let parsed: Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(parsed, json!({"bundles": 74}));
+    assert!(out.tool_calls.is_empty());
+    assert_eq!(out.stop_reason, StopReason::End);
+}
+
+async fn rate_limit_then_success(vendor: &dyn Vendor) {
+    let server = MockServer::start().await;
+    let (name, value) = vendor.auth();
+    Mock::given(method("POST"))
+        .and(path(vendor.path()))
+        .and(header(name, value.as_str()))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(
+                    json!({"error": {"type": "rate_limit_error", "message": "slow down"}}),
+                ),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200).set_body_json(vendor.reply("ok", &[])),
+    )
+    .await;
+    let bare = model(vendor, &server, Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let err = bare.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+    assert_eq!(err.status, Some(429));
+    assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
+    assert!(err.body.as_deref().unwrap().contains("slow down"));
+    assert!(err.message.contains("slow down"), "{}", err.message);
+    let _ = started;
+
+    // The bare call used the one 429; a second one makes the retrying model wait.
+    Mock::given(method("POST"))
+        .and(path(vendor.path()))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let resilient = Resilient::new(
+        bare,
+        RetryPolicy {
+            max_attempts: 3,
+            initial: Duration::from_millis(10),
+            max_delay: Duration::from_secs(5),
+        },
+    );
+    let started = Instant::now();
+    let out = resilient.complete(&request()).await.unwrap();
+    assert_eq!(out.text, "ok");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was honoured: {:?}",
+        started.elapsed()
+    );
+}
+
+async fn server_error_then_success(vendor: &dyn Vendor) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(vendor.path()))
+        .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200).set_body_json(vendor.reply("recovered", &[])),
+    )
+    .await;
+    let m = Resilient::new(
+        model(vendor, &server, Duration::from_secs(5)).await,
+        RetryPolicy {
+            max_attempts: 3,
+            initial: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+        },
+    );
+    let out = m.complete(&request()).await.unwrap();
+    assert_eq!(out.text, "recovered");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+async fn malformed_body_is_kept(vendor: &dyn Vendor) {
+    let server = MockServer::start().await;
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
+    )
+    .await;
+    let m = model(vendor, &server, Duration::from_secs(5)).await;
+    let err = m.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert_eq!(err.body.as_deref(), Some("<html>gateway</html>"));
+
+    let server = MockServer::start().await;
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"unexpected": true})),
+    )
+    .await;
+    let m = model(vendor, &server, Duration::from_secs(5)).await;
+    let err = m.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert!(err.body.as_deref().unwrap().contains("unexpected"));
+}
+
+async fn timeout_is_transient(vendor: &dyn Vendor) {
+    let server = MockServer::start().await;
+    mount(
+        vendor,
+        &server,
+        ResponseTemplate::new(200)
+            .set_body_json(vendor.reply("late", &[]))
+            .set_delay(Duration::from_millis(1500)),
+    )
+    .await;
+    let m = model(vendor, &server, Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let err = m.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+    assert!(started.elapsed() < Duration::from_millis(1200));
+}
+
+async fn errors_are_classified_and_never_hold_the_key(vendor: &dyn Vendor) {
+    for (status, body, kind) in [
+        (
+            401,
+            json!({"error": {"message": format!("invalid key {KEY}")}}),
+            ErrorKind::Auth,
+        ),
+        (
+            400,
+            json!({"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}),
+            ErrorKind::ContextTooLong,
+        ),
+        (
+            400,
+            json!({"error": {"message": "messages: field required"}}),
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            503,
+            json!({"error": {"message": "overloaded"}}),
+            ErrorKind::Transient,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        mount(
+            vendor,
+            &server,
+            ResponseTemplate::new(status).set_body_json(body),
+        )
+        .await;
+        let m = model(vendor, &server, Duration::from_secs(5)).await;
+        let err = m.complete(&request()).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{status}: {err}");
+        assert_eq!(err.status, Some(status));
+        for text in [
+            err.to_string(),
+            format!("{err:?}"),
+            serde_json::to_string(&err).unwrap(),
+            format!("{m:?}", m = m.name()),
+        ] {
+            assert!(!text.contains(KEY), "the key leaked: {text}");
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($module:ident, $vendor:expr) => {
+        mod $module {
+            use super::*;
+            #[tokio::test]
+            async fn replies_match_both_ways() {
+                super::replies_match_both_ways(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn structured_output() {
+                super::structured_output(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn rate_limit_then_success() {
+                super::rate_limit_then_success(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn server_error_then_success() {
+                super::server_error_then_success(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn malformed_body_is_kept() {
+                super::malformed_body_is_kept(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn timeout_is_transient() {
+                super::timeout_is_transient(&$vendor).await;
+            }
+            #[tokio::test]
+            async fn errors_are_classified_and_never_hold_the_key() {
+                super::errors_are_classified_and_never_hold_the_key(&$vendor).await;
+            }
+        }
+    };
+}
+
+conformance!(openai, OpenAi);
+conformance!(openai_compatible, Compat);
+conformance!(anthropic, Anthropic);
