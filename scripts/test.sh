@@ -2,7 +2,11 @@
 # Builds everything and runs every test and lint check. Used by README and .ci/run.
 #
 # Sets up what the tests need first: a local PostgreSQL 15 + pgvector + PgBouncer on
-# 127.0.0.1 (scripts/postgres.sh, idempotent). The embedded SQLite is compiled in.
+# 127.0.0.1 (scripts/postgres.sh) and the local model file (scripts/local-model.sh); both
+# are idempotent. The embedded SQLite is compiled in.
+#
+# Everything builds in the release profile: llama.cpp is compiled by a build script once
+# per profile (~8 CPU-minutes), and tests, lints and benchmarks then share that one build.
 # The build directory lives outside the clone so later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,14 +21,18 @@ for db in $(psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE dat
   psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
 done
 
+echo "==> local model"
+eval "$(scripts/local-model.sh)"
+export BRAINOPS_LOCAL_MODEL
+
 echo "==> formatting"
 cargo fmt --all --check
 
 echo "==> lints (no unwrap/expect/panic in library code)"
-cargo clippy --workspace --lib --bins --locked -- -D warnings
+cargo clippy --release --workspace --lib --bins --locked -- -D warnings
 
 echo "==> tests"
-cargo test --workspace --locked
+cargo test --release --workspace --locked
 
 echo "==> benchmarks compile"
 cargo bench --no-run --locked --bench executor --bench checkpoint_postgres

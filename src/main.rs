@@ -85,6 +85,36 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         #[arg(long, global = true)]
         checkpoint: Option<String>,
     },
+    /// Ask a model; print its reply (with --schema: the JSON, valid against the schema).
+    #[command(after_help = "Examples:
+  brainops chat 'Write a two-line note thanking a customer for their roof inspection.'
+  brainops chat --stream --system 'You are a roofing estimator.' 'What is a roofing square?'
+  brainops chat --schema lead.schema.json 'Ada, 2000 sq ft, hail damage last week'
+  brainops chat --model anthropic:claude-sonnet-4-5 --model local:smollm2-135m 'Hi'   # fallback chain
+
+Models: local:smollm2-135m (default; no key, no network), openai:MODEL, anthropic:MODEL,
+perplexity:MODEL, openai-compat:BASE_URL#MODEL. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY
+(or CLAUDE_API_KEY), PERPLEXITY_API_KEY.")]
+    Chat {
+        /// The user's message.
+        message: String,
+        /// The model; repeat to give fallbacks, tried in order.
+        #[arg(long, default_value = agents::llm::DEFAULT_MODEL)]
+        model: Vec<String>,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// A JSON Schema file; the reply is JSON valid against it.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Print the reply as it is generated.
+        #[arg(long)]
+        stream: bool,
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        #[arg(long)]
+        temperature: Option<f32>,
+    },
     /// Draw a graph as Mermaid or Graphviz DOT.
     #[command(
         after_help = "Example:\n  brainops graph graphs/lead_intake.toml --format dot | dot -Tpng > graph.png"
@@ -283,6 +313,26 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 _ => 0,
             })
         }
+        Command::Chat {
+            message,
+            model,
+            system,
+            schema,
+            stream,
+            max_tokens,
+            temperature,
+        } => {
+            chat(ChatArgs {
+                message,
+                models: model,
+                system,
+                schema,
+                stream,
+                max_tokens,
+                temperature,
+            })
+            .await
+        }
         Command::Threads {
             command,
             checkpoint,
@@ -398,6 +448,88 @@ async fn threads(
                 .await
                 .map_err(store_err)?;
             println!("{}", json!({ "expired": gone }));
+        }
+    }
+    Ok(0)
+}
+
+struct ChatArgs {
+    message: String,
+    models: Vec<String>,
+    system: Option<String>,
+    schema: Option<PathBuf>,
+    stream: bool,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+}
+
+async fn chat(args: ChatArgs) -> Result<u8, Failure> {
+    use agents::llm::{
+        ChatModel, ChatRequest, Fallback, Message, ProviderConfig, Resilient, RetryPolicy,
+        StreamEvent, connect,
+    };
+    use futures_util::StreamExt;
+    use std::io::Write;
+
+    let schema = match &args.schema {
+        Some(path) => Some(parse_json("--schema", &format!("@{}", path.display()))?),
+        None => None,
+    };
+    let config = ProviderConfig::default();
+    let mut chain: Vec<Arc<dyn ChatModel>> = Vec::new();
+    for name in &args.models {
+        let model = connect(name, &config).map_err(|e| Failure {
+            message: format!("error: --model {name}: {e}"),
+            code: if e.kind == agents::llm::ErrorKind::InvalidRequest {
+                2
+            } else {
+                1
+            },
+        })?;
+        chain.push(Arc::new(Resilient::new(model, RetryPolicy::default())));
+    }
+    let model: Arc<dyn ChatModel> = if chain.len() == 1 {
+        chain.remove(0)
+    } else {
+        Arc::new(Fallback::new(chain))
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(Message::system(system));
+    }
+    messages.push(Message::user(args.message));
+    let mut request = ChatRequest::new(messages);
+    request.output_schema = schema;
+    request.max_tokens = args.max_tokens;
+    request.temperature = args.temperature;
+    let failed = |e: agents::llm::LlmError| Failure {
+        message: format!("error: {e}"),
+        code: 1,
+    };
+    if args.stream {
+        let mut events = model.stream(&request).await.map_err(failed)?;
+        let mut out = std::io::stdout().lock();
+        while let Some(event) = events.next().await {
+            match event.map_err(failed)? {
+                StreamEvent::Text { delta } => {
+                    let _ = out.write_all(delta.as_bytes());
+                    let _ = out.flush();
+                }
+                StreamEvent::Done { .. } => {
+                    let _ = writeln!(out);
+                }
+                StreamEvent::ToolCall { .. } => {}
+            }
+        }
+    } else {
+        let reply = model.complete(&request).await.map_err(failed)?;
+        // With a schema the reply is JSON: print it on one line, as scripts expect.
+        match (
+            &request.output_schema,
+            serde_json::from_str::<Value>(&reply.text),
+        ) {
+            (Some(_), Ok(value)) => println!("{value}"),
+            _ => println!("{}", reply.text.trim_end()),
         }
     }
     Ok(0)

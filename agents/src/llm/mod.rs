@@ -1,7 +1,8 @@
 //! LLM providers behind one [`ChatModel`] trait.
 //!
 //! One request shape ([`ChatRequest`]) and one reply shape ([`ChatResponse`]) for every
-//! provider; [`connect`] turns a model string (`openai:MODEL`, `anthropic:MODEL`,
+//! provider; [`connect`] turns a model string (`local:smollm2-135m`, the default and the
+//! only one that needs no key and no network, or `openai:MODEL`, `anthropic:MODEL`,
 //! `perplexity:MODEL`, `openai-compat:BASE_URL#MODEL`) into a model. Errors are classified
 //! ([`ErrorKind`]) so callers know what to retry, and keep the provider's status and body.
 //! [`Resilient`] adds retries that honour `Retry-After`, and [`Fallback`] tries models in
@@ -9,11 +10,15 @@
 
 mod anthropic;
 mod http;
+#[cfg(feature = "local-model")]
+mod local;
 mod openai;
 mod resilient;
 mod secret;
 
 pub use anthropic::Anthropic;
+#[cfg(feature = "local-model")]
+pub use local::Local;
 pub use openai::{Flavor, OpenAiWire};
 pub use resilient::{Fallback, Resilient, RetryPolicy};
 pub use secret::ApiKey;
@@ -278,6 +283,9 @@ pub trait ChatModel: Send + Sync {
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError>;
 }
 
+/// The model used when none is named: the local one, which needs no key and no network.
+pub const DEFAULT_MODEL: &str = "local:smollm2-135m";
+
 /// Where providers live and how long calls may take. Base URLs are overridable (for proxies,
 /// and for tests against local servers).
 #[derive(Debug, Clone)]
@@ -348,13 +356,19 @@ pub fn connect_with(
             ErrorKind::InvalidRequest,
             "config",
             format!(
-                "model `{model}`: {why}; use openai:MODEL, anthropic:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
+                "model `{model}`: {why}; use local:smollm2-135m, openai:MODEL, anthropic:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
             ),
         )
     };
     let (provider, rest) = model.split_once(':').ok_or_else(|| bad("no provider"))?;
     if rest.is_empty() {
         return Err(bad("no model name"));
+    }
+    if provider == "local" {
+        #[cfg(feature = "local-model")]
+        return Ok(Arc::new(Local::load(rest)?));
+        #[cfg(not(feature = "local-model"))]
+        return Err(bad("this build has no local model (feature `local-model`)"));
     }
     let http = http::Http::new(config)?;
     Ok(match provider {
