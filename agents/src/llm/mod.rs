@@ -3,12 +3,13 @@
 //! One request shape ([`ChatRequest`]) and one reply shape ([`ChatResponse`]) for every
 //! provider; [`connect`] turns a model string (`local:smollm2-135m`, the default and the
 //! only one that needs no key and no network, or `openai:MODEL`, `anthropic:MODEL`,
-//! `perplexity:MODEL`, `openai-compat:BASE_URL#MODEL`) into a model. Errors are classified
+//! `gemini:MODEL`, `perplexity:MODEL`, `openai-compat:BASE_URL#MODEL`) into a model. Errors are classified
 //! ([`ErrorKind`]) so callers know what to retry, and keep the provider's status and body.
 //! [`Resilient`] adds retries that honour `Retry-After`, and [`Fallback`] tries models in
 //! order.
 
 mod anthropic;
+mod gemini;
 mod http;
 #[cfg(feature = "local-model")]
 mod local;
@@ -17,6 +18,7 @@ mod resilient;
 mod secret;
 
 pub use anthropic::Anthropic;
+pub use gemini::{Gemini, gemini_schema};
 #[cfg(feature = "local-model")]
 pub use local::Local;
 pub use openai::{Flavor, OpenAiWire};
@@ -292,6 +294,7 @@ pub const DEFAULT_MODEL: &str = "local:smollm2-135m";
 pub struct ProviderConfig {
     pub openai_base: String,
     pub anthropic_base: String,
+    pub gemini_base: String,
     pub perplexity_base: String,
     pub connect_timeout: Duration,
     /// Until the response headers (or, streaming, the first event) arrive.
@@ -312,6 +315,10 @@ impl Default for ProviderConfig {
         ProviderConfig {
             openai_base: env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             anthropic_base: env("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
+            gemini_base: env(
+                "GEMINI_BASE_URL",
+                "https://generativelanguage.googleapis.com/v1beta",
+            ),
             perplexity_base: env("PERPLEXITY_BASE_URL", "https://api.perplexity.ai"),
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(60),
@@ -356,7 +363,7 @@ pub fn connect_with(
             ErrorKind::InvalidRequest,
             "config",
             format!(
-                "model `{model}`: {why}; use local:smollm2-135m, openai:MODEL, anthropic:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
+                "model `{model}`: {why}; use local:smollm2-135m, openai:MODEL, anthropic:MODEL, gemini:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
             ),
         )
     };
@@ -395,6 +402,12 @@ pub fn connect_with(
                 .or_else(|| std::env::var("OPENAI_COMPAT_API_KEY").ok().map(ApiKey::new));
             Arc::new(OpenAiWire::new(Flavor::Compatible, http, base, name, key))
         }
+        "gemini" => Arc::new(Gemini::new(
+            http,
+            &config.gemini_base,
+            rest,
+            key_or("gemini", &["GEMINI_API_KEY"])?,
+        )),
         "anthropic" => Arc::new(Anthropic::new(
             http,
             &config.anthropic_base,
