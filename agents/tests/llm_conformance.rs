@@ -803,3 +803,86 @@ fn gemini_schemas_keep_only_what_gemini_accepts() {
         })
     );
 }
+
+/// Perplexity speaks the OpenAI wire and adds its sources; they reach the caller both ways.
+#[tokio::test]
+async fn perplexity_returns_its_citations() {
+    let server = MockServer::start().await;
+    let config = ProviderConfig {
+        perplexity_base: server.uri(),
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("perplexity:sonar", &config, Some(ApiKey::new(KEY))).unwrap();
+    assert!(!m.capabilities().tools);
+    let mut reply = openai_reply("Hail of 1.75 in. was reported in Denver [1].", &[]);
+    reply["citations"] = json!(["https://www.spc.noaa.gov/climo/reports/today.html"]);
+    reply["search_results"] = json!([{"title": "SPC reports", "url": "https://www.spc.noaa.gov/climo/reports/today.html"}]);
+    Mock::given(method("POST"))
+        .and(path_regex("^/chat/completions$"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+        .mount(&server)
+        .await;
+    let out = m.complete(&request()).await.unwrap();
+    assert_eq!(
+        out.citations,
+        vec!["https://www.spc.noaa.gov/climo/reports/today.html".to_string()]
+    );
+    assert_eq!(
+        sent(&server.received_requests().await.unwrap())["model"],
+        "sonar"
+    );
+
+    let server = MockServer::start().await;
+    let config = ProviderConfig {
+        perplexity_base: server.uri(),
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("perplexity:sonar", &config, Some(ApiKey::new(KEY))).unwrap();
+    let body = openai_sse("Hail reported [1].", &[]).replacen(
+        "\"usage\"",
+        "\"search_results\":[{\"url\":\"https://example.org/hail\"}],\"usage\"",
+        1,
+    );
+    Mock::given(method("POST"))
+        .and(path_regex("^/chat/completions$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(body),
+        )
+        .mount(&server)
+        .await;
+    let (_, streamed) = collect(m.as_ref(), &request()).await;
+    assert_eq!(
+        streamed.citations,
+        vec!["https://example.org/hail".to_string()]
+    );
+}
+
+#[test]
+fn a_missing_key_names_the_variable() {
+    // Run with the variables unset in this process's view: a key passed explicitly wins, and
+    // without one the error names what to set.
+    let config = ProviderConfig::default();
+    for (model, variable) in [
+        ("openai:gpt-4o-mini", "OPENAI_API_KEY"),
+        (
+            "anthropic:claude-sonnet-4-5",
+            "ANTHROPIC_API_KEY or CLAUDE_API_KEY",
+        ),
+        ("gemini:gemini-2.5-flash", "GEMINI_API_KEY"),
+        ("perplexity:sonar", "PERPLEXITY_API_KEY"),
+    ] {
+        let names: Vec<&str> = variable.split(" or ").collect();
+        if names.iter().any(|n| std::env::var(n).is_ok()) {
+            continue; // A developer's real key is set; nothing to check here.
+        }
+        let err = match connect_with(model, &config, None) {
+            Err(e) => e,
+            Ok(_) => panic!("{model} connected without a key"),
+        };
+        assert_eq!(err.kind, ErrorKind::Auth);
+        assert!(err.message.contains(variable), "{model}: {err}");
+    }
+}
