@@ -295,6 +295,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             if let Some(i) = &outcome.interrupt {
                 out["interrupt"] = json!(i);
             }
+            if !outcome.usage.is_empty() {
+                out["usage"] = json!(outcome.usage);
+            }
             if let Some(e) = &outcome.error {
                 out["error"] = json!({ "message": e.message, "detail": e.detail });
                 eprintln!("error: {}", e.message);

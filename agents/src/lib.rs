@@ -13,5 +13,9 @@ use engine::Registry;
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     tools::register(&mut registry);
+    registry.register_tool(
+        "llm.chat",
+        std::sync::Arc::new(llm::ChatNode::new(llm::ProviderConfig::default())),
+    );
     registry
 }

@@ -106,3 +106,77 @@ async fn a_missing_model_file_says_how_to_get_it() {
     assert_eq!(m.name(), "local:smollm2-135m");
     assert!(m.capabilities().structured_output);
 }
+
+/// A graph node asks the local model; its tokens reach the event stream and the run's
+/// totals, per node and in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_node_reports_usage_per_node_and_per_run() {
+    let _one = SERIAL.lock().await;
+    let registry = agents::builtin_registry();
+    let graph = engine::loader::load_str(
+        r#"
+[graph]
+name = "drafts"
+[state]
+name = { type = "string" }
+note = { type = "string" }
+intent = { type = "any" }
+[nodes.draft]
+tool = "llm.chat"
+args = { prompt = "'Thank ' + state.name + ' for the inspection in one sentence.'", max_tokens = "20" }
+output = "note"
+[nodes.classify]
+tool = "llm.chat"
+args = { prompt = "'Is this a quote request? ' + state.note", max_tokens = "40", schema = "{'type': 'object', 'properties': {'quote': {'type': 'boolean'}}, 'required': ['quote']}" }
+output = "intent"
+[[edges]]
+from = "START"
+to = "draft"
+[[edges]]
+from = "draft"
+to = "classify"
+[[edges]]
+from = "classify"
+to = "END"
+"#,
+        "drafts.toml",
+        &registry,
+    )
+    .unwrap();
+    let runner = engine::Runner::new(std::sync::Arc::new(graph));
+    let mut events = runner.stream(engine::RunRequest::new().input(json!({"name": "Ada"})));
+    let mut usage_events = Vec::new();
+    while let Some(event) = events.next().await {
+        if let engine::Event::Usage {
+            node,
+            model,
+            output_tokens,
+            cost_usd,
+            ..
+        } = &event
+        {
+            usage_events.push((node.clone(), model.clone(), *output_tokens, *cost_usd));
+        }
+        if let engine::Event::RunFinished { state, .. } = &event {
+            assert!(state["note"].as_str().is_some_and(|n| !n.is_empty()));
+            assert!(state["intent"]["quote"].is_boolean(), "{state}");
+        }
+    }
+    assert_eq!(usage_events.len(), 2, "{usage_events:?}");
+    assert_eq!(usage_events[0].0, "draft");
+    assert_eq!(usage_events[0].1, "local:smollm2-135m");
+    assert!(usage_events[0].2 > 0 && usage_events[0].2 <= 20);
+    assert_eq!(usage_events[0].3, Some(0.0), "the local model is free");
+
+    let outcome = runner
+        .invoke(engine::RunRequest::new().input(json!({"name": "Grace"})))
+        .await;
+    assert_eq!(outcome.usage.total.calls, 2);
+    assert_eq!(outcome.usage.by_node["draft"].calls, 1);
+    assert_eq!(
+        outcome.usage.total.output_tokens,
+        outcome.usage.by_node["draft"].output_tokens
+            + outcome.usage.by_node["classify"].output_tokens
+    );
+    assert!(outcome.usage.total.input_tokens > 0);
+}

@@ -35,6 +35,16 @@ pub enum Event {
         node: String,
         data: Value,
     },
+    /// A node paid for something (tokens of a model call), with its cost when known.
+    Usage {
+        node: String,
+        task: String,
+        model: String,
+        input_tokens: u64,
+        output_tokens: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
     Interrupt {
         node: String,
         task: String,

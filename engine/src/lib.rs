@@ -55,7 +55,9 @@ pub use checkpoint::{Checkpointer, MemorySaver, PostgresSaver, SqliteSaver, Thre
 pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{Event, EventSink, EventStream};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
-pub use node::{FnNode, Node, NodeContext, NodeError, Registry, node_fn};
+pub use node::{
+    FnNode, Node, NodeContext, NodeError, Registry, UsageRecord, UsageSum, UsageTotals, node_fn,
+};
 pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSnapshot};
 
 #[doc(hidden)]

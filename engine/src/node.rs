@@ -59,6 +59,53 @@ pub struct NodeContext {
     pub(crate) attempt: u32,
     pub(crate) resume: Option<Value>,
     pub(crate) events: Option<EventSink>,
+    pub(crate) usage: Option<Arc<std::sync::Mutex<UsageTotals>>>,
+}
+
+/// Tokens (and their cost) used by one call, as a node reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageRecord {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// `None` when the model's price is unknown.
+    pub cost_usd: Option<f64>,
+}
+
+/// Usage summed over calls.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageSum {
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Calls whose price was unknown (their cost is not in `cost_usd`).
+    pub unpriced_calls: u64,
+}
+
+impl UsageSum {
+    fn add(&mut self, r: &UsageRecord) {
+        self.calls += 1;
+        self.input_tokens += r.input_tokens;
+        self.output_tokens += r.output_tokens;
+        match r.cost_usd {
+            Some(c) => self.cost_usd += c,
+            None => self.unpriced_calls += 1,
+        }
+    }
+}
+
+/// A run's usage: in all, and per node.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageTotals {
+    pub total: UsageSum,
+    pub by_node: std::collections::BTreeMap<String, UsageSum>,
+}
+
+impl UsageTotals {
+    pub fn is_empty(&self) -> bool {
+        self.total.calls == 0
+    }
 }
 
 impl NodeContext {
@@ -73,6 +120,7 @@ impl NodeContext {
             attempt: 1,
             resume: None,
             events: None,
+            usage: None,
         }
     }
 
@@ -111,6 +159,31 @@ impl NodeContext {
         match &self.resume {
             Some(value) => Ok(value.clone()),
             None => Err(NodeError::Interrupt(payload)),
+        }
+    }
+
+    /// Reports what a call cost (tokens of a model call): it goes into the event stream and
+    /// into the run's usage totals, per node and in all.
+    pub fn record_usage(&self, record: UsageRecord) {
+        if let Some(totals) = &self.usage
+            && let Ok(mut totals) = totals.lock()
+        {
+            totals.total.add(&record);
+            totals
+                .by_node
+                .entry(self.node.to_string())
+                .or_default()
+                .add(&record);
+        }
+        if let Some(sink) = &self.events {
+            sink.send(Event::Usage {
+                node: self.node.to_string(),
+                task: self.task_id.to_string(),
+                model: record.model,
+                input_tokens: record.input_tokens,
+                output_tokens: record.output_tokens,
+                cost_usd: record.cost_usd,
+            });
         }
     }
 

@@ -32,7 +32,7 @@ use crate::events::{Event, EventSink, EventStream};
 use crate::graph::{
     ChannelId, CompiledNode, Graph, Input, JoinId, Kind, NodeId, RetryPolicy, Routes, Target,
 };
-use crate::node::{Node, NodeContext, NodeError};
+use crate::node::{Node, NodeContext, NodeError, UsageTotals};
 use crate::state::State;
 
 /// A snapshot is stored once the deltas since the last one outweigh it (and at least this
@@ -138,6 +138,9 @@ pub struct RunOutcome {
     pub checkpoint_id: Option<u64>,
     /// Super-steps executed by this run.
     pub steps: u64,
+    /// Tokens and cost the run's nodes reported, in all and per node.
+    #[serde(skip_serializing_if = "UsageTotals::is_empty")]
+    pub usage: UsageTotals,
 }
 
 /// A run error as reported in outcomes and on the CLI.
@@ -284,6 +287,7 @@ impl Runner {
             lease: None,
             lease_ms: self.lease_ms,
             claimed: None,
+            usage: Arc::default(),
         };
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
@@ -371,6 +375,7 @@ impl Runner {
             }),
             checkpoint_id,
             steps,
+            usage: exec.usage.lock().map(|u| u.clone()).unwrap_or_default(),
         };
         exec.emit(|| Event::RunFinished {
             status: match outcome.status {
@@ -685,6 +690,8 @@ struct Execution<'g> {
     lease_ms: u64,
     /// The thread as it was when this run claimed it.
     claimed: Option<ThreadInfo>,
+    /// What the run's nodes reported using (tokens, cost).
+    usage: Arc<std::sync::Mutex<UsageTotals>>,
 }
 
 /// Stops the lease heartbeat when the run ends.
@@ -1635,6 +1642,7 @@ impl<'g> Execution<'g> {
                 .filter(|(t, _)| t == task_id)
                 .map(|(_, v)| v.clone()),
             events: self.events.clone(),
+            usage: Some(Arc::clone(&self.usage)),
         }
     }
 

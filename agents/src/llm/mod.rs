@@ -13,7 +13,9 @@ mod gemini;
 mod http;
 #[cfg(feature = "local-model")]
 mod local;
+mod node;
 mod openai;
+pub mod pricing;
 mod resilient;
 mod secret;
 
@@ -21,6 +23,7 @@ pub use anthropic::Anthropic;
 pub use gemini::{Gemini, gemini_schema};
 #[cfg(feature = "local-model")]
 pub use local::Local;
+pub use node::ChatNode;
 pub use openai::{Flavor, OpenAiWire};
 pub use resilient::{Fallback, Resilient, RetryPolicy};
 pub use secret::ApiKey;

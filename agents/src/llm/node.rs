@@ -1,0 +1,124 @@
+//! `llm.chat`: a graph node that asks a model.
+//!
+//! ```toml
+//! [nodes.draft]
+//! tool = "llm.chat"
+//! args = { prompt = "'Thank ' + state.lead.name + ' for the inspection.'", system = "'Be brief.'" }
+//! output = "note"
+//! ```
+//!
+//! Arguments: `prompt` (or `messages`: a list of `{role, content}`), optional `system`,
+//! `model` (default: the local model; several, as a list, are tried in order), `schema`
+//! (the reply is then a JSON value valid against it), `max_tokens`, `temperature`. Returns
+//! the reply's text, or its JSON with a schema. Usage and cost go to the run's totals and
+//! event stream.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use engine::{Node, NodeContext, NodeError, UsageRecord};
+use serde_json::Value;
+
+use super::{
+    ChatModel, ChatRequest, Fallback, LlmError, Message, ProviderConfig, Resilient, RetryPolicy,
+    connect, pricing,
+};
+
+/// The `llm.chat` node.
+#[derive(Debug, Clone, Default)]
+pub struct ChatNode {
+    config: ProviderConfig,
+}
+
+impl ChatNode {
+    pub fn new(config: ProviderConfig) -> Self {
+        ChatNode { config }
+    }
+}
+
+fn failed(e: &LlmError) -> NodeError {
+    if e.retryable() {
+        NodeError::transient(e.to_string())
+    } else {
+        NodeError::permanent(e.to_string())
+    }
+}
+
+#[async_trait]
+impl Node for ChatNode {
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        let names: Vec<String> = match input.get("model") {
+            None | Some(Value::Null) => vec![super::DEFAULT_MODEL.to_string()],
+            Some(Value::String(m)) => vec![m.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect(),
+            Some(other) => {
+                return Err(NodeError::permanent(format!(
+                    "llm.chat: `model` must be a model string or a list of them, not {other}"
+                )));
+            }
+        };
+        let mut models: Vec<Arc<dyn ChatModel>> = Vec::new();
+        for name in &names {
+            let model = connect(name, &self.config).map_err(|e| failed(&e))?;
+            models.push(Arc::new(Resilient::new(model, RetryPolicy::default())));
+        }
+        let model: Arc<dyn ChatModel> = match models.len() {
+            0 => return Err(NodeError::permanent("llm.chat: `model` lists no model")),
+            1 => models.remove(0),
+            _ => Arc::new(Fallback::new(models)),
+        };
+
+        let mut messages = Vec::new();
+        if let Some(system) = input.get("system").and_then(Value::as_str) {
+            messages.push(Message::system(system));
+        }
+        match (input.get("messages"), input.get("prompt")) {
+            (Some(list), _) => {
+                let list: Vec<Message> = serde_json::from_value(list.clone()).map_err(|e| {
+                    NodeError::permanent(format!(
+                        "llm.chat: `messages` must be a list of {{role, content}}: {e}"
+                    ))
+                })?;
+                messages.extend(list);
+            }
+            (None, Some(Value::String(prompt))) => messages.push(Message::user(prompt.clone())),
+            (None, Some(other)) => messages.push(Message::user(other.to_string())),
+            (None, None) => {
+                return Err(NodeError::permanent(
+                    "llm.chat needs `prompt` (a string) or `messages` in its args",
+                ));
+            }
+        }
+        let mut request = ChatRequest::new(messages);
+        request.output_schema = input.get("schema").filter(|s| !s.is_null()).cloned();
+        request.max_tokens = input
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32);
+        request.temperature = input
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .map(|t| t as f32);
+
+        let reply = model.complete(&request).await.map_err(|e| failed(&e))?;
+        let name = names.first().cloned().unwrap_or_default();
+        ctx.record_usage(UsageRecord {
+            cost_usd: pricing::cost_usd(&name, reply.usage),
+            model: name,
+            input_tokens: reply.usage.input_tokens,
+            output_tokens: reply.usage.output_tokens,
+        });
+        match request.output_schema {
+            Some(_) => serde_json::from_str(&reply.text).map_err(|e| {
+                NodeError::permanent(format!(
+                    "llm.chat: the reply is not JSON ({e}): {}",
+                    reply.text
+                ))
+            }),
+            None => Ok(Value::String(reply.text)),
+        }
+    }
+}
