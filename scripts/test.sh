@@ -35,5 +35,5 @@ echo "==> tests"
 cargo test --release --workspace --locked
 
 echo "==> benchmarks compile"
-cargo bench --no-run --locked --bench executor --bench checkpoint_postgres
+cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm
 echo "all checks passed"

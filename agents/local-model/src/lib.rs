@@ -118,6 +118,9 @@ pub struct Generation {
     pub prompt_tokens: usize,
     pub output_tokens: usize,
     pub finish: Finish,
+    /// Time spent reading the prompt, and generating the output.
+    pub prompt_time: std::time::Duration,
+    pub generation_time: std::time::Duration,
 }
 
 /// A loaded GGUF chat model.
@@ -206,9 +209,13 @@ impl LocalModel {
                 context: self.context,
             });
         }
+        // The KV cache is sized for this call only: allocating the model's whole training
+        // context (8,192 tokens for SmolLM2) on every call costs more than short replies.
+        let needed = (tokens.len() as u32 + options.max_tokens).div_ceil(256) * 256;
+        let n_ctx = needed.clamp(512, self.context);
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(self.context))
-            .with_n_batch(self.context)
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_ctx)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
         let mut ctx = self.model.new_context(backend, params).map_err(inference)?;
@@ -219,7 +226,10 @@ impl LocalModel {
                 .add(token, i as i32, &[0], i == last)
                 .map_err(inference)?;
         }
+        let started = std::time::Instant::now();
         ctx.decode(&mut batch).map_err(inference)?;
+        let prompt_time = started.elapsed();
+        let started = std::time::Instant::now();
 
         let mut chain = Vec::new();
         if let Some(grammar) = &options.grammar {
@@ -286,6 +296,8 @@ impl LocalModel {
             prompt_tokens: tokens.len(),
             output_tokens,
             finish,
+            prompt_time,
+            generation_time: started.elapsed(),
         })
     }
 }
