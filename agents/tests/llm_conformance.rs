@@ -886,3 +886,49 @@ fn a_missing_key_names_the_variable() {
         assert!(err.message.contains(variable), "{model}: {err}");
     }
 }
+
+/// A reply larger than the limit is refused, not buffered without bound.
+#[tokio::test]
+async fn oversized_replies_are_refused() {
+    let server = MockServer::start().await;
+    let big = "x".repeat(300_000);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_reply(&big, &[])))
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        max_response_bytes: 100_000,
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let err = m.complete(&request()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert!(err.message.contains("larger than 100000 bytes"), "{err}");
+}
+
+/// Dropping a call cancels it: the caller gets control back at once, whatever the server does.
+#[tokio::test]
+async fn dropping_a_call_cancels_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(openai_reply("late", &[]))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let started = Instant::now();
+    let req = request();
+    let call = m.complete(&req);
+    let outcome = tokio::time::timeout(Duration::from_millis(200), call).await;
+    assert!(outcome.is_err(), "the call was still waiting on the server");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
