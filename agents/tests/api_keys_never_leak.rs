@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use agents::llm::{ChatNode, ProviderConfig};
 use engine::{Registry, RunRequest, Runner, SqliteSaver, loader};
-use futures_util::StreamExt;
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

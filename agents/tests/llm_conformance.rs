@@ -932,3 +932,45 @@ async fn dropping_a_call_cancels_it() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
+
+/// OpenAI embeddings: the request, vectors put back in input order, and usage.
+#[tokio::test]
+async fn openai_embeddings_come_back_in_input_order() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/embeddings$"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list", "model": "text-embedding-3-small",
+            "data": [
+                {"object": "embedding", "index": 1, "embedding": [0.0, 1.0, 0.5]},
+                {"object": "embedding", "index": 0, "embedding": [1.0, 0.0, -0.5]}
+            ],
+            "usage": {"prompt_tokens": 9, "total_tokens": 9}
+        })))
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let e = agents::llm::OpenAiEmbeddings::connect(
+        "openai:text-embedding-3-small",
+        &config,
+        Some(ApiKey::new(KEY)),
+        Some(3),
+    )
+    .unwrap();
+    let inputs = vec![
+        "hail damage on the north slope".to_string(),
+        "invoice 1042 paid".to_string(),
+    ];
+    let (vectors, usage) = e.embed(&inputs).await.unwrap();
+    assert_eq!(vectors, vec![vec![1.0, 0.0, -0.5], vec![0.0, 1.0, 0.5]]);
+    assert_eq!(usage.input_tokens, 9);
+    let sent = sent(&server.received_requests().await.unwrap());
+    assert_eq!(sent["model"], "text-embedding-3-small");
+    assert_eq!(sent["input"], json!(inputs));
+    assert_eq!(sent["dimensions"], 3);
+    assert!(format!("{e:?}").contains("***") && !format!("{e:?}").contains(KEY));
+}

@@ -9,6 +9,7 @@
 //! order.
 
 mod anthropic;
+mod embeddings;
 mod gemini;
 mod http;
 #[cfg(feature = "local-model")]
@@ -20,6 +21,7 @@ mod resilient;
 mod secret;
 
 pub use anthropic::Anthropic;
+pub use embeddings::OpenAiEmbeddings;
 pub use gemini::{Gemini, gemini_schema};
 #[cfg(feature = "local-model")]
 pub use local::Local;

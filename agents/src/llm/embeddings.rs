@@ -1,0 +1,123 @@
+//! OpenAI embeddings (`POST /embeddings`), e.g. `openai:text-embedding-3-small`.
+//! The memory layer wraps this in its embedder; batching and ordering are handled here.
+
+use serde_json::{Value, json};
+
+use super::http::{Http, cut};
+use super::{ApiKey, ErrorKind, LlmError, ProviderConfig, Usage, key_from_env};
+
+/// Inputs per request (OpenAI accepts up to 2,048).
+const BATCH: usize = 512;
+
+/// An OpenAI embedding model.
+pub struct OpenAiEmbeddings {
+    http: Http,
+    url: String,
+    model: String,
+    dimensions: Option<u32>,
+    key: ApiKey,
+}
+
+impl std::fmt::Debug for OpenAiEmbeddings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiEmbeddings")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl OpenAiEmbeddings {
+    /// `model` is `openai:MODEL`; the key comes from `key` or `OPENAI_API_KEY`.
+    /// `dimensions` shortens the vectors (text-embedding-3 models support it).
+    pub fn connect(
+        model: &str,
+        config: &ProviderConfig,
+        key: Option<ApiKey>,
+        dimensions: Option<u32>,
+    ) -> Result<Self, LlmError> {
+        let Some(name) = model.strip_prefix("openai:").filter(|n| !n.is_empty()) else {
+            return Err(LlmError::new(
+                ErrorKind::InvalidRequest,
+                "config",
+                format!(
+                    "embedding model `{model}`: use openai:MODEL, e.g. openai:text-embedding-3-small"
+                ),
+            ));
+        };
+        let key = match key {
+            Some(k) => k,
+            None => key_from_env("openai", &["OPENAI_API_KEY"])?,
+        };
+        Ok(OpenAiEmbeddings {
+            http: Http::new(config)?,
+            url: format!("{}/embeddings", config.openai_base.trim_end_matches('/')),
+            model: name.to_string(),
+            dimensions,
+            key,
+        })
+    }
+
+    /// One vector per input, in input order, and the tokens used.
+    pub async fn embed(&self, inputs: &[String]) -> Result<(Vec<Vec<f32>>, Usage), LlmError> {
+        let mut vectors = Vec::with_capacity(inputs.len());
+        let mut usage = Usage::default();
+        for batch in inputs.chunks(BATCH) {
+            let mut body = json!({"model": self.model, "input": batch, "encoding_format": "float"});
+            if let Some(d) = self.dimensions {
+                body["dimensions"] = json!(d);
+            }
+            let request = self
+                .http
+                .client()
+                .post(&self.url)
+                .bearer_auth(self.key.expose())
+                .json(&body);
+            let reply = self.http.json("openai", request, Some(&self.key)).await?;
+            let unreadable = |what: &str| {
+                let mut e = LlmError::new(
+                    ErrorKind::Permanent,
+                    "openai",
+                    format!("unexpected embeddings reply: {what}"),
+                );
+                e.body = Some(cut(&reply.to_string()));
+                e
+            };
+            let data = reply
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| unreadable("no `data`"))?;
+            if data.len() != batch.len() {
+                return Err(unreadable(&format!(
+                    "{} vectors for {} inputs",
+                    data.len(),
+                    batch.len()
+                )));
+            }
+            let mut got: Vec<(usize, Vec<f32>)> = Vec::with_capacity(data.len());
+            for (pos, item) in data.iter().enumerate() {
+                let index = item
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .map_or(pos, |i| i as usize);
+                let vector = item
+                    .get("embedding")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| unreadable("an item without `embedding`"))?
+                    .iter()
+                    .map(|x| x.as_f64().map(|f| f as f32))
+                    .collect::<Option<Vec<f32>>>()
+                    .ok_or_else(|| unreadable("a non-numeric embedding"))?;
+                got.push((index, vector));
+            }
+            got.sort_by_key(|(i, _)| *i);
+            vectors.extend(got.into_iter().map(|(_, v)| v));
+            usage.input_tokens += reply
+                .pointer("/usage/prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+        }
+        Ok((vectors, usage))
+    }
+}
