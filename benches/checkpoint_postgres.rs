@@ -23,42 +23,14 @@ use engine::{ChannelType, Graph, GraphBuilder, Reducer, Registry, RunRequest, Ru
 use serde_json::json;
 use sqlx::Row;
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
-}
+#[path = "../engine/tests/common/pg.rs"]
+#[allow(dead_code)]
+mod db;
+#[path = "shapes.rs"]
+mod shapes;
 
-fn pooler_url() -> String {
-    std::env::var("DATABASE_POOLER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:56432/postgres?pgbouncer=true".into())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let cut = base.rfind('/').unwrap();
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &base[..cut]),
-        None => format!("{}/{db}", &base[..cut]),
-    }
-}
-
-fn chain(n: usize) -> Graph {
-    let mut b = GraphBuilder::new("chain")
-        .recursion_limit(n as u32 + 1)
-        .channel("n", ChannelType::Integer, Reducer::Replace, json!(0));
-    for i in 0..n {
-        b = b.set(&format!("n{i}"), &[("n", "state.n + 1")]);
-    }
-    b = b.edge("START", "n0");
-    for i in 1..n {
-        b = b.edge(&format!("n{}", i - 1), &format!("n{i}"));
-    }
-    b.edge(&format!("n{}", n - 1), "END")
-        .build(&Registry::new())
-        .unwrap()
-}
+use db::{admin_url, pooler_url, with_database};
+use shapes::chain;
 
 /// A chat loop: each turn appends a user and an assistant message.
 fn chat(turns: usize) -> Graph {

@@ -16,21 +16,10 @@ use engine::{
 };
 use serde_json::{Map, Value, json};
 
-fn chain(n: usize) -> Graph {
-    let mut b = GraphBuilder::new("chain")
-        .recursion_limit(n as u32 + 1)
-        .channel("n", ChannelType::Integer, Reducer::Replace, json!(0));
-    for i in 0..n {
-        b = b.set(&format!("n{i}"), &[("n", "state.n + 1")]);
-    }
-    b = b.edge("START", "n0");
-    for i in 1..n {
-        b = b.edge(&format!("n{}", i - 1), &format!("n{i}"));
-    }
-    b.edge(&format!("n{}", n - 1), "END")
-        .build(&Registry::new())
-        .unwrap()
-}
+#[path = "shapes.rs"]
+mod shapes;
+
+use shapes::chain;
 
 fn looping(n: usize) -> Graph {
     GraphBuilder::new("loop")

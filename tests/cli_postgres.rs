@@ -11,44 +11,12 @@ use serde_json::Value;
 
 const LEAD: &str = r#"{"lead": {"name": "Ada", "area_sqft": 2000, "pitch": 6, "roof_age_years": 22, "storm_damage": true}}"#;
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
-}
+// The engine's per-test database helpers, shared rather than copied.
+#[path = "../engine/tests/common/pg.rs"]
+#[allow(dead_code)]
+mod db;
 
-fn pooler_base() -> String {
-    std::env::var("DATABASE_POOLER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:56432/postgres?pgbouncer=true".into())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let cut = base.rfind('/').unwrap();
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &base[..cut]),
-        None => format!("{}/{db}", &base[..cut]),
-    }
-}
-
-async fn fresh_database() -> String {
-    let name = format!(
-        "brainops_t_{}_{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let pool = sqlx::PgPool::connect(&admin_url())
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach PostgreSQL ({e}); start it with `eval \"$(scripts/postgres.sh)\"`")
-        });
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    name
-}
+use db::{admin_url, fresh_database, with_database};
 
 fn brainops(args: &[&str], store: Option<&str>) -> Output {
     let home = tempfile::tempdir().unwrap();
@@ -78,7 +46,7 @@ fn last_json(out: &Output) -> Value {
 async fn runs_resume_and_prune_on_postgres_directly_and_through_the_pooler() {
     let db = fresh_database().await;
     let direct = with_database(&admin_url(), &db);
-    let pooled = with_database(&pooler_base(), &db);
+    let pooled = with_database(&db::pooler_url(), &db);
 
     let run = brainops(
         &[

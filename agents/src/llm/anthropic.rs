@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::http::{Http, async_stream, cut};
+use super::http::{Http, async_stream};
 use super::{
     ApiKey, Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, ErrorKind, LlmError,
     Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
@@ -161,13 +161,11 @@ fn stop_reason(s: Option<&str>) -> StopReason {
 }
 
 fn unreadable(what: &str, body: &Value) -> LlmError {
-    let mut e = LlmError::new(
-        ErrorKind::Permanent,
+    LlmError::unreadable(
         "anthropic",
         format!("unexpected reply: {what}"),
-    );
-    e.body = Some(cut(&body.to_string()));
-    e
+        &body.to_string(),
+    )
 }
 
 /// Turns the forced `output` tool call back into the reply's JSON text.
@@ -194,12 +192,7 @@ impl ChatModel for Anthropic {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tools: true,
-            parallel_tool_calls: true,
-            structured_output: true,
-            streaming: true,
-        }
+        Capabilities::ALL
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
@@ -273,14 +266,7 @@ impl ChatModel for Anthropic {
         let structured = request.output_schema.is_some();
         let model = self.model.clone();
         Ok(async_stream(move |tx| async move {
-            let mut response = ChatResponse {
-                model,
-                text: String::new(),
-                tool_calls: Vec::new(),
-                stop_reason: StopReason::End,
-                usage: Usage::default(),
-                citations: Vec::new(),
-            };
+            let mut response = ChatResponse::empty(model);
             // Content block index -> tool call index, and the arguments as they arrive.
             let mut block_tool: Vec<Option<usize>> = Vec::new();
             let mut raw_args: Vec<String> = Vec::new();
@@ -292,15 +278,9 @@ impl ChatModel for Anthropic {
                         return;
                     }
                 };
-                let data: Value = match serde_json::from_str(&event.data) {
+                let data = match event.json("anthropic") {
                     Ok(v) => v,
-                    Err(e) => {
-                        let mut err = LlmError::new(
-                            ErrorKind::Permanent,
-                            "anthropic",
-                            format!("unreadable stream event `{}`: {e}", event.event),
-                        );
-                        err.body = Some(cut(&event.data));
+                    Err(err) => {
                         let _ = tx.send(Err(err)).await;
                         return;
                     }
@@ -413,8 +393,8 @@ impl ChatModel for Anthropic {
                             Some("rate_limit_error") => ErrorKind::RateLimited,
                             _ => ErrorKind::Permanent,
                         };
-                        let mut err = LlmError::new(kind, "anthropic", message);
-                        err.body = Some(cut(&event.data));
+                        let mut err = LlmError::unreadable("anthropic", message, &event.data);
+                        err.kind = kind;
                         let _ = tx.send(Err(err)).await;
                         return;
                     }

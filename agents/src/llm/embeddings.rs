@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::http::{Http, cut};
+use super::http::Http;
 use super::{ApiKey, ErrorKind, LlmError, ProviderConfig, Usage, key_from_env};
 
 /// Inputs per request (OpenAI accepts up to 2,048).
@@ -76,13 +76,11 @@ impl OpenAiEmbeddings {
                 .json(&body);
             let reply = self.http.json("openai", request, Some(&self.key)).await?;
             let unreadable = |what: &str| {
-                let mut e = LlmError::new(
-                    ErrorKind::Permanent,
+                LlmError::unreadable(
                     "openai",
                     format!("unexpected embeddings reply: {what}"),
-                );
-                e.body = Some(cut(&reply.to_string()));
-                e
+                    &reply.to_string(),
+                )
             };
             let data = reply
                 .get("data")

@@ -286,17 +286,6 @@ fn absorb(response: &mut ChatResponse, chunk: &Value) -> Vec<StreamEvent> {
     out
 }
 
-fn empty(model: &str) -> ChatResponse {
-    ChatResponse {
-        model: model.to_string(),
-        text: String::new(),
-        tool_calls: Vec::new(),
-        stop_reason: StopReason::End,
-        usage: Usage::default(),
-        citations: Vec::new(),
-    }
-}
-
 #[async_trait]
 impl ChatModel for Gemini {
     fn name(&self) -> String {
@@ -304,12 +293,7 @@ impl ChatModel for Gemini {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tools: true,
-            parallel_tool_calls: true,
-            structured_output: true,
-            streaming: true,
-        }
+        Capabilities::ALL
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
@@ -336,7 +320,7 @@ impl ChatModel for Gemini {
             e.body = Some(cut(&reply.to_string()));
             return Err(e);
         }
-        let mut response = empty(&self.model);
+        let mut response = ChatResponse::empty(self.model.as_str());
         absorb(&mut response, &reply);
         response.stop_reason = stop_reason(
             reply
@@ -358,7 +342,7 @@ impl ChatModel for Gemini {
             .await?;
         let model = self.model.clone();
         Ok(async_stream(move |tx| async move {
-            let mut response = empty(&model);
+            let mut response = ChatResponse::empty(model.as_str());
             let mut finish = None;
             while let Some(event) = events.next().await {
                 let event = match event {
@@ -368,15 +352,9 @@ impl ChatModel for Gemini {
                         return;
                     }
                 };
-                let chunk: Value = match serde_json::from_str(&event.data) {
+                let chunk = match event.json("gemini") {
                     Ok(v) => v,
-                    Err(e) => {
-                        let mut err = LlmError::new(
-                            ErrorKind::Permanent,
-                            "gemini",
-                            format!("unreadable stream event: {e}"),
-                        );
-                        err.body = Some(cut(&event.data));
+                    Err(err) => {
                         let _ = tx.send(Err(err)).await;
                         return;
                     }

@@ -115,13 +115,7 @@ impl Http {
             let response = self.send(provider, request, key).await?;
             let body = self.read_body(provider, response, key).await?;
             serde_json::from_str::<Value>(&body).map_err(|e| {
-                let mut err = LlmError::new(
-                    ErrorKind::Permanent,
-                    provider,
-                    format!("the reply is not JSON: {e}"),
-                );
-                err.body = Some(cut(&body));
-                err
+                LlmError::unreadable(provider, format!("the reply is not JSON: {e}"), &body)
             })
         };
         tokio::time::timeout(self.total, run).await.map_err(|_| {
@@ -190,6 +184,24 @@ impl Http {
             }
         });
         Ok(stream)
+    }
+}
+
+impl SseEvent {
+    /// The event's data as JSON; an unreadable event is an error that keeps it.
+    pub fn json(&self, provider: &str) -> Result<Value, LlmError> {
+        serde_json::from_str(&self.data).map_err(|e| {
+            let name = if self.event.is_empty() {
+                ""
+            } else {
+                self.event.as_str()
+            };
+            LlmError::unreadable(
+                provider,
+                format!("unreadable stream event {name}: {e}"),
+                &self.data,
+            )
+        })
     }
 }
 

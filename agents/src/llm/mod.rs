@@ -197,6 +197,20 @@ pub struct ChatResponse {
     pub citations: Vec<String>,
 }
 
+impl ChatResponse {
+    /// A reply with nothing in it yet, that streamed pieces are added to.
+    pub fn empty(model: impl Into<String>) -> Self {
+        ChatResponse {
+            model: model.into(),
+            text: String::new(),
+            tool_calls: Vec::new(),
+            stop_reason: StopReason::End,
+            usage: Usage::default(),
+            citations: Vec::new(),
+        }
+    }
+}
+
 /// A piece of a streamed reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -225,6 +239,16 @@ pub struct Capabilities {
     pub parallel_tool_calls: bool,
     pub structured_output: bool,
     pub streaming: bool,
+}
+
+impl Capabilities {
+    /// Tools (also in parallel), structured output and streaming.
+    pub const ALL: Capabilities = Capabilities {
+        tools: true,
+        parallel_tool_calls: true,
+        structured_output: true,
+        streaming: true,
+    };
 }
 
 /// How a call failed, for deciding what to do next.
@@ -269,6 +293,13 @@ impl LlmError {
             body: None,
             retry_after: None,
         }
+    }
+
+    /// A reply that could not be read: permanent, keeping the body (cut at 64 KiB).
+    pub fn unreadable(provider: &str, message: impl Into<String>, body: &str) -> Self {
+        let mut e = LlmError::new(ErrorKind::Permanent, provider, message);
+        e.body = Some(http::cut(body));
+        e
     }
 
     pub fn retryable(&self) -> bool {

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::http::{Http, async_stream, cut};
+use super::http::{Http, async_stream};
 use super::{
-    ApiKey, Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, ErrorKind, LlmError,
-    Message, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
+    ApiKey, Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, LlmError, Message,
+    Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
 };
 
 /// Which server speaks the wire.
@@ -141,13 +141,11 @@ impl OpenAiWire {
     }
 
     fn unreadable(&self, what: &str, body: &Value) -> LlmError {
-        let mut e = LlmError::new(
-            ErrorKind::Permanent,
+        LlmError::unreadable(
             self.flavor.provider(),
             format!("unexpected reply from {}: {what}", self.base),
-        );
-        e.body = Some(cut(&body.to_string()));
-        e
+            &body.to_string(),
+        )
     }
 }
 
@@ -323,7 +321,6 @@ impl ChatModel for OpenAiWire {
             )
             .await?;
         let model = self.model.clone();
-        let base = self.base.clone();
         Ok(async_stream(move |tx| async move {
             let mut acc = Accumulator::new(model);
             while let Some(event) = events.next().await {
@@ -337,15 +334,9 @@ impl ChatModel for OpenAiWire {
                 if event.data.trim() == "[DONE]" {
                     break;
                 }
-                let chunk: Value = match serde_json::from_str(&event.data) {
+                let chunk = match event.json(provider) {
                     Ok(v) => v,
-                    Err(e) => {
-                        let mut err = LlmError::new(
-                            ErrorKind::Permanent,
-                            provider,
-                            format!("unreadable stream event from {base}: {e}"),
-                        );
-                        err.body = Some(cut(&event.data));
+                    Err(err) => {
                         let _ = tx.send(Err(err)).await;
                         return;
                     }
@@ -375,14 +366,7 @@ struct Accumulator {
 impl Accumulator {
     fn new(model: String) -> Self {
         Accumulator {
-            response: ChatResponse {
-                model,
-                text: String::new(),
-                tool_calls: Vec::new(),
-                stop_reason: StopReason::End,
-                usage: Usage::default(),
-                citations: Vec::new(),
-            },
+            response: ChatResponse::empty(model),
             finish: None,
             raw_args: Vec::new(),
         }

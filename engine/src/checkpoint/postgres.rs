@@ -10,7 +10,8 @@
 
 use super::{
     ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary,
-    Checkpointer, JoinProgress, Lease, TaskWrites, ThreadInfo, ThreadStatus, admits, refusal,
+    Checkpointer, JoinProgress, Lease, TaskWrites, ThreadInfo, ThreadStatus, admits, now_ms,
+    refusal,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -307,7 +308,7 @@ impl Checkpointer for PostgresSaver {
             }
         }
         let bytes = i32::try_from(r.stored_bytes()).unwrap_or(i32::MAX);
-        let now = to_i64(engine_now_ms());
+        let now = to_i64(now_ms());
         let rows = self
             .store
             .fetch(|| {
@@ -493,7 +494,7 @@ impl Checkpointer for PostgresSaver {
         expected: Option<&str>,
         lease: &Lease,
     ) -> Result<ThreadInfo, CheckpointError> {
-        let now = to_i64(engine_now_ms());
+        let now = to_i64(now_ms());
         let rows = self
             .store
             .fetch(|| {
@@ -607,7 +608,7 @@ impl Checkpointer for PostgresSaver {
             .fetch(|| sqlx::query(EXPIRE_CANDIDATES).bind(before))
             .await
             .map_err(store_err)?;
-        let now = engine_now_ms();
+        let now = now_ms();
         let mut ids = Vec::new();
         let mut owners: Vec<Option<String>> = Vec::new();
         for row in &rows {
@@ -630,12 +631,6 @@ impl Checkpointer for PostgresSaver {
             .collect::<Result<_, _>>()
             .map_err(store_err)
     }
-}
-
-fn engine_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The checkpoint columns of a chain row, without its channel values.
