@@ -1,7 +1,8 @@
 //! OpenAI embeddings (`POST /embeddings`), e.g. `openai:text-embedding-3-small`.
 //! The memory layer wraps this in its embedder; batching and ordering are handled here.
 
-use serde_json::{Value, json};
+use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput, EncodingFormat};
+use serde_json::Value;
 
 use super::http::Http;
 use super::{ApiKey, ErrorKind, LlmError, ProviderConfig, Usage, key_from_env};
@@ -64,10 +65,13 @@ impl OpenAiEmbeddings {
         let mut vectors = Vec::with_capacity(inputs.len());
         let mut usage = Usage::default();
         for batch in inputs.chunks(BATCH) {
-            let mut body = json!({"model": self.model, "input": batch, "encoding_format": "float"});
-            if let Some(d) = self.dimensions {
-                body["dimensions"] = json!(d);
-            }
+            let body = CreateEmbeddingRequest {
+                model: self.model.clone(),
+                input: EmbeddingInput::StringArray(batch.to_vec()),
+                encoding_format: Some(EncodingFormat::Float),
+                user: None,
+                dimensions: self.dimensions,
+            };
             let request = self
                 .http
                 .client()

@@ -1,11 +1,24 @@
 //! The OpenAI chat-completions wire format, spoken by OpenAI, Perplexity and the
-//! "OpenAI-compatible" servers (Ollama, vLLM, llama.cpp). Replies are read leniently: fields
-//! those servers omit or type differently are tolerated, and an unreadable reply keeps its
-//! raw body in the error.
+//! "OpenAI-compatible" servers (Ollama, vLLM, llama.cpp).
+//!
+//! Requests are built from `async-openai`'s typed wire structs. The transport is our own
+//! [`Http`], not `async-openai`'s client, because that client drops the `Retry-After`
+//! header and the raw body that retries and error reports need. Replies are read leniently:
+//! fields those servers omit or type differently, and finish reasons newer than the typed
+//! enums, are tolerated, and an unreadable reply keeps its raw body in the error.
 
+use async_openai::types::chat::{
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionNamedToolChoice,
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestToolMessage,
+    ChatCompletionRequestUserMessage, ChatCompletionStreamOptions, ChatCompletionTool,
+    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest, FunctionCall,
+    FunctionName, FunctionObject, ResponseFormat, ResponseFormatJsonSchema, StopConfiguration,
+    ToolChoiceOptions,
+};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::http::{Http, async_stream};
 use super::{
@@ -71,68 +84,79 @@ impl OpenAiWire {
         }
     }
 
-    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.model));
-        body.insert(
-            "messages".into(),
-            Value::Array(request.messages.iter().map(message).collect()),
-        );
+    /// The request, typed by `async-openai` so field names and shapes follow OpenAI's spec.
+    fn body(&self, request: &ChatRequest, stream: bool) -> CreateChatCompletionRequest {
+        let mut body = CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages: request.messages.iter().map(message).collect(),
+            temperature: request.temperature,
+            ..Default::default()
+        };
         if !request.tools.is_empty() {
-            body.insert(
-                "tools".into(),
-                Value::Array(
-                    request
-                        .tools
-                        .iter()
-                        .map(|t| {
-                            json!({"type": "function", "function": {
-                                "name": t.name, "description": t.description, "parameters": t.parameters}})
+            body.tools = Some(
+                request
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        ChatCompletionTools::Function(ChatCompletionTool {
+                            function: FunctionObject {
+                                name: t.name.clone(),
+                                description: Some(t.description.clone()),
+                                parameters: Some(t.parameters.clone()),
+                                strict: None,
+                            },
                         })
-                        .collect(),
-                ),
+                    })
+                    .collect(),
             );
-            body.insert(
-                "tool_choice".into(),
-                match &request.tool_choice {
-                    ToolChoice::Auto => json!("auto"),
-                    ToolChoice::None => json!("none"),
-                    ToolChoice::Required => json!("required"),
-                    ToolChoice::Tool(name) => {
-                        json!({"type": "function", "function": {"name": name}})
-                    }
-                },
-            );
+            body.tool_choice = Some(match &request.tool_choice {
+                ToolChoice::Auto => ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::Auto),
+                ToolChoice::None => ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::None),
+                ToolChoice::Required => {
+                    ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::Required)
+                }
+                ToolChoice::Tool(name) => {
+                    ChatCompletionToolChoiceOption::Function(ChatCompletionNamedToolChoice {
+                        function: FunctionName { name: name.clone() },
+                    })
+                }
+            });
         }
         if let Some(schema) = &request.output_schema {
-            body.insert(
-                "response_format".into(),
-                json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
-            );
-        }
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
+            body.response_format = Some(ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: "output".into(),
+                    schema: Some(schema.clone()),
+                    strict: Some(true),
+                },
+            });
         }
         if let Some(n) = request.max_tokens {
             // OpenAI renamed the field; compatible servers still read the old name.
-            let field = if self.flavor == Flavor::OpenAi {
-                "max_completion_tokens"
+            if self.flavor == Flavor::OpenAi {
+                body.max_completion_tokens = Some(n);
             } else {
-                "max_tokens"
-            };
-            body.insert(field.into(), json!(n));
+                #[allow(deprecated)]
+                {
+                    body.max_tokens = Some(n);
+                }
+            }
         }
         if !request.stop.is_empty() {
-            body.insert("stop".into(), json!(request.stop));
+            body.stop = Some(StopConfiguration::StringArray(request.stop.clone()));
         }
         if stream {
-            body.insert("stream".into(), json!(true));
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+            body.stream = Some(true);
+            body.stream_options = Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            });
         }
-        Value::Object(body)
+        body
     }
 
-    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+    fn post(&self, body: &CreateChatCompletionRequest) -> reqwest::RequestBuilder {
         let mut req = self.http.client().post(&self.url).json(body);
         if let Some(key) = &self.key {
             req = req.bearer_auth(key.expose());
@@ -149,30 +173,48 @@ impl OpenAiWire {
     }
 }
 
-fn message(m: &Message) -> Value {
+fn message(m: &Message) -> ChatCompletionRequestMessage {
     match m.role {
-        Role::Tool => json!({
-            "role": "tool",
-            "tool_call_id": m.tool_call_id.clone().unwrap_or_default(),
-            "content": m.content,
-        }),
-        Role::Assistant if !m.tool_calls.is_empty() => json!({
-            "role": "assistant",
-            "content": if m.content.is_empty() { Value::Null } else { json!(m.content) },
-            "tool_calls": m.tool_calls.iter().map(|c| json!({
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments.to_string()},
-            })).collect::<Vec<_>>(),
-        }),
-        role => json!({
-            "role": match role {
-                Role::System => "system",
-                Role::User => "user",
-                _ => "assistant",
-            },
-            "content": m.content,
-        }),
+        Role::Tool => ChatCompletionRequestToolMessage {
+            content: m.content.clone().into(),
+            tool_call_id: m.tool_call_id.clone().unwrap_or_default(),
+        }
+        .into(),
+        Role::Assistant => {
+            let mut reply = ChatCompletionRequestAssistantMessage::default();
+            if !m.content.is_empty() || m.tool_calls.is_empty() {
+                reply.content = Some(m.content.clone().into());
+            }
+            if !m.tool_calls.is_empty() {
+                reply.tool_calls = Some(
+                    m.tool_calls
+                        .iter()
+                        .map(|c| {
+                            ChatCompletionMessageToolCalls::Function(
+                                ChatCompletionMessageToolCall {
+                                    id: c.id.clone(),
+                                    function: FunctionCall {
+                                        name: c.name.clone(),
+                                        arguments: c.arguments.to_string(),
+                                    },
+                                },
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            reply.into()
+        }
+        Role::System => ChatCompletionRequestSystemMessage {
+            content: m.content.clone().into(),
+            name: None,
+        }
+        .into(),
+        Role::User => ChatCompletionRequestUserMessage {
+            content: m.content.clone().into(),
+            name: None,
+        }
+        .into(),
     }
 }
 
