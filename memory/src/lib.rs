@@ -1,4 +1,117 @@
-//! Long-term memory for agents (namespaced items, semantic and keyword search).
+//! Long-term memory for agents: JSON items under namespaces, found again by meaning, by
+//! keyword and by filter.
 //!
-//! Not built yet: the Postgres + pgvector store, the embedded store and the embedders arrive
-//! with the memory issue. The crate exists so the workspace layout is final.
+//! - [`MemoryStore`]: put / get / delete / search / list namespaces, with per-item TTL.
+//!   Namespaces carry the tenant first (`["tenant:acme", "customer:42"]`).
+//! - [`PgMemoryStore`]: PostgreSQL with pgvector (HNSW, cosine) and `tsvector` keyword search,
+//!   ranked together by reciprocal rank fusion; row-level security keeps tenants apart.
+//!   Works directly and through a transaction-mode pooler (Supabase's).
+//! - [`EmbeddedStore`]: one SQLite file, no server; exact vector search and FTS5 keywords.
+//! - [`Embedder`]: the local all-MiniLM-L6-v2 by default ([`LocalMiniLm`]), OpenAI through
+//!   the provider adapters.
+//! - [`Memories`]: what agents use: episodic, semantic and procedural memories, with
+//!   near-duplicates merged instead of piled up, and recall ranked by relevance, recency
+//!   and importance.
+//! - [`register_tools`]: `memory.recall` and `memory.remember`, which graph nodes reach
+//!   through `recall = {...}` and `remember = {...}`.
+
+mod agent;
+mod embed;
+mod embedded;
+mod item;
+mod postgres;
+mod rank;
+mod tools;
+
+use async_trait::async_trait;
+
+pub use agent::{Kind, Memories, Remembered};
+pub use embed::{Cached, Embedder, HashingEmbedder, cosine, text_hash};
+#[cfg(feature = "local-embedder")]
+pub use embed::LocalMiniLm;
+pub use embedded::EmbeddedStore;
+pub use tools::{LazyMemories, register_tools};
+pub use item::{Hit, Index, Item, Namespace, PutOptions, Ranking, Search, all_text, contains, texts_to_index};
+pub use postgres::PgMemoryStore;
+
+/// Why a memory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the store holds {store_dims}-d vectors from {store_embedder}, but the embedder {embedder} gives {embedder_dims}-d: use the same embedder (--embedder), or a separate store for this one"
+    )]
+    Dimensions {
+        store_embedder: String,
+        store_dims: usize,
+        embedder: String,
+        embedder_dims: usize,
+    },
+    #[error("embedder: {0}")]
+    Embedder(String),
+    #[error("memory store: {0}")]
+    Store(String),
+}
+
+impl From<sqlx::Error> for MemoryError {
+    fn from(e: sqlx::Error) -> Self {
+        MemoryError::Store(engine::pg::redact(&e.to_string()))
+    }
+}
+
+impl From<engine::pg::PgError> for MemoryError {
+    fn from(e: engine::pg::PgError) -> Self {
+        MemoryError::Store(engine::pg::redact(&e.to_string()))
+    }
+}
+
+impl From<rusqlite::Error> for MemoryError {
+    fn from(e: rusqlite::Error) -> Self {
+        MemoryError::Store(format!("sqlite: {e}"))
+    }
+}
+
+/// A long-term memory store.
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    /// Creates or replaces the item at (namespace, key). `options.index` chooses what is
+    /// embedded; `options.ttl` makes it expire.
+    async fn put(
+        &self,
+        namespace: &Namespace,
+        key: &str,
+        value: serde_json::Value,
+        options: PutOptions,
+    ) -> Result<(), MemoryError>;
+
+    /// The item, unless it is absent or expired.
+    async fn get(&self, namespace: &Namespace, key: &str) -> Result<Option<Item>, MemoryError>;
+
+    /// Removes the item; says whether it existed.
+    async fn delete(&self, namespace: &Namespace, key: &str) -> Result<bool, MemoryError>;
+
+    /// Items under a namespace prefix, best first (most recently updated first when there is
+    /// no query).
+    async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError>;
+
+    /// The distinct namespaces under `prefix` (sorted), cut to `max_depth` segments.
+    async fn list_namespaces(
+        &self,
+        prefix: &Namespace,
+        max_depth: Option<usize>,
+    ) -> Result<Vec<Namespace>, MemoryError>;
+
+    /// Deletes expired items; returns how many. Expired items are invisible before this runs.
+    async fn sweep_expired(&self) -> Result<u64, MemoryError>;
+
+    /// The embedder this store uses for indexing and queries.
+    fn embedder(&self) -> &std::sync::Arc<dyn Embedder>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

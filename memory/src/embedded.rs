@@ -1,0 +1,422 @@
+//! The embedded store: one SQLite file, no server. Vector search is exact (every vector
+//! under the prefix is compared), which is fast enough at a laptop's scale; keywords go
+//! through an FTS5 index with Porter stemming. Several processes may share the file (WAL).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::embed::{cosine, text_hash};
+use crate::item::{all_text, contains, texts_to_index};
+use crate::rank::{adjust, fuse, scored};
+use crate::{Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Search, now_ms};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS memory_meta (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    embedder TEXT NOT NULL,
+    dims     INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS memory_items (
+    id         INTEGER PRIMARY KEY,
+    ns         TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    UNIQUE (ns, key));
+CREATE TABLE IF NOT EXISTS memory_vectors (
+    item_id   INTEGER NOT NULL REFERENCES memory_items(id) ON DELETE CASCADE,
+    field     TEXT NOT NULL,
+    text_hash INTEGER NOT NULL,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (item_id, field));
+CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, tokenize = 'porter unicode61');
+";
+
+/// A memory store in one SQLite file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    embedder: Arc<dyn Embedder>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .field("embedder", &self.embedder.name())
+            .finish()
+    }
+}
+
+/// The namespace clause: the prefix itself or anything below it; `?1` is the prefix path.
+const UNDER_PREFIX: &str =
+    "(?1 = '' OR i.ns = ?1 OR substr(i.ns, 1, length(?1) + 1) = ?1 || '/') AND (i.expires_at IS NULL OR i.expires_at > ?2)";
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store at `path`. A store filled by another embedder
+    /// (other name or width) is refused.
+    pub fn open(path: impl AsRef<Path>, embedder: Arc<dyn Embedder>) -> Result<Self, MemoryError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                MemoryError::Store(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO memory_meta (id, embedder, dims) VALUES (1, ?1, ?2)",
+            params![embedder.name(), embedder.dimensions() as i64],
+        )?;
+        let (name, dims): (String, i64) = conn.query_row(
+            "SELECT embedder, dims FROM memory_meta WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if name != embedder.name() || dims as usize != embedder.dimensions() {
+            return Err(MemoryError::Dimensions {
+                store_embedder: name,
+                store_dims: dims as usize,
+                embedder: embedder.name().to_string(),
+                embedder_dims: embedder.dimensions(),
+            });
+        }
+        Ok(EmbeddedStore {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+            embedder,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, MemoryError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| MemoryError::Store("sqlite connection poisoned".into()))?;
+            op(&mut conn)
+        })
+        .await
+        .map_err(|e| MemoryError::Store(format!("sqlite task failed: {e}")))?
+    }
+}
+
+fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// An FTS5 query matching any of the words (quoted, so no word is read as syntax).
+fn any_word(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 1)
+        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" OR "))
+}
+
+fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Item)> {
+    let ns: String = r.get(1)?;
+    let value: String = r.get(3)?;
+    Ok((
+        r.get(0)?,
+        Item {
+            namespace: Namespace::parse(&ns).unwrap_or_else(|_| Namespace::root()),
+            key: r.get(2)?,
+            value: serde_json::from_str(&value).unwrap_or(Value::Null),
+            created_at: r.get(4)?,
+            updated_at: r.get(5)?,
+            expires_at: r.get(6)?,
+        },
+    ))
+}
+
+#[async_trait]
+impl MemoryStore for EmbeddedStore {
+    async fn put(
+        &self,
+        namespace: &Namespace,
+        key: &str,
+        value: Value,
+        options: PutOptions,
+    ) -> Result<(), MemoryError> {
+        if namespace.is_root() {
+            return Err(MemoryError::Invalid(
+                "an item needs a namespace (e.g. tenant:acme/customers)".into(),
+            ));
+        }
+        let ns = namespace.path();
+        let texts = texts_to_index(&value, &options.index);
+        let stored: HashMap<String, i64> = {
+            let (ns, key) = (ns.clone(), key.to_string());
+            self.with_conn(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT v.field, v.text_hash FROM memory_vectors v JOIN memory_items i ON i.id = v.item_id WHERE i.ns = ?1 AND i.key = ?2",
+                )?;
+                let rows = stmt.query_map(params![ns, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?
+        };
+        // Only fields whose text changed are embedded again.
+        let changed: Vec<&(String, String)> = texts
+            .iter()
+            .filter(|(field, text)| stored.get(field) != Some(&text_hash(text)))
+            .collect();
+        let vectors = if changed.is_empty() {
+            Vec::new()
+        } else {
+            let input: Vec<String> = changed.iter().map(|(_, t)| t.clone()).collect();
+            self.embedder.embed(&input).await?
+        };
+        let fresh: Vec<(String, i64, Vec<u8>)> = changed
+            .iter()
+            .zip(&vectors)
+            .map(|((field, text), v)| (field.clone(), text_hash(text), to_blob(v)))
+            .collect();
+        let fields: Vec<String> = texts.into_iter().map(|(f, _)| f).collect();
+        let body = all_text(&value);
+        let value = value.to_string();
+        let now = now_ms();
+        let expires = options.ttl.map(|ttl| now + ttl.as_millis() as i64);
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let id: i64 = tx.query_row(
+                "INSERT INTO memory_items (ns, key, value, created_at, updated_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value,
+                   updated_at = excluded.updated_at, expires_at = excluded.expires_at
+                 RETURNING id",
+                params![ns, key, value, now, expires],
+                |r| r.get(0),
+            )?;
+            {
+                let mut existing = tx.prepare_cached("SELECT field FROM memory_vectors WHERE item_id = ?1")?;
+                let old: Vec<String> = existing
+                    .query_map([id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for field in old.iter().filter(|f| !fields.contains(f)) {
+                    tx.execute(
+                        "DELETE FROM memory_vectors WHERE item_id = ?1 AND field = ?2",
+                        params![id, field],
+                    )?;
+                }
+            }
+            for (field, hash, blob) in &fresh {
+                tx.execute(
+                    "INSERT INTO memory_vectors (item_id, field, text_hash, embedding) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (item_id, field) DO UPDATE SET text_hash = excluded.text_hash, embedding = excluded.embedding",
+                    params![id, field, hash, blob],
+                )?;
+            }
+            tx.execute("DELETE FROM memory_fts WHERE rowid = ?1", [id])?;
+            tx.execute("INSERT INTO memory_fts (rowid, body) VALUES (?1, ?2)", params![id, body])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, namespace: &Namespace, key: &str) -> Result<Option<Item>, MemoryError> {
+        let (ns, key) = (namespace.path(), key.to_string());
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                "SELECT id, ns, key, value, created_at, updated_at, expires_at FROM memory_items
+                 WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                params![ns, key, now_ms()],
+                item_from_row,
+            )
+            .optional()?
+            .map(|(_, item)| item))
+        })
+        .await
+    }
+
+    async fn delete(&self, namespace: &Namespace, key: &str) -> Result<bool, MemoryError> {
+        let (ns, key) = (namespace.path(), key.to_string());
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let id: Option<i64> = tx
+                .query_row(
+                    "DELETE FROM memory_items WHERE ns = ?1 AND key = ?2 RETURNING id",
+                    params![ns, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = id {
+                tx.execute("DELETE FROM memory_fts WHERE rowid = ?1", [id])?;
+            }
+            tx.commit()?;
+            Ok(id.is_some())
+        })
+        .await
+    }
+
+    async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
+        let query_vector = match &search.query {
+            Some(q) if !q.trim().is_empty() => self
+                .embedder
+                .embed(std::slice::from_ref(q))
+                .await?
+                .into_iter()
+                .next(),
+            _ => None,
+        };
+        let search = search.clone();
+        self.with_conn(move |c| {
+            let prefix = search.namespace_prefix.path();
+            let now = now_ms();
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT i.id, i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at FROM memory_items i WHERE {UNDER_PREFIX}"
+            ))?;
+            let filter = search.filter.clone().map(Value::Object);
+            let mut items: HashMap<i64, Item> = HashMap::new();
+            for row in stmt.query_map(params![prefix, now], item_from_row)? {
+                let (id, item) = row?;
+                if filter.as_ref().is_none_or(|f| contains(&item.value, f)) {
+                    items.insert(id, item);
+                }
+            }
+            let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
+            let mut scored_items: Vec<(Item, Option<f64>)> = if let Some(q) = query {
+                let mut by_vector: Vec<(i64, f32)> = Vec::new();
+                if let Some(qv) = &query_vector {
+                    let mut best: HashMap<i64, f32> = HashMap::new();
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT v.item_id, v.embedding FROM memory_vectors v JOIN memory_items i ON i.id = v.item_id WHERE {UNDER_PREFIX}"
+                    ))?;
+                    let mut rows = stmt.query(params![prefix, now])?;
+                    while let Some(r) = rows.next()? {
+                        let id: i64 = r.get(0)?;
+                        if !items.contains_key(&id) {
+                            continue;
+                        }
+                        let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                        let sim = cosine(qv, &from_blob(blob));
+                        let slot = best.entry(id).or_insert(f32::MIN);
+                        *slot = slot.max(sim);
+                    }
+                    by_vector = best.into_iter().collect();
+                    by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                }
+                let mut by_keyword: Vec<i64> = Vec::new();
+                if let Some(fts) = any_word(q) {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
+                    )?;
+                    for id in stmt.query_map([fts], |r| r.get::<_, i64>(0))? {
+                        let id = id?;
+                        if items.contains_key(&id) {
+                            by_keyword.push(id);
+                        }
+                    }
+                }
+                let vector_ids: Vec<i64> = by_vector.iter().map(|(id, _)| *id).collect();
+                fuse(&[&vector_ids, &by_keyword])
+                    .into_iter()
+                    .filter_map(|(id, s)| {
+                        items.remove(&id).map(|item| {
+                            let s = adjust(s, &item, &search.ranking, now);
+                            (item, Some(s))
+                        })
+                    })
+                    .collect()
+            } else if scored(None, &search.ranking) {
+                items
+                    .into_values()
+                    .map(|item| {
+                        let s = adjust(1.0, &item, &search.ranking, now);
+                        (item, Some(s))
+                    })
+                    .collect()
+            } else {
+                items.into_values().map(|item| (item, None)).collect()
+            };
+            scored_items.sort_by(|a, b| {
+                b.1.unwrap_or(0.0)
+                    .total_cmp(&a.1.unwrap_or(0.0))
+                    .then(b.0.updated_at.cmp(&a.0.updated_at))
+                    .then_with(|| a.0.namespace.cmp(&b.0.namespace))
+                    .then_with(|| a.0.key.cmp(&b.0.key))
+            });
+            Ok(scored_items
+                .into_iter()
+                .skip(search.offset)
+                .take(search.limit)
+                .map(|(item, score)| Hit { item, score })
+                .collect())
+        })
+        .await
+    }
+
+    async fn list_namespaces(
+        &self,
+        prefix: &Namespace,
+        max_depth: Option<usize>,
+    ) -> Result<Vec<Namespace>, MemoryError> {
+        let path = prefix.path();
+        let mut found: Vec<Namespace> = self
+            .with_conn(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT DISTINCT i.ns FROM memory_items i WHERE {UNDER_PREFIX}"
+                ))?;
+                let rows = stmt.query_map(params![path, now_ms()], |r| r.get::<_, String>(0))?;
+                let mut out = Vec::new();
+                for ns in rows {
+                    out.push(Namespace::parse(&ns?)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        if let Some(depth) = max_depth {
+            found = found.into_iter().map(|ns| ns.truncated(depth)).collect();
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn sweep_expired(&self) -> Result<u64, MemoryError> {
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "DELETE FROM memory_fts WHERE rowid IN (SELECT id FROM memory_items WHERE expires_at <= ?1)",
+                [now],
+            )?;
+            let n = tx.execute("DELETE FROM memory_items WHERE expires_at <= ?1", [now])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+}

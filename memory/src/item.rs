@@ -1,0 +1,308 @@
+//! What a store holds and what callers ask of it: namespaces, items, put options, searches.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::MemoryError;
+
+/// A path of segments, outermost first: `["tenant:acme", "customer:42"]`. The first segment
+/// is the tenant, which row-level security isolates in Postgres. Written as text, segments
+/// are joined by `/` (`tenant:acme/customer:42`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Namespace(Vec<String>);
+
+impl Namespace {
+    /// Checks each segment: non-empty, no `/` (the separator), no control characters.
+    pub fn new<S: Into<String>>(segments: impl IntoIterator<Item = S>) -> Result<Self, MemoryError> {
+        let segments: Vec<String> = segments.into_iter().map(Into::into).collect();
+        for s in &segments {
+            if s.is_empty() || s.contains('/') || s.chars().any(char::is_control) {
+                return Err(MemoryError::Invalid(format!(
+                    "namespace segment {s:?} is not allowed: segments are non-empty and contain no `/` or control characters"
+                )));
+            }
+        }
+        Ok(Namespace(segments))
+    }
+
+    /// The root: a prefix that covers every namespace.
+    pub fn root() -> Self {
+        Namespace(Vec::new())
+    }
+
+    /// Parses `a/b/c`; an empty string (or `/`) is the root.
+    pub fn parse(path: &str) -> Result<Self, MemoryError> {
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            return Ok(Namespace::root());
+        }
+        Namespace::new(path.split('/'))
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tenant segment, when there is one.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.first().map(String::as_str)
+    }
+
+    /// `a/b/c`, the form stored and printed.
+    pub fn path(&self) -> String {
+        self.0.join("/")
+    }
+
+    /// Whether `self` is `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &Namespace) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The first `depth` segments.
+    pub fn truncated(&self, depth: usize) -> Namespace {
+        Namespace(self.0[..depth.min(self.0.len())].to_vec())
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// A stored memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub namespace: Namespace,
+    pub key: String,
+    pub value: Value,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When the item stops being visible, if it has a TTL.
+    pub expires_at: Option<i64>,
+}
+
+/// Which parts of a value are embedded for semantic search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Index {
+    /// The whole value: every string in it, joined.
+    #[default]
+    Whole,
+    /// These fields, each embedded separately (dotted paths: `text`, `address.city`).
+    Fields(Vec<String>),
+    /// Not embedded: found by keyword, filter and listing only.
+    Off,
+}
+
+/// How to store an item.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub index: Index,
+    /// The item disappears this long after its last write.
+    pub ttl: Option<Duration>,
+}
+
+/// Extra weight on top of relevance. Both weights default to zero (relevance only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// Favour recently written items: `weight × 0.5^(age / half_life)`.
+    pub recency_weight: f64,
+    pub half_life: Duration,
+    /// Favour items whose value carries `"importance": 0..1`.
+    pub importance_weight: f64,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Ranking {
+            recency_weight: 0.0,
+            half_life: Duration::from_secs(30 * 24 * 3600),
+            importance_weight: 0.0,
+        }
+    }
+}
+
+/// A search under a namespace prefix.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// Covers this namespace and everything below it.
+    pub namespace_prefix: Namespace,
+    /// Text matched semantically (embeddings) and by keyword, the two ranks fused.
+    pub query: Option<String>,
+    /// JSON containment: every field given must match (`{"kind": "fact", "customer_id": 42}`).
+    pub filter: Option<Map<String, Value>>,
+    pub limit: usize,
+    pub offset: usize,
+    pub ranking: Ranking,
+}
+
+impl Search {
+    pub fn new(namespace_prefix: Namespace) -> Self {
+        Search {
+            namespace_prefix,
+            query: None,
+            filter: None,
+            limit: 10,
+            offset: 0,
+            ranking: Ranking::default(),
+        }
+    }
+
+    pub fn query(mut self, text: impl Into<String>) -> Self {
+        self.query = Some(text.into());
+        self
+    }
+
+    pub fn filter(mut self, filter: Map<String, Value>) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    pub fn ranking(mut self, ranking: Ranking) -> Self {
+        self.ranking = ranking;
+        self
+    }
+}
+
+/// One search result. `score` is set when the search had a query or ranking weights:
+/// higher is better.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub item: Item,
+    pub score: Option<f64>,
+}
+
+/// The texts of `value` to embed under `index`, as (field, text) pairs. Fields absent from
+/// the value are skipped; non-string fields are embedded as their JSON text.
+pub fn texts_to_index(value: &Value, index: &Index) -> Vec<(String, String)> {
+    match index {
+        Index::Off => Vec::new(),
+        Index::Whole => {
+            let text = all_text(value);
+            if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![("$".to_string(), text)]
+            }
+        }
+        Index::Fields(fields) => fields
+            .iter()
+            .filter_map(|field| {
+                let mut at = value;
+                for part in field.split('.') {
+                    at = at.get(part)?;
+                }
+                let text = match at {
+                    Value::String(s) => s.clone(),
+                    Value::Null => return None,
+                    other => all_text(other),
+                };
+                (!text.is_empty()).then(|| (field.clone(), text))
+            })
+            .collect(),
+    }
+}
+
+/// Every string in a value, depth first, joined by newlines; numbers and booleans as text.
+pub fn all_text(value: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(s);
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+            Value::Number(n) => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&n.to_string());
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut out = String::new();
+    walk(value, &mut out);
+    out
+}
+
+/// JSON containment with Postgres `jsonb @>` semantics: objects match when every field of
+/// `filter` is contained in the value's field; arrays when each filter element is
+/// contained in some element; scalars when equal (numbers by value).
+pub fn contains(value: &Value, filter: &Value) -> bool {
+    match (value, filter) {
+        (Value::Object(v), Value::Object(f)) => f
+            .iter()
+            .all(|(k, fv)| v.get(k).is_some_and(|vv| contains(vv, fv))),
+        (Value::Array(v), Value::Array(f)) => f.iter().all(|fv| v.iter().any(|vv| contains(vv, fv))),
+        (Value::Array(v), scalar) if !scalar.is_object() => v.iter().any(|vv| vv == scalar),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn namespaces_parse_and_refuse_bad_segments() {
+        let ns = Namespace::parse("tenant:acme/customers/").unwrap();
+        assert_eq!(ns.segments(), ["tenant:acme", "customers"]);
+        assert_eq!(ns.tenant(), Some("tenant:acme"));
+        assert!(Namespace::parse("").unwrap().is_root());
+        assert!(Namespace::parse("a//b").is_err());
+        assert!(Namespace::new(["a/b"]).is_err());
+        assert!(ns.starts_with(&Namespace::parse("tenant:acme").unwrap()));
+        assert!(!ns.starts_with(&Namespace::parse("tenant:ac").unwrap()));
+    }
+
+    #[test]
+    fn containment_follows_jsonb() {
+        let v = json!({"kind": "fact", "customer_id": 42, "tags": ["roof", "hail"], "a": {"b": 1}});
+        assert!(contains(&v, &json!({"kind": "fact", "customer_id": 42.0})));
+        assert!(contains(&v, &json!({"tags": ["hail"]})));
+        assert!(contains(&v, &json!({"a": {}})));
+        assert!(!contains(&v, &json!({"kind": "episode"})));
+        assert!(!contains(&v, &json!({"missing": null})));
+    }
+
+    #[test]
+    fn index_texts_pick_fields() {
+        let v = json!({"text": "Leak over the garage", "meta": {"city": "Denver"}, "n": 3});
+        assert_eq!(
+            texts_to_index(&v, &Index::Fields(vec!["text".into(), "meta.city".into(), "nope".into()])),
+            vec![
+                ("text".to_string(), "Leak over the garage".to_string()),
+                ("meta.city".to_string(), "Denver".to_string())
+            ]
+        );
+        assert_eq!(texts_to_index(&v, &Index::Whole)[0].1, "Leak over the garage\nDenver\n3");
+        assert!(texts_to_index(&v, &Index::Off).is_empty());
+    }
+}
