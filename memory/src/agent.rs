@@ -187,7 +187,12 @@ impl Memories {
         filter.insert("kind".into(), json!(kind.as_str()));
         let hits = self
             .store
-            .search(&Search::new(namespace.clone()).query(text).filter(filter).limit(5))
+            .search(
+                &Search::new(namespace.clone())
+                    .query(text)
+                    .filter(filter)
+                    .limit(5),
+            )
             .await?;
         let candidates: Vec<Hit> = hits
             .into_iter()

@@ -142,7 +142,9 @@ impl<E: Embedder> Embedder for Cached<E> {
         Ok(texts
             .iter()
             .zip(out)
-            .map(|(t, v)| v.unwrap_or_else(|| by_text.get(t).map(|v| v.to_vec()).unwrap_or_default()))
+            .map(|(t, v)| {
+                v.unwrap_or_else(|| by_text.get(t).map(|v| v.to_vec()).unwrap_or_default())
+            })
             .collect())
     }
 }
@@ -297,7 +299,11 @@ mod tests {
         let a = vec!["hail on the roof".to_string(), "gutter leak".to_string()];
         let first = cached.embed(&a).await.unwrap();
         let again = cached
-            .embed(&["gutter leak".to_string(), "new text".to_string(), "new text".to_string()])
+            .embed(&[
+                "gutter leak".to_string(),
+                "new text".to_string(),
+                "new text".to_string(),
+            ])
             .await
             .unwrap();
         assert_eq!(first[1], again[0]);

@@ -56,8 +56,7 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 /// The namespace clause: the prefix itself or anything below it; `?1` is the prefix path.
-const UNDER_PREFIX: &str =
-    "(?1 = '' OR i.ns = ?1 OR substr(i.ns, 1, length(?1) + 1) = ?1 || '/') AND (i.expires_at IS NULL OR i.expires_at > ?2)";
+const UNDER_PREFIX: &str = "(?1 = '' OR i.ns = ?1 OR substr(i.ns, 1, length(?1) + 1) = ?1 || '/') AND (i.expires_at IS NULL OR i.expires_at > ?2)";
 
 impl EmbeddedStore {
     /// Opens (creating if needed) the store at `path`. A store filled by another embedder
@@ -65,9 +64,8 @@ impl EmbeddedStore {
     pub fn open(path: impl AsRef<Path>, embedder: Arc<dyn Embedder>) -> Result<Self, MemoryError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                MemoryError::Store(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| MemoryError::Store(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -129,12 +127,145 @@ fn from_blob(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// An FTS5 query matching any of the words (quoted, so no word is read as syntax).
+/// Snowball's English stop words, as Postgres' `english` configuration drops them: matching
+/// "the" or "is" says nothing about relevance and would drown the words that do.
+const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "s",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "t",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+];
+
+/// An FTS5 query matching any of the words that are not stop words (each quoted, so no
+/// word is read as syntax).
 fn any_word(text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 1)
-        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .map(str::to_lowercase)
+        .filter(|w| w.len() > 1 && !STOP_WORDS.contains(&w.as_str()))
+        .map(|w| format!("\"{w}\""))
         .collect();
     (!words.is_empty()).then(|| words.join(" OR "))
 }
@@ -324,20 +455,22 @@ impl MemoryStore for EmbeddedStore {
                     by_vector = best.into_iter().collect();
                     by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 }
-                let mut by_keyword: Vec<i64> = Vec::new();
+                let mut by_keyword: Vec<(i64, f64)> = Vec::new();
                 if let Some(fts) = any_word(q) {
                     let mut stmt = c.prepare_cached(
-                        "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
+                        "SELECT rowid, bm25(memory_fts) FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
                     )?;
-                    for id in stmt.query_map([fts], |r| r.get::<_, i64>(0))? {
-                        let id = id?;
+                    for row in stmt.query_map([fts], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
+                        let (id, bm25) = row?;
                         if items.contains_key(&id) {
-                            by_keyword.push(id);
+                            // bm25() is lower for better matches.
+                            by_keyword.push((id, -bm25));
                         }
                     }
                 }
-                let vector_ids: Vec<i64> = by_vector.iter().map(|(id, _)| *id).collect();
-                fuse(&[&vector_ids, &by_keyword])
+                let by_vector: Vec<(i64, f64)> =
+                    by_vector.into_iter().map(|(id, sim)| (id, f64::from(sim))).collect();
+                fuse(&[&by_vector, &by_keyword])
                     .into_iter()
                     .filter_map(|(id, s)| {
                         items.remove(&id).map(|item| {

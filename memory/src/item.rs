@@ -17,7 +17,9 @@ pub struct Namespace(Vec<String>);
 
 impl Namespace {
     /// Checks each segment: non-empty, no `/` (the separator), no control characters.
-    pub fn new<S: Into<String>>(segments: impl IntoIterator<Item = S>) -> Result<Self, MemoryError> {
+    pub fn new<S: Into<String>>(
+        segments: impl IntoIterator<Item = S>,
+    ) -> Result<Self, MemoryError> {
         let segments: Vec<String> = segments.into_iter().map(Into::into).collect();
         for s in &segments {
             if s.is_empty() || s.contains('/') || s.chars().any(char::is_control) {
@@ -257,7 +259,9 @@ pub fn contains(value: &Value, filter: &Value) -> bool {
         (Value::Object(v), Value::Object(f)) => f
             .iter()
             .all(|(k, fv)| v.get(k).is_some_and(|vv| contains(vv, fv))),
-        (Value::Array(v), Value::Array(f)) => f.iter().all(|fv| v.iter().any(|vv| contains(vv, fv))),
+        (Value::Array(v), Value::Array(f)) => {
+            f.iter().all(|fv| v.iter().any(|vv| contains(vv, fv)))
+        }
         (Value::Array(v), scalar) if !scalar.is_object() => v.iter().any(|vv| vv == scalar),
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
@@ -296,13 +300,19 @@ mod tests {
     fn index_texts_pick_fields() {
         let v = json!({"text": "Leak over the garage", "meta": {"city": "Denver"}, "n": 3});
         assert_eq!(
-            texts_to_index(&v, &Index::Fields(vec!["text".into(), "meta.city".into(), "nope".into()])),
+            texts_to_index(
+                &v,
+                &Index::Fields(vec!["text".into(), "meta.city".into(), "nope".into()])
+            ),
             vec![
                 ("text".to_string(), "Leak over the garage".to_string()),
                 ("meta.city".to_string(), "Denver".to_string())
             ]
         );
-        assert_eq!(texts_to_index(&v, &Index::Whole)[0].1, "Leak over the garage\nDenver\n3");
+        assert_eq!(
+            texts_to_index(&v, &Index::Whole)[0].1,
+            "Leak over the garage\nDenver\n3"
+        );
         assert!(texts_to_index(&v, &Index::Off).is_empty());
     }
 }

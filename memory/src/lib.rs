@@ -26,13 +26,15 @@ mod tools;
 use async_trait::async_trait;
 
 pub use agent::{Kind, Memories, Remembered};
-pub use embed::{Cached, Embedder, HashingEmbedder, cosine, text_hash};
 #[cfg(feature = "local-embedder")]
 pub use embed::LocalMiniLm;
+pub use embed::{Cached, Embedder, HashingEmbedder, cosine, text_hash};
 pub use embedded::EmbeddedStore;
-pub use tools::{LazyMemories, register_tools};
-pub use item::{Hit, Index, Item, Namespace, PutOptions, Ranking, Search, all_text, contains, texts_to_index};
+pub use item::{
+    Hit, Index, Item, Namespace, PutOptions, Ranking, Search, all_text, contains, texts_to_index,
+};
 pub use postgres::PgMemoryStore;
+pub use tools::{LazyMemories, register_tools};
 
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]

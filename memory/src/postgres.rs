@@ -324,11 +324,11 @@ impl MemoryStore for PgMemoryStore {
             .retrying(|| async {
                 let mut tx = self.begin().await?;
                 let row = sqlx::query(GET_SQL.as_str())
-                .persistent(self.persistent())
-                .bind(&ns)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
+                    .persistent(self.persistent())
+                    .bind(&ns)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(row)
             })
@@ -342,12 +342,13 @@ impl MemoryStore for PgMemoryStore {
             .pg
             .retrying(|| async {
                 let mut tx = self.begin().await?;
-                let done = sqlx::query("DELETE FROM brainops_memory_items WHERE ns = $1 AND key = $2")
-                    .persistent(self.persistent())
-                    .bind(&ns)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
+                let done =
+                    sqlx::query("DELETE FROM brainops_memory_items WHERE ns = $1 AND key = $2")
+                        .persistent(self.persistent())
+                        .bind(&ns)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
                 tx.commit().await?;
                 Ok(done.rows_affected())
             })
@@ -358,7 +359,10 @@ impl MemoryStore for PgMemoryStore {
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
         let prefix = search.namespace_prefix.path();
         let like = like_prefix(&prefix);
-        let filter = search.filter.as_ref().map(|f| Value::Object(f.clone()).to_string());
+        let filter = search
+            .filter
+            .as_ref()
+            .map(|f| Value::Object(f.clone()).to_string());
         let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
         let weighted = scored(None, &search.ranking);
         let now = now_ms();
@@ -439,7 +443,12 @@ impl MemoryStore for PgMemoryStore {
             let item = item_from_row(row)?;
             let relevance: Option<f64> = row.try_get(6)?;
             let score = if weighted {
-                Some(adjust(relevance.unwrap_or(1.0), &item, &search.ranking, now))
+                Some(adjust(
+                    relevance.unwrap_or(1.0),
+                    &item,
+                    &search.ranking,
+                    now,
+                ))
             } else {
                 relevance
             };
@@ -473,12 +482,12 @@ impl MemoryStore for PgMemoryStore {
             .retrying(|| async {
                 let mut tx = self.begin().await?;
                 let rows = sqlx::query(NAMESPACES_SQL.as_str())
-                .persistent(self.persistent())
-                .bind(&path)
-                .bind(&like)
-                .bind(None::<String>)
-                .fetch_all(&mut *tx)
-                .await?;
+                    .persistent(self.persistent())
+                    .bind(&path)
+                    .bind(&like)
+                    .bind(None::<String>)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(rows)
             })
@@ -501,10 +510,11 @@ impl MemoryStore for PgMemoryStore {
             .pg
             .retrying(|| async {
                 let mut tx = self.begin().await?;
-                let done = sqlx::query("DELETE FROM brainops_memory_items WHERE expires_at <= now()")
-                    .persistent(self.persistent())
-                    .execute(&mut *tx)
-                    .await?;
+                let done =
+                    sqlx::query("DELETE FROM brainops_memory_items WHERE expires_at <= now()")
+                        .persistent(self.persistent())
+                        .execute(&mut *tx)
+                        .await?;
                 tx.commit().await?;
                 Ok(done.rows_affected())
             })
@@ -528,7 +538,7 @@ pub(crate) fn search_sql(paginate: bool) -> String {
     };
     format!(
         "WITH vec AS (
-            SELECT item_id, row_number() OVER (ORDER BY dist, item_id) AS r FROM (
+            SELECT item_id, rank() OVER (ORDER BY dist) AS r FROM (
                 SELECT DISTINCT ON (item_id) item_id, dist FROM (
                     SELECT v.item_id, v.embedding <=> $4 AS dist
                     FROM brainops_memory_vectors v JOIN brainops_memory_items i ON i.id = v.item_id
@@ -536,7 +546,7 @@ pub(crate) fn search_sql(paginate: bool) -> String {
                     ORDER BY v.embedding <=> $4 LIMIT $6) top
                 ORDER BY item_id, dist) best),
         kw AS (
-            SELECT id AS item_id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (
+            SELECT id AS item_id, rank() OVER (ORDER BY rank DESC) AS r FROM (
                 SELECT i.id, ts_rank_cd(i.search, q.q) AS rank
                 FROM brainops_memory_items i,
                      (SELECT to_tsquery('english', coalesce(array_to_string(ARRAY(

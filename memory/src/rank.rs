@@ -10,12 +10,17 @@ use crate::{Item, Ranking};
 /// an item ranked well by both beats one ranked first by only one.
 pub(crate) const RRF_K: f64 = 60.0;
 
-/// Fuses ranked lists of ids into one score per id: Σ 1 / (RRF_K + rank).
-pub(crate) fn fuse<Id: Copy + Eq + Hash>(lists: &[&[Id]]) -> HashMap<Id, f64> {
+/// Fuses lists of (id, relevance), each sorted best first, into one score per id:
+/// Σ 1 / (RRF_K + rank). Equal relevance shares a rank, as SQL's `rank()` gives it.
+pub(crate) fn fuse<Id: Copy + Eq + Hash>(lists: &[&[(Id, f64)]]) -> HashMap<Id, f64> {
     let mut scores: HashMap<Id, f64> = HashMap::new();
     for list in lists {
-        for (rank, id) in list.iter().enumerate() {
-            *scores.entry(*id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+        let mut rank = 0;
+        for (i, (id, relevance)) in list.iter().enumerate() {
+            if i == 0 || list[i - 1].1 != *relevance {
+                rank = i + 1;
+            }
+            *scores.entry(*id).or_default() += 1.0 / (RRF_K + rank as f64);
         }
     }
     scores
@@ -53,8 +58,14 @@ mod tests {
 
     #[test]
     fn both_lists_beat_one() {
-        let s = fuse(&[&[1, 2, 3][..], &[2, 4][..]]);
+        let s = fuse(&[
+            &[(1, 0.9), (2, 0.8), (3, 0.7)][..],
+            &[(2, 5.0), (4, 4.0)][..],
+        ]);
         assert!(s[&2] > s[&1]);
         assert!(s[&1] > s[&4]);
+        let tied = fuse(&[&[(1, 1.0), (2, 1.0), (3, 0.5)][..]]);
+        assert_eq!(tied[&1], tied[&2]);
+        assert!(tied[&2] > tied[&3]);
     }
 }

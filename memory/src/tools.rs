@@ -15,9 +15,8 @@ use tokio::sync::OnceCell;
 
 use crate::{Kind, Memories, MemoryError, Namespace, all_text};
 
-type Opener = dyn Fn() -> Pin<Box<dyn Future<Output = Result<Memories, MemoryError>> + Send>>
-    + Send
-    + Sync;
+type Opener =
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Memories, MemoryError>> + Send>> + Send + Sync;
 
 /// Memories opened on first use and shared by the tools.
 #[derive(Clone)]

@@ -59,7 +59,10 @@ impl Backend {
         }
     }
 
-    async fn open_with(&self, embedder: Arc<dyn Embedder>) -> Result<Arc<dyn MemoryStore>, MemoryError> {
+    async fn open_with(
+        &self,
+        embedder: Arc<dyn Embedder>,
+    ) -> Result<Arc<dyn MemoryStore>, MemoryError> {
         Ok(match self.kind {
             Kind::Embedded => Arc::new(EmbeddedStore::open(&self.location, embedder)?),
             _ => Arc::new(PgMemoryStore::connect(&self.location, embedder).await?),
@@ -67,7 +70,9 @@ impl Backend {
     }
 
     async fn open(&self) -> Arc<dyn MemoryStore> {
-        self.open_with(Arc::new(HashingEmbedder::new(64))).await.unwrap()
+        self.open_with(Arc::new(HashingEmbedder::new(64)))
+            .await
+            .unwrap()
     }
 }
 
@@ -97,7 +102,10 @@ async fn crud(b: Backend) {
     let n = ns("tenant:acme/customers");
     assert!(store.get(&n, "c42").await.unwrap().is_none());
     let v1 = json!({"name": "Dana Smith", "roof": "asphalt shingle", "age_years": 17});
-    store.put(&n, "c42", v1.clone(), PutOptions::default()).await.unwrap();
+    store
+        .put(&n, "c42", v1.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let first = store.get(&n, "c42").await.unwrap().unwrap();
     assert_eq!(first.value, v1);
     assert_eq!(first.namespace, n);
@@ -105,30 +113,72 @@ async fn crud(b: Backend) {
     assert!(first.expires_at.is_none());
     tokio::time::sleep(Duration::from_millis(20)).await;
     let v2 = json!({"name": "Dana Smith", "roof": "metal standing seam"});
-    store.put(&n, "c42", v2.clone(), PutOptions::default()).await.unwrap();
+    store
+        .put(&n, "c42", v2.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let second = store.get(&n, "c42").await.unwrap().unwrap();
     assert_eq!(second.value, v2);
-    assert_eq!(second.created_at, first.created_at, "an update keeps created_at");
-    assert!(second.updated_at > first.updated_at, "an update moves updated_at");
+    assert_eq!(
+        second.created_at, first.created_at,
+        "an update keeps created_at"
+    );
+    assert!(
+        second.updated_at > first.updated_at,
+        "an update moves updated_at"
+    );
     assert!(store.delete(&n, "c42").await.unwrap());
     assert!(!store.delete(&n, "c42").await.unwrap());
     assert!(store.get(&n, "c42").await.unwrap().is_none());
-    let root = store.put(&Namespace::root(), "k", json!(1), PutOptions::default()).await;
+    let root = store
+        .put(&Namespace::root(), "k", json!(1), PutOptions::default())
+        .await;
     assert!(matches!(root, Err(MemoryError::Invalid(_))), "{root:?}");
 }
 
 async fn namespaces_and_prefixes(b: Backend) {
     let store = b.open().await;
-    for path in ["tenant:a/jobs", "tenant:a/jobs/2024", "tenant:a/jobs_old", "tenant:a/jobsx", "tenant:b/jobs"] {
-        put(&*store, path, "k", json!({"text": format!("item in {path}")})).await;
+    for path in [
+        "tenant:a/jobs",
+        "tenant:a/jobs/2024",
+        "tenant:a/jobs_old",
+        "tenant:a/jobsx",
+        "tenant:b/jobs",
+    ] {
+        put(
+            &*store,
+            path,
+            "k",
+            json!({"text": format!("item in {path}")}),
+        )
+        .await;
     }
-    let hits = store.search(&Search::new(ns("tenant:a/jobs"))).await.unwrap();
+    let hits = store
+        .search(&Search::new(ns("tenant:a/jobs")))
+        .await
+        .unwrap();
     let mut found = keys(&hits);
     found.sort();
-    assert_eq!(found, ["tenant:a/jobs#k", "tenant:a/jobs/2024#k"], "a prefix covers itself and below, not siblings sharing letters (`_` is not a wildcard)");
-    let all = store.list_namespaces(&Namespace::root(), None).await.unwrap();
+    assert_eq!(
+        found,
+        ["tenant:a/jobs#k", "tenant:a/jobs/2024#k"],
+        "a prefix covers itself and below, not siblings sharing letters (`_` is not a wildcard)"
+    );
+    let all = store
+        .list_namespaces(&Namespace::root(), None)
+        .await
+        .unwrap();
     let all: Vec<String> = all.iter().map(|n| n.path()).collect();
-    assert_eq!(all, ["tenant:a/jobs", "tenant:a/jobs/2024", "tenant:a/jobs_old", "tenant:a/jobsx", "tenant:b/jobs"]);
+    assert_eq!(
+        all,
+        [
+            "tenant:a/jobs",
+            "tenant:a/jobs/2024",
+            "tenant:a/jobs_old",
+            "tenant:a/jobsx",
+            "tenant:b/jobs"
+        ]
+    );
     let top: Vec<String> = store
         .list_namespaces(&Namespace::root(), Some(1))
         .await
@@ -150,15 +200,36 @@ async fn namespaces_and_prefixes(b: Backend) {
 async fn filters(b: Backend) {
     let store = b.open().await;
     let n = ns("tenant:acme/memories");
-    put(&*store, "tenant:acme/memories", "f1", json!({"kind": "fact", "customer_id": 42, "text": "Prefers morning calls"})).await;
-    put(&*store, "tenant:acme/memories", "f2", json!({"kind": "fact", "customer_id": 7, "text": "Has a dog in the yard"})).await;
+    put(
+        &*store,
+        "tenant:acme/memories",
+        "f1",
+        json!({"kind": "fact", "customer_id": 42, "text": "Prefers morning calls"}),
+    )
+    .await;
+    put(
+        &*store,
+        "tenant:acme/memories",
+        "f2",
+        json!({"kind": "fact", "customer_id": 7, "text": "Has a dog in the yard"}),
+    )
+    .await;
     put(&*store, "tenant:acme/memories", "e1", json!({"kind": "episode", "customer_id": 42, "text": "Inspected the roof", "tags": ["hail", "inspection"]})).await;
     let only = |f: Value| Search::new(n.clone()).filter(obj(f));
-    let hits = store.search(&only(json!({"kind": "fact", "customer_id": 42}))).await.unwrap();
+    let hits = store
+        .search(&only(json!({"kind": "fact", "customer_id": 42})))
+        .await
+        .unwrap();
     assert_eq!(keys(&hits), ["tenant:acme/memories#f1"]);
-    let hits = store.search(&only(json!({"customer_id": 42}))).await.unwrap();
+    let hits = store
+        .search(&only(json!({"customer_id": 42})))
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 2);
-    let hits = store.search(&only(json!({"tags": ["hail"]}))).await.unwrap();
+    let hits = store
+        .search(&only(json!({"tags": ["hail"]})))
+        .await
+        .unwrap();
     assert_eq!(keys(&hits), ["tenant:acme/memories#e1"]);
     let hits = store
         .search(&only(json!({"kind": "fact"})).query("dog in the yard"))
@@ -166,7 +237,10 @@ async fn filters(b: Backend) {
         .unwrap();
     assert_eq!(keys(&hits)[0], "tenant:acme/memories#f2");
     assert!(hits.iter().all(|h| h.item.value["kind"] == "fact"));
-    let none = store.search(&only(json!({"kind": "nothing"}))).await.unwrap();
+    let none = store
+        .search(&only(json!({"kind": "nothing"})))
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -182,6 +256,7 @@ async fn hybrid_search_ranks_and_pages(b: Backend) {
     ];
     for (k, t) in notes {
         put(&*store, "tenant:acme/notes", k, json!({"text": t})).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let hits = store
         .search(&Search::new(n.clone()).query("hail damage roof").limit(3))
@@ -189,38 +264,95 @@ async fn hybrid_search_ranks_and_pages(b: Backend) {
         .unwrap();
     assert_eq!(hits[0].item.key, "n1", "{:?}", keys(&hits));
     assert!(hits.len() <= 3);
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+    assert!(
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "best first"
+    );
     assert!(hits.iter().all(|h| h.score.is_some()));
-    let page1 = store.search(&Search::new(n.clone()).limit(2)).await.unwrap();
-    let page2 = store.search(&Search::new(n.clone()).limit(2).offset(2)).await.unwrap();
-    let page3 = store.search(&Search::new(n.clone()).limit(2).offset(4)).await.unwrap();
+    let page1 = store
+        .search(&Search::new(n.clone()).limit(2))
+        .await
+        .unwrap();
+    let page2 = store
+        .search(&Search::new(n.clone()).limit(2).offset(2))
+        .await
+        .unwrap();
+    let page3 = store
+        .search(&Search::new(n.clone()).limit(2).offset(4))
+        .await
+        .unwrap();
     let mut all: Vec<String> = [page1, page2, page3].iter().flat_map(|p| keys(p)).collect();
     assert_eq!(all.len(), 5);
-    assert_eq!(all[0], "tenant:acme/notes#n5", "most recent first without a query");
+    assert_eq!(
+        all[0], "tenant:acme/notes#n5",
+        "most recent first without a query"
+    );
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 5, "pages do not overlap");
     // Index::Off: found by keyword, not embedded.
     store
-        .put(&n, "plain", json!({"text": "skylight flashing replaced"}), PutOptions { index: Index::Off, ttl: None })
+        .put(
+            &n,
+            "plain",
+            json!({"text": "skylight flashing replaced"}),
+            PutOptions {
+                index: Index::Off,
+                ttl: None,
+            },
+        )
         .await
         .unwrap();
-    let hits = store.search(&Search::new(n.clone()).query("skylight")).await.unwrap();
+    let hits = store
+        .search(&Search::new(n.clone()).query("skylight"))
+        .await
+        .unwrap();
     assert_eq!(hits[0].item.key, "plain");
 }
 
 async fn ranking_weighs_importance_and_recency(b: Backend) {
     let store = b.open().await;
     let n = ns("tenant:acme/facts");
-    put(&*store, "tenant:acme/facts", "low", json!({"text": "gate code 1234", "importance": 0.1})).await;
-    put(&*store, "tenant:acme/facts", "high", json!({"text": "gate code 5678", "importance": 0.9})).await;
+    put(
+        &*store,
+        "tenant:acme/facts",
+        "low",
+        json!({"text": "gate code 1234", "importance": 0.1}),
+    )
+    .await;
+    put(
+        &*store,
+        "tenant:acme/facts",
+        "high",
+        json!({"text": "gate code 5678", "importance": 0.9}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    put(&*store, "tenant:acme/facts", "newest", json!({"text": "unrelated", "importance": 0.0})).await;
-    let by_importance = Ranking { importance_weight: 1.0, ..Ranking::default() };
-    let hits = store.search(&Search::new(n.clone()).ranking(by_importance)).await.unwrap();
+    put(
+        &*store,
+        "tenant:acme/facts",
+        "newest",
+        json!({"text": "unrelated", "importance": 0.0}),
+    )
+    .await;
+    let by_importance = Ranking {
+        importance_weight: 1.0,
+        ..Ranking::default()
+    };
+    let hits = store
+        .search(&Search::new(n.clone()).ranking(by_importance))
+        .await
+        .unwrap();
     assert_eq!(hits[0].item.key, "high");
-    let by_recency = Ranking { recency_weight: 1.0, half_life: Duration::from_millis(50), ..Ranking::default() };
-    let hits = store.search(&Search::new(n).ranking(by_recency)).await.unwrap();
+    let by_recency = Ranking {
+        recency_weight: 1.0,
+        half_life: Duration::from_millis(50),
+        ..Ranking::default()
+    };
+    let hits = store
+        .search(&Search::new(n).ranking(by_recency))
+        .await
+        .unwrap();
     assert_eq!(hits[0].item.key, "newest");
 }
 
@@ -228,15 +360,35 @@ async fn ttl_expiry(b: Backend) {
     let store = b.open().await;
     let n = ns("tenant:acme/session");
     store
-        .put(&n, "short", json!({"text": "temporary hold on the calendar"}), PutOptions { index: Index::Whole, ttl: Some(Duration::from_millis(400)) })
+        .put(
+            &n,
+            "short",
+            json!({"text": "temporary hold on the calendar"}),
+            PutOptions {
+                index: Index::Whole,
+                ttl: Some(Duration::from_millis(400)),
+            },
+        )
         .await
         .unwrap();
-    put(&*store, "tenant:acme/session", "long", json!({"text": "permanent"})).await;
+    put(
+        &*store,
+        "tenant:acme/session",
+        "long",
+        json!({"text": "permanent"}),
+    )
+    .await;
     let item = store.get(&n, "short").await.unwrap().unwrap();
     assert!(item.expires_at.unwrap() > item.updated_at);
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(store.get(&n, "short").await.unwrap().is_none(), "expired items are invisible");
-    let hits = store.search(&Search::new(n.clone()).query("temporary calendar hold")).await.unwrap();
+    assert!(
+        store.get(&n, "short").await.unwrap().is_none(),
+        "expired items are invisible"
+    );
+    let hits = store
+        .search(&Search::new(n.clone()).query("temporary calendar hold"))
+        .await
+        .unwrap();
     assert!(hits.iter().all(|h| h.item.key != "short"));
     assert_eq!(store.sweep_expired().await.unwrap(), 1);
     assert_eq!(store.sweep_expired().await.unwrap(), 0);
@@ -251,19 +403,46 @@ async fn concurrent_writers(b: Backend) {
         tasks.push(tokio::spawn(async move {
             for i in 0..20 {
                 let n = ns(&format!("tenant:acme/w{w}"));
-                store.put(&n, &format!("k{i}"), json!({"text": format!("writer {w} item {i}")}), PutOptions::default()).await.unwrap();
+                store
+                    .put(
+                        &n,
+                        &format!("k{i}"),
+                        json!({"text": format!("writer {w} item {i}")}),
+                        PutOptions::default(),
+                    )
+                    .await
+                    .unwrap();
                 // Everyone also fights over one key.
-                store.put(&ns("tenant:acme/shared"), "hot", json!({"text": format!("writer {w} wrote {i}"), "w": w}), PutOptions::default()).await.unwrap();
+                store
+                    .put(
+                        &ns("tenant:acme/shared"),
+                        "hot",
+                        json!({"text": format!("writer {w} wrote {i}"), "w": w}),
+                        PutOptions::default(),
+                    )
+                    .await
+                    .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let all = store.search(&Search::new(ns("tenant:acme")).limit(1000)).await.unwrap();
+    let all = store
+        .search(&Search::new(ns("tenant:acme")).limit(1000))
+        .await
+        .unwrap();
     assert_eq!(all.len(), 8 * 20 + 1);
-    let hot = store.get(&ns("tenant:acme/shared"), "hot").await.unwrap().unwrap();
-    assert_eq!(hot.value["text"], format!("writer {} wrote 19", hot.value["w"]), "the last write of some writer wins whole");
+    let hot = store
+        .get(&ns("tenant:acme/shared"), "hot")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hot.value["text"],
+        format!("writer {} wrote 19", hot.value["w"]),
+        "the last write of some writer wins whole"
+    );
 }
 
 struct Counting {
@@ -288,18 +467,59 @@ impl Embedder for Counting {
 async fn unchanged_text_is_not_embedded_again(b: Backend) {
     let texts = Arc::new(AtomicUsize::new(0));
     let store = b
-        .open_with(Arc::new(Counting { inner: HashingEmbedder::new(64), texts: texts.clone() }))
+        .open_with(Arc::new(Counting {
+            inner: HashingEmbedder::new(64),
+            texts: texts.clone(),
+        }))
         .await
         .unwrap();
     let n = ns("tenant:acme/jobs");
-    let fields = || PutOptions { index: Index::Fields(vec!["summary".into(), "address".into()]), ttl: None };
-    store.put(&n, "j1", json!({"summary": "tear-off and reroof", "address": "12 Elm St", "status": "open"}), fields()).await.unwrap();
+    let fields = || PutOptions {
+        index: Index::Fields(vec!["summary".into(), "address".into()]),
+        ttl: None,
+    };
+    store
+        .put(
+            &n,
+            "j1",
+            json!({"summary": "tear-off and reroof", "address": "12 Elm St", "status": "open"}),
+            fields(),
+        )
+        .await
+        .unwrap();
     assert_eq!(texts.load(Ordering::SeqCst), 2);
-    store.put(&n, "j1", json!({"summary": "tear-off and reroof", "address": "12 Elm St", "status": "done"}), fields()).await.unwrap();
-    assert_eq!(texts.load(Ordering::SeqCst), 2, "same texts, no new embeddings");
-    store.put(&n, "j1", json!({"summary": "tear-off, reroof and gutters", "address": "12 Elm St"}), fields()).await.unwrap();
-    assert_eq!(texts.load(Ordering::SeqCst), 3, "only the changed field is embedded");
-    let hits = store.search(&Search::new(n).query("gutters")).await.unwrap();
+    store
+        .put(
+            &n,
+            "j1",
+            json!({"summary": "tear-off and reroof", "address": "12 Elm St", "status": "done"}),
+            fields(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        texts.load(Ordering::SeqCst),
+        2,
+        "same texts, no new embeddings"
+    );
+    store
+        .put(
+            &n,
+            "j1",
+            json!({"summary": "tear-off, reroof and gutters", "address": "12 Elm St"}),
+            fields(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        texts.load(Ordering::SeqCst),
+        3,
+        "only the changed field is embedded"
+    );
+    let hits = store
+        .search(&Search::new(n).query("gutters"))
+        .await
+        .unwrap();
     assert_eq!(hits[0].item.key, "j1");
 }
 
@@ -307,13 +527,36 @@ async fn other_embedder_is_refused(b: Backend) {
     let store = b.open().await;
     put(&*store, "tenant:acme/x", "k", json!({"text": "hello"})).await;
     drop(store);
-    let err = b.open_with(Arc::new(HashingEmbedder::new(32))).await.err().expect("a 32-d embedder on a 64-d store must be refused");
+    let err = b
+        .open_with(Arc::new(HashingEmbedder::new(32)))
+        .await
+        .err()
+        .expect("a 32-d embedder on a 64-d store must be refused");
     let message = err.to_string();
-    assert!(matches!(err, MemoryError::Dimensions { store_dims: 64, embedder_dims: 32, .. }), "{message}");
-    assert!(message.contains("64-d") && message.contains("hashing:32"), "{message}");
+    assert!(
+        matches!(
+            err,
+            MemoryError::Dimensions {
+                store_dims: 64,
+                embedder_dims: 32,
+                ..
+            }
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("64-d") && message.contains("hashing:32"),
+        "{message}"
+    );
     // Re-opening with the same embedder runs no migration again and keeps the data.
     let again = b.open().await;
-    assert!(again.get(&ns("tenant:acme/x"), "k").await.unwrap().is_some());
+    assert!(
+        again
+            .get(&ns("tenant:acme/x"), "k")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 macro_rules! suite {

@@ -69,7 +69,8 @@ impl LocalEmbedder {
             message,
         };
         let config: Config = serde_json::from_slice(
-            &std::fs::read(dir.join("config.json")).map_err(|e| load(format!("config.json: {e}")))?,
+            &std::fs::read(dir.join("config.json"))
+                .map_err(|e| load(format!("config.json: {e}")))?,
         )
         .map_err(|e| load(format!("config.json: {e}")))?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
@@ -120,8 +121,16 @@ impl LocalEmbedder {
             .forward(&ids, &type_ids, Some(&mask))
             .map_err(run)?;
         // Mean over the real tokens only: padding must not pull the average.
-        let mask = mask.to_dtype(DType::F32).map_err(run)?.unsqueeze(2).map_err(run)?;
-        let summed = hidden.broadcast_mul(&mask).map_err(run)?.sum(1).map_err(run)?;
+        let mask = mask
+            .to_dtype(DType::F32)
+            .map_err(run)?
+            .unsqueeze(2)
+            .map_err(run)?;
+        let summed = hidden
+            .broadcast_mul(&mask)
+            .map_err(run)?
+            .sum(1)
+            .map_err(run)?;
         let counts = mask.sum(1).map_err(run)?;
         let mean = summed.broadcast_div(&counts).map_err(run)?;
         let norms = mean
