@@ -109,7 +109,7 @@ impl PgMemoryStore {
     /// Runs pending migrations, creates the vector table for the embedder's width if it is
     /// new, and refuses a store filled by a different embedder.
     pub async fn open(pg: PgStore, embedder: Arc<dyn Embedder>) -> Result<Self, MemoryError> {
-        migrate(&pg, "memory", MIGRATIONS).await?;
+        Self::migrate(&pg).await?;
         let dims = embedder.dimensions();
         let mut tx = pg.pool().begin().await?;
         sqlx::raw_sql("SELECT pg_advisory_xact_lock(7263110594)")
@@ -173,6 +173,12 @@ impl PgMemoryStore {
             embedder,
             tenant: None,
         })
+    }
+
+    /// Applies the memory schema's pending migrations; returns how many ran (0 when the
+    /// schema is current).
+    pub async fn migrate(pg: &PgStore) -> Result<usize, MemoryError> {
+        Ok(migrate(pg, "memory", MIGRATIONS).await?)
     }
 
     /// A handle that sees and writes only `tenant`'s rows (the first namespace segment),
