@@ -2,8 +2,9 @@
 # Builds everything and runs every test and lint check. Used by README and .ci/run.
 #
 # Sets up what the tests need first: a local PostgreSQL 15 + pgvector + PgBouncer on
-# 127.0.0.1 (scripts/postgres.sh) and the local model file (scripts/local-model.sh); both
-# are idempotent. The embedded SQLite is compiled in.
+# 127.0.0.1 (scripts/postgres.sh), the local chat model (scripts/local-model.sh) and the
+# local embedding model (scripts/local-embedder.sh); all are idempotent. The embedded SQLite
+# is compiled in.
 #
 # Everything builds in the release profile: llama.cpp is compiled by a build script once
 # per profile (~8 CPU-minutes), and tests, lints and benchmarks then share that one build.
@@ -25,6 +26,10 @@ echo "==> local model"
 eval "$(scripts/local-model.sh)"
 export BRAINOPS_LOCAL_MODEL
 
+echo "==> local embedding model"
+eval "$(scripts/local-embedder.sh)"
+export BRAINOPS_EMBEDDER_MODEL
+
 echo "==> formatting"
 cargo fmt --all --check
 
@@ -35,5 +40,5 @@ echo "==> tests"
 cargo test --release --workspace --locked
 
 echo "==> benchmarks compile"
-cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm
+cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm --bench memory
 echo "all checks passed"

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod memory_cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{
     Checkpointer, Graph, MemorySaver, RunRequest, RunStatus, Runner, SqliteSaver, loader, render,
@@ -70,6 +72,12 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// After the run, keep only the thread's latest N checkpoints.
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
+        /// The memory store for `recall`/`remember` nodes (same forms as `memory --store`).
+        #[arg(long)]
+        memory: Option<String>,
+        /// The embedder for memory: local (default) or openai:MODEL.
+        #[arg(long)]
+        embedder: Option<String>,
     },
     /// Inspect, edit and fork threads.
     #[command(after_help = "Examples:
@@ -123,6 +131,29 @@ perplexity:MODEL, openai-compat:BASE_URL#MODEL. Keys: OPENAI_API_KEY, ANTHROPIC_
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Mermaid)]
         format: Format,
+    },
+    /// Long-term memory: put, get, search, delete, list namespaces.
+    #[command(after_help = "Examples:
+  brainops memory put --namespace tenant:acme/customers --key c42 --value '{\"text\": \"Prefers morning calls\", \"kind\": \"fact\"}'
+  brainops memory get --namespace tenant:acme/customers --key c42
+  brainops memory search --namespace tenant:acme --query 'when should we call?' --limit 5
+  brainops memory search --namespace tenant:acme --filter '{\"kind\": \"fact\"}'
+  brainops memory namespaces --prefix tenant:acme
+  brainops memory delete --namespace tenant:acme/customers --key c42
+
+Stores: the embedded file .brainops/memory.db (default; $BRAINOPS_HOME moves it), or
+--store postgres://... ($BRAINOPS_MEMORY). Embedders: local (all-MiniLM-L6-v2, default) or
+openai:text-embedding-3-small (OPENAI_API_KEY).")]
+    Memory {
+        #[command(subcommand)]
+        command: memory_cli::MemoryCommand,
+        /// The memory store: a file path (embedded) or postgres://... (default:
+        /// $BRAINOPS_MEMORY, else .brainops/memory.db).
+        #[arg(long, global = true)]
+        store: Option<String>,
+        /// local (default) or openai:MODEL (default: $BRAINOPS_EMBEDDER).
+        #[arg(long, global = true)]
+        embedder: Option<String>,
     },
 }
 
@@ -189,7 +220,7 @@ enum Format {
 
 /// A CLI failure: the message goes to stderr, the code is the exit status.
 struct Failure {
-    message: String,
+    pub(crate) message: String,
     code: u8,
 }
 
@@ -223,7 +254,20 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
-    let registry = agents::builtin_registry();
+    let mut registry = agents::builtin_registry();
+    let (memory_store, memory_embedder) = match &cli.command {
+        Command::Run {
+            memory, embedder, ..
+        } => (memory.clone(), embedder.clone()),
+        _ => (None, None),
+    };
+    memory::register_tools(
+        &mut registry,
+        memory_cli::lazy_memories(
+            memory_cli::memory_spec(memory_store.as_deref()),
+            memory_embedder,
+        ),
+    );
     match cli.command {
         Command::Validate { files } => {
             let mut bad = 0;
@@ -262,6 +306,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             stream,
             takeover,
             keep,
+            ..
         } => {
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
@@ -316,6 +361,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 _ => 0,
             })
         }
+        Command::Memory {
+            command,
+            store,
+            embedder,
+        } => memory_cli::run(command, store, embedder).await,
         Command::Chat {
             message,
             model,

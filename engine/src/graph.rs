@@ -515,7 +515,13 @@ pub(crate) fn compile_spec(
             }
             NodeSpecKind::Tool { name: tool, args } => {
                 let handler = registry.tool(&tool.value).cloned();
-                if handler.is_none() {
+                if handler.is_none() && tool.value.starts_with("memory.") {
+                    problems.push(Problem::new(
+                        &tool.loc,
+                        format!("node `{name}` uses memory (`{}`), but no memory store is attached", tool.value),
+                        "run it with the `brainops` CLI (which attaches the store from --memory or $BRAINOPS_MEMORY), or call `memory::register_tools` on the registry",
+                    ));
+                } else if handler.is_none() {
                     problems.push(Problem::new(
                         &tool.loc,
                         format!("unknown tool `{}` in node `{name}`", tool.value),

@@ -37,7 +37,11 @@ const NODE_KEYS: &[&str] = &[
     "retry",
     "timeout_s",
     "interrupt",
+    "recall",
+    "remember",
 ];
+const RECALL_KEYS: &[&str] = &["namespace", "query", "limit", "kind", "filter"];
+const REMEMBER_KEYS: &[&str] = &["namespace", "value", "kind", "key", "importance"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_ms", "max_ms", "multiplier"];
 const EDGE_KEYS: &[&str] = &["from", "to", "when", "default", "description"];
 
@@ -89,6 +93,94 @@ struct RawNode {
     retry: Option<Spanned<RawRetry>>,
     timeout_s: Option<Spanned<f64>>,
     interrupt: Option<Spanned<InterruptWhen>>,
+    recall: Option<Spanned<RawRecall>>,
+    remember: Option<Spanned<RawRemember>>,
+}
+
+/// `recall = { namespace = [CEL, ...], query = CEL, limit = N, kind = "...", filter = CEL }`:
+/// the tool `memory.recall`, its result written to the node's `output`.
+#[derive(Deserialize)]
+struct RawRecall {
+    namespace: Spanned<Vec<Spanned<String>>>,
+    query: Option<Spanned<String>>,
+    limit: Option<Spanned<u32>>,
+    kind: Option<Spanned<String>>,
+    filter: Option<Spanned<String>>,
+}
+
+/// `remember = { namespace = [CEL, ...], value = CEL, kind = "...", key = CEL,
+/// importance = CEL }`: the tool `memory.remember`.
+#[derive(Deserialize)]
+struct RawRemember {
+    namespace: Spanned<Vec<Spanned<String>>>,
+    value: Spanned<String>,
+    kind: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    importance: Option<Spanned<String>>,
+}
+
+/// A CEL string literal.
+fn cel_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The namespace segments, each a CEL expression, as one CEL list.
+fn cel_list(parts: &Spanned<Vec<Spanned<String>>>) -> Located<String> {
+    let items: Vec<&str> = parts
+        .get_ref()
+        .iter()
+        .map(|p| p.get_ref().as_str())
+        .collect();
+    Located::at(format!("[{}]", items.join(", ")), loc(parts))
+}
+
+fn recall_args(r: &RawRecall) -> Mapping {
+    let mut args = vec![(
+        Located::new("namespace".to_string()),
+        cel_list(&r.namespace),
+    )];
+    if let Some(q) = &r.query {
+        args.push((Located::new("query".to_string()), located(q)));
+    }
+    if let Some(l) = &r.limit {
+        args.push((
+            Located::new("limit".to_string()),
+            Located::at(l.get_ref().to_string(), loc(l)),
+        ));
+    }
+    if let Some(k) = &r.kind {
+        args.push((
+            Located::new("kind".to_string()),
+            Located::at(cel_string(k.get_ref()), loc(k)),
+        ));
+    }
+    if let Some(f) = &r.filter {
+        args.push((Located::new("filter".to_string()), located(f)));
+    }
+    args
+}
+
+fn remember_args(r: &RawRemember) -> Mapping {
+    let mut args = vec![
+        (
+            Located::new("namespace".to_string()),
+            cel_list(&r.namespace),
+        ),
+        (Located::new("value".to_string()), located(&r.value)),
+    ];
+    if let Some(k) = &r.kind {
+        args.push((
+            Located::new("kind".to_string()),
+            Located::at(cel_string(k.get_ref()), loc(k)),
+        ));
+    }
+    if let Some(k) = &r.key {
+        args.push((Located::new("key".to_string()), located(k)));
+    }
+    if let Some(i) = &r.importance {
+        args.push((Located::new("importance".to_string()), located(i)));
+    }
+    args
 }
 
 #[derive(Deserialize)]
@@ -296,6 +388,24 @@ fn to_spec(
                 },
             ));
         }
+        if let Some(recall) = &n.recall {
+            kinds.push((
+                "recall",
+                NodeSpecKind::Tool {
+                    name: Located::at("memory.recall".to_string(), loc(recall)),
+                    args: recall_args(recall.get_ref()),
+                },
+            ));
+        }
+        if let Some(remember) = &n.remember {
+            kinds.push((
+                "remember",
+                NodeSpecKind::Tool {
+                    name: Located::at("memory.remember".to_string(), loc(remember)),
+                    args: remember_args(remember.get_ref()),
+                },
+            ));
+        }
         if let Some(ask) = &n.ask {
             kinds.push((
                 "ask",
@@ -329,7 +439,7 @@ fn to_spec(
                 problems.push(Problem::new(
                     &loc(name),
                     format!("node `{node_name}` does nothing"),
-                    "give it one of `set`, `tool`, `agent`, `ask` or `graph`",
+                    "give it one of `set`, `tool`, `agent`, `ask`, `graph`, `recall` or `remember`",
                 ));
                 continue;
             }
@@ -482,6 +592,16 @@ fn check_keys(doc: &DeTable<'_>, problems: &mut Vec<Problem>) {
             if let Some(t) = node.get_ref().as_table() {
                 let what = format!("in node `{}`", name.get_ref());
                 check_table(t, NODE_KEYS, &what, problems);
+                for (key, allowed) in [("recall", RECALL_KEYS), ("remember", REMEMBER_KEYS)] {
+                    if let Some(table) = t.get(key).and_then(|v| v.get_ref().as_table()) {
+                        check_table(
+                            table,
+                            allowed,
+                            &format!("in `{key}` of node `{}`", name.get_ref()),
+                            problems,
+                        );
+                    }
+                }
                 if let Some(retry) = t.get("retry").and_then(|v| v.get_ref().as_table()) {
                     check_table(
                         retry,

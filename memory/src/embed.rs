@@ -204,25 +204,49 @@ impl Embedder for HashingEmbedder {
 /// all-MiniLM-L6-v2 in-process (384-d): the default embedder.
 #[cfg(feature = "local-embedder")]
 pub struct LocalMiniLm {
-    model: Arc<local_embedder::LocalEmbedder>,
+    dir: std::path::PathBuf,
+    model: std::sync::OnceLock<Arc<local_embedder::LocalEmbedder>>,
 }
 
 #[cfg(feature = "local-embedder")]
 impl LocalMiniLm {
     pub const NAME: &'static str = "local:all-minilm-l6-v2";
 
-    /// Loads from `BRAINOPS_EMBEDDER_MODEL` or the cache directory that
-    /// `scripts/local-embedder.sh` fills.
+    /// `BRAINOPS_EMBEDDER_MODEL`, or the cache directory that `scripts/local-embedder.sh` fills.
+    pub fn default_path() -> std::path::PathBuf {
+        local_embedder::default_path()
+    }
+
+    /// Loads from [`LocalMiniLm::default_path`] now.
     pub fn load_default() -> Result<Self, MemoryError> {
         Self::load(&local_embedder::default_path())
     }
 
+    /// Loads from `dir` now, so a missing model is reported here.
     pub fn load(dir: &std::path::Path) -> Result<Self, MemoryError> {
-        let model = local_embedder::LocalEmbedder::load(dir)
-            .map_err(|e| MemoryError::Embedder(e.to_string()))?;
-        Ok(LocalMiniLm {
-            model: Arc::new(model),
-        })
+        let me = Self::lazy(dir.to_path_buf());
+        me.model()?;
+        Ok(me)
+    }
+
+    /// Loads from `dir` on the first embedding (name and width are known before).
+    pub fn lazy(dir: std::path::PathBuf) -> Self {
+        LocalMiniLm {
+            dir,
+            model: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn model(&self) -> Result<Arc<local_embedder::LocalEmbedder>, MemoryError> {
+        if let Some(m) = self.model.get() {
+            return Ok(m.clone());
+        }
+        let loaded = Arc::new(
+            local_embedder::LocalEmbedder::load(&self.dir)
+                .map_err(|e| MemoryError::Embedder(e.to_string()))?,
+        );
+        // Two first callers may both load; one copy is kept.
+        Ok(self.model.get_or_init(|| loaded).clone())
     }
 }
 
@@ -240,7 +264,20 @@ impl Embedder for LocalMiniLm {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError> {
         // Batches of similar size keep padding (wasted work) small.
         const BATCH: usize = 32;
-        let model = self.model.clone();
+        let model = match self.model.get() {
+            Some(m) => m.clone(),
+            None => {
+                let dir = self.dir.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || local_embedder::LocalEmbedder::load(&dir))
+                        .await
+                        .map_err(|e| {
+                            MemoryError::Embedder(format!("loading the model failed: {e}"))
+                        })?
+                        .map_err(|e| MemoryError::Embedder(e.to_string()))?;
+                self.model.get_or_init(|| Arc::new(loaded)).clone()
+            }
+        };
         let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(texts.len());

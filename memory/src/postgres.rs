@@ -181,6 +181,13 @@ impl PgMemoryStore {
         Ok(migrate(pg, "memory", MIGRATIONS).await?)
     }
 
+    /// The hybrid search statement as [`MemoryStore::search`] runs it, for benchmarks and
+    /// `EXPLAIN`: `$1` prefix path, `$2` its LIKE pattern, `$3` filter JSON text or NULL,
+    /// `$4` query vector, `$5` query text, `$6` candidates per list, `$7` limit, `$8` offset.
+    pub fn hybrid_search_sql() -> &'static str {
+        HYBRID_PAGE_SQL.as_str()
+    }
+
     /// A handle that sees and writes only `tenant`'s rows (the first namespace segment),
     /// enforced by Postgres row-level security.
     pub fn for_tenant(&self, tenant: &str) -> Self {

@@ -8,7 +8,9 @@ mod pg;
 
 use std::sync::Arc;
 
-use memory::{HashingEmbedder, MemoryError, MemoryStore, Namespace, PgMemoryStore, PutOptions, Search};
+use memory::{
+    HashingEmbedder, MemoryError, MemoryStore, Namespace, PgMemoryStore, PutOptions, Search,
+};
 use serde_json::json;
 use sqlx::Row;
 
@@ -17,32 +19,81 @@ fn ns(path: &str) -> Namespace {
 }
 
 async fn isolation(url: &str) {
-    let admin = PgMemoryStore::connect(url, Arc::new(HashingEmbedder::new(64))).await.unwrap();
-    for (tenant, secret) in [("tenant:acme", "acme gate code 1111"), ("tenant:globex", "globex gate code 2222")] {
+    let admin = PgMemoryStore::connect(url, Arc::new(HashingEmbedder::new(64)))
+        .await
+        .unwrap();
+    for (tenant, secret) in [
+        ("tenant:acme", "acme gate code 1111"),
+        ("tenant:globex", "globex gate code 2222"),
+    ] {
         admin
-            .put(&ns(&format!("{tenant}/customers")), "gate", json!({"text": secret}), PutOptions::default())
+            .put(
+                &ns(&format!("{tenant}/customers")),
+                "gate",
+                json!({"text": secret}),
+                PutOptions::default(),
+            )
             .await
             .unwrap();
     }
     let acme = admin.for_tenant("tenant:acme");
 
     // Reads: only acme's row, whatever the prefix asks for.
-    let everything = acme.search(&Search::new(Namespace::root()).query("gate code").limit(100)).await.unwrap();
+    let everything = acme
+        .search(&Search::new(Namespace::root()).query("gate code").limit(100))
+        .await
+        .unwrap();
     assert_eq!(everything.len(), 1, "{everything:?}");
     assert_eq!(everything[0].item.value["text"], "acme gate code 1111");
-    let listed = acme.search(&Search::new(ns("tenant:globex"))).await.unwrap();
+    let listed = acme
+        .search(&Search::new(ns("tenant:globex")))
+        .await
+        .unwrap();
     assert!(listed.is_empty());
-    assert!(acme.get(&ns("tenant:globex/customers"), "gate").await.unwrap().is_none());
-    let spaces: Vec<String> = acme.list_namespaces(&Namespace::root(), None).await.unwrap().iter().map(|n| n.path()).collect();
+    assert!(
+        acme.get(&ns("tenant:globex/customers"), "gate")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let spaces: Vec<String> = acme
+        .list_namespaces(&Namespace::root(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.path())
+        .collect();
     assert_eq!(spaces, ["tenant:acme/customers"]);
 
     // Writes into another tenant are refused before and by the database.
-    let refused = acme.put(&ns("tenant:globex/customers"), "gate", json!({"text": "overwritten"}), PutOptions::default()).await;
-    assert!(matches!(refused, Err(MemoryError::Invalid(_))), "{refused:?}");
-    assert!(!acme.delete(&ns("tenant:globex/customers"), "gate").await.unwrap());
+    let refused = acme
+        .put(
+            &ns("tenant:globex/customers"),
+            "gate",
+            json!({"text": "overwritten"}),
+            PutOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(MemoryError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert!(
+        !acme
+            .delete(&ns("tenant:globex/customers"), "gate")
+            .await
+            .unwrap()
+    );
     assert_eq!(acme.sweep_expired().await.unwrap(), 0);
-    let globex = admin.get(&ns("tenant:globex/customers"), "gate").await.unwrap().unwrap();
-    assert_eq!(globex.value["text"], "globex gate code 2222", "globex's row is untouched");
+    let globex = admin
+        .get(&ns("tenant:globex/customers"), "gate")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        globex.value["text"], "globex gate code 2222",
+        "globex's row is untouched"
+    );
 
     // Raw SQL under the scoped role sees one tenant in both tables, and cannot insert
     // a row for another tenant (WITH CHECK).
@@ -72,8 +123,17 @@ async fn isolation(url: &str) {
 
     // An unscoped connection without the setting, as the tenant role, sees nothing at all.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'brainops_tenant', true)").persistent(false).execute(&mut *tx).await.unwrap();
-    let n: i64 = sqlx::query("SELECT count(*) FROM brainops_memory_items").persistent(false).fetch_one(&mut *tx).await.unwrap().get(0);
+    sqlx::query("SELECT set_config('role', 'brainops_tenant', true)")
+        .persistent(false)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT count(*) FROM brainops_memory_items")
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
 }
 
@@ -96,18 +156,23 @@ async fn migrations_rerun_as_no_ops_and_race_safely() {
     // Eight processes' worth of first opens at once.
     let opens = (0..8).map(|_| {
         let url = url.clone();
-        tokio::spawn(async move { PgMemoryStore::connect(&url, Arc::new(HashingEmbedder::new(64))).await })
+        tokio::spawn(async move {
+            PgMemoryStore::connect(&url, Arc::new(HashingEmbedder::new(64))).await
+        })
     });
     for o in opens {
         o.await.unwrap().unwrap();
     }
-    let store = PgMemoryStore::connect(&url, Arc::new(HashingEmbedder::new(64))).await.unwrap();
+    let store = PgMemoryStore::connect(&url, Arc::new(HashingEmbedder::new(64)))
+        .await
+        .unwrap();
     let ran = PgMemoryStore::migrate(store.pg()).await.unwrap();
     assert_eq!(ran, 0);
-    let applied: i64 = sqlx::query("SELECT count(*) FROM brainops_migrations WHERE component = 'memory'")
-        .fetch_one(store.pg().pool())
-        .await
-        .unwrap()
-        .get(0);
+    let applied: i64 =
+        sqlx::query("SELECT count(*) FROM brainops_migrations WHERE component = 'memory'")
+            .fetch_one(store.pg().pool())
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(applied, 1, "migration 1 recorded once");
 }

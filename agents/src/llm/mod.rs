@@ -21,7 +21,7 @@ mod resilient;
 mod secret;
 
 pub use anthropic::Anthropic;
-pub use embeddings::OpenAiEmbeddings;
+pub use embeddings::{OpenAiEmbedder, OpenAiEmbeddings};
 pub use gemini::{Gemini, gemini_schema};
 #[cfg(feature = "local-model")]
 pub use local::Local;

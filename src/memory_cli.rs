@@ -1,0 +1,305 @@
+//! `brainops memory ...`: long-term memory from the command line, and the store that
+//! `brainops run` attaches for graphs with `recall`/`remember` nodes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use memory::{
+    Cached, EmbeddedStore, Embedder, Index, LazyMemories, Memories, MemoryStore, Namespace,
+    PgMemoryStore, PutOptions, Search,
+};
+use serde_json::{Map, Value, json};
+
+use crate::{Failure, default_home, fail, parse_age, parse_json};
+
+/// Texts whose vectors one process keeps (queries and rewritten items repeat).
+const EMBEDDING_CACHE: usize = 10_000;
+
+#[derive(Subcommand)]
+pub enum MemoryCommand {
+    /// Store an item (replacing one with the same namespace and key); print it.
+    Put {
+        #[arg(long, value_name = "PATH")]
+        namespace: String,
+        #[arg(long)]
+        key: String,
+        /// The item, as JSON (or @FILE).
+        #[arg(long)]
+        value: String,
+        /// A field to embed for semantic search (repeatable; dotted paths). Default: all
+        /// the value's text. `--index none` turns embedding off.
+        #[arg(long = "index", value_name = "FIELD")]
+        index: Vec<String>,
+        /// Forget the item after this long: 90s, 10m, 12h, 30d.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Print an item as JSON; exit 1 when there is none.
+    Get {
+        #[arg(long, value_name = "PATH")]
+        namespace: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Print a JSON array of {"namespace", "key", "value", "score"}, best first, from the
+    /// namespace and everything below it.
+    Search {
+        #[arg(long, value_name = "PATH")]
+        namespace: String,
+        /// Text to match by meaning and by keyword.
+        #[arg(long)]
+        query: Option<String>,
+        /// JSON the items must contain, e.g. '{"kind": "fact", "customer_id": 42}'.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Delete an item; print {"deleted": true|false}.
+    Delete {
+        #[arg(long, value_name = "PATH")]
+        namespace: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Print the namespaces (a JSON array of paths) under a prefix.
+    Namespaces {
+        #[arg(long, value_name = "PATH", default_value = "")]
+        prefix: String,
+        /// Cut namespaces to this many segments.
+        #[arg(long)]
+        depth: Option<usize>,
+    },
+    /// Delete expired items now; print {"expired": N}.
+    Sweep,
+}
+
+/// Where memory lives: `--store`/`--memory`, else `$BRAINOPS_MEMORY`, else the embedded
+/// file under `$BRAINOPS_HOME` or `.brainops/`.
+pub fn memory_spec(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string).or_else(|| {
+        std::env::var("BRAINOPS_MEMORY")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
+/// The embedder named by `--embedder` (or `$BRAINOPS_EMBEDDER`): `local` (default) or
+/// `openai:MODEL[@DIMS]`.
+pub fn open_embedder(flag: Option<&str>) -> Result<Arc<dyn Embedder>, Failure> {
+    let from_env = std::env::var("BRAINOPS_EMBEDDER")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let spec = flag
+        .map(str::to_string)
+        .or(from_env)
+        .unwrap_or_else(|| "local".into());
+    match spec.as_str() {
+        "local" | "local:all-minilm-l6-v2" => {
+            // Loads on first use: get, delete and listing never pay for the model.
+            Ok(Arc::new(Cached::new(
+                memory::LocalMiniLm::lazy(local_embedder_path()),
+                EMBEDDING_CACHE,
+            )))
+        }
+        s if s.starts_with("openai:") => {
+            let model = agents::llm::OpenAiEmbedder::connect(
+                s,
+                &agents::llm::ProviderConfig::default(),
+                None,
+            )
+            .map_err(|e| fail(format!("error: --embedder {s}: {e}")))?;
+            Ok(Arc::new(Cached::new(model, EMBEDDING_CACHE)))
+        }
+        other => Err(fail(format!(
+            "error: --embedder {other:?} is not known\n  help: use `local` (all-MiniLM-L6-v2, the default) or openai:MODEL, e.g. openai:text-embedding-3-small"
+        ))),
+    }
+}
+
+pub async fn open_memory(
+    spec: Option<&str>,
+    embedder: Arc<dyn Embedder>,
+) -> Result<Arc<dyn MemoryStore>, Failure> {
+    match spec {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PgMemoryStore::connect(url, embedder).await.map_err(|e| {
+                fail(format!(
+                    "error: cannot open the Postgres memory store {}: {}\n  help: check the URL and that the server is up; a local one: eval \"$(scripts/postgres.sh)\"",
+                    engine::pg::redact(url),
+                    engine::pg::redact(&e.to_string())
+                ))
+            })?;
+            Ok(Arc::new(store))
+        }
+        other => {
+            let path = match other {
+                None => default_home().join("memory.db"),
+                Some(s) => PathBuf::from(s.strip_prefix("sqlite:").unwrap_or(s)),
+            };
+            let store = EmbeddedStore::open(&path, embedder).map_err(|e| {
+                fail(format!(
+                    "error: cannot open the memory store {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Memory for `brainops run`, opened only when a node first recalls or remembers.
+pub fn lazy_memories(spec: Option<String>, embedder: Option<String>) -> LazyMemories {
+    LazyMemories::new(move || {
+        let spec = spec.clone();
+        let embedder = embedder.clone();
+        async move {
+            let e = open_embedder(embedder.as_deref())
+                .map_err(|f| memory::MemoryError::Store(f.message))?;
+            let store = open_memory(spec.as_deref(), e)
+                .await
+                .map_err(|f| memory::MemoryError::Store(f.message))?;
+            Ok(Memories::new(store))
+        }
+    })
+}
+
+fn local_embedder_path() -> PathBuf {
+    match std::env::var_os("BRAINOPS_EMBEDDER_MODEL") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => memory::LocalMiniLm::default_path(),
+    }
+}
+
+fn namespace(flag: &str, path: &str) -> Result<Namespace, Failure> {
+    Namespace::parse(path).map_err(|e| {
+        fail(format!(
+            "error: {flag} {path:?}: {e}\n  help: segments joined by `/`, e.g. tenant:acme/customers"
+        ))
+    })
+}
+
+fn item_json(item: &memory::Item) -> Value {
+    json!({
+        "namespace": item.namespace.path(),
+        "key": item.key,
+        "value": item.value,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+        "expires_at": item.expires_at,
+    })
+}
+
+pub async fn run(
+    command: MemoryCommand,
+    store: Option<String>,
+    embedder: Option<String>,
+) -> Result<u8, Failure> {
+    let embedder = open_embedder(embedder.as_deref())?;
+    let store = open_memory(memory_spec(store.as_deref()).as_deref(), embedder).await?;
+    let failed = |e: memory::MemoryError| fail(format!("error: {e}"));
+    match command {
+        MemoryCommand::Put {
+            namespace: ns,
+            key,
+            value,
+            index,
+            ttl,
+        } => {
+            let ns = namespace("--namespace", &ns)?;
+            let value = parse_json("--value", &value)?;
+            let index = match index.as_slice() {
+                [] => Index::Whole,
+                [none] if none == "none" => Index::Off,
+                fields => Index::Fields(fields.to_vec()),
+            };
+            let ttl: Option<Duration> = ttl
+                .as_deref()
+                .map(parse_age)
+                .transpose()?
+                .map(Duration::from_millis);
+            store
+                .put(&ns, &key, value, PutOptions { index, ttl })
+                .await
+                .map_err(failed)?;
+            let item = store.get(&ns, &key).await.map_err(failed)?;
+            println!("{}", item.as_ref().map_or(Value::Null, item_json));
+            Ok(0)
+        }
+        MemoryCommand::Get { namespace: ns, key } => {
+            let ns = namespace("--namespace", &ns)?;
+            match store.get(&ns, &key).await.map_err(failed)? {
+                Some(item) => {
+                    println!("{}", item_json(&item));
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("error: no item {key:?} in {ns} (or it expired)");
+                    Ok(1)
+                }
+            }
+        }
+        MemoryCommand::Search {
+            namespace: ns,
+            query,
+            filter,
+            limit,
+            offset,
+        } => {
+            let mut search = Search::new(namespace("--namespace", &ns)?)
+                .limit(limit)
+                .offset(offset);
+            if let Some(q) = query {
+                search = search.query(q);
+            }
+            if let Some(f) = filter {
+                match parse_json("--filter", &f)? {
+                    Value::Object(map) => search = search.filter(map),
+                    _ => {
+                        return Err(fail(
+                            "error: --filter must be a JSON object, e.g. '{\"kind\": \"fact\"}'",
+                        ));
+                    }
+                }
+            }
+            let hits = store.search(&search).await.map_err(failed)?;
+            let out: Vec<Value> = hits
+                .iter()
+                .map(|h| {
+                    let mut o = Map::new();
+                    o.insert("namespace".into(), json!(h.item.namespace.path()));
+                    o.insert("key".into(), json!(h.item.key));
+                    o.insert("value".into(), h.item.value.clone());
+                    o.insert("score".into(), json!(h.score));
+                    Value::Object(o)
+                })
+                .collect();
+            println!("{}", Value::Array(out));
+            Ok(0)
+        }
+        MemoryCommand::Delete { namespace: ns, key } => {
+            let ns = namespace("--namespace", &ns)?;
+            let deleted = store.delete(&ns, &key).await.map_err(failed)?;
+            println!("{}", json!({ "deleted": deleted }));
+            Ok(0)
+        }
+        MemoryCommand::Namespaces { prefix, depth } => {
+            let found = store
+                .list_namespaces(&namespace("--prefix", &prefix)?, depth)
+                .await
+                .map_err(failed)?;
+            let paths: Vec<String> = found.iter().map(Namespace::path).collect();
+            println!("{}", json!(paths));
+            Ok(0)
+        }
+        MemoryCommand::Sweep => {
+            let n = store.sweep_expired().await.map_err(failed)?;
+            println!("{}", json!({ "expired": n }));
+            Ok(0)
+        }
+    }
+}
