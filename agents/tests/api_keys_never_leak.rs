@@ -1,9 +1,10 @@
-//! An API key never reaches events, run outcomes, errors or checkpoints, even when the
+//! An API key never reaches events, run outcomes, errors, logs or checkpoints, even when the
 //! provider echoes it back in an error body. (Its own test binary: it sets the key in the
 //! process environment, as the backend does.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 use agents::llm::{ChatNode, ProviderConfig};
 use engine::{Registry, RunRequest, Runner, SqliteSaver, loader};
@@ -13,8 +14,48 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "sk-live-leakcheck-8d1f0c3a9b7e";
 
+/// Every log event, at every level, formatted with all its fields.
+struct CapturedLogs(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for CapturedLogs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut logs = self.0.lock().unwrap();
+        span.record(&mut Fields(&mut logs));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Fields(&mut self.0.lock().unwrap()));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut logs = self.0.lock().unwrap();
+        let _ = write!(
+            logs,
+            "\n{} {}:",
+            event.metadata().level(),
+            event.metadata().target()
+        );
+        event.record(&mut Fields(&mut logs));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_key_is_nowhere_in_events_outcomes_or_checkpoints() {
+async fn the_key_is_nowhere_in_events_outcomes_logs_or_checkpoints() {
+    let logs = Arc::new(Mutex::new(String::new()));
+    tracing::subscriber::set_global_default(CapturedLogs(logs.clone())).unwrap();
     // SAFETY: this test binary has one test; nothing reads the environment concurrently.
     unsafe { std::env::set_var("OPENAI_API_KEY", KEY) };
     let server = MockServer::start().await;
@@ -40,7 +81,7 @@ name = "leak"
 note = { type = "string" }
 [nodes.draft]
 tool = "llm.chat"
-args = { prompt = "'hello'", model = "'openai:gpt-4o-mini'" }
+args = { prompt = "'hello'", model = "['openai:gpt-4o-mini', 'openai:gpt-4o']" }
 output = "note"
 [[edges]]
 from = "START"
@@ -74,6 +115,12 @@ to = "END"
         !outcome_text.contains(KEY),
         "the key leaked into the outcome"
     );
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("falling back"),
+        "the fallback was logged: {logs}"
+    );
+    assert!(!logs.contains(KEY), "the key leaked into the logs: {logs}");
     let stored = std::fs::read(&db).unwrap();
     let wal = std::fs::read(dir.path().join("threads.db-wal")).unwrap_or_default();
     for bytes in [&stored, &wal] {

@@ -974,3 +974,96 @@ async fn openai_embeddings_come_back_in_input_order() {
     assert_eq!(sent["dimensions"], 3);
     assert!(format!("{e:?}").contains("***") && !format!("{e:?}").contains(KEY));
 }
+
+/// OpenAI as the memory store's embedder: the vectors index and find memories, a reply of
+/// the wrong width is refused, and a store filled by another embedder refuses this one.
+#[tokio::test]
+async fn openai_embedder_serves_the_memory_store() {
+    use memory::{EmbeddedStore, MemoryStore, Namespace, PutOptions, Search};
+    let server = MockServer::start().await;
+    // A deterministic stand-in for the model: one direction per topic word.
+    let respond = |req: &wiremock::Request| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let data: Vec<Value> = body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = t.as_str().unwrap();
+                let v = [
+                    t.contains("hail"),
+                    t.contains("invoice"),
+                    t.contains("crew"),
+                    true,
+                ]
+                .map(|b| if b { 1.0 } else { 0.0 });
+                json!({"object": "embedding", "index": i, "embedding": v})
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(
+            json!({"object": "list", "model": "text-embedding-3-small", "data": data, "usage": {"prompt_tokens": 3, "total_tokens": 3}}),
+        )
+    };
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/embeddings$"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let embedder = agents::llm::OpenAiEmbedder::connect(
+        "openai:text-embedding-3-small@4",
+        &config,
+        Some(ApiKey::new(KEY)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("m.db"), Arc::new(embedder)).unwrap();
+    let ns = Namespace::parse("tenant:acme/notes").unwrap();
+    for (k, t) in [
+        ("a", "hail on the north slope"),
+        ("b", "invoice 7 paid"),
+        ("c", "crew B on Tuesday"),
+    ] {
+        store
+            .put(&ns, k, json!({"text": t}), PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let hits = store
+        .search(&Search::new(ns.clone()).query("was there any hail?"))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].item.key, "a");
+    let sent = sent(&server.received_requests().await.unwrap());
+    assert_eq!(sent["dimensions"], 4);
+    assert_eq!(sent["model"], "text-embedding-3-small");
+
+    // An embedder declared 3-d that gets 4-d vectors refuses them, naming the mismatch.
+    let wrong = agents::llm::OpenAiEmbedder::connect(
+        "openai:text-embedding-3-small@3",
+        &config,
+        Some(ApiKey::new(KEY)),
+    )
+    .unwrap();
+    let err = memory::Embedder::embed(&wrong, &["x".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("4-d vectors, expected 3"), "{err}");
+    let refused = EmbeddedStore::open(dir.path().join("m.db"), Arc::new(wrong)).unwrap_err();
+    assert!(
+        refused.to_string().contains("holds 4-d vectors"),
+        "{refused}"
+    );
+    let unknown =
+        agents::llm::OpenAiEmbedder::connect("openai:my-embedder", &config, Some(ApiKey::new(KEY)))
+            .unwrap_err();
+    assert!(
+        unknown.to_string().contains("openai:my-embedder@1536"),
+        "{unknown}"
+    );
+}

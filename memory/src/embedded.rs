@@ -422,20 +422,27 @@ impl MemoryStore for EmbeddedStore {
         self.with_conn(move |c| {
             let prefix = search.namespace_prefix.path();
             let now = now_ms();
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT i.id, i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at FROM memory_items i WHERE {UNDER_PREFIX}"
-            ))?;
             let filter = search.filter.clone().map(Value::Object);
-            let mut items: HashMap<i64, Item> = HashMap::new();
-            for row in stmt.query_map(params![prefix, now], item_from_row)? {
-                let (id, item) = row?;
-                if filter.as_ref().is_none_or(|f| contains(&item.value, f)) {
-                    items.insert(id, item);
+            // Values are parsed only when a filter or the importance weight needs them; the
+            // page's items are read in full at the end.
+            let need_value = filter.is_some() || search.ranking.importance_weight > 0.0;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT i.id, i.updated_at, CASE WHEN ?3 THEN i.value END FROM memory_items i WHERE {UNDER_PREFIX}"
+            ))?;
+            let mut candidates: HashMap<i64, (i64, Value)> = HashMap::new();
+            let mut rows = stmt.query(params![prefix, now, need_value])?;
+            while let Some(r) = rows.next()? {
+                let value = match r.get::<_, Option<String>>(2)? {
+                    Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+                    None => Value::Null,
+                };
+                if filter.as_ref().is_none_or(|f| contains(&value, f)) {
+                    candidates.insert(r.get(0)?, (r.get(1)?, value));
                 }
             }
             let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
-            let mut scored_items: Vec<(Item, Option<f64>)> = if let Some(q) = query {
-                let mut by_vector: Vec<(i64, f32)> = Vec::new();
+            let mut ranked: Vec<(i64, Option<f64>, i64)> = if let Some(q) = query {
+                let mut by_vector: Vec<(i64, f64)> = Vec::new();
                 if let Some(qv) = &query_vector {
                     let mut best: HashMap<i64, f32> = HashMap::new();
                     let mut stmt = c.prepare_cached(&format!(
@@ -444,7 +451,7 @@ impl MemoryStore for EmbeddedStore {
                     let mut rows = stmt.query(params![prefix, now])?;
                     while let Some(r) = rows.next()? {
                         let id: i64 = r.get(0)?;
-                        if !items.contains_key(&id) {
+                        if !candidates.contains_key(&id) {
                             continue;
                         }
                         let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
@@ -452,7 +459,7 @@ impl MemoryStore for EmbeddedStore {
                         let slot = best.entry(id).or_insert(f32::MIN);
                         *slot = slot.max(sim);
                     }
-                    by_vector = best.into_iter().collect();
+                    by_vector = best.into_iter().map(|(id, s)| (id, f64::from(s))).collect();
                     by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 }
                 let mut by_keyword: Vec<(i64, f64)> = Vec::new();
@@ -462,47 +469,45 @@ impl MemoryStore for EmbeddedStore {
                     )?;
                     for row in stmt.query_map([fts], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
                         let (id, bm25) = row?;
-                        if items.contains_key(&id) {
+                        if candidates.contains_key(&id) {
                             // bm25() is lower for better matches.
                             by_keyword.push((id, -bm25));
                         }
                     }
                 }
-                let by_vector: Vec<(i64, f64)> =
-                    by_vector.into_iter().map(|(id, sim)| (id, f64::from(sim))).collect();
                 fuse(&[&by_vector, &by_keyword])
                     .into_iter()
                     .filter_map(|(id, s)| {
-                        items.remove(&id).map(|item| {
-                            let s = adjust(s, &item, &search.ranking, now);
-                            (item, Some(s))
+                        candidates.get(&id).map(|(updated, value)| {
+                            (id, Some(adjust(s, *updated, value, &search.ranking, now)), *updated)
                         })
                     })
                     .collect()
             } else if scored(None, &search.ranking) {
-                items
-                    .into_values()
-                    .map(|item| {
-                        let s = adjust(1.0, &item, &search.ranking, now);
-                        (item, Some(s))
+                candidates
+                    .iter()
+                    .map(|(id, (updated, value))| {
+                        (*id, Some(adjust(1.0, *updated, value, &search.ranking, now)), *updated)
                     })
                     .collect()
             } else {
-                items.into_values().map(|item| (item, None)).collect()
+                candidates.iter().map(|(id, (updated, _))| (*id, None, *updated)).collect()
             };
-            scored_items.sort_by(|a, b| {
+            ranked.sort_by(|a, b| {
                 b.1.unwrap_or(0.0)
                     .total_cmp(&a.1.unwrap_or(0.0))
-                    .then(b.0.updated_at.cmp(&a.0.updated_at))
-                    .then_with(|| a.0.namespace.cmp(&b.0.namespace))
-                    .then_with(|| a.0.key.cmp(&b.0.key))
+                    .then(b.2.cmp(&a.2))
+                    .then(b.0.cmp(&a.0))
             });
-            Ok(scored_items
-                .into_iter()
-                .skip(search.offset)
-                .take(search.limit)
-                .map(|(item, score)| Hit { item, score })
-                .collect())
+            let mut read = c.prepare_cached(
+                "SELECT id, ns, key, value, created_at, updated_at, expires_at FROM memory_items WHERE id = ?1",
+            )?;
+            let mut hits = Vec::new();
+            for (id, score, _) in ranked.into_iter().skip(search.offset).take(search.limit) {
+                let (_, item) = read.query_row([id], item_from_row)?;
+                hits.push(Hit { item, score });
+            }
+            Ok(hits)
         })
         .await
     }

@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../migrations/memory_0001_init.sql"),
 }];
 
+/// Keyword matches ranked per search, at most. A word common to much of the store (say
+/// "roof" in a roofing company's memories) matches tens of thousands of rows, and ranking
+/// them all costs hundreds of milliseconds while telling little; rows holding all the
+/// query's words are always ranked (they come first), then up to this many rows holding any.
+const KEYWORD_SCAN: usize = 1000;
+
 /// How many candidates each ranked list contributes before fusion, at least.
 const MIN_CANDIDATES: usize = 40;
 
@@ -458,7 +464,8 @@ impl MemoryStore for PgMemoryStore {
             let score = if weighted {
                 Some(adjust(
                     relevance.unwrap_or(1.0),
-                    &item,
+                    item.updated_at,
+                    &item.value,
                     &search.ranking,
                     now,
                 ))
@@ -540,8 +547,9 @@ impl MemoryStore for PgMemoryStore {
     }
 }
 
-/// The hybrid search: the `$6` nearest vectors (HNSW) and the `$6` best keyword matches,
-/// each ranked, fused by reciprocal rank. `$4` query vector, `$5` query text, `$7`/`$8`
+/// The hybrid search: the `$6` nearest vectors (HNSW) and the `$6` best keyword matches
+/// (among rows with all the query's words and a bounded scan of rows with any), each
+/// ranked, fused by reciprocal rank. `$4` query vector, `$5` query text, `$7`/`$8`
 /// limit/offset (applied here only when `paginate`; weighted ranking re-sorts in Rust).
 pub(crate) fn search_sql(paginate: bool) -> String {
     let page = if paginate {
@@ -558,14 +566,21 @@ pub(crate) fn search_sql(paginate: bool) -> String {
                     WHERE $4::vector IS NOT NULL AND {ITEM_WHERE}
                     ORDER BY v.embedding <=> $4 LIMIT $6) top
                 ORDER BY item_id, dist) best),
+        q AS (
+            SELECT plainto_tsquery('english', $5) AS all_q,
+                   to_tsquery('english', coalesce(array_to_string(ARRAY(
+                       SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', $5))) l), ' | '), '')) AS any_q),
+        kw_candidates AS (
+            (SELECT i.id, i.search FROM brainops_memory_items i, q
+             WHERE i.search @@ q.all_q AND {ITEM_WHERE} LIMIT $6)
+            UNION ALL
+            (SELECT i.id, i.search FROM brainops_memory_items i, q
+             WHERE i.search @@ q.any_q AND {ITEM_WHERE} LIMIT {KEYWORD_SCAN})),
         kw AS (
             SELECT id AS item_id, rank() OVER (ORDER BY rank DESC) AS r FROM (
-                SELECT i.id, ts_rank_cd(i.search, q.q) AS rank
-                FROM brainops_memory_items i,
-                     (SELECT to_tsquery('english', coalesce(array_to_string(ARRAY(
-                         SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', $5))) l), ' | '), '')) AS q) q
-                WHERE i.search @@ q.q AND {ITEM_WHERE}
-                ORDER BY rank DESC LIMIT $6) top)
+                SELECT DISTINCT ON (c.id) c.id, ts_rank_cd(c.search, q.any_q) AS rank
+                FROM kw_candidates c, q) ranked
+            ORDER BY rank DESC LIMIT $6)
         SELECT {ITEM_COLUMNS},
                (COALESCE(1.0 / ({RRF_K} + vec.r), 0) + COALESCE(1.0 / ({RRF_K} + kw.r), 0))::float8 AS score
         FROM (SELECT item_id FROM vec UNION SELECT item_id FROM kw) ids

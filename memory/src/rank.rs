@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use crate::{Item, Ranking};
+use crate::Ranking;
 
 /// The constant of reciprocal rank fusion (Cormack et al.): damps the head of each list so
 /// an item ranked well by both beats one ranked first by only one.
@@ -28,16 +28,21 @@ pub(crate) fn fuse<Id: Copy + Eq + Hash>(lists: &[&[(Id, f64)]]) -> HashMap<Id, 
 
 /// Relevance scaled by the ranking weights. With no query, relevance is 1 for all, so the
 /// weights alone order the items.
-pub(crate) fn adjust(relevance: f64, item: &Item, ranking: &Ranking, now_ms: i64) -> f64 {
+pub(crate) fn adjust(
+    relevance: f64,
+    updated_at: i64,
+    value: &serde_json::Value,
+    ranking: &Ranking,
+    now_ms: i64,
+) -> f64 {
     let mut factor = 1.0;
     if ranking.recency_weight > 0.0 {
-        let age = (now_ms - item.updated_at).max(0) as f64;
+        let age = (now_ms - updated_at).max(0) as f64;
         let half = ranking.half_life.as_millis().max(1) as f64;
         factor += ranking.recency_weight * 0.5f64.powf(age / half);
     }
     if ranking.importance_weight > 0.0 {
-        let importance = item
-            .value
+        let importance = value
             .get("importance")
             .and_then(serde_json::Value::as_f64)
             .unwrap_or(0.0)
