@@ -104,7 +104,7 @@ impl Node for ChatNode {
             .map(|t| t as f32);
 
         let reply = model.complete(&request).await.map_err(|e| failed(&e))?;
-        let name = names.first().cloned().unwrap_or_default();
+        let name = answered_by(&names, &reply.model);
         ctx.record_usage(UsageRecord {
             cost_usd: pricing::cost_usd(&name, reply.usage),
             model: name,
@@ -120,5 +120,48 @@ impl Node for ChatNode {
             }),
             None => Ok(Value::String(reply.text)),
         }
+    }
+}
+
+/// Which of the fallback chain's models gave `reported` (the model id in the reply), so a
+/// fallback's tokens are priced at its own rate. Providers report the id they were asked for,
+/// often with a date suffix (`gpt-4o-mini-2024-07-18`); the first model is assumed otherwise.
+fn answered_by(names: &[String], reported: &str) -> String {
+    names
+        .iter()
+        .find(|name| {
+            let id = name
+                .split_once('#')
+                .or_else(|| name.split_once(':'))
+                .map_or(name.as_str(), |(_, id)| id);
+            !id.is_empty() && reported.starts_with(id)
+        })
+        .or(names.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod answered_by_tests {
+    use super::answered_by;
+
+    #[test]
+    fn the_fallback_that_answered_is_priced() {
+        let chain = vec![
+            "anthropic:claude-sonnet-4-5".to_string(),
+            "openai:gpt-4o-mini".to_string(),
+            "openai-compat:http://127.0.0.1:8080/v1#llama-3".to_string(),
+        ];
+        assert_eq!(
+            answered_by(&chain, "gpt-4o-mini-2024-07-18"),
+            "openai:gpt-4o-mini"
+        );
+        assert_eq!(
+            answered_by(&chain, "claude-sonnet-4-5-20250929"),
+            "anthropic:claude-sonnet-4-5"
+        );
+        assert_eq!(answered_by(&chain, "llama-3"), chain[2]);
+        assert_eq!(answered_by(&chain, "something-else"), chain[0]);
+        assert_eq!(answered_by(&[], "x"), "");
     }
 }
