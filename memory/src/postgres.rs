@@ -30,10 +30,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// Keyword matches ranked per search, at most. A word common to much of the store (say
 /// "roof" in a roofing company's memories) matches tens of thousands of rows, and ranking
-/// them all costs hundreds of milliseconds while telling little. Below this many matches
-/// every match is ranked. (Also requiring all the words was tried: intersecting the index
-/// lists of common words cost 60 ms at 1M rows, and for two words the planner chose a
-/// 500 ms sequential scan.)
+/// them all costs hundreds of milliseconds while telling little; rows holding all the
+/// query's words are always ranked (they come first), then up to this many rows holding any.
 const KEYWORD_SCAN: usize = 1000;
 
 /// How many candidates each ranked list contributes before fusion, at least.
@@ -550,8 +548,8 @@ impl MemoryStore for PgMemoryStore {
 }
 
 /// The hybrid search: the `$6` nearest vectors (HNSW) and the `$6` best keyword matches
-/// (among at most `KEYWORD_SCAN` rows holding any of the query's words), each ranked,
-/// fused by reciprocal rank. `$4` query vector, `$5` query text, `$7`/`$8`
+/// (among rows with all the query's words and a bounded scan of rows with any), each
+/// ranked, fused by reciprocal rank. `$4` query vector, `$5` query text, `$7`/`$8`
 /// limit/offset (applied here only when `paginate`; weighted ranking re-sorts in Rust).
 pub(crate) fn search_sql(paginate: bool) -> String {
     let page = if paginate {
@@ -569,14 +567,18 @@ pub(crate) fn search_sql(paginate: bool) -> String {
                     ORDER BY v.embedding <=> $4 LIMIT $6) top
                 ORDER BY item_id, dist) best),
         q AS (
-            SELECT to_tsquery('english', coalesce(array_to_string(ARRAY(
+            SELECT plainto_tsquery('english', $5) AS all_q,
+                   to_tsquery('english', coalesce(array_to_string(ARRAY(
                        SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', $5))) l), ' | '), '')) AS any_q),
         kw_candidates AS (
-            SELECT i.id, i.search FROM brainops_memory_items i, q
-            WHERE i.search @@ q.any_q AND {ITEM_WHERE} LIMIT {KEYWORD_SCAN}),
+            (SELECT i.id, i.search FROM brainops_memory_items i, q
+             WHERE i.search @@ q.all_q AND {ITEM_WHERE} LIMIT $6)
+            UNION ALL
+            (SELECT i.id, i.search FROM brainops_memory_items i, q
+             WHERE i.search @@ q.any_q AND {ITEM_WHERE} LIMIT {KEYWORD_SCAN})),
         kw AS (
             SELECT id AS item_id, rank() OVER (ORDER BY rank DESC) AS r FROM (
-                SELECT c.id, ts_rank_cd(c.search, q.any_q) AS rank
+                SELECT DISTINCT ON (c.id) c.id, ts_rank_cd(c.search, q.any_q) AS rank
                 FROM kw_candidates c, q) ranked
             ORDER BY rank DESC LIMIT $6)
         SELECT {ITEM_COLUMNS},
