@@ -158,8 +158,9 @@ pub fn lazy_memories(spec: Option<String>, embedder: Option<String>) -> LazyMemo
         let spec = spec.clone();
         let embedder = embedder.clone();
         async move {
+            // A wrong --embedder is the user's to fix: a node must not retry it.
             let e = open_embedder(embedder.as_deref())
-                .map_err(|f| memory::MemoryError::Store(f.message))?;
+                .map_err(|f| memory::MemoryError::Invalid(f.message))?;
             let store = open_memory(spec.as_deref(), e)
                 .await
                 .map_err(|f| memory::MemoryError::Store(f.message))?;

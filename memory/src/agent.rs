@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::embed::{cosine, text_hash};
+use crate::embed::text_hash;
 use crate::{Hit, Index, MemoryError, MemoryStore, Namespace, PutOptions, Ranking, Search};
 
 /// What a memory is about.
@@ -194,32 +194,14 @@ impl Memories {
                     .limit(5),
             )
             .await?;
-        let candidates: Vec<Hit> = hits
+        // The store reports each hit's cosine similarity to the text: nothing is embedded
+        // again here.
+        Ok(hits
             .into_iter()
             .filter(|h| &h.item.namespace == namespace)
-            .collect();
-        if candidates.is_empty() {
-            return Ok(None);
-        }
-        let mut texts = vec![text.to_string()];
-        texts.extend(candidates.iter().map(|h| {
-            h.item
-                .value
-                .get("text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        }));
-        let vectors = self.store.embedder().embed(&texts).await?;
-        let Some((first, rest)) = vectors.split_first() else {
-            return Ok(None);
-        };
-        let best = candidates
-            .into_iter()
-            .zip(rest)
-            .map(|(hit, v)| (cosine(first, v), hit))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(best.and_then(|(sim, hit)| (sim >= self.merge_threshold).then_some(hit)))
+            .filter_map(|h| h.similarity.map(|sim| (sim, h)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .and_then(|(sim, hit)| (sim >= self.merge_threshold).then_some(hit)))
     }
 
     /// The memories under `prefix` that best answer `query`, weighed by this handle's

@@ -39,6 +39,49 @@ pub fn text_hash(text: &str) -> i64 {
     h as i64
 }
 
+/// A field's vector as a store keeps it, with the hash of the text it came from.
+pub(crate) struct FieldVector {
+    pub field: String,
+    pub text_hash: i64,
+    pub vector: Vec<f32>,
+}
+
+/// Embeds the (field, text) pairs whose text differs from what `stored` (field → text hash)
+/// says was embedded last time, in one call; unchanged fields keep their stored vectors.
+pub(crate) async fn embed_changed(
+    embedder: &dyn Embedder,
+    texts: &[(String, String)],
+    stored: &HashMap<String, i64>,
+) -> Result<Vec<FieldVector>, MemoryError> {
+    let changed: Vec<(&String, i64, &String)> = texts
+        .iter()
+        .map(|(field, text)| (field, text_hash(text), text))
+        .filter(|(field, hash, _)| stored.get(*field) != Some(hash))
+        .collect();
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let input: Vec<String> = changed.iter().map(|(_, _, t)| (*t).clone()).collect();
+    let vectors = embedder.embed(&input).await?;
+    if vectors.len() != changed.len() {
+        return Err(MemoryError::Embedder(format!(
+            "{} returned {} vectors for {} texts",
+            embedder.name(),
+            vectors.len(),
+            changed.len()
+        )));
+    }
+    Ok(changed
+        .into_iter()
+        .zip(vectors)
+        .map(|((field, text_hash, _), vector)| FieldVector {
+            field: field.clone(),
+            text_hash,
+            vector,
+        })
+        .collect())
+}
+
 /// Cosine similarity of two vectors (both unit length in practice, but not assumed).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);

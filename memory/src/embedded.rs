@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::embed::{cosine, text_hash};
+use crate::embed::{cosine, embed_changed};
 use crate::item::{all_text, contains, texts_to_index};
 use crate::rank::{adjust, fuse, scored};
 use crate::{Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Search, now_ms};
@@ -295,11 +295,7 @@ impl MemoryStore for EmbeddedStore {
         value: Value,
         options: PutOptions,
     ) -> Result<(), MemoryError> {
-        if namespace.is_root() {
-            return Err(MemoryError::Invalid(
-                "an item needs a namespace (e.g. tenant:acme/customers)".into(),
-            ));
-        }
+        namespace.require_item_namespace()?;
         let ns = namespace.path();
         let texts = texts_to_index(&value, &options.index);
         let stored: HashMap<String, i64> = {
@@ -313,22 +309,12 @@ impl MemoryStore for EmbeddedStore {
             })
             .await?
         };
-        // Only fields whose text changed are embedded again.
-        let changed: Vec<&(String, String)> = texts
-            .iter()
-            .filter(|(field, text)| stored.get(field) != Some(&text_hash(text)))
-            .collect();
-        let vectors = if changed.is_empty() {
-            Vec::new()
-        } else {
-            let input: Vec<String> = changed.iter().map(|(_, t)| t.clone()).collect();
-            self.embedder.embed(&input).await?
-        };
-        let fresh: Vec<(String, i64, Vec<u8>)> = changed
-            .iter()
-            .zip(&vectors)
-            .map(|((field, text), v)| (field.clone(), text_hash(text), to_blob(v)))
-            .collect();
+        let fresh: Vec<(String, i64, Vec<u8>)> =
+            embed_changed(self.embedder.as_ref(), &texts, &stored)
+                .await?
+                .into_iter()
+                .map(|f| (f.field, f.text_hash, to_blob(&f.vector)))
+                .collect();
         let fields: Vec<String> = texts.into_iter().map(|(f, _)| f).collect();
         let body = all_text(&value);
         let value = value.to_string();
@@ -441,6 +427,7 @@ impl MemoryStore for EmbeddedStore {
                 }
             }
             let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
+            let mut similarity: HashMap<i64, f32> = HashMap::new();
             let mut ranked: Vec<(i64, Option<f64>, i64)> = if let Some(q) = query {
                 let mut by_vector: Vec<(i64, f64)> = Vec::new();
                 if let Some(qv) = &query_vector {
@@ -459,7 +446,8 @@ impl MemoryStore for EmbeddedStore {
                         let slot = best.entry(id).or_insert(f32::MIN);
                         *slot = slot.max(sim);
                     }
-                    by_vector = best.into_iter().map(|(id, s)| (id, f64::from(s))).collect();
+                    by_vector = best.iter().map(|(id, s)| (*id, f64::from(*s))).collect();
+                    similarity = best;
                     by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 }
                 let mut by_keyword: Vec<(i64, f64)> = Vec::new();
@@ -505,7 +493,11 @@ impl MemoryStore for EmbeddedStore {
             let mut hits = Vec::new();
             for (id, score, _) in ranked.into_iter().skip(search.offset).take(search.limit) {
                 let (_, item) = read.query_row([id], item_from_row)?;
-                hits.push(Hit { item, score });
+                hits.push(Hit {
+                    item,
+                    score,
+                    similarity: similarity.get(&id).copied(),
+                });
             }
             Ok(hits)
         })

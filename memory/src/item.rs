@@ -68,6 +68,16 @@ impl Namespace {
         self.0.starts_with(&prefix.0)
     }
 
+    /// Refuses the root, which no item may live in.
+    pub(crate) fn require_item_namespace(&self) -> Result<(), MemoryError> {
+        if self.is_root() {
+            return Err(MemoryError::Invalid(
+                "an item needs a namespace (e.g. tenant:acme/customers)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The first `depth` segments.
     pub fn truncated(&self, depth: usize) -> Namespace {
         Namespace(self.0[..depth.min(self.0.len())].to_vec())
@@ -186,12 +196,14 @@ impl Search {
 }
 
 /// One search result. `score` is set when the search had a query or ranking weights:
-/// higher is better.
+/// higher is better. `similarity` is the cosine similarity of the item's closest indexed
+/// field to the query, when the item was among the semantic matches.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
     #[serde(flatten)]
     pub item: Item,
     pub score: Option<f64>,
+    pub similarity: Option<f32>,
 }
 
 /// The texts of `value` to embed under `index`, as (field, text) pairs. Fields absent from

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::embed::text_hash;
+use crate::embed::embed_changed;
 use crate::item::{all_text, texts_to_index};
 use crate::rank::{RRF_K, adjust, scored};
 use crate::{Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Search, now_ms};
@@ -60,7 +60,7 @@ static NAMESPACES_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 static RECENT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {ITEM_COLUMNS}, NULL::float8 FROM brainops_memory_items i WHERE {ITEM_WHERE}
+        "SELECT {ITEM_COLUMNS}, NULL::float8, NULL::float8 FROM brainops_memory_items i WHERE {ITEM_WHERE}
          ORDER BY i.updated_at DESC, i.ns, i.key LIMIT $4 OFFSET $5"
     )
 });
@@ -243,11 +243,7 @@ impl MemoryStore for PgMemoryStore {
         value: Value,
         options: PutOptions,
     ) -> Result<(), MemoryError> {
-        if namespace.is_root() {
-            return Err(MemoryError::Invalid(
-                "an item needs a namespace (e.g. tenant:acme/customers)".into(),
-            ));
-        }
+        namespace.require_item_namespace()?;
         self.check_tenant(namespace)?;
         let ns = namespace.path();
         let tenant = namespace.tenant().unwrap_or_default().to_string();
@@ -271,17 +267,12 @@ impl MemoryStore for PgMemoryStore {
                     .collect::<Result<_, sqlx::Error>>()
             })
             .await?;
-        // Only fields whose text changed are embedded again.
-        let changed: Vec<&(String, String)> = texts
-            .iter()
-            .filter(|(field, text)| stored.get(field) != Some(&text_hash(text)))
-            .collect();
-        let vectors = if changed.is_empty() {
-            Vec::new()
-        } else {
-            let input: Vec<String> = changed.iter().map(|(_, t)| t.clone()).collect();
-            self.embedder.embed(&input).await?
-        };
+        let fresh: Vec<(String, i64, Vector)> =
+            embed_changed(self.embedder.as_ref(), &texts, &stored)
+                .await?
+                .into_iter()
+                .map(|f| (f.field, f.text_hash, Vector::from(f.vector)))
+                .collect();
         let fields: Vec<String> = texts.iter().map(|(f, _)| f.clone()).collect();
         let body = all_text(&value);
         let value = value.to_string();
@@ -314,7 +305,7 @@ impl MemoryStore for PgMemoryStore {
                 .bind(&fields)
                 .execute(&mut *tx)
                 .await?;
-                for ((field, text), vector) in changed.iter().zip(&vectors) {
+                for (field, hash, vector) in &fresh {
                     sqlx::query(
                         "INSERT INTO brainops_memory_vectors (item_id, tenant, field, text_hash, embedding)
                          VALUES ($1, $2, $3, $4, $5)
@@ -325,8 +316,8 @@ impl MemoryStore for PgMemoryStore {
                     .bind(id)
                     .bind(&tenant)
                     .bind(field)
-                    .bind(text_hash(text))
-                    .bind(Vector::from(vector.clone()))
+                    .bind(hash)
+                    .bind(vector)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -444,7 +435,7 @@ impl MemoryStore for PgMemoryStore {
                             .bind(&prefix)
                             .bind(&like)
                             .bind(&filter)
-                            .bind(vector.clone())
+                            .bind(&vector)
                             .bind(q)
                             .bind(k as i64)
                             .bind(search.limit as i64)
@@ -472,7 +463,12 @@ impl MemoryStore for PgMemoryStore {
             } else {
                 relevance
             };
-            hits.push(Hit { item, score });
+            let similarity: Option<f64> = row.try_get(7)?;
+            hits.push(Hit {
+                item,
+                score,
+                similarity: similarity.map(|s| s as f32),
+            });
         }
         if weighted {
             hits.sort_by(|a, b| {
@@ -559,7 +555,7 @@ pub(crate) fn search_sql(paginate: bool) -> String {
     };
     format!(
         "WITH vec AS (
-            SELECT item_id, rank() OVER (ORDER BY dist) AS r FROM (
+            SELECT item_id, dist, rank() OVER (ORDER BY dist) AS r FROM (
                 SELECT DISTINCT ON (item_id) item_id, dist FROM (
                     SELECT v.item_id, v.embedding <=> $4 AS dist
                     FROM brainops_memory_vectors v JOIN brainops_memory_items i ON i.id = v.item_id
@@ -582,7 +578,8 @@ pub(crate) fn search_sql(paginate: bool) -> String {
                 FROM kw_candidates c, q) ranked
             ORDER BY rank DESC LIMIT $6)
         SELECT {ITEM_COLUMNS},
-               (COALESCE(1.0 / ({RRF_K} + vec.r), 0) + COALESCE(1.0 / ({RRF_K} + kw.r), 0))::float8 AS score
+               (COALESCE(1.0 / ({RRF_K} + vec.r), 0) + COALESCE(1.0 / ({RRF_K} + kw.r), 0))::float8 AS score,
+               (1 - vec.dist)::float8 AS similarity
         FROM (SELECT item_id FROM vec UNION SELECT item_id FROM kw) ids
         JOIN brainops_memory_items i ON i.id = ids.item_id
         LEFT JOIN vec ON vec.item_id = i.id

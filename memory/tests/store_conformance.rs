@@ -269,6 +269,10 @@ async fn hybrid_search_ranks_and_pages(b: Backend) {
         "best first"
     );
     assert!(hits.iter().all(|h| h.score.is_some()));
+    let best = hits[0]
+        .similarity
+        .expect("a semantic match reports its cosine similarity");
+    assert!(best > 0.0 && best <= 1.0 + 1e-5, "{best}");
     let page1 = store
         .search(&Search::new(n.clone()).limit(2))
         .await
@@ -281,6 +285,11 @@ async fn hybrid_search_ranks_and_pages(b: Backend) {
         .search(&Search::new(n.clone()).limit(2).offset(4))
         .await
         .unwrap();
+    assert!(
+        page1
+            .iter()
+            .all(|h| h.similarity.is_none() && h.score.is_none())
+    );
     let mut all: Vec<String> = [page1, page2, page3].iter().flat_map(|p| keys(p)).collect();
     assert_eq!(all.len(), 5);
     assert_eq!(
