@@ -1,21 +1,71 @@
-//! Agents and tools that graph nodes dispatch to.
+//! Agents, tools and model providers that graph nodes dispatch to.
 //!
-//! For now this crate holds the deterministic tools the sample graphs use; the agent catalog
-//! (eight categories) and the LLM provider adapters arrive with later issues. Everything is
-//! registered into an [`engine::Registry`] by [`builtin_registry`].
+//! - [`agent`]: the [`Agent`](agent::Agent) trait, TOML agent specs, the tool-calling
+//!   runtime and the catalog of built-in agents in eight categories.
+//! - [`tools`]: deterministic domain tools (takeoffs, quotes, storm damage, scheduling,
+//!   invoices, lead scores, attack detection, compliance).
+//! - [`llm`]: one [`ChatModel`](llm::ChatModel) trait over OpenAI, Anthropic, Gemini,
+//!   Perplexity, OpenAI-compatible servers and the local in-process model.
+//!
+//! [`Setup`] puts them together into an [`engine::Registry`] that graphs load against.
 
+pub mod agent;
 pub mod llm;
 pub mod tools;
 
-use engine::Registry;
+use std::sync::Arc;
 
-/// A registry holding every built-in tool and agent.
+use engine::{LoadError, Registry};
+use memory::LazyMemories;
+
+pub use agent::{Agent, AgentSpec, Catalog, Category, ModelSource, Providers};
+
+/// What the built-in registry is made of: where agents get models, and the memory store
+/// behind `memory.*` tools and agent memory (none: those tools are absent).
+pub struct Setup {
+    pub models: Arc<dyn ModelSource>,
+    pub memories: Option<LazyMemories>,
+    pub providers: llm::ProviderConfig,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            models: Arc::new(Providers::default()),
+            memories: None,
+            providers: llm::ProviderConfig::default(),
+        }
+    }
+}
+
+impl Setup {
+    /// The registry (tools, then agents over them) and the agent catalog.
+    pub fn build(self) -> Result<(Registry, Catalog), LoadError> {
+        let mut registry = Registry::new();
+        tools::register(&mut registry);
+        registry.register_tool(
+            "llm.chat",
+            Arc::new(llm::ChatNode::new(self.providers.clone())),
+        );
+        if let Some(memories) = &self.memories {
+            memory::register_tools(&mut registry, memories.clone());
+        }
+        let catalog = Catalog::builtin(&registry, self.models, self.memories)?;
+        catalog.register_into(&mut registry);
+        Ok((registry, catalog))
+    }
+}
+
+/// A registry holding every built-in tool and agent, agents on their specs' models.
 pub fn builtin_registry() -> Registry {
-    let mut registry = Registry::new();
-    tools::register(&mut registry);
-    registry.register_tool(
-        "llm.chat",
-        std::sync::Arc::new(llm::ChatNode::new(llm::ProviderConfig::default())),
-    );
-    registry
+    match Setup::default().build() {
+        Ok((registry, _)) => registry,
+        Err(e) => {
+            // The built-in specs are checked by tests; this is a broken build, not bad input.
+            tracing::error!("built-in agent catalog failed to load: {e}");
+            let mut registry = Registry::new();
+            tools::register(&mut registry);
+            registry
+        }
+    }
 }

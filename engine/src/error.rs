@@ -21,6 +21,26 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+impl Diagnostic {
+    /// A problem at byte `span` of `source` (the text of `file`), with a remedy.
+    pub fn at(
+        file: &str,
+        source: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
+        let (line, col) = span.map_or((0, 0), |s| LineIndex::new(source).line_col(s.start));
+        Diagnostic {
+            file: file.to_string(),
+            line,
+            col,
+            message: message.into(),
+            help,
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {

@@ -54,6 +54,12 @@ pub struct EvalError {
     pub message: String,
 }
 
+/// The CEL environment graphs use (standard library and string helpers), for other crates
+/// that compile CEL of their own (agent instruction templates).
+pub fn cel_env() -> &'static Arc<Env> {
+    env()
+}
+
 fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {

@@ -56,7 +56,8 @@ pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{Event, EventSink, EventStream};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
 pub use node::{
-    FnNode, Node, NodeContext, NodeError, Registry, UsageRecord, UsageSum, UsageTotals, node_fn,
+    FnNode, Node, NodeContext, NodeError, Registry, ToolInfo, UsageRecord, UsageSum, UsageTotals,
+    node_fn,
 };
 pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSnapshot};
 

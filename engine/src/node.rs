@@ -187,6 +187,15 @@ impl NodeContext {
         }
     }
 
+    /// The context for a call this task makes on its own behalf (an agent calling a tool):
+    /// same run and node, a task id extended by `part`, so the call's idempotency key is
+    /// stable across retries and resumes and differs from the task's other calls.
+    pub fn child(&self, part: &str) -> NodeContext {
+        let mut ctx = self.clone();
+        ctx.task_id = Arc::from(format!("{}/{part}", self.task_id));
+        ctx
+    }
+
     /// Emits a custom event into the run's stream (progress, partial results).
     pub fn emit(&self, data: Value) {
         if let Some(sink) = &self.events {
@@ -219,10 +228,29 @@ where
     Arc::new(FnNode(f))
 }
 
+/// What a tool does and what arguments it takes, for people (`brainops tools list`) and for
+/// models that call tools.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ToolInfo {
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: Value,
+}
+
+impl ToolInfo {
+    pub fn new(description: impl Into<String>, parameters: Value) -> Self {
+        ToolInfo {
+            description: description.into(),
+            parameters,
+        }
+    }
+}
+
 /// Tools and agents by name, filled by the agents crate and by embedding code.
 #[derive(Clone, Default)]
 pub struct Registry {
     tools: HashMap<String, Arc<dyn Node>>,
+    tool_info: HashMap<String, ToolInfo>,
     agents: HashMap<String, Arc<dyn Node>>,
 }
 
@@ -234,6 +262,24 @@ impl Registry {
     pub fn register_tool(&mut self, name: impl Into<String>, tool: Arc<dyn Node>) -> &mut Self {
         self.tools.insert(name.into(), tool);
         self
+    }
+
+    /// Registers a tool with its description and argument schema.
+    pub fn register_described_tool(
+        &mut self,
+        name: impl Into<String>,
+        info: ToolInfo,
+        tool: Arc<dyn Node>,
+    ) -> &mut Self {
+        let name = name.into();
+        self.tool_info.insert(name.clone(), info);
+        self.tools.insert(name, tool);
+        self
+    }
+
+    /// The description and argument schema of a tool registered with one.
+    pub fn tool_info(&self, name: &str) -> Option<&ToolInfo> {
+        self.tool_info.get(name)
     }
 
     pub fn register_agent(&mut self, name: impl Into<String>, agent: Arc<dyn Node>) -> &mut Self {

@@ -14,10 +14,11 @@ mod gemini;
 mod http;
 #[cfg(feature = "local-model")]
 mod local;
-mod node;
+pub(crate) mod node;
 mod openai;
 pub mod pricing;
 mod resilient;
+mod scripted;
 mod secret;
 
 pub use anthropic::Anthropic;
@@ -25,9 +26,10 @@ pub use embeddings::{OpenAiEmbedder, OpenAiEmbeddings};
 pub use gemini::{Gemini, gemini_schema};
 #[cfg(feature = "local-model")]
 pub use local::Local;
-pub use node::ChatNode;
+pub use node::{ChatNode, chain};
 pub use openai::{Flavor, OpenAiWire};
 pub use resilient::{Fallback, Resilient, RetryPolicy};
+pub use scripted::ScriptedModel;
 pub use secret::ApiKey;
 
 use std::pin::Pin;
@@ -377,6 +379,34 @@ pub fn key_from_env(provider: &str, names: &[&str]) -> Result<ApiKey, LlmError> 
                 format!("no API key: set {} in the environment", names.join(" or ")),
             )
         })
+}
+
+/// Checks the form of a model string without connecting (for specs loaded before any run).
+pub fn check_model_name(model: &str) -> Result<(), String> {
+    const PROVIDERS: [&str; 6] = [
+        "local",
+        "openai",
+        "anthropic",
+        "gemini",
+        "perplexity",
+        "openai-compat",
+    ];
+    let remedy = "use local:smollm2-135m, openai:MODEL, anthropic:MODEL, gemini:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL";
+    match model.split_once(':') {
+        Some((provider, rest)) if PROVIDERS.contains(&provider) && !rest.is_empty() => {
+            if provider == "openai-compat" && !rest.contains('#') {
+                Err(format!(
+                    "model `{model}`: openai-compat needs BASE_URL#MODEL"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Some((provider, _)) if !PROVIDERS.contains(&provider) => Err(format!(
+            "model `{model}`: unknown provider `{provider}`; {remedy}"
+        )),
+        _ => Err(format!("model `{model}` is not PROVIDER:MODEL; {remedy}")),
+    }
 }
 
 /// Builds the model a model string names, with keys from the environment.

@@ -36,7 +36,7 @@ impl ChatNode {
     }
 }
 
-fn failed(e: &LlmError) -> NodeError {
+pub(crate) fn failed(e: &LlmError) -> NodeError {
     if e.retryable() {
         NodeError::transient(e.to_string())
     } else {
@@ -60,16 +60,10 @@ impl Node for ChatNode {
                 )));
             }
         };
-        let mut models: Vec<Arc<dyn ChatModel>> = Vec::new();
-        for name in &names {
-            let model = connect(name, &self.config).map_err(|e| failed(&e))?;
-            models.push(Arc::new(Resilient::new(model, RetryPolicy::default())));
+        if names.is_empty() {
+            return Err(NodeError::permanent("llm.chat: `model` lists no model"));
         }
-        let model: Arc<dyn ChatModel> = match models.len() {
-            0 => return Err(NodeError::permanent("llm.chat: `model` lists no model")),
-            1 => models.remove(0),
-            _ => Arc::new(Fallback::new(models)),
-        };
+        let model = chain(&names, &self.config).map_err(|e| failed(&e))?;
 
         let mut messages = Vec::new();
         if let Some(system) = input.get("system").and_then(Value::as_str) {
@@ -123,10 +117,28 @@ impl Node for ChatNode {
     }
 }
 
+/// The models `names` name, each retried under the default policy, tried in order.
+pub fn chain(names: &[String], config: &ProviderConfig) -> Result<Arc<dyn ChatModel>, LlmError> {
+    let mut models: Vec<Arc<dyn ChatModel>> = Vec::with_capacity(names.len());
+    for name in names {
+        let model = connect(name, config)?;
+        models.push(Arc::new(Resilient::new(model, RetryPolicy::default())));
+    }
+    match models.len() {
+        0 => Err(LlmError::new(
+            super::ErrorKind::InvalidRequest,
+            "config",
+            "no model named",
+        )),
+        1 => Ok(models.remove(0)),
+        _ => Ok(Arc::new(Fallback::new(models))),
+    }
+}
+
 /// Which of the fallback chain's models gave `reported` (the model id in the reply), so a
 /// fallback's tokens are priced at its own rate. Providers report the id they were asked for,
 /// often with a date suffix (`gpt-4o-mini-2024-07-18`); the first model is assumed otherwise.
-fn answered_by(names: &[String], reported: &str) -> String {
+pub(crate) fn answered_by(names: &[String], reported: &str) -> String {
     names
         .iter()
         .find(|name| {

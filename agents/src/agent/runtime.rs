@@ -1,0 +1,323 @@
+//! The agent runtime: call the model, run the tools it asks for (in parallel, allowlist
+//! enforced), feed the results back, and end with a result valid against the output schema.
+//!
+//! Everything streams into the run's events as `custom` events from the node:
+//! `{"agent", "token"}` for each piece of text, `{"agent", "tool_call"}`,
+//! `{"agent", "tool_result"}`, `{"agent", "tool_refused"}` and `{"agent", "schema_retry"}`;
+//! each model call's tokens and cost arrive as `usage` events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use engine::{Node, NodeContext, NodeError, Registry, UsageRecord};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use memory::{LazyMemories, MemoryError, Namespace};
+use serde_json::{Value, json};
+
+use super::{Agent, AgentSpec, ModelSource, validate};
+use crate::llm::{
+    ChatModel, ChatRequest, ChatResponse, Message, Role, StreamEvent, ToolCall, ToolSpec, pricing,
+};
+
+/// An agent run by a model, as its [`AgentSpec`] says.
+pub struct LlmAgent {
+    spec: AgentSpec,
+    /// The tools offered to the model: the spec's allowlist, nothing else.
+    offered: Vec<ToolSpec>,
+    handlers: HashMap<String, Arc<dyn Node>>,
+    models: Arc<dyn ModelSource>,
+    memories: Option<LazyMemories>,
+}
+
+impl LlmAgent {
+    /// Resolves the spec's tools in `registry`; an unknown tool is an error naming it.
+    pub fn new(
+        spec: AgentSpec,
+        registry: &Registry,
+        models: Arc<dyn ModelSource>,
+        memories: Option<LazyMemories>,
+    ) -> Result<Self, String> {
+        let mut offered = Vec::with_capacity(spec.tools.len());
+        let mut handlers = HashMap::with_capacity(spec.tools.len());
+        for name in &spec.tools {
+            let handler = registry
+                .tool(name)
+                .ok_or_else(|| format!("agent `{}`: unknown tool `{name}`", spec.name))?;
+            let (description, parameters) = match registry.tool_info(name) {
+                Some(info) => (info.description.clone(), info.parameters.clone()),
+                None => (String::new(), json!({"type": "object"})),
+            };
+            offered.push(ToolSpec {
+                name: name.clone(),
+                description,
+                parameters,
+            });
+            handlers.insert(name.clone(), Arc::clone(handler));
+        }
+        Ok(LlmAgent {
+            spec,
+            offered,
+            handlers,
+            models,
+            memories,
+        })
+    }
+
+    fn emit(&self, ctx: &NodeContext, key: &str, value: Value) {
+        ctx.emit(json!({ "agent": self.spec.name, key: value }));
+    }
+
+    /// The memories to show the model, as lines of text.
+    async fn recall(&self, input: &Value) -> Result<Option<String>, NodeError> {
+        let (Some(spec), Some(memories)) = (&self.spec.memory, &self.memories) else {
+            return Ok(None);
+        };
+        let mut segments = Vec::with_capacity(spec.namespace.len());
+        for t in &spec.namespace {
+            segments.push(t.render(input).map_err(|e| {
+                NodeError::permanent(format!("agent `{}`: memory namespace {e}", self.spec.name))
+            })?);
+        }
+        let namespace = Namespace::new(segments).map_err(memory_failed)?;
+        let query = input.to_string();
+        let memories = memories.get().await.map_err(memory_failed)?;
+        let hits = memories
+            .recall(&namespace, Some(&query), None, spec.recall)
+            .await
+            .map_err(memory_failed)?;
+        if hits.is_empty() {
+            return Ok(None);
+        }
+        let mut text = String::from("\n\nWhat you remember:");
+        for hit in &hits {
+            let line = hit
+                .item
+                .value
+                .get("text")
+                .and_then(Value::as_str)
+                .map_or_else(|| hit.item.value.to_string(), str::to_string);
+            text.push_str("\n- ");
+            text.push_str(&line);
+        }
+        Ok(Some(text))
+    }
+
+    /// One model turn, streamed: text pieces go to the events as they come.
+    async fn turn(
+        &self,
+        model: &dyn ChatModel,
+        request: &ChatRequest,
+        ctx: &NodeContext,
+    ) -> Result<ChatResponse, NodeError> {
+        let failed = |e: &crate::llm::LlmError| {
+            let mut e = crate::llm::node::failed(e);
+            if let NodeError::Failed { message, .. } = &mut e {
+                *message = format!("agent `{}`: {message}", self.spec.name);
+            }
+            e
+        };
+        let mut stream = model.stream(request).await.map_err(|e| failed(&e))?;
+        let mut reply = None;
+        while let Some(event) = stream.next().await {
+            match event.map_err(|e| failed(&e))? {
+                StreamEvent::Text { delta } => self.emit(ctx, "token", Value::String(delta)),
+                StreamEvent::ToolCall { .. } => {}
+                StreamEvent::Done { response } => reply = Some(response),
+            }
+        }
+        let reply = reply.ok_or_else(|| {
+            NodeError::transient(format!(
+                "agent `{}`: the model's stream ended without a reply",
+                self.spec.name
+            ))
+        })?;
+        let name = crate::llm::node::answered_by(&self.spec.models, &reply.model);
+        ctx.record_usage(UsageRecord {
+            cost_usd: pricing::cost_usd(&name, reply.usage),
+            model: name,
+            input_tokens: reply.usage.input_tokens,
+            output_tokens: reply.usage.output_tokens,
+        });
+        Ok(reply)
+    }
+
+    /// Runs one requested call; the text is what the model is told. Only an interrupt (a
+    /// tool asking a human) stops the agent.
+    async fn call_tool(
+        &self,
+        call: &ToolCall,
+        seq: usize,
+        ctx: &NodeContext,
+    ) -> Result<String, NodeError> {
+        let Some(handler) = self.handlers.get(&call.name) else {
+            tracing::warn!(agent = %self.spec.name, tool = %call.name, "refused a tool outside the agent's allowlist");
+            self.emit(
+                ctx,
+                "tool_refused",
+                json!({"id": call.id, "name": call.name}),
+            );
+            return Ok(format!(
+                "refused: `{}` is not one of your tools ({}); do not call it again",
+                call.name,
+                self.spec.tools.join(", ")
+            ));
+        };
+        self.emit(
+            ctx,
+            "tool_call",
+            json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
+        );
+        let child = ctx.child(&format!("{}#{seq}", call.name));
+        match handler.call(call.arguments.clone(), &child).await {
+            Ok(output) => {
+                self.emit(
+                    ctx,
+                    "tool_result",
+                    json!({"id": call.id, "name": call.name, "output": output}),
+                );
+                Ok(output.to_string())
+            }
+            Err(NodeError::Interrupt(v)) => Err(NodeError::Interrupt(v)),
+            Err(e) => {
+                self.emit(
+                    ctx,
+                    "tool_result",
+                    json!({"id": call.id, "name": call.name, "error": e.to_string()}),
+                );
+                Ok(format!("error: {e}"))
+            }
+        }
+    }
+
+    /// The result from a final answer, or what is wrong with it.
+    fn finish(&self, text: &str) -> Result<Value, String> {
+        let Some(schema) = &self.spec.output else {
+            return Ok(Value::String(text.to_string()));
+        };
+        let value: Value = serde_json::from_str(strip_fences(text))
+            .map_err(|e| format!("the answer is not JSON ({e})"))?;
+        validate(schema, &value)?;
+        Ok(value)
+    }
+}
+
+/// Models often wrap JSON in a Markdown code fence; the JSON inside is the answer.
+fn strip_fences(text: &str) -> &str {
+    let t = text.trim();
+    t.strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|rest| rest.strip_suffix("```"))
+        .map_or(t, str::trim)
+}
+
+fn memory_failed(e: MemoryError) -> NodeError {
+    match e {
+        MemoryError::Store(m) => NodeError::transient(m),
+        other => NodeError::permanent(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Agent for LlmAgent {
+    fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    async fn run(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        let spec = &self.spec;
+        let mut system = spec.instructions.render(&input).map_err(|e| {
+            NodeError::permanent(format!("agent `{}`: instructions: {e}", spec.name))
+        })?;
+        if let Some(remembered) = self.recall(&input).await? {
+            system.push_str(&remembered);
+        }
+        let model = self
+            .models
+            .model(spec)
+            .map_err(|e| crate::llm::node::failed(&e))?;
+        let tools_possible = !self.offered.is_empty() && model.capabilities().tools;
+
+        let mut request = ChatRequest::new(vec![
+            Message::system(system),
+            Message::user(format!("Input:\n{input}")),
+        ]);
+        request.output_schema = spec.output.clone();
+        request.temperature = spec.temperature;
+        request.max_tokens = spec.max_tokens;
+
+        let mut rounds = 0;
+        let mut fixes = 0;
+        let mut calls = 0;
+        loop {
+            let offer = tools_possible && rounds < spec.max_tool_rounds;
+            if offer && request.tools.is_empty() {
+                request.tools = self.offered.clone();
+            } else if !offer {
+                request.tools.clear();
+            }
+            let reply = self.turn(model.as_ref(), &request, ctx).await?;
+
+            let problem = if reply.tool_calls.is_empty() {
+                match self.finish(&reply.text) {
+                    Ok(result) => return Ok(result),
+                    Err(problem) => format!(
+                        "That answer does not match the required output: {problem}. Answer again with only the JSON."
+                    ),
+                }
+            } else if offer {
+                rounds += 1;
+                let results = join_all(
+                    reply
+                        .tool_calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, call)| self.call_tool(call, calls + i, ctx)),
+                )
+                .await;
+                calls += reply.tool_calls.len();
+                request.messages.push(Message {
+                    role: Role::Assistant,
+                    content: reply.text,
+                    tool_calls: reply.tool_calls.clone(),
+                    tool_call_id: None,
+                });
+                for (call, result) in reply.tool_calls.iter().zip(results) {
+                    request
+                        .messages
+                        .push(Message::tool_result(call.id.clone(), result?));
+                }
+                continue;
+            } else {
+                format!(
+                    "No more tool calls are possible (you may use {} rounds). Answer now.",
+                    spec.max_tool_rounds
+                )
+            };
+
+            if fixes >= spec.max_schema_retries {
+                return Err(NodeError::permanent(format!(
+                    "agent `{}` gave no valid answer after {} attempts: {problem}",
+                    spec.name,
+                    fixes + 1
+                )));
+            }
+            fixes += 1;
+            self.emit(ctx, "schema_retry", Value::String(problem.clone()));
+            request.messages.push(Message::assistant(reply.text));
+            request.messages.push(Message::user(problem));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_fences;
+
+    #[test]
+    fn code_fences_around_json_are_dropped() {
+        assert_eq!(strip_fences("```json\n{\"a\":1}\n```"), "{\"a\":1}");
+        assert_eq!(strip_fences(" {\"a\":1} "), "{\"a\":1}");
+    }
+}
