@@ -7,9 +7,13 @@
 //! - [`llm`]: one [`ChatModel`](llm::ChatModel) trait over OpenAI, Anthropic, Gemini,
 //!   Perplexity, OpenAI-compatible servers and the local in-process model.
 //!
+//! - [`integrations`]: Stripe, SendGrid, Twilio, Slack, ClickUp, Notion, Airtable and GitHub
+//!   as tools, with a dry-run mode.
+//!
 //! [`Setup`] puts them together into an [`engine::Registry`] that graphs load against.
 
 pub mod agent;
+pub mod integrations;
 pub mod llm;
 pub mod tools;
 
@@ -26,6 +30,7 @@ pub struct Setup {
     pub models: Arc<dyn ModelSource>,
     pub memories: Option<LazyMemories>,
     pub providers: llm::ProviderConfig,
+    pub integrations: integrations::IntegrationConfig,
 }
 
 impl Default for Setup {
@@ -34,6 +39,7 @@ impl Default for Setup {
             models: Arc::new(Providers::default()),
             memories: None,
             providers: llm::ProviderConfig::default(),
+            integrations: integrations::IntegrationConfig::default(),
         }
     }
 }
@@ -43,6 +49,7 @@ impl Setup {
     pub fn build(self) -> Result<(Registry, Catalog), LoadError> {
         let mut registry = Registry::new();
         tools::register(&mut registry);
+        integrations::register(&mut registry, &self.integrations);
         registry.register_tool(
             "llm.chat",
             Arc::new(llm::ChatNode::new(self.providers.clone())),

@@ -129,9 +129,3 @@ impl ModelSource for ScriptedModels {
             })
     }
 }
-
-impl ModelSource for Arc<ScriptedModels> {
-    fn model(&self, agent: &AgentSpec) -> Result<Arc<dyn ChatModel>, LlmError> {
-        self.as_ref().model(agent)
-    }
-}

@@ -321,6 +321,17 @@ impl AgentSpec {
                     Some("give the example every field the instructions read".into()),
                 ));
             }
+            if let Some(m) = &memory {
+                for t in &m.namespace {
+                    if let Err(e) = t.render(&ex.input) {
+                        problems.push(problem(
+                            Some(span.clone()),
+                            format!("the example's input does not fill `memory.namespace`: {e}"),
+                            None,
+                        ));
+                    }
+                }
+            }
             if let Some(schema) = &output
                 && let Err(e) = validate(schema, &ex.output)
             {

@@ -24,6 +24,7 @@ mod secret;
 pub use anthropic::Anthropic;
 pub use embeddings::{OpenAiEmbedder, OpenAiEmbeddings};
 pub use gemini::{Gemini, gemini_schema};
+pub(crate) use http::cut as cut_text;
 #[cfg(feature = "local-model")]
 pub use local::Local;
 pub use node::{ChatNode, chain};

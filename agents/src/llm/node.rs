@@ -118,18 +118,26 @@ impl Node for ChatNode {
 }
 
 /// The models `names` name, each retried under the default policy, tried in order.
+///
+/// A model that cannot be set up (its key is not in the environment) is left out of a
+/// chain when another can be, so `["anthropic:...", "local:smollm2-135m"]` runs on the
+/// local model where no key is set; the first problem is the error when none can.
 pub fn chain(names: &[String], config: &ProviderConfig) -> Result<Arc<dyn ChatModel>, LlmError> {
     let mut models: Vec<Arc<dyn ChatModel>> = Vec::with_capacity(names.len());
+    let mut first_problem = None;
     for name in names {
-        let model = connect(name, config)?;
-        models.push(Arc::new(Resilient::new(model, RetryPolicy::default())));
+        match connect(name, config) {
+            Ok(model) => models.push(Arc::new(Resilient::new(model, RetryPolicy::default()))),
+            Err(e) => {
+                tracing::info!(model = %name, "left out of the fallback chain: {e}");
+                first_problem.get_or_insert(e);
+            }
+        }
     }
     match models.len() {
-        0 => Err(LlmError::new(
-            super::ErrorKind::InvalidRequest,
-            "config",
-            "no model named",
-        )),
+        0 => Err(first_problem.unwrap_or_else(|| {
+            LlmError::new(super::ErrorKind::InvalidRequest, "config", "no model named")
+        })),
         1 => Ok(models.remove(0)),
         _ => Ok(Arc::new(Fallback::new(models))),
     }

@@ -1,0 +1,350 @@
+//! Integration tools: the business's outside services as graph tools.
+//!
+//! Stripe (customers, invoices, payment intents), SendGrid (email), Twilio (SMS), Slack
+//! (incoming webhook), and task tools for ClickUp, Notion, Airtable and GitHub issues. Each
+//! is configured by the variable names the backend already uses (`STRIPE_SECRET_KEY`,
+//! `SENDGRID_API_KEY`, `TWILIO_ACCOUNT_SID`/`TWILIO_AUTH_TOKEN`, `SLACK_WEBHOOK_URL`, ...).
+//!
+//! **Modes** (`BRAINOPS_INTEGRATIONS`): `auto` (default) sends when a service's variables are
+//! set and otherwise records what it would have sent; `live` makes missing variables an
+//! error; `dry-run` never sends. A dry run returns `{"dry_run": true, "reason", "requests"}`
+//! and adds the requests to the [`Outbox`], so a run on a laptop shows every email, text and
+//! charge it would have made.
+//!
+//! **Idempotency:** Stripe requests carry an `Idempotency-Key` derived from the task's
+//! idempotency key, which is the same when a task is retried or its run resumed, so a
+//! resumed run never charges twice.
+//!
+//! Keys never appear in results, events, logs or errors; the Slack webhook URL (itself a
+//! secret) is shown without its path.
+
+mod vendors;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::{Node, NodeContext, NodeError, Registry, ToolInfo};
+use serde_json::{Value, json};
+
+use crate::llm::ApiKey;
+
+/// Whether integration tools send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Send when configured, otherwise record.
+    Auto,
+    /// Always send; missing configuration is an error.
+    Live,
+    /// Never send; record.
+    DryRun,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" | "" => Ok(Mode::Auto),
+            "live" => Ok(Mode::Live),
+            "dry-run" | "dry_run" | "dryrun" => Ok(Mode::DryRun),
+            other => Err(format!(
+                "integration mode `{other}`: use auto, live or dry-run"
+            )),
+        }
+    }
+}
+
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// How integration tools are configured: mode, where variables come from, timeouts.
+#[derive(Clone)]
+pub struct IntegrationConfig {
+    pub mode: Mode,
+    vars: Arc<Lookup>,
+    pub timeout: Duration,
+    pub outbox: Outbox,
+}
+
+impl std::fmt::Debug for IntegrationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntegrationConfig")
+            .field("mode", &self.mode)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for IntegrationConfig {
+    /// Mode from `BRAINOPS_INTEGRATIONS` (an unknown value is treated as `dry-run`, the
+    /// safe choice, and logged); variables from the process environment.
+    fn default() -> Self {
+        let mode = match std::env::var("BRAINOPS_INTEGRATIONS") {
+            Ok(v) => v.parse().unwrap_or_else(|e: String| {
+                tracing::warn!("{e}; sending nothing (dry-run)");
+                Mode::DryRun
+            }),
+            Err(_) => Mode::Auto,
+        };
+        IntegrationConfig::with_vars(mode, |name| {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        })
+    }
+}
+
+impl IntegrationConfig {
+    /// A configuration reading variables through `vars` (tests, or a backend's own secret
+    /// store) instead of the environment.
+    pub fn with_vars(
+        mode: Mode,
+        vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        IntegrationConfig {
+            mode,
+            vars: Arc::new(vars),
+            timeout: Duration::from_secs(30),
+            outbox: Outbox::default(),
+        }
+    }
+
+    fn var(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| (self.vars)(n))
+    }
+}
+
+/// The requests dry runs did not send, in order.
+#[derive(Clone, Default, Debug)]
+pub struct Outbox(Arc<Mutex<Vec<Value>>>);
+
+impl Outbox {
+    pub fn records(&self) -> Vec<Value> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, record: Value) {
+        if let Ok(mut r) = self.0.lock() {
+            r.push(record);
+        }
+    }
+}
+
+/// How a request proves who sends it.
+enum Auth {
+    Bearer(ApiKey),
+    /// The key as the whole `Authorization` header (ClickUp).
+    Raw(ApiKey),
+    Basic(String, ApiKey),
+    /// The URL itself is the secret (Slack webhooks).
+    None,
+}
+
+enum Body {
+    Json(Value),
+    Form(Vec<(String, String)>),
+}
+
+/// One HTTP request a tool makes.
+struct Request {
+    url: String,
+    /// The URL as shown in results and errors (no secret path).
+    shown_url: String,
+    body: Body,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// What a tool's arguments and the configuration turn into.
+struct Plan {
+    auth: Auth,
+    requests: Vec<Request>,
+}
+
+/// Why a tool cannot send: the variables it needs, by name.
+struct Missing(String);
+
+type Planner = fn(&Value, &Vars<'_>, &str) -> Result<Result<Plan, Missing>, String>;
+
+/// Variable lookup handed to planners.
+struct Vars<'a>(&'a IntegrationConfig);
+
+impl Vars<'_> {
+    fn get(&self, names: &[&str]) -> Option<String> {
+        self.0.var(names)
+    }
+    fn key(&self, names: &[&str]) -> Result<ApiKey, Missing> {
+        self.get(names)
+            .map(ApiKey::new)
+            .ok_or_else(|| Missing(format!("{} is not set", names.join(" or "))))
+    }
+}
+
+/// A tool that sends one or more requests to a vendor.
+struct Integration {
+    name: &'static str,
+    vendor: &'static str,
+    plan: Planner,
+    config: IntegrationConfig,
+    client: reqwest::Client,
+}
+
+#[async_trait]
+impl Node for Integration {
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        let key = input
+            .get("idempotency_key")
+            .and_then(Value::as_str)
+            .map_or_else(|| ctx.idempotency_key(), str::to_string);
+        let planned = (self.plan)(&input, &Vars(&self.config), &key)
+            .map_err(|e| NodeError::permanent(format!("{}: {e}", self.name)))?;
+        let (plan, reason) = match (planned, self.config.mode) {
+            (Ok(plan), Mode::DryRun) => (Some(plan), "BRAINOPS_INTEGRATIONS=dry-run".to_string()),
+            (Ok(plan), _) => return self.send(plan, ctx).await,
+            (Err(Missing(why)), Mode::Live) => {
+                return Err(NodeError::permanent(format!(
+                    "{}: {why}; set it, or run with BRAINOPS_INTEGRATIONS=dry-run",
+                    self.name
+                )));
+            }
+            (Err(Missing(why)), _) => (None, why),
+        };
+        let requests: Vec<Value> = match &plan {
+            Some(plan) => plan.requests.iter().map(shown).collect(),
+            // Unconfigured: show what the arguments would have asked for.
+            None => vec![json!({"arguments": input})],
+        };
+        let record = json!({
+            "tool": self.name,
+            "dry_run": true,
+            "reason": reason,
+            "idempotency_key": key,
+            "requests": requests,
+        });
+        self.config.outbox.push(record.clone());
+        ctx.emit(json!({"integration": self.name, "dry_run": true, "reason": reason}));
+        Ok(record)
+    }
+}
+
+fn shown(r: &Request) -> Value {
+    let body = match &r.body {
+        Body::Json(v) => v.clone(),
+        Body::Form(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ),
+    };
+    json!({"method": "POST", "url": r.shown_url, "body": body})
+}
+
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+impl Integration {
+    async fn send(&self, plan: Plan, ctx: &NodeContext) -> Result<Value, NodeError> {
+        let mut responses = Vec::with_capacity(plan.requests.len());
+        for request in &plan.requests {
+            let mut builder = self.client.post(&request.url).timeout(self.config.timeout);
+            builder = match &plan.auth {
+                Auth::Bearer(k) => builder.bearer_auth(k.expose()),
+                Auth::Raw(k) => builder.header("Authorization", k.expose()),
+                Auth::Basic(user, k) => builder.basic_auth(user, Some(k.expose())),
+                Auth::None => builder,
+            };
+            for (name, value) in &request.headers {
+                builder = builder.header(*name, value);
+            }
+            builder = match &request.body {
+                Body::Json(v) => builder.json(v),
+                Body::Form(fields) => builder.form(fields),
+            };
+            let response = builder.send().await.map_err(|e| {
+                // reqwest's message can include the URL; name the vendor's shown URL only.
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "could not connect"
+                };
+                NodeError::transient(format!("{}: {} {what}", self.name, request.shown_url))
+            })?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|_| {
+                NodeError::transient(format!(
+                    "{}: the reply from {} broke off",
+                    self.name, self.vendor
+                ))
+            })?;
+            if bytes.len() > MAX_RESPONSE_BYTES {
+                return Err(NodeError::permanent(format!(
+                    "{}: {} replied with {} bytes, more than the {MAX_RESPONSE_BYTES} allowed",
+                    self.name,
+                    self.vendor,
+                    bytes.len()
+                )));
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let body: Value =
+                serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()));
+            if !status.is_success() {
+                let mut message = vendors::error_message(&body);
+                // A vendor may echo the credential back; it must not reach errors or logs.
+                if let Auth::Bearer(k) | Auth::Raw(k) | Auth::Basic(_, k) = &plan.auth
+                    && k.expose().len() >= 4
+                {
+                    message = message.replace(k.expose(), "***");
+                }
+                let text = format!(
+                    "{}: {} refused the request (HTTP {}): {message}",
+                    self.name,
+                    self.vendor,
+                    status.as_u16()
+                );
+                // Stripe's 409 is another request holding the same idempotency key: retry.
+                let retry = status.as_u16() == 429
+                    || status.is_server_error()
+                    || (status.as_u16() == 409 && self.vendor == "Stripe");
+                return Err(if retry {
+                    NodeError::transient(text)
+                } else {
+                    NodeError::permanent(text)
+                });
+            }
+            responses.push(body);
+        }
+        ctx.emit(json!({"integration": self.name, "dry_run": false, "requests": responses.len()}));
+        let response = if responses.len() == 1 {
+            responses.pop().unwrap_or(Value::Null)
+        } else {
+            Value::Array(responses)
+        };
+        Ok(json!({"dry_run": false, "response": response}))
+    }
+}
+
+/// Registers every integration tool with `config`.
+pub fn register(registry: &mut Registry, config: &IntegrationConfig) {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    for tool in vendors::tools() {
+        registry.register_described_tool(
+            tool.name,
+            ToolInfo::new(tool.description, (tool.parameters)()),
+            Arc::new(Integration {
+                name: tool.name,
+                vendor: tool.vendor,
+                plan: tool.plan,
+                config: config.clone(),
+                client: client.clone(),
+            }),
+        );
+    }
+}
+
+/// An integration tool's description.
+struct VendorTool {
+    name: &'static str,
+    vendor: &'static str,
+    description: &'static str,
+    parameters: fn() -> Value,
+    plan: Planner,
+}
