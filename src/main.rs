@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod agents_cli;
 mod memory_cli;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -78,6 +79,29 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// The embedder for memory: local (default) or openai:MODEL.
         #[arg(long)]
         embedder: Option<String>,
+        /// Run every agent on this model instead of its spec's; repeat for a fallback chain
+        /// (e.g. --model local:smollm2-135m to stay offline).
+        #[arg(long)]
+        model: Vec<String>,
+        /// Integrations (Stripe, email, SMS, Slack, tasks) record what they would send and
+        /// send nothing (same as BRAINOPS_INTEGRATIONS=dry-run).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The agent catalog: list agents, show one agent's spec.
+    #[command(after_help = "Examples:
+  brainops agents list
+  brainops agents list --category industry --json
+  brainops agents show revenue.lead_qualifier")]
+    Agents {
+        #[command(subcommand)]
+        command: agents_cli::AgentsCommand,
+    },
+    /// The tools graph nodes and agents can call.
+    #[command(after_help = "Examples:\n  brainops tools list\n  brainops tools list --json")]
+    Tools {
+        #[command(subcommand)]
+        command: agents_cli::ToolsCommand,
     },
     /// Inspect, edit and fork threads.
     #[command(after_help = "Examples:
@@ -219,12 +243,12 @@ enum Format {
 }
 
 /// A CLI failure: the message goes to stderr, the code is the exit status.
-struct Failure {
+pub(crate) struct Failure {
     pub(crate) message: String,
     code: u8,
 }
 
-fn fail(message: impl Into<String>) -> Failure {
+pub(crate) fn fail(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
         code: 2,
@@ -254,20 +278,35 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
-    let mut registry = agents::builtin_registry();
-    let (memory_store, memory_embedder) = match &cli.command {
+    let (memory_store, memory_embedder, models, dry_run) = match &cli.command {
         Command::Run {
-            memory, embedder, ..
-        } => (memory.clone(), embedder.clone()),
-        _ => (None, None),
+            memory,
+            embedder,
+            model,
+            dry_run,
+            ..
+        } => (memory.clone(), embedder.clone(), model.clone(), *dry_run),
+        _ => (None, None, Vec::new(), false),
     };
-    memory::register_tools(
-        &mut registry,
-        memory_cli::lazy_memories(
+    for m in &models {
+        agents::llm::check_model_name(m).map_err(|e| fail(format!("error: --model: {e}")))?;
+    }
+    let mut integrations = agents::integrations::IntegrationConfig::default();
+    if dry_run {
+        integrations.mode = agents::integrations::Mode::DryRun;
+    }
+    let setup = agents::Setup {
+        models: Arc::new(agents::Providers::default().for_every_agent(models)),
+        memories: Some(memory_cli::lazy_memories(
             memory_cli::memory_spec(memory_store.as_deref()),
             memory_embedder,
-        ),
-    );
+        )),
+        providers: agents::llm::ProviderConfig::default(),
+        integrations,
+    };
+    let (registry, catalog) = setup
+        .build()
+        .map_err(|e| fail(format!("{e}\n  (the built-in agent catalog did not load)")))?;
     match cli.command {
         Command::Validate { files } => {
             let mut bad = 0;
@@ -366,6 +405,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             store,
             embedder,
         } => memory_cli::run(command, store, embedder).await,
+        Command::Agents { command } => agents_cli::agents(command, &catalog, &registry),
+        Command::Tools { command } => agents_cli::tools(command, &registry),
         Command::Chat {
             message,
             model,

@@ -879,7 +879,7 @@ pub(crate) fn reducer_name(r: Reducer) -> &'static str {
 }
 
 /// "did you mean" help from a list of known names.
-pub(crate) fn suggest(what: &str, name: &str, known: &[&str]) -> String {
+pub fn suggest(what: &str, name: &str, known: &[&str]) -> String {
     let best = known
         .iter()
         .map(|k| (edit_distance(name, k), *k))

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use engine::node::{Node, NodeContext, NodeError, Registry};
+use engine::node::{Node, NodeContext, NodeError, Registry, ToolInfo};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
@@ -56,13 +56,31 @@ impl LazyMemories {
 
 /// Registers `memory.recall` and `memory.remember` backed by `memories`.
 pub fn register_tools(registry: &mut Registry, memories: LazyMemories) {
-    registry.register_tool(
+    registry.register_described_tool(
         "memory.recall",
+        ToolInfo::new(
+            "Finds the memories under a namespace that best answer a query (hybrid vector and keyword search, weighed by recency and importance).",
+            json!({"type": "object", "required": ["namespace"], "properties": {
+                "namespace": {"description": "segments as a list, or one `a/b` path"},
+                "query": {"type": "string"}, "limit": {"type": "integer", "minimum": 1},
+                "kind": {"enum": ["episodic", "semantic", "procedural"]}, "filter": {"type": "object"}}}),
+        ),
         Arc::new(RecallTool {
             memories: memories.clone(),
         }),
     );
-    registry.register_tool("memory.remember", Arc::new(RememberTool { memories }));
+    registry.register_described_tool(
+        "memory.remember",
+        ToolInfo::new(
+            "Stores a memory (merging it into a near-duplicate of the same kind), keyed by the task so a retried task rewrites its own memory.",
+            json!({"type": "object", "required": ["namespace", "value"], "properties": {
+                "namespace": {"description": "segments as a list, or one `a/b` path"},
+                "value": {"description": "text, or an object with `text` and other fields"},
+                "kind": {"enum": ["episodic", "semantic", "procedural"]}, "key": {"type": "string"},
+                "importance": {"type": "number", "minimum": 0, "maximum": 1}}}),
+        ),
+        Arc::new(RememberTool { memories }),
+    );
 }
 
 fn failed(e: MemoryError) -> NodeError {

@@ -111,7 +111,12 @@ impl Catalog {
         models: &Arc<dyn ModelSource>,
         memories: Option<LazyMemories>,
     ) -> Result<(), LoadError> {
-        let spec = AgentSpec::from_toml(source, file, &|t| registry.tool(t).is_some())?;
+        let spec = AgentSpec::from_toml_with(
+            source,
+            file,
+            &|t| registry.tool(t).is_some(),
+            Some(&registry.tool_names()),
+        )?;
         let path = Path::new(file);
         let stem = path
             .file_stem()

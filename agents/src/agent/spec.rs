@@ -167,6 +167,16 @@ impl AgentSpec {
         file: &str,
         tool_exists: &dyn Fn(&str) -> bool,
     ) -> Result<AgentSpec, LoadError> {
+        Self::from_toml_with(source, file, tool_exists, None)
+    }
+
+    /// Like [`AgentSpec::from_toml`], suggesting the closest of `tool_names` for a typo.
+    pub fn from_toml_with(
+        source: &str,
+        file: &str,
+        tool_exists: &dyn Fn(&str) -> bool,
+        tool_names: Option<&[&str]>,
+    ) -> Result<AgentSpec, LoadError> {
         let problem = |span: Option<Range<usize>>, message: String, help: Option<String>| {
             Diagnostic::at(file, source, span, message, help)
         };
@@ -221,7 +231,10 @@ impl AgentSpec {
                 problems.push(problem(
                     Some(tool.span()),
                     format!("unknown tool `{}` in `tools`", tool.get_ref()),
-                    Some("`brainops tools list` shows the tools there are".into()),
+                    Some(match tool_names {
+                        Some(names) => engine::graph::suggest("tools", tool.get_ref(), names),
+                        None => "`brainops tools list` shows the tools there are".into(),
+                    }),
                 ));
             }
         }
