@@ -168,8 +168,8 @@ fn damage_likelihood(input: Value) -> Result<Value, NodeError> {
     to_value(TOOL, &assess(&a))
 }
 
+/// A storm report; other fields (place, time, source) are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Report {
     lat: f64,
     lon: f64,
@@ -179,12 +179,10 @@ struct Report {
     wind_mph: f64,
 }
 
+/// The fields the assessment reads; a customer's other fields (name, phone, ...) are
+/// carried through to the result unchanged.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Customer {
-    id: Value,
-    #[serde(default)]
-    name: Option<String>,
     lat: f64,
     lon: f64,
     #[serde(default)]
@@ -196,7 +194,7 @@ struct Customer {
 #[serde(deny_unknown_fields)]
 struct AffectedArgs {
     reports: Vec<Report>,
-    customers: Vec<Customer>,
+    customers: Vec<serde_json::Map<String, Value>>,
     radius_miles: Option<f64>,
     min_likelihood: Option<f64>,
 }
@@ -220,7 +218,12 @@ fn affected_customers(input: Value) -> Result<Value, NodeError> {
         return Err(bad(TOOL, "`radius_miles` must be positive"));
     }
     let mut hits = Vec::new();
-    for c in &a.customers {
+    for (i, original) in a.customers.iter().enumerate() {
+        let c: Customer = serde_json::from_value(Value::Object(original.clone()))
+            .map_err(|e| bad(TOOL, format!("customers[{i}]: {e}")))?;
+        if !original.contains_key("id") {
+            return Err(bad(TOOL, format!("customers[{i}] has no `id`")));
+        }
         let near: Vec<(&Report, f64)> = a
             .reports
             .iter()
@@ -241,20 +244,14 @@ fn affected_customers(input: Value) -> Result<Value, NodeError> {
         if damage.likelihood < floor {
             continue;
         }
-        hits.push((
-            damage.likelihood,
-            closest,
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "distance_miles": round2(closest),
-                "hail_in": storm.hail_in,
-                "wind_mph": storm.wind_mph,
-                "likelihood": damage.likelihood,
-                "level": damage.level,
-                "reasons": damage.reasons,
-            }),
-        ));
+        let mut hit = original.clone();
+        hit.insert("distance_miles".into(), json!(round2(closest)));
+        hit.insert("hail_in".into(), json!(storm.hail_in));
+        hit.insert("wind_mph".into(), json!(storm.wind_mph));
+        hit.insert("likelihood".into(), json!(damage.likelihood));
+        hit.insert("level".into(), json!(damage.level));
+        hit.insert("reasons".into(), json!(damage.reasons));
+        hits.push((damage.likelihood, closest, Value::Object(hit)));
     }
     hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)));
     let affected: Vec<Value> = hits.into_iter().map(|(_, _, v)| v).collect();
