@@ -224,13 +224,23 @@ async fn lead_to_proposal_prices_with_tools_waits_for_approval_then_sends() {
 async fn lead_to_proposal_archives_an_unqualified_lead() {
     let mut w = world(&lead_scripts(false));
     w.load("lead_to_proposal.toml");
-    let (done, path) = w.run(RunRequest::new().thread("lead-x").input(ada())).await;
+    let mut renter = ada();
+    renter["lead"]["homeowner"] = json!(false);
+    renter["lead"]["damage_reported"] = json!(false);
+    renter["lead"]["insurance_claim"] = json!(false);
+    let (done, path) = w
+        .run(RunRequest::new().thread("lead-x").input(renter))
+        .await;
     assert_eq!(done.status, RunStatus::Done);
     assert_eq!(
         path,
         steps(&[&["score"], &["qualify"], &["not_qualified"], &["remember"]])
     );
-    assert_eq!(done.state["outcome"], "not qualified: Renter, cannot sign");
+    assert_eq!(done.state["score"]["grade"], "C");
+    assert_eq!(
+        done.state["outcome"],
+        "not qualified (grade C): Renter, cannot sign"
+    );
     assert!(w.outbox.records().is_empty());
 }
 

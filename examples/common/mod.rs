@@ -1,0 +1,238 @@
+//! What every business-graph runner shares: the registry (local model, embedded memory,
+//! integrations that record instead of sending when unconfigured), readable streamed
+//! progress, automatic answers to the graph's questions, and a readable result.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use engine::{Event, MemorySaver, RunRequest, RunStatus, Runner, loader};
+use memory::{EmbeddedStore, LazyMemories, LocalMiniLm, Memories};
+use serde_json::Value;
+
+#[derive(Parser)]
+pub struct Args {
+    /// Input JSON file (default: examples/data/<graph>.json).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Run every agent on this model (repeat for a fallback chain). Default: the local
+    /// model, so the run needs no key and no network.
+    #[arg(long, default_value = "local:smollm2-135m")]
+    pub model: Vec<String>,
+    /// Answer the graph's questions yourself on stdin instead of with the example's answers.
+    #[arg(long)]
+    pub ask: bool,
+}
+
+/// What a runner knows about its graph.
+pub struct Business {
+    pub graph: &'static str,
+    /// Answers to the graph's questions, by node.
+    pub answers: &'static [(&'static str, &'static str)],
+    /// The readable result, from the final state.
+    pub report: fn(&Value) -> Vec<String>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn home() -> PathBuf {
+    match std::env::var_os("BRAINOPS_HOME") {
+        Some(h) if !h.is_empty() => PathBuf::from(h),
+        _ => PathBuf::from(".brainops"),
+    }
+}
+
+pub fn main(business: Business) -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(business, args)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(business: Business, args: Args) -> Result<ExitCode, String> {
+    let name = business.graph;
+    let input_path = args
+        .input
+        .unwrap_or_else(|| root().join("examples/data").join(format!("{name}.json")));
+    let input: Value = serde_json::from_str(
+        &std::fs::read_to_string(&input_path)
+            .map_err(|e| format!("{}: {e}", input_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", input_path.display()))?;
+
+    let home = home();
+    std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
+    let memory_path = home.join("memory.db");
+    let memories = LazyMemories::new(move || {
+        let path = memory_path.clone();
+        async move {
+            let embedder = Arc::new(LocalMiniLm::lazy(LocalMiniLm::default_path()));
+            Ok(Memories::new(Arc::new(EmbeddedStore::open(
+                &path, embedder,
+            )?)))
+        }
+    });
+    let setup = agents::Setup {
+        models: Arc::new(agents::Providers::default().for_every_agent(args.model.clone())),
+        memories: Some(memories),
+        ..agents::Setup::default()
+    };
+    let (registry, _) = setup.build().map_err(|e| e.to_string())?;
+    let file = root().join("graphs").join(format!("{name}.toml"));
+    let graph = loader::load_file(&file, &registry).map_err(|e| e.to_string())?;
+    let runner = Runner::new(Arc::new(graph)).with_checkpointer(Arc::new(MemorySaver::new()));
+
+    println!(
+        "== {name} ({}), agents on {}",
+        rel(&file),
+        args.model.join(" then ")
+    );
+    let started = Instant::now();
+    let thread = format!("{name}-{}", std::process::id());
+    let mut request = RunRequest::new().thread(thread.clone()).input(input);
+    let mut usage = engine::UsageSum::default();
+    let outcome = loop {
+        let (sink, mut events) = engine::EventSink::channel();
+        let task = {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.run(request, Some(sink)).await })
+        };
+        while let Some(event) = events.next().await {
+            show(&event, started);
+        }
+        let outcome = task.await.map_err(|e| e.to_string())?;
+        usage.calls += outcome.usage.total.calls;
+        usage.input_tokens += outcome.usage.total.input_tokens;
+        usage.output_tokens += outcome.usage.total.output_tokens;
+        if outcome.status != RunStatus::Interrupted {
+            break outcome;
+        }
+        let node = outcome
+            .interrupt
+            .as_ref()
+            .map(|i| i.node.clone())
+            .unwrap_or_default();
+        let answer = if args.ask {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            line.trim().to_string()
+        } else {
+            let answer = business
+                .answers
+                .iter()
+                .find(|(n, _)| *n == node)
+                .map(|(_, a)| *a);
+            let answer = answer.ok_or_else(|| format!("no answer for `{node}`; run with --ask"))?;
+            println!("    -> {answer}   (the example's answer; --ask to give your own)");
+            answer.to_string()
+        };
+        request = RunRequest::new()
+            .thread(thread.clone())
+            .resume(Value::String(answer));
+    };
+
+    println!();
+    if let Some(e) = &outcome.error {
+        println!(
+            "FAILED after {:.1} s: {}",
+            started.elapsed().as_secs_f64(),
+            e.message
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "== result ({:.1} s, {} model calls, {} tokens in, {} out)",
+        started.elapsed().as_secs_f64(),
+        usage.calls,
+        usage.input_tokens,
+        usage.output_tokens
+    );
+    for line in (business.report)(&outcome.state) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rel(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn show(event: &Event, started: Instant) {
+    let at = started.elapsed().as_secs_f64();
+    match event {
+        Event::StepStarted { step, nodes } => {
+            println!("[{at:6.1}s] step {step}: {}", nodes.join(", "))
+        }
+        Event::NodeFinished { node, update, .. } => {
+            println!("[{at:6.1}s]   done {node}: {}", preview(update))
+        }
+        Event::Custom { node, data } => {
+            if let Some(call) = data.get("tool_call") {
+                println!(
+                    "[{at:6.1}s]   {node} calls {}",
+                    call["name"].as_str().unwrap_or("?")
+                );
+            } else if data.get("dry_run") == Some(&Value::Bool(true)) {
+                println!(
+                    "[{at:6.1}s]   {node}: {} recorded, not sent ({})",
+                    data["integration"].as_str().unwrap_or("?"),
+                    data["reason"].as_str().unwrap_or("")
+                );
+            } else if let Some(retry) = data.get("schema_retry") {
+                println!(
+                    "[{at:6.1}s]   {node}: answer did not fit its schema, asking again ({})",
+                    preview(retry)
+                );
+            }
+        }
+        Event::Interrupt { node, value, .. } => println!(
+            "[{at:6.1}s]   {node} asks: {}",
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string)
+        ),
+        Event::Error { message } => println!("[{at:6.1}s]   error: {message}"),
+        _ => {}
+    }
+}
+
+fn preview(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 110 {
+        format!("{}...", text.chars().take(107).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// `state[key]` as text for a report line.
+pub fn text(state: &Value, pointer: &str) -> String {
+    match state.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
