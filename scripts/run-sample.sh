@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Builds the `brainops` CLI and runs the lead-intake graph end to end with its checkpoints in
+# Ends with the main job: the lead-to-proposal business graph end to end, offline, with the
+# local model behind every agent and the embedded memory, streaming its progress and
+# printing a readable result (examples/lead_to_proposal.rs). Before it:
+# builds the `brainops` CLI and runs the lead-intake graph end to end with its checkpoints in
 # PostgreSQL, as production does on Supabase: it scores a lead, prices the roof, pauses for
 # a human approval, and is resumed from a second process that connects through PgBouncer in
 # transaction mode (Supabase's pooler). Then the local model drafts a note to the customer,
@@ -17,7 +20,7 @@ psql "$DATABASE_URL" -Atc "SELECT 1 FROM pg_database WHERE datname = 'brainops'"
 DIRECT="${DATABASE_URL%/*}/brainops"
 POOLED="${DATABASE_POOLER_URL%%/postgres\?*}/brainops?pgbouncer=true"
 
-cargo build --release --locked --bin brainops
+cargo build --release --locked --bin brainops --example lead_to_proposal
 BIN="$CARGO_TARGET_DIR/release/brainops"
 export BRAINOPS_HOME="${BRAINOPS_HOME:-$PWD/.brainops}"
 THREAD="lead-$(date +%s)"
@@ -46,3 +49,11 @@ for _ in 1 2; do
   "$BIN" run graphs/customer_call.toml --memory "$POOLED" --checkpoint "$DIRECT" \
     --input '{"customer_id": 42, "question": "How old is my roof, and was it damaged?"}'
 done
+echo "==> the agent catalog"
+"$BIN" agents list --category revenue
+echo
+echo "==> main job: lead -> qualification -> estimate -> proposal -> follow-up, offline"
+echo "    (local SmolLM2-135M behind every agent, embedded memory in $BRAINOPS_HOME/memory.db,"
+echo "     integrations record what they would send because no keys are set)"
+env -u SENDGRID_API_KEY BRAINOPS_INTEGRATIONS=dry-run \
+  "$CARGO_TARGET_DIR/release/examples/lead_to_proposal" --model local:smollm2-135m

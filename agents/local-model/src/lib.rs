@@ -130,6 +130,10 @@ pub struct LocalModel {
     path: PathBuf,
     threads: i32,
     context: u32,
+    /// Held for a whole generation. Each generation already uses `threads` cores; two at
+    /// once (parallel agent nodes, a `for_each` fan-out) oversubscribe them, and llama.cpp's
+    /// spinning workers then run ~20x slower than the two would one after the other.
+    one_at_a_time: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for LocalModel {
@@ -170,6 +174,7 @@ impl LocalModel {
             path: path.to_path_buf(),
             threads,
             context,
+            one_at_a_time: std::sync::Mutex::new(()),
         })
     }
 
@@ -198,6 +203,10 @@ impl LocalModel {
         options: &GenOptions,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LocalError> {
+        let _turn = self
+            .one_at_a_time
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let backend = backend()?;
         let prompt = self.prompt(messages)?;
         let vocab = self.model.vocab();
