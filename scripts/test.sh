@@ -40,5 +40,5 @@ echo "==> tests"
 cargo test --release --workspace --locked
 
 echo "==> benchmarks compile"
-cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm --bench memory
+cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm --bench memory --bench agents
 echo "all checks passed"

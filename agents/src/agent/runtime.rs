@@ -16,7 +16,8 @@ use futures_util::future::join_all;
 use memory::{LazyMemories, MemoryError, Namespace};
 use serde_json::{Value, json};
 
-use super::{Agent, AgentSpec, ModelSource, validate};
+use super::spec::problems;
+use super::{Agent, AgentSpec, ModelSource};
 use crate::llm::{
     ChatModel, ChatRequest, ChatResponse, Message, Role, StreamEvent, ToolCall, ToolSpec, pricing,
 };
@@ -29,6 +30,8 @@ pub struct LlmAgent {
     handlers: HashMap<String, Arc<dyn Node>>,
     models: Arc<dyn ModelSource>,
     memories: Option<LazyMemories>,
+    /// The output schema, compiled once.
+    validator: Option<jsonschema::Validator>,
 }
 
 impl LlmAgent {
@@ -56,12 +59,22 @@ impl LlmAgent {
             });
             handlers.insert(name.clone(), Arc::clone(handler));
         }
+        let validator = match &spec.output {
+            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                format!(
+                    "agent `{}`: `output` is not a valid JSON Schema: {e}",
+                    spec.name
+                )
+            })?),
+            None => None,
+        };
         Ok(LlmAgent {
             spec,
             offered,
             handlers,
             models,
             memories,
+            validator,
         })
     }
 
@@ -193,12 +206,12 @@ impl LlmAgent {
 
     /// The result from a final answer, or what is wrong with it.
     fn finish(&self, text: &str) -> Result<Value, String> {
-        let Some(schema) = &self.spec.output else {
+        let Some(validator) = &self.validator else {
             return Ok(Value::String(text.to_string()));
         };
         let value: Value = serde_json::from_str(strip_fences(text))
             .map_err(|e| format!("the answer is not JSON ({e})"))?;
-        validate(schema, &value)?;
+        problems(validator, &value)?;
         Ok(value)
     }
 }

@@ -395,6 +395,11 @@ impl AgentSpec {
 pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     let validator =
         jsonschema::validator_for(schema).map_err(|e| format!("the schema is invalid: {e}"))?;
+    problems(&validator, value)
+}
+
+/// What `validator` finds wrong with `value` (at most five problems), with JSON pointers.
+pub(crate) fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .take(5)

@@ -133,16 +133,30 @@ fn detect(input: Value) -> Result<Value, NodeError> {
         }
     }
     for (ip, attempts) in &by_ip {
-        // The widest spread of accounts within one window.
+        // The widest spread of accounts within one window, with per-account counts kept
+        // as the window slides (one pass, not a set per window).
+        let mut in_window: BTreeMap<&str, usize> = BTreeMap::new();
         let mut best: (usize, i64, i64, BTreeSet<&str>) = (0, 0, 0, BTreeSet::new());
         let mut start = 0;
         for end in 0..attempts.len() {
+            *in_window.entry(attempts[end].1).or_default() += 1;
             while attempts[end].0 - attempts[start].0 > window {
+                let user = attempts[start].1;
+                if let Some(n) = in_window.get_mut(user) {
+                    *n -= 1;
+                    if *n == 0 {
+                        in_window.remove(user);
+                    }
+                }
                 start += 1;
             }
-            let users: BTreeSet<&str> = attempts[start..=end].iter().map(|(_, u)| *u).collect();
-            if users.len() > best.0 {
-                best = (users.len(), attempts[start].0, attempts[end].0, users);
+            if in_window.len() > best.0 {
+                best = (
+                    in_window.len(),
+                    attempts[start].0,
+                    attempts[end].0,
+                    in_window.keys().copied().collect(),
+                );
             }
         }
         if best.0 >= distinct {
