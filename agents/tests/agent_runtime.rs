@@ -367,3 +367,73 @@ fn a_bad_spec_in_a_catalog_directory_is_an_error_at_its_place() {
         "{err}"
     );
 }
+
+/// An agent with a `memory` spec recalls the memories under its namespace that best match
+/// its input and shows them to the model.
+#[tokio::test]
+async fn an_agent_with_memory_recalls_into_its_prompt() {
+    use memory::{
+        EmbeddedStore, HashingEmbedder, Kind, LazyMemories, Memories, MemoryStore, Namespace,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        EmbeddedStore::open(dir.path().join("m.db"), Arc::new(HashingEmbedder::new(64))).unwrap();
+    let memories = Memories::new(Arc::new(store) as Arc<dyn MemoryStore>);
+    let ns = Namespace::parse("tenant:acme/customers").unwrap();
+    memories
+        .remember(
+            &ns,
+            Kind::Semantic,
+            "Ada Park has a large dog; keep the side gate shut",
+            serde_json::Map::new(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    memories
+        .remember(
+            &Namespace::parse("tenant:other/customers").unwrap(),
+            Kind::Semantic,
+            "Ada Park owes $9,000",
+            serde_json::Map::new(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let spec = SPEC.replace(
+        "max_schema_retries = 1",
+        "max_schema_retries = 1\nmemory = { namespace = [\"tenant:{{ input.tenant }}\", \"customers\"], recall = 2 }",
+    );
+    let registry = registry(Arc::new(AtomicUsize::new(0)));
+    let spec = AgentSpec::from_toml(&spec, "test.toml", &|t| registry.tool(t).is_some()).unwrap();
+    let models = Arc::new(ScriptedModels::new().agent(
+        "revenue.test_qualifier",
+        ScriptedModel::new("m").then_json(json!({"qualified": true})),
+    ));
+    let agent = LlmAgent::new(
+        spec,
+        &registry,
+        Arc::clone(&models) as Arc<dyn ModelSource>,
+        Some(LazyMemories::ready(memories)),
+    )
+    .unwrap();
+    agent
+        .run(
+            json!({"tenant": "acme", "lead": {"name": "Ada Park"}}),
+            &NodeContext::detached("q"),
+        )
+        .await
+        .unwrap();
+    let system = &models.get("revenue.test_qualifier").unwrap().requests()[0].messages[0].content;
+    assert!(system.starts_with("Qualify Ada Park."), "{system}");
+    assert!(
+        system.contains("What you remember:\n- Ada Park has a large dog; keep the side gate shut"),
+        "{system}"
+    );
+    assert!(
+        !system.contains("$9,000"),
+        "another tenant's memory leaked: {system}"
+    );
+}
