@@ -157,10 +157,27 @@ struct Plan {
     requests: Vec<Request>,
 }
 
-/// Why a tool cannot send: the variables it needs, by name.
-struct Missing(String);
+/// Why a tool cannot make its requests.
+enum PlanError {
+    /// Configuration is missing (which variables, by name): a dry run can still record.
+    Missing(String),
+    /// The arguments are wrong: an error in every mode.
+    Invalid(String),
+}
 
-type Planner = fn(&Value, &Vars<'_>, &str) -> Result<Result<Plan, Missing>, String>;
+impl From<String> for PlanError {
+    fn from(message: String) -> Self {
+        PlanError::Invalid(message)
+    }
+}
+
+impl From<&str> for PlanError {
+    fn from(message: &str) -> Self {
+        PlanError::Invalid(message.to_string())
+    }
+}
+
+type Planner = fn(&Value, &Vars<'_>, &str) -> Result<Plan, PlanError>;
 
 /// Variable lookup handed to planners.
 struct Vars<'a>(&'a IntegrationConfig);
@@ -169,10 +186,10 @@ impl Vars<'_> {
     fn get(&self, names: &[&str]) -> Option<String> {
         self.0.var(names)
     }
-    fn key(&self, names: &[&str]) -> Result<ApiKey, Missing> {
+    fn key(&self, names: &[&str]) -> Result<ApiKey, PlanError> {
         self.get(names)
             .map(ApiKey::new)
-            .ok_or_else(|| Missing(format!("{} is not set", names.join(" or "))))
+            .ok_or_else(|| PlanError::Missing(format!("{} is not set", names.join(" or "))))
     }
 }
 
@@ -192,18 +209,22 @@ impl Node for Integration {
             .get("idempotency_key")
             .and_then(Value::as_str)
             .map_or_else(|| ctx.idempotency_key(), str::to_string);
-        let planned = (self.plan)(&input, &Vars(&self.config), &key)
-            .map_err(|e| NodeError::permanent(format!("{}: {e}", self.name)))?;
-        let (plan, reason) = match (planned, self.config.mode) {
+        let (plan, reason) = match (
+            (self.plan)(&input, &Vars(&self.config), &key),
+            self.config.mode,
+        ) {
+            (Err(PlanError::Invalid(e)), _) => {
+                return Err(NodeError::permanent(format!("{}: {e}", self.name)));
+            }
             (Ok(plan), Mode::DryRun) => (Some(plan), "BRAINOPS_INTEGRATIONS=dry-run".to_string()),
             (Ok(plan), _) => return self.send(plan, ctx).await,
-            (Err(Missing(why)), Mode::Live) => {
+            (Err(PlanError::Missing(why)), Mode::Live) => {
                 return Err(NodeError::permanent(format!(
                     "{}: {why}; set it, or run with BRAINOPS_INTEGRATIONS=dry-run",
                     self.name
                 )));
             }
-            (Err(Missing(why)), _) => (None, why),
+            (Err(PlanError::Missing(why)), _) => (None, why),
         };
         let requests: Vec<Value> = match &plan {
             Some(plan) => plan.requests.iter().map(shown).collect(),

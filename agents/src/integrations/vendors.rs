@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Auth, Body, Missing, Plan, Request, Vars, VendorTool};
+use super::{Auth, Body, Plan, PlanError, Request, Vars, VendorTool};
 
 pub(super) fn tools() -> Vec<VendorTool> {
     vec![
@@ -120,6 +120,19 @@ pub(super) fn tools() -> Vec<VendorTool> {
     ]
 }
 
+/// A plan of one request whose URL is not secret.
+fn one(auth: Auth, url: String, body: Body, headers: Vec<(&'static str, String)>) -> Planned {
+    Ok(Plan {
+        auth,
+        requests: vec![Request {
+            shown_url: url.clone(),
+            url,
+            body,
+            headers,
+        }],
+    })
+}
+
 /// The vendor's own explanation from an error body.
 pub(super) fn error_message(body: &Value) -> String {
     let pick = |v: &Value| v.as_str().map(str::to_string);
@@ -183,7 +196,7 @@ fn metadata(form: &mut Vec<(String, String)>, input: &Value) -> Result<(), Strin
 /// A Stripe call: path, form fields, idempotency key.
 type StripeCall = (String, Vec<(String, String)>, String);
 
-fn stripe(vars: &Vars<'_>, requests: Vec<StripeCall>) -> Result<Plan, Missing> {
+fn stripe(vars: &Vars<'_>, requests: Vec<StripeCall>) -> Planned {
     let key = vars.key(&["STRIPE_SECRET_KEY", "STRIPE_API_KEY"])?;
     let base = base(vars, "STRIPE_API_BASE", "https://api.stripe.com");
     Ok(Plan {
@@ -200,7 +213,7 @@ fn stripe(vars: &Vars<'_>, requests: Vec<StripeCall>) -> Result<Plan, Missing> {
     })
 }
 
-type Planned = Result<Result<Plan, Missing>, String>;
+type Planned = Result<Plan, PlanError>;
 
 fn stripe_customer(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
     let mut form = vec![("email".to_string(), text(input, "email")?.to_string())];
@@ -210,10 +223,7 @@ fn stripe_customer(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
         }
     }
     metadata(&mut form, input)?;
-    Ok(stripe(
-        vars,
-        vec![("/v1/customers".into(), form, key.to_string())],
-    ))
+    stripe(vars, vec![("/v1/customers".into(), form, key.to_string())])
 }
 
 fn stripe_invoice(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
@@ -262,7 +272,7 @@ fn stripe_invoice(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
     ];
     metadata(&mut form, input)?;
     requests.push(("/v1/invoices".to_string(), form, format!("{key}:invoice")));
-    Ok(stripe(vars, requests))
+    stripe(vars, requests)
 }
 
 fn stripe_payment_intent(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
@@ -283,10 +293,10 @@ fn stripe_payment_intent(input: &Value, vars: &Vars<'_>, key: &str) -> Planned {
         }
     }
     metadata(&mut form, input)?;
-    Ok(stripe(
+    stripe(
         vars,
         vec![("/v1/payment_intents".into(), form, key.to_string())],
-    ))
+    )
 }
 
 fn sendgrid_email(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
@@ -306,60 +316,48 @@ fn sendgrid_email(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         "subject": subject,
         "content": content,
     });
-    let key = match vars.key(&["SENDGRID_API_KEY"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let key = vars.key(&["SENDGRID_API_KEY"])?;
     if from.is_none() {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "SENDGRID_FROM_EMAIL is not set and no `from` was given".into(),
-        )));
+        ));
     }
     let base = base(vars, "SENDGRID_API_BASE", "https://api.sendgrid.com");
-    Ok(Ok(Plan {
-        auth: Auth::Bearer(key),
-        requests: vec![Request {
-            url: format!("{base}/v3/mail/send"),
-            shown_url: format!("{base}/v3/mail/send"),
-            body: Body::Json(payload),
-            headers: Vec::new(),
-        }],
-    }))
+    one(
+        Auth::Bearer(key),
+        format!("{base}/v3/mail/send"),
+        Body::Json(payload),
+        Vec::new(),
+    )
 }
 
 fn twilio_sms(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
     let to = text(input, "to")?;
     let body = text(input, "body")?;
     let Some(sid) = vars.get(&["TWILIO_ACCOUNT_SID"]) else {
-        return Ok(Err(Missing("TWILIO_ACCOUNT_SID is not set".into())));
+        return Err(PlanError::Missing("TWILIO_ACCOUNT_SID is not set".into()));
     };
-    let token = match vars.key(&["TWILIO_AUTH_TOKEN"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let token = vars.key(&["TWILIO_AUTH_TOKEN"])?;
     let Some(from) = optional(input, "from")
         .map(str::to_string)
         .or_else(|| vars.get(&["TWILIO_FROM_NUMBER", "TWILIO_PHONE_NUMBER"]))
     else {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "TWILIO_FROM_NUMBER is not set and no `from` was given".into(),
-        )));
+        ));
     };
     let base = base(vars, "TWILIO_API_BASE", "https://api.twilio.com");
     let url = format!("{base}/2010-04-01/Accounts/{sid}/Messages.json");
-    Ok(Ok(Plan {
-        auth: Auth::Basic(sid, token),
-        requests: vec![Request {
-            shown_url: url.clone(),
-            url,
-            body: Body::Form(vec![
-                ("To".into(), to.into()),
-                ("From".into(), from),
-                ("Body".into(), body.into()),
-            ]),
-            headers: Vec::new(),
-        }],
-    }))
+    one(
+        Auth::Basic(sid, token),
+        url,
+        Body::Form(vec![
+            ("To".into(), to.into()),
+            ("From".into(), from),
+            ("Body".into(), body.into()),
+        ]),
+        Vec::new(),
+    )
 }
 
 fn slack_message(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
@@ -369,11 +367,11 @@ fn slack_message(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         payload.insert("blocks".into(), blocks.clone());
     }
     let Some(url) = vars.get(&["SLACK_WEBHOOK_URL"]) else {
-        return Ok(Err(Missing("SLACK_WEBHOOK_URL is not set".into())));
+        return Err(PlanError::Missing("SLACK_WEBHOOK_URL is not set".into()));
     };
     // The webhook's path is its secret.
     let shown = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/") + "/***";
-    Ok(Ok(Plan {
+    Ok(Plan {
         auth: Auth::None,
         requests: vec![Request {
             url,
@@ -381,7 +379,7 @@ fn slack_message(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
             body: Body::Json(Value::Object(payload)),
             headers: Vec::new(),
         }],
-    }))
+    })
 }
 
 fn clickup_task(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
@@ -396,44 +394,35 @@ fn clickup_task(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         }
         payload.insert("priority".into(), json!(p));
     }
-    let key = match vars.key(&["CLICKUP_API_KEY", "CLICKUP_API_TOKEN"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let key = vars.key(&["CLICKUP_API_KEY", "CLICKUP_API_TOKEN"])?;
     let Some(list) = optional(input, "list_id")
         .map(str::to_string)
         .or_else(|| vars.get(&["CLICKUP_LIST_ID"]))
     else {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "CLICKUP_LIST_ID is not set and no `list_id` was given".into(),
-        )));
+        ));
     };
     let base = base(vars, "CLICKUP_API_BASE", "https://api.clickup.com");
     let url = format!("{base}/api/v2/list/{list}/task");
-    Ok(Ok(Plan {
-        auth: Auth::Raw(key),
-        requests: vec![Request {
-            shown_url: url.clone(),
-            url,
-            body: Body::Json(Value::Object(payload)),
-            headers: Vec::new(),
-        }],
-    }))
+    one(
+        Auth::Raw(key),
+        url,
+        Body::Json(Value::Object(payload)),
+        Vec::new(),
+    )
 }
 
 fn notion_page(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
     let title = text(input, "title")?;
-    let key = match vars.key(&["NOTION_API_KEY", "NOTION_TOKEN"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let key = vars.key(&["NOTION_API_KEY", "NOTION_TOKEN"])?;
     let Some(database) = optional(input, "database_id")
         .map(str::to_string)
         .or_else(|| vars.get(&["NOTION_DATABASE_ID"]))
     else {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "NOTION_DATABASE_ID is not set and no `database_id` was given".into(),
-        )));
+        ));
     };
     let mut payload = json!({
         "parent": {"database_id": database},
@@ -447,15 +436,12 @@ fn notion_page(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
     }
     let base = base(vars, "NOTION_API_BASE", "https://api.notion.com");
     let url = format!("{base}/v1/pages");
-    Ok(Ok(Plan {
-        auth: Auth::Bearer(key),
-        requests: vec![Request {
-            shown_url: url.clone(),
-            url,
-            body: Body::Json(payload),
-            headers: vec![("Notion-Version", "2022-06-28".into())],
-        }],
-    }))
+    one(
+        Auth::Bearer(key),
+        url,
+        Body::Json(payload),
+        vec![("Notion-Version", "2022-06-28".into())],
+    )
 }
 
 fn airtable_record(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
@@ -463,10 +449,7 @@ fn airtable_record(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         .get("fields")
         .filter(|f| f.is_object())
         .ok_or("`fields` must be an object of column -> value")?;
-    let key = match vars.key(&["AIRTABLE_API_KEY", "AIRTABLE_TOKEN"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let key = vars.key(&["AIRTABLE_API_KEY", "AIRTABLE_TOKEN"])?;
     let base_id = optional(input, "base_id")
         .map(str::to_string)
         .or_else(|| vars.get(&["AIRTABLE_BASE_ID"]));
@@ -474,9 +457,9 @@ fn airtable_record(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         .map(str::to_string)
         .or_else(|| vars.get(&["AIRTABLE_TABLE"]));
     let (Some(base_id), Some(table)) = (base_id, table) else {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "AIRTABLE_BASE_ID and AIRTABLE_TABLE (or `base_id` and `table`) are needed".into(),
-        )));
+        ));
     };
     let base = base(vars, "AIRTABLE_API_BASE", "https://api.airtable.com");
     // Table names may hold spaces: let the URL type encode the segments.
@@ -487,15 +470,12 @@ fn airtable_record(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
         .push(&base_id)
         .push(&table);
     let url = url.to_string();
-    Ok(Ok(Plan {
-        auth: Auth::Bearer(key),
-        requests: vec![Request {
-            shown_url: url.clone(),
-            url,
-            body: Body::Json(json!({"records": [{"fields": fields}], "typecast": true})),
-            headers: Vec::new(),
-        }],
-    }))
+    one(
+        Auth::Bearer(key),
+        url,
+        Body::Json(json!({"records": [{"fields": fields}], "typecast": true})),
+        Vec::new(),
+    )
 }
 
 fn github_issue(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
@@ -507,24 +487,21 @@ fn github_issue(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
     if let Some(labels) = input.get("labels") {
         payload.insert("labels".into(), labels.clone());
     }
-    let key = match vars.key(&["GITHUB_TOKEN", "GH_TOKEN"]) {
-        Ok(k) => k,
-        Err(m) => return Ok(Err(m)),
-    };
+    let key = vars.key(&["GITHUB_TOKEN", "GH_TOKEN"])?;
     let Some(repo) = optional(input, "repo")
         .map(str::to_string)
         .or_else(|| vars.get(&["GITHUB_REPOSITORY"]))
     else {
-        return Ok(Err(Missing(
+        return Err(PlanError::Missing(
             "GITHUB_REPOSITORY is not set and no `repo` was given".into(),
-        )));
+        ));
     };
     if repo.split('/').count() != 2 {
-        return Err(format!("`repo` is owner/name, not `{repo}`"));
+        return Err(format!("`repo` is owner/name, not `{repo}`").into());
     }
     let base = base(vars, "GITHUB_API_URL", "https://api.github.com");
     let url = format!("{base}/repos/{repo}/issues");
-    Ok(Ok(Plan {
+    Ok(Plan {
         auth: Auth::Bearer(key),
         requests: vec![Request {
             shown_url: url.clone(),
@@ -536,5 +513,5 @@ fn github_issue(input: &Value, vars: &Vars<'_>, _: &str) -> Planned {
                 ("User-Agent", "brainops-engine".into()),
             ],
         }],
-    }))
+    })
 }
