@@ -17,6 +17,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 
 /// The file `scripts/local-model.sh` fetches.
 pub const DEFAULT_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -240,6 +241,9 @@ impl LocalModel {
         let prompt_time = started.elapsed();
         let started = std::time::Instant::now();
 
+        // Greedy decoding without a grammar is an argmax over the logits; llama.cpp's
+        // sampler would first copy all 49,152 candidates into an array on every token.
+        let plain_greedy = options.grammar.is_none() && options.temperature <= 0.0;
         let mut chain = Vec::new();
         if let Some(grammar) = &options.grammar {
             chain.push(
@@ -263,7 +267,11 @@ impl LocalModel {
         let mut finish = Finish::MaxTokens;
         let mut logits_at = batch.n_tokens() - 1;
         while output_tokens < options.max_tokens as usize {
-            let token = sampler.sample(&ctx, logits_at);
+            let token = if plain_greedy {
+                argmax(ctx.get_logits_ith(logits_at))
+            } else {
+                sampler.sample(&ctx, logits_at)
+            };
             if vocab.is_eog(token) {
                 finish = Finish::End;
                 break;
@@ -309,6 +317,17 @@ impl LocalModel {
             generation_time: started.elapsed(),
         })
     }
+}
+
+/// The token with the highest logit (the first, on ties, as llama.cpp's greedy sampler).
+fn argmax(logits: &[f32]) -> LlamaToken {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    for (i, &l) in logits.iter().enumerate() {
+        if l > best.1 {
+            best = (i, l);
+        }
+    }
+    LlamaToken::new(best.0 as i32)
 }
 
 /// A GBNF grammar that accepts exactly the JSON documents `schema` describes (as far as
