@@ -75,10 +75,11 @@ async fn every_agent_runs_its_worked_example() {
         let requests = models.get(&spec.name).unwrap().requests();
         let request = &requests[0];
         let system = &request.messages[0].content;
-        assert_eq!(
-            system,
-            &spec.instructions.render(&example.input).unwrap(),
-            "{}",
+        let instructions = spec.instructions.render(&example.input).unwrap();
+        assert!(system.starts_with(&instructions), "{}", spec.name);
+        assert!(
+            system.ends_with(&format!("Answer: {}", example.output)),
+            "{}: the worked example is shown",
             spec.name
         );
         let offered: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();

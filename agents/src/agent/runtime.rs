@@ -32,6 +32,8 @@ pub struct LlmAgent {
     memories: Option<LazyMemories>,
     /// The output schema, compiled once.
     validator: Option<jsonschema::Validator>,
+    /// The spec's worked example as prompt text, rendered once.
+    example_text: Option<String>,
 }
 
 impl LlmAgent {
@@ -68,6 +70,12 @@ impl LlmAgent {
             })?),
             None => None,
         };
+        let example_text = spec.example.as_ref().map(|e| {
+            format!(
+                "\n\nAn example (for another input):\nInput: {}\nAnswer: {}",
+                e.input, e.output
+            )
+        });
         Ok(LlmAgent {
             spec,
             offered,
@@ -75,6 +83,7 @@ impl LlmAgent {
             models,
             memories,
             validator,
+            example_text,
         })
     }
 
@@ -243,6 +252,11 @@ impl Agent for LlmAgent {
         let mut system = spec.instructions.render(&input).map_err(|e| {
             NodeError::permanent(format!("agent `{}`: instructions: {e}", spec.name))
         })?;
+        // The worked example shows the shape and register of an answer; small models follow
+        // a demonstration far better than a schema alone.
+        if let Some(example) = &self.example_text {
+            system.push_str(example);
+        }
         if let Some(remembered) = self.recall(&input).await? {
             system.push_str(&remembered);
         }
