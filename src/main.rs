@@ -25,6 +25,10 @@ const AFTER_HELP: &str = "Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A directory of more agent specs, <DIR>/<category>/<name>.toml, added to the
+    /// built-in catalog (repeatable; also $BRAINOPS_AGENT_DIR, dirs joined by `:`).
+    #[arg(long, global = true, value_name = "DIR")]
+    agent_dir: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -295,6 +299,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if dry_run {
         integrations.mode = agents::integrations::Mode::DryRun;
     }
+    let mut agent_dirs = cli.agent_dir.clone();
+    if let Some(dirs) = std::env::var_os("BRAINOPS_AGENT_DIR") {
+        agent_dirs.extend(std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()));
+    }
     let setup = agents::Setup {
         models: Arc::new(agents::Providers::default().for_every_agent(models)),
         memories: Some(memory_cli::lazy_memories(
@@ -303,10 +311,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         )),
         providers: agents::llm::ProviderConfig::default(),
         integrations,
+        agent_dirs,
     };
     let (registry, catalog) = setup
         .build()
-        .map_err(|e| fail(format!("{e}\n  (the built-in agent catalog did not load)")))?;
+        .map_err(|e| fail(format!("{e}\n  (the agent catalog did not load)")))?;
     match cli.command {
         Command::Validate { files } => {
             let mut bad = 0;

@@ -193,3 +193,61 @@ fn a_business_graph_runs_from_the_cli() {
             .contains("--model: model `gpt-4o` is not PROVIDER:MODEL")
     );
 }
+
+#[test]
+fn agent_specs_from_a_directory_join_the_catalog_and_bad_ones_point_at_the_line() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("customer")).unwrap();
+    let spec = r#"name = "customer.gutter_upsell"
+category = "customer"
+description = "Offers gutter guards to customers whose roof job just finished."
+instructions = "Write a short gutter-guard offer for {{ input.customer.name }}."
+model = "local:smollm2-135m"
+
+[output]
+type = "object"
+required = ["offer"]
+properties.offer = { type = "string", maxLength = 300 }
+"#;
+    std::fs::write(dir.path().join("customer/gutter_upsell.toml"), spec).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = brainops(
+        home.path(),
+        &["agents", "list", "--category", "customer", "--agent-dir", d],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("customer.gutter_upsell "))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.ends_with("Offers gutter guards to customers whose roof job just finished."),
+        "{line}"
+    );
+
+    std::fs::write(
+        dir.path().join("customer/gutter_upsell.toml"),
+        spec.replace(
+            "model = \"local:smollm2-135m\"",
+            "model = \"local:smollm2-135m\"\ntools = [\"roofing.takof\"]",
+        ),
+    )
+    .unwrap();
+    let out = brainops(home.path(), &["agents", "list", "--agent-dir", d]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "customer/gutter_upsell.toml:6:10: error: unknown tool `roofing.takof` in `tools`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `roofing.takeoff`?"), "{err}");
+}

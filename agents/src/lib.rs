@@ -31,6 +31,9 @@ pub struct Setup {
     pub memories: Option<LazyMemories>,
     pub providers: llm::ProviderConfig,
     pub integrations: integrations::IntegrationConfig,
+    /// Directories of more agent specs (`<dir>/<category>/<name>.toml`), loaded after the
+    /// built-in catalog; a spec with a built-in agent's name replaces it.
+    pub agent_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for Setup {
@@ -40,6 +43,7 @@ impl Default for Setup {
             memories: None,
             providers: llm::ProviderConfig::default(),
             integrations: integrations::IntegrationConfig::default(),
+            agent_dirs: Vec::new(),
         }
     }
 }
@@ -57,7 +61,11 @@ impl Setup {
         if let Some(memories) = &self.memories {
             memory::register_tools(&mut registry, memories.clone());
         }
-        let catalog = Catalog::builtin(&registry, self.models, self.memories)?;
+        let mut catalog =
+            Catalog::builtin(&registry, Arc::clone(&self.models), self.memories.clone())?;
+        for dir in &self.agent_dirs {
+            catalog.load_dir(dir, &registry, &self.models, self.memories.clone())?;
+        }
         catalog.register_into(&mut registry);
         Ok((registry, catalog))
     }
