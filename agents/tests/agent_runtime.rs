@@ -151,6 +151,25 @@ fn test_agent(registry: &Registry, model: ScriptedModel) -> (LlmAgent, Arc<Scrip
     (agent, models)
 }
 
+async fn qualify(agent: &LlmAgent) -> Result<Value, NodeError> {
+    agent
+        .run(
+            json!({"lead": {"name": "Ada"}}),
+            &NodeContext::detached("q"),
+        )
+        .await
+}
+
+/// The tool results a request carries back to the model, in order.
+fn tool_results(request: &agents::llm::ChatRequest) -> Vec<&str> {
+    request
+        .messages
+        .iter()
+        .filter(|m| m.tool_call_id.is_some())
+        .map(|m| m.content.as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_tool_outside_the_allowlist_is_refused_whatever_the_model_asks() {
     let charges = Arc::new(AtomicUsize::new(0));
@@ -165,23 +184,12 @@ async fn a_tool_outside_the_allowlist_is_refused_whatever_the_model_asks() {
         ])
         .then_json(json!({"qualified": true}));
     let (agent, models) = test_agent(&registry, model);
-    let out = agent
-        .run(
-            json!({"lead": {"name": "Ada"}}),
-            &NodeContext::detached("q"),
-        )
-        .await
-        .unwrap();
+    let out = qualify(&agent).await.unwrap();
     assert_eq!(out, json!({"qualified": true}));
     assert_eq!(charges.load(Ordering::SeqCst), 0, "the forbidden tool ran");
 
     let second = &models.get("revenue.test_qualifier").unwrap().requests()[1];
-    let results: Vec<&str> = second
-        .messages
-        .iter()
-        .filter(|m| m.tool_call_id.is_some())
-        .map(|m| m.content.as_str())
-        .collect();
+    let results = tool_results(second);
     assert!(
         results[0].starts_with("refused: `payments.charge` is not one of your tools"),
         "{}",
@@ -203,21 +211,10 @@ async fn tools_requested_together_run_in_parallel() {
         ])
         .then_json(json!({"qualified": false}));
     let (agent, models) = test_agent(&registry, model);
-    let out = agent
-        .run(
-            json!({"lead": {"name": "Ada"}}),
-            &NodeContext::detached("q"),
-        )
-        .await
-        .unwrap();
+    let out = qualify(&agent).await.unwrap();
     assert_eq!(out, json!({"qualified": false}));
     let second = &models.get("revenue.test_qualifier").unwrap().requests()[1];
-    let results: Vec<&str> = second
-        .messages
-        .iter()
-        .filter(|m| m.tool_call_id.is_some())
-        .map(|m| m.content.as_str())
-        .collect();
+    let results = tool_results(second);
     assert_eq!(results, [r#"{"echo":{"n":1}}"#, r#"{"echo":{"n":2}}"#]);
 }
 
@@ -229,13 +226,7 @@ async fn an_invalid_answer_is_sent_back_with_the_error_then_fails_clearly() {
         .then_json(json!({"qualified": "yes"}))
         .then_json(json!({"qualified": true}));
     let (agent, models) = test_agent(&registry, model);
-    let out = agent
-        .run(
-            json!({"lead": {"name": "Ada"}}),
-            &NodeContext::detached("q"),
-        )
-        .await
-        .unwrap();
+    let out = qualify(&agent).await.unwrap();
     assert_eq!(out, json!({"qualified": true}));
     let retry = &models.get("revenue.test_qualifier").unwrap().requests()[1];
     let feedback = &retry.messages.last().unwrap().content;
@@ -249,13 +240,7 @@ async fn an_invalid_answer_is_sent_back_with_the_error_then_fails_clearly() {
         .then_text("Sure! The lead looks great.")
         .then_json(json!({"qualified": true, "extra": 1}));
     let (agent, _) = test_agent(&registry, model);
-    let err = agent
-        .run(
-            json!({"lead": {"name": "Ada"}}),
-            &NodeContext::detached("q"),
-        )
-        .await
-        .unwrap_err();
+    let err = qualify(&agent).await.unwrap_err();
     let NodeError::Failed { message, retryable } = err else {
         panic!("{err:?}")
     };
