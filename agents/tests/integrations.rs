@@ -700,3 +700,85 @@ impl Respond for SlowFirst {
         }
     }
 }
+
+#[tokio::test]
+async fn task_tool_errors_carry_each_vendors_message() {
+    let server = MockServer::start().await;
+    let errors = [
+        (
+            "/api/v2/list/901/task",
+            401,
+            json!({"err": "Team not authorized", "ECODE": "OAUTH_027"}),
+        ),
+        (
+            "/v1/pages",
+            400,
+            json!({"object": "error", "status": 400, "code": "validation_error",
+            "message": "body failed validation: body.parent.database_id should be a valid uuid"}),
+        ),
+        (
+            "/v0/appBASE/Leads",
+            403,
+            json!({"error": {"type": "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+            "message": "Invalid permissions, or the requested model was not found."}}),
+        ),
+        (
+            "/repos/weathercraft/erp/issues",
+            422,
+            json!({"message": "Validation Failed",
+            "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}],
+            "documentation_url": "https://docs.github.com/rest/issues/issues#create-an-issue"}),
+        ),
+    ];
+    for (p, status, body) in &errors {
+        Mock::given(path(*p))
+            .respond_with(ResponseTemplate::new(*status).set_body_json(body.clone()))
+            .mount(&server)
+            .await;
+    }
+    let config = config(
+        Mode::Live,
+        &[
+            ("CLICKUP_API_KEY", "pk".into()),
+            ("CLICKUP_LIST_ID", "901".into()),
+            ("CLICKUP_API_BASE", server.uri()),
+            ("NOTION_API_KEY", "secret_n".into()),
+            ("NOTION_DATABASE_ID", "db1".into()),
+            ("NOTION_API_BASE", server.uri()),
+            ("AIRTABLE_API_KEY", "pat".into()),
+            ("AIRTABLE_BASE_ID", "appBASE".into()),
+            ("AIRTABLE_TABLE", "Leads".into()),
+            ("AIRTABLE_API_BASE", server.uri()),
+            ("GITHUB_TOKEN", "ghp".into()),
+            ("GITHUB_REPOSITORY", "weathercraft/erp".into()),
+            ("GITHUB_API_URL", server.uri()),
+        ],
+    );
+    let registry = registry(&config);
+    let cases = [
+        (
+            "clickup.create_task",
+            json!({"name": "x"}),
+            "ClickUp refused the request (HTTP 401): Team not authorized",
+        ),
+        (
+            "notion.create_page",
+            json!({"title": "x"}),
+            "Notion refused the request (HTTP 400): body failed validation: body.parent.database_id should be a valid uuid",
+        ),
+        (
+            "airtable.create_record",
+            json!({"fields": {"Name": "x"}}),
+            "Airtable refused the request (HTTP 403): Invalid permissions, or the requested model was not found.",
+        ),
+        (
+            "github.create_issue",
+            json!({"title": "x"}),
+            "GitHub refused the request (HTTP 422): Validation Failed",
+        ),
+    ];
+    for (tool, args, expected) in cases {
+        let err = call(&registry, tool, args).await.unwrap_err();
+        assert_eq!(err, NodeError::permanent(format!("{tool}: {expected}")));
+    }
+}
