@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agents::agent::{Agent, ModelSource, ScriptedModels};
+use agents::agent::{ModelSource, ScriptedModels};
 use agents::integrations::{IntegrationConfig, Mode};
 use agents::llm::ScriptedModel;
 use criterion::{Criterion, criterion_group, criterion_main};
