@@ -83,10 +83,13 @@ pub fn register_tools(registry: &mut Registry, memories: LazyMemories) {
     );
 }
 
-fn failed(e: MemoryError) -> NodeError {
-    match e {
-        MemoryError::Store(m) => NodeError::transient(m),
-        other => NodeError::permanent(other.to_string()),
+/// A store that cannot be reached is worth retrying; anything else is the caller's to fix.
+impl From<MemoryError> for NodeError {
+    fn from(e: MemoryError) -> Self {
+        match e {
+            MemoryError::Store(m) => NodeError::transient(m),
+            other => NodeError::permanent(other.to_string()),
+        }
     }
 }
 
@@ -104,7 +107,7 @@ fn namespace(input: &Value) -> Result<Namespace, NodeError> {
             ));
         }
     };
-    ns.map_err(failed)
+    ns.map_err(NodeError::from)
 }
 
 /// Recalls memories: input `{namespace, query?, limit?, kind?, filter?}`, output an array of
@@ -120,10 +123,10 @@ impl Node for RecallTool {
         let query = input.get("query").and_then(Value::as_str);
         let limit = input.get("limit").and_then(Value::as_u64).unwrap_or(5) as usize;
         let kind = match input.get("kind").and_then(Value::as_str) {
-            Some(k) => Some(Kind::parse(k).map_err(failed)?),
+            Some(k) => Some(Kind::parse(k).map_err(NodeError::from)?),
             None => None,
         };
-        let memories = self.memories.get().await.map_err(failed)?;
+        let memories = self.memories.get().await.map_err(NodeError::from)?;
         let hits = match input.get("filter") {
             Some(Value::Object(filter)) => {
                 let mut filter: Map<String, Value> = filter.clone();
@@ -138,7 +141,7 @@ impl Node for RecallTool {
             }
             _ => memories.recall(&prefix, query, kind, limit).await,
         }
-        .map_err(failed)?;
+        .map_err(NodeError::from)?;
         Ok(Value::Array(
             hits.into_iter()
                 .map(|h| {
@@ -168,7 +171,7 @@ impl Node for RememberTool {
                 .and_then(Value::as_str)
                 .unwrap_or("semantic"),
         )
-        .map_err(failed)?;
+        .map_err(NodeError::from)?;
         let value = input.get("value").cloned().unwrap_or(Value::Null);
         let (text, fields) = match value {
             Value::String(s) => (s, Map::new()),
@@ -191,11 +194,11 @@ impl Node for RememberTool {
             .and_then(Value::as_str)
             .map_or_else(|| ctx.idempotency_key(), str::to_string);
         let importance = input.get("importance").and_then(Value::as_f64);
-        let memories = self.memories.get().await.map_err(failed)?;
+        let memories = self.memories.get().await.map_err(NodeError::from)?;
         let done = memories
             .remember(&ns, kind, &text, fields, importance, Some(key))
             .await
-            .map_err(failed)?;
+            .map_err(NodeError::from)?;
         Ok(json!({"namespace": done.namespace.path(), "key": done.key, "merged": done.merged}))
     }
 }

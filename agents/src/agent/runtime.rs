@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use engine::{Node, NodeContext, NodeError, Registry, UsageRecord};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use memory::{LazyMemories, MemoryError, Namespace};
+use memory::{LazyMemories, Namespace};
 use serde_json::{Value, json};
 
 use super::spec::problems;
@@ -102,13 +102,13 @@ impl LlmAgent {
                 NodeError::permanent(format!("agent `{}`: memory namespace {e}", self.spec.name))
             })?);
         }
-        let namespace = Namespace::new(segments).map_err(memory_failed)?;
+        let namespace = Namespace::new(segments).map_err(NodeError::from)?;
         let query = input.to_string();
-        let memories = memories.get().await.map_err(memory_failed)?;
+        let memories = memories.get().await.map_err(NodeError::from)?;
         let hits = memories
             .recall(&namespace, Some(&query), None, spec.recall)
             .await
-            .map_err(memory_failed)?;
+            .map_err(NodeError::from)?;
         if hits.is_empty() {
             return Ok(None);
         }
@@ -232,13 +232,6 @@ fn strip_fences(text: &str) -> &str {
         .or_else(|| t.strip_prefix("```"))
         .and_then(|rest| rest.strip_suffix("```"))
         .map_or(t, str::trim)
-}
-
-fn memory_failed(e: MemoryError) -> NodeError {
-    match e {
-        MemoryError::Store(m) => NodeError::transient(m),
-        other => NodeError::permanent(other.to_string()),
-    }
 }
 
 #[async_trait]

@@ -20,6 +20,7 @@
 
 mod vendors;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,18 +112,28 @@ impl IntegrationConfig {
     }
 }
 
-/// The requests dry runs did not send, in order.
+/// The requests dry runs did not send, in order: the latest [`Outbox::CAPACITY`], so a
+/// long-running backend without keys does not grow without bound. Each record is also in
+/// the run's events and in the tool's result.
 #[derive(Clone, Default, Debug)]
-pub struct Outbox(Arc<Mutex<Vec<Value>>>);
+pub struct Outbox(Arc<Mutex<VecDeque<Value>>>);
 
 impl Outbox {
+    pub const CAPACITY: usize = 1000;
+
     pub fn records(&self) -> Vec<Value> {
-        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn push(&self, record: Value) {
         if let Ok(mut r) = self.0.lock() {
-            r.push(record);
+            if r.len() == Self::CAPACITY {
+                r.pop_front();
+            }
+            r.push_back(record);
         }
     }
 }
@@ -368,4 +379,21 @@ struct VendorTool {
     description: &'static str,
     parameters: fn() -> Value,
     plan: Planner,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_keeps_the_latest_records() {
+        let outbox = Outbox::default();
+        for i in 0..=Outbox::CAPACITY {
+            outbox.push(json!(i));
+        }
+        let records = outbox.records();
+        assert_eq!(records.len(), Outbox::CAPACITY);
+        assert_eq!(records[0], json!(1));
+        assert_eq!(records[Outbox::CAPACITY - 1], json!(Outbox::CAPACITY));
+    }
 }

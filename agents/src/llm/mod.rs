@@ -382,6 +382,9 @@ pub fn key_from_env(provider: &str, names: &[&str]) -> Result<ApiKey, LlmError> 
         })
 }
 
+/// How model strings are written, for error messages.
+const MODEL_FORMS: &str = "use local:smollm2-135m, openai:MODEL, anthropic:MODEL, gemini:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL";
+
 /// Checks the form of a model string without connecting (for specs loaded before any run).
 pub fn check_model_name(model: &str) -> Result<(), String> {
     const PROVIDERS: [&str; 6] = [
@@ -392,7 +395,7 @@ pub fn check_model_name(model: &str) -> Result<(), String> {
         "perplexity",
         "openai-compat",
     ];
-    let remedy = "use local:smollm2-135m, openai:MODEL, anthropic:MODEL, gemini:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL";
+    let remedy = MODEL_FORMS;
     match model.split_once(':') {
         Some((provider, rest)) if PROVIDERS.contains(&provider) && !rest.is_empty() => {
             if provider == "openai-compat" && !rest.contains('#') {
@@ -429,9 +432,7 @@ pub fn connect_with(
         LlmError::new(
             ErrorKind::InvalidRequest,
             "config",
-            format!(
-                "model `{model}`: {why}; use local:smollm2-135m, openai:MODEL, anthropic:MODEL, gemini:MODEL, perplexity:MODEL or openai-compat:BASE_URL#MODEL"
-            ),
+            format!("model `{model}`: {why}; {MODEL_FORMS}"),
         )
     };
     let (provider, rest) = model.split_once(':').ok_or_else(|| bad("no provider"))?;

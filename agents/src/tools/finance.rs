@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DomainTool, args, bad};
+use super::{DomainTool, args, bad, cents, usd};
 use engine::NodeError;
 
 pub(super) fn tools() -> Vec<DomainTool> {
@@ -36,14 +36,6 @@ pub(super) fn tools() -> Vec<DomainTool> {
             run: reconcile,
         },
     ]
-}
-
-fn cents(usd: f64) -> i64 {
-    (usd * 100.0).round() as i64
-}
-
-fn usd(cents: i64) -> f64 {
-    cents as f64 / 100.0
 }
 
 #[derive(Deserialize)]

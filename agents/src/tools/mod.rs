@@ -15,8 +15,6 @@ mod schedule;
 mod security;
 mod weather;
 
-use std::sync::Arc;
-
 use engine::{NodeContext, NodeError, Registry, ToolInfo, node_fn};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -66,9 +64,7 @@ pub fn register(registry: &mut Registry) {
             "The task's idempotency key: the same on retry and resume, different for every other task.",
             json!({"type": "object"}),
         ),
-        Arc::new(engine::FnNode(|_, ctx: &NodeContext| {
-            Ok(json!(ctx.idempotency_key()))
-        })),
+        node_fn(|_, ctx: &NodeContext| Ok(json!(ctx.idempotency_key()))),
     );
 }
 
@@ -83,6 +79,15 @@ pub(crate) fn args<T: DeserializeOwned>(tool: &str, input: Value) -> Result<T, N
 
 pub(crate) fn bad(tool: &str, message: impl std::fmt::Display) -> NodeError {
     NodeError::permanent(format!("{tool}: {message}"))
+}
+
+/// Money is computed in integer cents, so sums never drift.
+pub(crate) fn cents(usd: f64) -> i64 {
+    (usd * 100.0).round() as i64
+}
+
+pub(crate) fn usd(cents: i64) -> f64 {
+    cents as f64 / 100.0
 }
 
 /// Money and measures are shown to two decimals.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{DomainTool, args, bad, round2, to_value};
+use super::{DomainTool, args, bad, cents, round2, to_value, usd};
 use engine::NodeError;
 
 pub(super) fn tools() -> Vec<DomainTool> {
@@ -279,14 +279,6 @@ enum TaxOn {
     Materials,
     All,
     None,
-}
-
-fn cents(usd: f64) -> i64 {
-    (usd * 100.0).round() as i64
-}
-
-fn usd(cents: i64) -> f64 {
-    cents as f64 / 100.0
 }
 
 fn quote(input: Value) -> Result<Value, NodeError> {
