@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
     let body = json!({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "You are the roofing assistant."},
         {"role": "user", "content": "How many bundles for 24.6 squares?"}], "max_completion_tokens": 64});
-    let client = reqwest::Client::new();
+    let client = agents::llm::http_client_builder().build().unwrap();
     let url = format!("{}/v1/chat/completions", server.uri());
 
     let mut group = c.benchmark_group("adapter");

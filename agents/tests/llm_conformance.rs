@@ -907,6 +907,95 @@ async fn oversized_replies_are_refused() {
     assert!(err.message.contains("larger than 100000 bytes"), "{err}");
 }
 
+/// A streamed reply is held to the size limit as its events arrive.
+#[tokio::test]
+async fn oversized_streams_are_refused() {
+    let server = MockServer::start().await;
+    let big = "x".repeat(300_000);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(openai_sse(&big, &[])),
+        )
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        max_response_bytes: 100_000,
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let mut stream = m.stream(&request()).await.unwrap();
+    let mut last = None;
+    while let Some(item) = stream.next().await {
+        last = Some(item);
+    }
+    let err = last.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+    assert!(err.message.contains("larger than 100000 bytes"), "{err}");
+}
+
+/// An `error` event after a stream began ends it with that error, which keeps the event.
+#[tokio::test]
+async fn an_error_event_mid_stream_ends_the_stream() {
+    let server = MockServer::start().await;
+    let events = sse_lines(&[
+        (
+            None,
+            json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+        ),
+        (
+            None,
+            json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
+        ),
+    ]);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(events),
+        )
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let mut stream = m.stream(&request()).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(
+        matches!(first, StreamEvent::Text { ref delta } if delta == "Hel"),
+        "{first:?}"
+    );
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient);
+    assert_eq!(
+        err.message,
+        "The server had an error while processing your request."
+    );
+    assert!(err.body.unwrap().contains("server_error"));
+    assert!(stream.next().await.is_none());
+}
+
+/// A keyless OpenAI-compatible server (a local Ollama, say) is sent no `Authorization`.
+#[tokio::test]
+async fn a_keyless_compatible_server_gets_no_authorization() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/chat/completions$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_reply("hi", &[])))
+        .mount(&server)
+        .await;
+    let model = format!("openai-compat:{}/v1#llama3", server.uri());
+    let m = connect_with(&model, &ProviderConfig::default(), None).unwrap();
+    assert_eq!(m.complete(&request()).await.unwrap().text, "hi");
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert!(!received[0].headers.contains_key("authorization"));
+}
+
 /// Dropping a call cancels it: the caller gets control back at once, whatever the server does.
 #[tokio::test]
 async fn dropping_a_call_cancels_it() {

@@ -353,7 +353,7 @@ impl Integration {
 
 /// Registers every integration tool with `config`.
 pub fn register(registry: &mut Registry, config: &IntegrationConfig) {
-    let client = reqwest::Client::builder()
+    let client = crate::llm::http_client_builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();

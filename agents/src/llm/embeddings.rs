@@ -2,18 +2,19 @@
 //! The memory layer wraps this in its embedder; batching and ordering are handled here.
 
 use async_openai::types::embeddings::{CreateEmbeddingRequest, EmbeddingInput, EncodingFormat};
-use serde_json::Value;
 
 use super::http::Http;
+use super::openai::{WireConfig, from_openai, wire_client};
 use super::{ApiKey, ErrorKind, LlmError, ProviderConfig, Usage, key_from_env};
 
 /// Inputs per request (OpenAI accepts up to 2,048).
 const BATCH: usize = 512;
 
-/// An OpenAI embedding model.
+/// An OpenAI embedding model, called through `async-openai`'s client and typed replies.
 pub struct OpenAiEmbeddings {
+    client: async_openai::Client<WireConfig>,
     http: Http,
-    url: String,
+    base: String,
     model: String,
     dimensions: Option<u32>,
     key: ApiKey,
@@ -22,7 +23,7 @@ pub struct OpenAiEmbeddings {
 impl std::fmt::Debug for OpenAiEmbeddings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiEmbeddings")
-            .field("url", &self.url)
+            .field("base", &self.base)
             .field("model", &self.model)
             .field("key", &self.key)
             .finish()
@@ -51,9 +52,12 @@ impl OpenAiEmbeddings {
             Some(k) => k,
             None => key_from_env("openai", &["OPENAI_API_KEY"])?,
         };
+        let http = Http::new(config)?;
+        let base = config.openai_base.trim_end_matches('/').to_string();
         Ok(OpenAiEmbeddings {
-            http: Http::new(config)?,
-            url: format!("{}/embeddings", config.openai_base.trim_end_matches('/')),
+            client: wire_client("openai", &http, &base, Some(&key))?,
+            http,
+            base,
             model: name.to_string(),
             dimensions,
             key,
@@ -65,60 +69,38 @@ impl OpenAiEmbeddings {
         let mut vectors = Vec::with_capacity(inputs.len());
         let mut usage = Usage::default();
         for batch in inputs.chunks(BATCH) {
-            let body = CreateEmbeddingRequest {
+            let request = CreateEmbeddingRequest {
                 model: self.model.clone(),
                 input: EmbeddingInput::StringArray(batch.to_vec()),
                 encoding_format: Some(EncodingFormat::Float),
                 user: None,
                 dimensions: self.dimensions,
             };
-            let request = self
+            let reply = self
                 .http
-                .client()
-                .post(&self.url)
-                .bearer_auth(self.key.expose())
-                .json(&body);
-            let reply = self.http.json("openai", request, Some(&self.key)).await?;
-            let unreadable = |what: &str| {
-                LlmError::unreadable(
+                .in_time("openai", async {
+                    self.client
+                        .embeddings()
+                        .create(request)
+                        .await
+                        .map_err(|e| from_openai("openai", e, Some(&self.key)))
+                })
+                .await?;
+            if reply.data.len() != batch.len() {
+                return Err(LlmError::new(
+                    ErrorKind::Permanent,
                     "openai",
-                    format!("unexpected embeddings reply: {what}"),
-                    &reply.to_string(),
-                )
-            };
-            let data = reply
-                .get("data")
-                .and_then(Value::as_array)
-                .ok_or_else(|| unreadable("no `data`"))?;
-            if data.len() != batch.len() {
-                return Err(unreadable(&format!(
-                    "{} vectors for {} inputs",
-                    data.len(),
-                    batch.len()
-                )));
+                    format!(
+                        "unexpected embeddings reply: {} vectors for {} inputs",
+                        reply.data.len(),
+                        batch.len()
+                    ),
+                ));
             }
-            let mut got: Vec<(usize, Vec<f32>)> = Vec::with_capacity(data.len());
-            for (pos, item) in data.iter().enumerate() {
-                let index = item
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .map_or(pos, |i| i as usize);
-                let vector = item
-                    .get("embedding")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| unreadable("an item without `embedding`"))?
-                    .iter()
-                    .map(|x| x.as_f64().map(|f| f as f32))
-                    .collect::<Option<Vec<f32>>>()
-                    .ok_or_else(|| unreadable("a non-numeric embedding"))?;
-                got.push((index, vector));
-            }
-            got.sort_by_key(|(i, _)| *i);
-            vectors.extend(got.into_iter().map(|(_, v)| v));
-            usage.input_tokens += reply
-                .pointer("/usage/prompt_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            let mut got = reply.data;
+            got.sort_by_key(|e| e.index);
+            vectors.extend(got.into_iter().map(|e| e.embedding));
+            usage.input_tokens += u64::from(reply.usage.prompt_tokens);
         }
         Ok((vectors, usage))
     }

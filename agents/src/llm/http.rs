@@ -29,9 +29,18 @@ pub(crate) struct SseEvent {
 pub(crate) type SseStream =
     std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<SseEvent, LlmError>> + Send>>;
 
+/// A `reqwest` client builder with TLS ready. reqwest is built without its bundled crypto
+/// provider (aws-lc, a long C build on two cores); rustls runs on ring, which the Postgres
+/// driver already brings, and this installs it before the first client is built.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Fails only when a provider is already installed, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 impl Http {
     pub fn new(config: &ProviderConfig) -> Result<Self, LlmError> {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| {
@@ -60,7 +69,21 @@ impl Http {
         request: reqwest::RequestBuilder,
         key: Option<&ApiKey>,
     ) -> Result<reqwest::Response, LlmError> {
-        let response = tokio::time::timeout(self.first_byte, request.send())
+        let request = request
+            .build()
+            .map_err(|e| transport_error(provider, &e, key))?;
+        self.execute(provider, request, key).await
+    }
+
+    /// Sends a built request and waits for the response headers. A failed status becomes a
+    /// classified error keeping the status, `Retry-After` and the (scrubbed) body.
+    pub async fn execute(
+        &self,
+        provider: &str,
+        request: reqwest::Request,
+        key: Option<&ApiKey>,
+    ) -> Result<reqwest::Response, LlmError> {
+        let response = tokio::time::timeout(self.first_byte, self.client.execute(request))
             .await
             .map_err(|_| {
                 LlmError::new(
@@ -93,15 +116,34 @@ impl Http {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| transport_error(provider, &e, key))?;
             if bytes.len() + chunk.len() > self.max_bytes {
-                return Err(LlmError::new(
-                    ErrorKind::Permanent,
-                    provider,
-                    format!("response larger than {} bytes", self.max_bytes),
-                ));
+                return Err(too_large(provider, self.max_bytes));
             }
             bytes.extend_from_slice(&chunk);
         }
         Ok(scrub(&String::from_utf8_lossy(&bytes), key))
+    }
+
+    /// The same response, whose body fails with a [`LlmError`] once it grows past the size
+    /// limit, for readers (like `async-openai`'s client) that read a body whole.
+    pub fn limited(&self, provider: &str, response: reqwest::Response) -> reqwest::Response {
+        let max_bytes = self.max_bytes;
+        let provider = provider.to_string();
+        let (status, version) = (response.status(), response.version());
+        let headers = response.headers().clone();
+        let mut seen = 0usize;
+        let body = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(BodyError::from)?;
+            seen += chunk.len();
+            if seen > max_bytes {
+                return Err(BodyError::from(too_large(&provider, max_bytes)));
+            }
+            Ok(chunk)
+        });
+        let mut limited = http::Response::new(reqwest::Body::wrap_stream(body));
+        *limited.status_mut() = status;
+        *limited.version_mut() = version;
+        *limited.headers_mut() = headers;
+        reqwest::Response::from(limited)
     }
 
     /// POSTs and parses a JSON reply. A body that is not JSON is an error that keeps it.
@@ -111,20 +153,40 @@ impl Http {
         request: reqwest::RequestBuilder,
         key: Option<&ApiKey>,
     ) -> Result<Value, LlmError> {
-        let run = async {
+        self.in_time(provider, async {
             let response = self.send(provider, request, key).await?;
             let body = self.read_body(provider, response, key).await?;
             serde_json::from_str::<Value>(&body).map_err(|e| {
                 LlmError::unreadable(provider, format!("the reply is not JSON: {e}"), &body)
             })
-        };
-        tokio::time::timeout(self.total, run).await.map_err(|_| {
+        })
+        .await
+    }
+
+    /// Runs a whole call under the total timeout.
+    pub async fn in_time<T>(
+        &self,
+        provider: &str,
+        call: impl Future<Output = Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
+        tokio::time::timeout(self.total, call).await.map_err(|_| {
             LlmError::new(
                 ErrorKind::Transient,
                 provider,
                 format!("no complete reply within {:?}", self.total),
             )
         })?
+    }
+
+    /// The limits on a stream starting now.
+    pub fn stream_budget(&self, provider: &str) -> StreamBudget {
+        StreamBudget {
+            provider: provider.to_string(),
+            idle: self.first_byte,
+            deadline: tokio::time::Instant::now() + self.total,
+            max_bytes: self.max_bytes,
+            seen: 0,
+        }
     }
 
     /// POSTs and returns the reply's server-sent events. Each event must arrive within the
@@ -136,44 +198,21 @@ impl Http {
         key: Option<&ApiKey>,
     ) -> Result<SseStream, LlmError> {
         let response = self.send(provider, request, key).await?;
-        let provider = provider.to_string();
-        let (idle, max_bytes) = (self.first_byte, self.max_bytes);
-        let deadline = tokio::time::Instant::now() + self.total;
+        let mut budget = self.stream_budget(provider);
         let key = key.cloned();
         let mut events = response.bytes_stream().eventsource();
         let stream = async_stream(move |tx| async move {
-            let mut seen = 0usize;
             loop {
-                let next = tokio::time::timeout_at(
-                    deadline.min(tokio::time::Instant::now() + idle),
-                    events.next(),
-                )
-                .await;
-                let item = match next {
-                    Err(_) => Err(LlmError::new(
-                        ErrorKind::Transient,
-                        &provider,
-                        "the stream stalled (timeout)",
-                    )),
+                let item = match budget.next(&mut events).await {
+                    Err(stalled) => Err(stalled),
                     Ok(None) => return,
-                    Ok(Some(Ok(event))) => {
-                        seen += event.data.len();
-                        if seen > max_bytes {
-                            Err(LlmError::new(
-                                ErrorKind::Permanent,
-                                &provider,
-                                format!("streamed response larger than {max_bytes} bytes"),
-                            ))
-                        } else {
-                            Ok(SseEvent {
-                                event: event.event,
-                                data: event.data,
-                            })
-                        }
-                    }
+                    Ok(Some(Ok(event))) => budget.count(event.data.len()).map(|()| SseEvent {
+                        event: event.event,
+                        data: event.data,
+                    }),
                     Ok(Some(Err(e))) => Err(LlmError::new(
                         ErrorKind::Transient,
-                        &provider,
+                        &budget.provider,
                         scrub(&format!("the stream broke: {e}"), key.as_ref()),
                     )),
                 };
@@ -184,6 +223,48 @@ impl Http {
             }
         });
         Ok(stream)
+    }
+}
+
+/// Limits on a streamed reply: each event within the first-byte timeout of the one
+/// before, the whole within the total timeout, and the size limit on the events' data.
+pub(crate) struct StreamBudget {
+    provider: String,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+    max_bytes: usize,
+    seen: usize,
+}
+
+impl StreamBudget {
+    /// The stream's next item, or an error when it does not come in time.
+    pub async fn next<S: futures_core::Stream + Unpin>(
+        &self,
+        stream: &mut S,
+    ) -> Result<Option<S::Item>, LlmError> {
+        let until = self.deadline.min(tokio::time::Instant::now() + self.idle);
+        tokio::time::timeout_at(until, stream.next())
+            .await
+            .map_err(|_| {
+                LlmError::new(
+                    ErrorKind::Transient,
+                    &self.provider,
+                    "the stream stalled (timeout)",
+                )
+            })
+    }
+
+    /// Counts an event's bytes against the size limit.
+    pub fn count(&mut self, bytes: usize) -> Result<(), LlmError> {
+        self.seen += bytes;
+        if self.seen > self.max_bytes {
+            return Err(LlmError::new(
+                ErrorKind::Permanent,
+                &self.provider,
+                format!("streamed response larger than {} bytes", self.max_bytes),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +306,16 @@ where
     }))
 }
 
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn too_large(provider: &str, max_bytes: usize) -> LlmError {
+    LlmError::new(
+        ErrorKind::Permanent,
+        provider,
+        format!("response larger than {max_bytes} bytes"),
+    )
+}
+
 pub(crate) fn cut(body: &str) -> String {
     if body.len() <= BODY_KEPT {
         return body.to_string();
@@ -236,7 +327,11 @@ pub(crate) fn cut(body: &str) -> String {
     body[..end].to_string()
 }
 
-fn transport_error(provider: &str, e: &reqwest::Error, key: Option<&ApiKey>) -> LlmError {
+pub(crate) fn transport_error(
+    provider: &str,
+    e: &reqwest::Error,
+    key: Option<&ApiKey>,
+) -> LlmError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -24,6 +24,7 @@ mod secret;
 pub use anthropic::Anthropic;
 pub use embeddings::{OpenAiEmbedder, OpenAiEmbeddings};
 pub use gemini::{Gemini, gemini_schema};
+pub use http::client_builder as http_client_builder;
 pub(crate) use http::cut as cut_text;
 #[cfg(feature = "local-model")]
 pub use local::Local;
@@ -453,14 +454,14 @@ pub fn connect_with(
             &config.openai_base,
             rest,
             Some(key_or("openai", &["OPENAI_API_KEY"])?),
-        )),
+        )?),
         "perplexity" => Arc::new(OpenAiWire::new(
             Flavor::Perplexity,
             http,
             &config.perplexity_base,
             rest,
             Some(key_or("perplexity", &["PERPLEXITY_API_KEY"])?),
-        )),
+        )?),
         "openai-compat" => {
             let (base, name) = rest
                 .rsplit_once('#')
@@ -468,7 +469,7 @@ pub fn connect_with(
             let key = key
                 .clone()
                 .or_else(|| std::env::var("OPENAI_COMPAT_API_KEY").ok().map(ApiKey::new));
-            Arc::new(OpenAiWire::new(Flavor::Compatible, http, base, name, key))
+            Arc::new(OpenAiWire::new(Flavor::Compatible, http, base, name, key)?)
         }
         "gemini" => Arc::new(Gemini::new(
             http,

@@ -1,12 +1,19 @@
 //! The OpenAI chat-completions wire format, spoken by OpenAI, Perplexity and the
 //! "OpenAI-compatible" servers (Ollama, vLLM, llama.cpp).
 //!
-//! Requests are built from `async-openai`'s typed wire structs. The transport is our own
-//! [`Http`], not `async-openai`'s client, because that client drops the `Retry-After`
-//! header and the raw body that retries and error reports need. Replies are read leniently:
-//! fields those servers omit or type differently, and finish reasons newer than the typed
-//! enums, are tolerated, and an unreadable reply keeps its raw body in the error.
+//! Calls go through `async-openai`'s client: its typed request structs, request building,
+//! auth and server-sent-event decoding. Its HTTP layer is ours ([`Transport`], installed
+//! as the client's tower service), so every call gets the same timeouts, size limit and
+//! error classification as the other providers, keeping the status, `Retry-After` and raw
+//! body that `async-openai`'s own error type drops. Replies are read as JSON values
+//! (`async-openai`'s bring-your-own-types calls) and leniently: fields those servers omit
+//! or type differently, finish reasons newer than the typed enums, and Perplexity's
+//! citations are all kept, and an unreadable reply keeps its raw body in the error.
 
+use async_openai::config::Config;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use async_openai::traits::RequestOptionsBuilder;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionNamedToolChoice,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
@@ -17,13 +24,16 @@ use async_openai::types::chat::{
     ToolChoiceOptions,
 };
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::SecretString;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::http::{Http, async_stream};
+use super::http::{Http, async_stream, classify, transport_error};
+use super::secret::scrub;
 use super::{
-    ApiKey, Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, LlmError, Message,
-    Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
+    ApiKey, Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, ErrorKind, LlmError,
+    Message, Role, StopReason, StreamEvent, ToolCall, ToolChoice, Usage,
 };
 
 /// Which server speaks the wire.
@@ -47,8 +57,8 @@ impl Flavor {
 /// A model behind a chat-completions endpoint.
 pub struct OpenAiWire {
     flavor: Flavor,
+    client: async_openai::Client<WireConfig>,
     http: Http,
-    url: String,
     base: String,
     model: String,
     key: Option<ApiKey>,
@@ -58,10 +68,171 @@ impl std::fmt::Debug for OpenAiWire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiWire")
             .field("flavor", &self.flavor)
-            .field("url", &self.url)
+            .field("base", &self.base)
             .field("model", &self.model)
             .field("key", &self.key)
             .finish()
+    }
+}
+
+/// Where and how `async-openai` addresses a server. Unlike its `OpenAIConfig`, no
+/// `Authorization` header is sent without a key (local compatible servers need none),
+/// and nothing is read from the environment behind the caller's back.
+pub(crate) struct WireConfig {
+    base: String,
+    headers: HeaderMap,
+    key: SecretString,
+}
+
+impl WireConfig {
+    fn new(provider: &str, base: &str, key: Option<&ApiKey>) -> Result<Self, LlmError> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| {
+                    LlmError::new(
+                        ErrorKind::Auth,
+                        provider,
+                        "the API key holds characters an HTTP header cannot carry: set it again without them",
+                    )
+                })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        Ok(WireConfig {
+            base: base.to_string(),
+            headers,
+            key: SecretString::from(key.map(|k| k.expose().to_string()).unwrap_or_default()),
+        })
+    }
+}
+
+impl Config for WireConfig {
+    fn headers(&self) -> HeaderMap {
+        self.headers.clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn query(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+
+    fn api_base(&self) -> &str {
+        &self.base
+    }
+
+    fn api_key(&self) -> &SecretString {
+        &self.key
+    }
+}
+
+/// Sent with streaming calls, which tells [`Transport`] the reply is read event by event.
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+
+/// The HTTP layer under `async-openai`'s client: [`Http`]'s timeouts and error
+/// classification, and its size limit on bodies read whole. A streaming call's body is
+/// left as it is: its events are counted against the limit as they are read.
+#[derive(Clone)]
+struct Transport {
+    http: Http,
+    provider: &'static str,
+    key: Option<ApiKey>,
+}
+
+impl Transport {
+    async fn send(self, factory: HttpRequestFactory) -> Result<reqwest::Response, LlmError> {
+        let request = factory
+            .build()
+            .await
+            .map_err(|e| from_openai(self.provider, e, self.key.as_ref()))?;
+        let events = request.headers().get(ACCEPT) == Some(&EVENT_STREAM);
+        let response = self
+            .http
+            .execute(self.provider, request, self.key.as_ref())
+            .await?;
+        Ok(if events {
+            response
+        } else {
+            self.http.limited(self.provider, response)
+        })
+    }
+}
+
+/// `async-openai`'s client for a server at `base`, over [`Transport`].
+pub(crate) fn wire_client(
+    provider: &'static str,
+    http: &Http,
+    base: &str,
+    key: Option<&ApiKey>,
+) -> Result<async_openai::Client<WireConfig>, LlmError> {
+    let transport = Transport {
+        http: http.clone(),
+        provider,
+        key: key.cloned(),
+    };
+    let config = WireConfig::new(provider, base, key)?;
+    Ok(
+        async_openai::Client::build(http.client().clone(), config).with_http_service(
+            tower::service_fn(move |factory| transport.clone().send(factory)),
+        ),
+    )
+}
+
+/// Lets [`Transport`]'s errors pass through `async-openai` intact, to be unwrapped by
+/// [`from_openai`].
+impl From<LlmError> for OpenAIError {
+    fn from(error: LlmError) -> Self {
+        OpenAIError::Boxed(Box::new(error))
+    }
+}
+
+/// An `async-openai` error as ours. Errors from [`Transport`] come back as they were made.
+pub(crate) fn from_openai(provider: &str, error: OpenAIError, key: Option<&ApiKey>) -> LlmError {
+    match error {
+        OpenAIError::Boxed(e) => match e.downcast::<LlmError>() {
+            Ok(ours) => *ours,
+            Err(other) => LlmError::new(
+                ErrorKind::Transient,
+                provider,
+                scrub(&other.to_string(), key),
+            ),
+        },
+        // A body read under `Http::limited` fails with our own error inside reqwest's.
+        OpenAIError::Reqwest(e) => {
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                if let Some(ours) = inner.downcast_ref::<LlmError>() {
+                    return ours.clone();
+                }
+                source = inner.source();
+            }
+            transport_error(provider, &e, key)
+        }
+        OpenAIError::JSONDeserialize(e, body) => LlmError::unreadable(
+            provider,
+            format!("the reply is not JSON: {e}"),
+            &scrub(&body, key),
+        ),
+        OpenAIError::ApiError(api) => classify(
+            provider,
+            api.status_code.as_u16(),
+            &json!({ "error": api.api_error }).to_string(),
+            None,
+            key,
+        ),
+        OpenAIError::StreamError(e) => LlmError::new(
+            ErrorKind::Transient,
+            provider,
+            scrub(&format!("the stream broke: {e}"), key),
+        ),
+        other => LlmError::new(
+            ErrorKind::InvalidRequest,
+            provider,
+            scrub(&other.to_string(), key),
+        ),
     }
 }
 
@@ -72,16 +243,17 @@ impl OpenAiWire {
         base: &str,
         model: &str,
         key: Option<ApiKey>,
-    ) -> Self {
+    ) -> Result<Self, LlmError> {
         let base = base.trim_end_matches('/').to_string();
-        OpenAiWire {
+        let client = wire_client(flavor.provider(), &http, &base, key.as_ref())?;
+        Ok(OpenAiWire {
             flavor,
+            client,
             http,
-            url: format!("{base}/chat/completions"),
             base,
             model: model.to_string(),
             key,
-        }
+        })
     }
 
     /// The request, typed by `async-openai` so field names and shapes follow OpenAI's spec.
@@ -127,7 +299,7 @@ impl OpenAiWire {
                 json_schema: ResponseFormatJsonSchema {
                     description: None,
                     name: "output".into(),
-                    schema: Some(schema.clone()),
+                    schema: schema.clone(),
                     strict: Some(true),
                 },
             });
@@ -154,14 +326,6 @@ impl OpenAiWire {
             });
         }
         body
-    }
-
-    fn post(&self, body: &CreateChatCompletionRequest) -> reqwest::RequestBuilder {
-        let mut req = self.http.client().post(&self.url).json(body);
-        if let Some(key) = &self.key {
-            req = req.bearer_auth(key.expose());
-        }
-        req
     }
 
     fn unreadable(&self, what: &str, body: &Value) -> LlmError {
@@ -303,13 +467,16 @@ impl ChatModel for OpenAiWire {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let provider = self.flavor.provider();
-        let reply = self
+        let body = self.body(request, false);
+        let reply: Value = self
             .http
-            .json(
-                provider,
-                self.post(&self.body(request, false)),
-                self.key.as_ref(),
-            )
+            .in_time(provider, async {
+                self.client
+                    .chat()
+                    .create_byot(&body)
+                    .await
+                    .map_err(|e| from_openai(provider, e, self.key.as_ref()))
+            })
             .await?;
         let Some(choice) = reply.pointer("/choices/0") else {
             return Err(self.unreadable("no `choices`", &reply));
@@ -354,37 +521,47 @@ impl ChatModel for OpenAiWire {
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let provider = self.flavor.provider();
+        let key = self.key.clone();
+        let mut budget = self.http.stream_budget(provider);
+        // Each event's JSON text is taken raw, to count it against the size limit and to
+        // keep it in the error when it does not parse.
         let mut events = self
-            .http
-            .sse(
-                provider,
-                self.post(&self.body(request, true)),
-                self.key.as_ref(),
-            )
-            .await?;
+            .client
+            .chat()
+            .headers(HeaderMap::from_iter([(ACCEPT, EVENT_STREAM)]))
+            .create_stream_byot::<_, Box<RawValue>>(self.body(request, true))
+            .await
+            .map_err(|e| from_openai(provider, e, key.as_ref()))?;
         let model = self.model.clone();
         Ok(async_stream(move |tx| async move {
             let mut acc = Accumulator::new(model);
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+            loop {
+                let event = match budget.next(&mut events).await {
+                    Ok(Some(Ok(event))) => budget.count(event.get().len()).map(|()| event),
+                    Ok(Some(Err(e))) => Err(from_openai(provider, e, key.as_ref())),
+                    Ok(None) => break,
+                    Err(stalled) => Err(stalled),
                 };
-                if event.data.trim() == "[DONE]" {
-                    break;
-                }
-                let chunk = match event.json(provider) {
-                    Ok(v) => v,
+                let chunk = event.and_then(|raw| {
+                    serde_json::from_str::<Value>(raw.get()).map_err(|e| {
+                        LlmError::unreadable(
+                            provider,
+                            format!("unreadable stream event: {e}"),
+                            raw.get(),
+                        )
+                    })
+                });
+                let outs = chunk.and_then(|chunk| acc.chunk(provider, &chunk));
+                match outs {
+                    Ok(outs) => {
+                        for out in outs {
+                            if tx.send(Ok(out)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     Err(err) => {
                         let _ = tx.send(Err(err)).await;
-                        return;
-                    }
-                };
-                for out in acc.chunk(&chunk) {
-                    if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
                 }
@@ -414,8 +591,19 @@ impl Accumulator {
         }
     }
 
-    fn chunk(&mut self, chunk: &Value) -> Vec<StreamEvent> {
+    /// The events in one chunk; a chunk carrying an `error` (a failure after the stream
+    /// began) is an error.
+    fn chunk(&mut self, provider: &str, chunk: &Value) -> Result<Vec<StreamEvent>, LlmError> {
         let mut out = Vec::new();
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the server reported an error mid-stream");
+            let mut e = LlmError::new(ErrorKind::Transient, provider, message);
+            e.body = Some(chunk.to_string());
+            return Err(e);
+        }
         if let Some(m) = chunk.get("model").and_then(Value::as_str) {
             self.response.model = m.to_string();
         }
@@ -427,7 +615,7 @@ impl Accumulator {
             self.response.citations = cites;
         }
         let Some(choice) = chunk.pointer("/choices/0") else {
-            return out;
+            return Ok(out);
         };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_string());
@@ -481,7 +669,7 @@ impl Accumulator {
                 arguments_delta: args,
             });
         }
-        out
+        Ok(out)
     }
 
     fn finish(mut self) -> ChatResponse {
