@@ -31,10 +31,12 @@ fn main() {
             .unwrap_or(path)
             .display()
             .to_string();
+        // Resolved against the manifest directory when the crate compiles, not written out
+        // as an absolute path: clones at other paths share one target directory (CI's
+        // cache), and a build script's output outlives the clone that ran it.
         let _ = writeln!(
             out,
-            "    ({relative:?}, include_str!({:?})),",
-            path.display().to_string()
+            "    ({relative:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/\", {relative:?}))),"
         );
     }
     out.push_str("];\n");
