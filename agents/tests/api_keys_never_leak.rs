@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use agents::llm::{ChatNode, ProviderConfig};
 use engine::{Registry, RunRequest, Runner, SqliteSaver, loader};
 use serde_json::json;
-use wiremock::matchers::method;
+use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "sk-live-leakcheck-8d1f0c3a9b7e";
@@ -59,6 +59,16 @@ async fn the_key_is_nowhere_in_events_outcomes_logs_or_checkpoints() {
     // SAFETY: this test binary has one test; nothing reads the environment concurrently.
     unsafe { std::env::set_var("OPENAI_API_KEY", KEY) };
     let server = MockServer::start().await;
+    // The fallback model's reply does not parse and echoes the key: a reader that logs an
+    // unreadable body must not log it.
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "gpt-4o"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(format!("<html>proxy: bad credentials {KEY}</html>")),
+        )
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"error": {"message": format!("Incorrect API key provided: {KEY}"), "type": "invalid_request_error"}}),
@@ -108,6 +118,10 @@ to = "END"
         seen.push_str(&format!("{event:?}"));
     }
     assert!(failed, "the provider's error reached the events: {seen}");
+    assert!(
+        seen.contains("the reply is not JSON"),
+        "the fallback's unreadable reply reached the events: {seen}"
+    );
     assert!(!seen.contains(KEY), "the key leaked into events: {seen}");
     let outcome = runner.invoke(RunRequest::new().thread("t")).await;
     let outcome_text = format!("{} {outcome:?}", serde_json::to_string(&outcome).unwrap());

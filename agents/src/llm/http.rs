@@ -116,34 +116,34 @@ impl Http {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| transport_error(provider, &e, key))?;
             if bytes.len() + chunk.len() > self.max_bytes {
-                return Err(too_large(provider, self.max_bytes));
+                return Err(LlmError::new(
+                    ErrorKind::Permanent,
+                    provider,
+                    format!("response larger than {} bytes", self.max_bytes),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }
         Ok(scrub(&String::from_utf8_lossy(&bytes), key))
     }
 
-    /// The same response, whose body fails with a [`LlmError`] once it grows past the size
-    /// limit, for readers (like `async-openai`'s client) that read a body whole.
-    pub fn limited(&self, provider: &str, response: reqwest::Response) -> reqwest::Response {
-        let max_bytes = self.max_bytes;
-        let provider = provider.to_string();
+    /// The same response with its body read under the size limit and the key scrubbed
+    /// from it, for a reader (like `async-openai`'s client) that reads a body whole and
+    /// may log it when it does not parse.
+    pub async fn buffered(
+        &self,
+        provider: &str,
+        response: reqwest::Response,
+        key: Option<&ApiKey>,
+    ) -> Result<reqwest::Response, LlmError> {
         let (status, version) = (response.status(), response.version());
         let headers = response.headers().clone();
-        let mut seen = 0usize;
-        let body = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(BodyError::from)?;
-            seen += chunk.len();
-            if seen > max_bytes {
-                return Err(BodyError::from(too_large(&provider, max_bytes)));
-            }
-            Ok(chunk)
-        });
-        let mut limited = http::Response::new(reqwest::Body::wrap_stream(body));
-        *limited.status_mut() = status;
-        *limited.version_mut() = version;
-        *limited.headers_mut() = headers;
-        reqwest::Response::from(limited)
+        let body = self.read_body(provider, response, key).await?;
+        let mut buffered = http::Response::new(body);
+        *buffered.status_mut() = status;
+        *buffered.version_mut() = version;
+        *buffered.headers_mut() = headers;
+        Ok(reqwest::Response::from(buffered))
     }
 
     /// POSTs and parses a JSON reply. A body that is not JSON is an error that keeps it.
@@ -304,16 +304,6 @@ where
         }
         polled
     }))
-}
-
-type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-fn too_large(provider: &str, max_bytes: usize) -> LlmError {
-    LlmError::new(
-        ErrorKind::Permanent,
-        provider,
-        format!("response larger than {max_bytes} bytes"),
-    )
 }
 
 pub(crate) fn cut(body: &str) -> String {

@@ -133,8 +133,8 @@ impl Config for WireConfig {
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// The HTTP layer under `async-openai`'s client: [`Http`]'s timeouts and error
-/// classification, and its size limit on bodies read whole. A streaming call's body is
-/// left as it is: its events are counted against the limit as they are read.
+/// classification, and its size limit and key scrubbing on bodies read whole. A streaming
+/// call's body is left as it is: its events are counted and checked as they are read.
 #[derive(Clone)]
 struct Transport {
     http: Http,
@@ -153,11 +153,12 @@ impl Transport {
             .http
             .execute(self.provider, request, self.key.as_ref())
             .await?;
-        Ok(if events {
-            response
-        } else {
-            self.http.limited(self.provider, response)
-        })
+        if events {
+            return Ok(response);
+        }
+        self.http
+            .buffered(self.provider, response, self.key.as_ref())
+            .await
     }
 }
 
@@ -200,17 +201,7 @@ pub(crate) fn from_openai(provider: &str, error: OpenAIError, key: Option<&ApiKe
                 scrub(&other.to_string(), key),
             ),
         },
-        // A body read under `Http::limited` fails with our own error inside reqwest's.
-        OpenAIError::Reqwest(e) => {
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                if let Some(ours) = inner.downcast_ref::<LlmError>() {
-                    return ours.clone();
-                }
-                source = inner.source();
-            }
-            transport_error(provider, &e, key)
-        }
+        OpenAIError::Reqwest(e) => transport_error(provider, &e, key),
         OpenAIError::JSONDeserialize(e, body) => LlmError::unreadable(
             provider,
             format!("the reply is not JSON: {e}"),
