@@ -423,3 +423,77 @@ async fn an_agent_with_memory_recalls_into_its_prompt() {
         "another tenant's memory leaked: {system}"
     );
 }
+
+/// `memory.remember` writes one memory per task after a valid answer, holding the input and
+/// the answer: the same task run again rewrites its memory, another task adds one, and
+/// every memory lands in the tenant's own namespace.
+#[tokio::test]
+async fn an_agent_remembers_its_answers_once_per_task() {
+    use memory::{EmbeddedStore, HashingEmbedder, LazyMemories, Memories, MemoryStore, Namespace};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MemoryStore> = Arc::new(
+        EmbeddedStore::open(dir.path().join("m.db"), Arc::new(HashingEmbedder::new(64))).unwrap(),
+    );
+    let spec = SPEC.replace(
+        "max_schema_retries = 1",
+        "max_schema_retries = 1\nmemory = { namespace = [\"tenant:{{ input.tenant }}\", \"leads\"], recall = 0, remember = \"{{ input.lead.name }} qualified: {{ output.qualified }}\" }",
+    );
+    let registry = registry(Arc::new(AtomicUsize::new(0)));
+    let spec = AgentSpec::from_toml(&spec, "test.toml", &|t| registry.tool(t).is_some()).unwrap();
+    let models = Arc::new(
+        ScriptedModels::new().agent(
+            "revenue.test_qualifier",
+            ScriptedModel::new("m")
+                .then_json(json!({"qualified": true}))
+                .then_json(json!({"qualified": true}))
+                .then_json(json!({"qualified": false})),
+        ),
+    );
+    let agent = LlmAgent::new(
+        spec,
+        &registry,
+        Arc::clone(&models) as Arc<dyn ModelSource>,
+        Some(LazyMemories::ready(Memories::new(Arc::clone(&store)))),
+    )
+    .unwrap();
+    let ada = json!({"tenant": "acme", "lead": {"name": "Ada Park"}});
+    let ctx = NodeContext::detached("qualify");
+    agent.run(ada.clone(), &ctx).await.unwrap();
+    agent.run(ada.clone(), &ctx).await.unwrap();
+    let bo = json!({"tenant": "acme", "lead": {"name": "Bo Chen"}});
+    agent
+        .run(bo, &NodeContext::detached("qualify_again"))
+        .await
+        .unwrap();
+
+    let hits = store
+        .search(&memory::Search::new(Namespace::parse("tenant:acme/leads").unwrap()).limit(10))
+        .await
+        .unwrap();
+    let mut texts: Vec<&str> = hits
+        .iter()
+        .map(|h| h.item.value["text"].as_str().unwrap())
+        .collect();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["Ada Park qualified: true", "Bo Chen qualified: false"]
+    );
+    let ada_memory = &hits
+        .iter()
+        .find(|h| h.item.value["text"] == "Ada Park qualified: true")
+        .unwrap()
+        .item;
+    assert_eq!(ada_memory.key, "detached:0:qualify/memory");
+    assert_eq!(ada_memory.value["kind"], "episodic");
+    assert_eq!(ada_memory.value["agent"], "revenue.test_qualifier");
+    assert_eq!(ada_memory.value["input"], ada);
+    assert_eq!(ada_memory.value["output"], json!({"qualified": true}));
+    assert_eq!(
+        store
+            .list_namespaces(&Namespace::parse("tenant:acme").unwrap(), None)
+            .await
+            .unwrap(),
+        [Namespace::parse("tenant:acme/leads").unwrap()]
+    );
+}

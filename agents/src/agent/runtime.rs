@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use memory::{LazyMemories, Namespace};
 use serde_json::{Value, json};
 
-use super::spec::problems;
+use super::spec::{MemorySpec, problems};
 use super::{Agent, AgentSpec, ModelSource};
 use crate::llm::{
     ChatModel, ChatRequest, ChatResponse, Message, Role, StreamEvent, ToolCall, ToolSpec, pricing,
@@ -91,18 +91,26 @@ impl LlmAgent {
         ctx.emit(json!({ "agent": self.spec.name, key: value }));
     }
 
-    /// The memories to show the model, as lines of text.
-    async fn recall(&self, input: &Value) -> Result<Option<String>, NodeError> {
-        let (Some(spec), Some(memories)) = (&self.spec.memory, &self.memories) else {
-            return Ok(None);
-        };
+    /// The memory namespace for `input`.
+    fn namespace(&self, spec: &MemorySpec, input: &Value) -> Result<Namespace, NodeError> {
         let mut segments = Vec::with_capacity(spec.namespace.len());
         for t in &spec.namespace {
             segments.push(t.render(input).map_err(|e| {
                 NodeError::permanent(format!("agent `{}`: memory namespace {e}", self.spec.name))
             })?);
         }
-        let namespace = Namespace::new(segments).map_err(NodeError::from)?;
+        Namespace::new(segments).map_err(NodeError::from)
+    }
+
+    /// The memories to show the model, as lines of text.
+    async fn recall(&self, input: &Value) -> Result<Option<String>, NodeError> {
+        let (Some(spec), Some(memories)) = (&self.spec.memory, &self.memories) else {
+            return Ok(None);
+        };
+        if spec.recall == 0 {
+            return Ok(None);
+        }
+        let namespace = self.namespace(spec, input)?;
         let query = input.to_string();
         let memories = memories.get().await.map_err(NodeError::from)?;
         let hits = memories
@@ -124,6 +132,46 @@ impl LlmAgent {
             text.push_str(&line);
         }
         Ok(Some(text))
+    }
+
+    /// Writes the memory `memory.remember` describes for this answer. It is keyed by the
+    /// task, so a retried or resumed task rewrites its memory rather than adding another.
+    /// A failed write is reported (a `memory_error` event and a warning) without costing
+    /// the answer, which is already paid for.
+    async fn remember(&self, input: &Value, output: &Value, ctx: &NodeContext) {
+        let (Some(spec), Some(memories)) = (&self.spec.memory, &self.memories) else {
+            return;
+        };
+        let Some(template) = &spec.remember else {
+            return;
+        };
+        let written = async {
+            let namespace = self.namespace(spec, input)?;
+            let text = template
+                .render_with(&[("input", input), ("output", output)])
+                .map_err(|e| NodeError::permanent(format!("`memory.remember`: {e}")))?;
+            let mut fields = serde_json::Map::new();
+            fields.insert("agent".into(), json!(self.spec.name));
+            fields.insert("input".into(), input.clone());
+            fields.insert("output".into(), output.clone());
+            let key = ctx.child("memory").idempotency_key();
+            let memories = memories.get().await.map_err(NodeError::from)?;
+            memories
+                .remember(&namespace, spec.kind, &text, fields, None, Some(key))
+                .await
+                .map_err(NodeError::from)
+        };
+        match written.await {
+            Ok(done) => self.emit(
+                ctx,
+                "remembered",
+                json!({"namespace": done.namespace.path(), "key": done.key}),
+            ),
+            Err(e) => {
+                tracing::warn!(agent = %self.spec.name, error = %e, "could not write the agent's memory");
+                self.emit(ctx, "memory_error", json!(e.to_string()));
+            }
+        }
     }
 
     /// One model turn, streamed: text pieces go to the events as they come.
@@ -281,7 +329,10 @@ impl Agent for LlmAgent {
 
             let problem = if reply.tool_calls.is_empty() {
                 match self.finish(&reply.text) {
-                    Ok(result) => return Ok(result),
+                    Ok(result) => {
+                        self.remember(&input, &result, ctx).await;
+                        return Ok(result);
+                    }
                     Err(problem) => format!(
                         "That answer does not match the required output: {problem}. Answer again with only the JSON."
                     ),

@@ -9,7 +9,8 @@
 //! model = ["anthropic:claude-sonnet-4-5", "local:smollm2-135m"]   # tried in order
 //! temperature = 0.0
 //! max_tool_rounds = 3
-//! memory = { namespace = ["tenant:{{ input.tenant }}", "customers"], recall = 5 }
+//! memory = { namespace = ["tenant:{{ input.tenant }}", "customers"], recall = 5,
+//!            remember = "{{ input.lead.name }}: {{ output.reason }}" }   # written after each answer
 //!
 //! [output]                                      # JSON Schema of the result
 //! type = "object"
@@ -97,13 +98,18 @@ impl FromStr for Category {
     }
 }
 
-/// Where an agent recalls memories from before it starts.
+/// Where an agent recalls memories from before it starts, and what it remembers after.
 #[derive(Debug, Clone)]
 pub struct MemorySpec {
     /// Namespace segments, each a template over the input.
     pub namespace: Vec<Template>,
-    /// How many memories to put in front of the model.
+    /// How many memories to put in front of the model (0: none).
     pub recall: usize,
+    /// The text of the memory written after each valid answer, a template over `input`
+    /// and `output`; the memory also holds both.
+    pub remember: Option<Template>,
+    /// The kind of memory written (default episodic).
+    pub kind: memory::Kind,
 }
 
 /// A worked example: an input and an output valid against the output schema.
@@ -311,9 +317,27 @@ impl AgentSpec {
                     ),
                 ));
             }
+            let remember = m.get_ref().remember.as_ref().and_then(|r| {
+                Template::compile_over(r.get_ref(), &["input", "output"])
+                    .map_err(|e| problems.push(problem(Some(r.span()), e.message, None)))
+                    .ok()
+            });
+            let kind = match &m.get_ref().kind {
+                None => memory::Kind::Episodic,
+                Some(k) => memory::Kind::parse(k.get_ref()).unwrap_or_else(|_| {
+                    problems.push(problem(
+                        Some(k.span()),
+                        format!("unknown memory kind `{}`", k.get_ref()),
+                        Some("use \"episodic\", \"semantic\" or \"procedural\"".into()),
+                    ));
+                    memory::Kind::Episodic
+                }),
+            };
             MemorySpec {
                 namespace,
                 recall: m.get_ref().recall.unwrap_or(5),
+                remember,
+                kind,
             }
         });
 
@@ -343,6 +367,15 @@ impl AgentSpec {
                             None,
                         ));
                     }
+                }
+                if let Some(t) = &m.remember
+                    && let Err(e) = t.render_with(&[("input", &ex.input), ("output", &ex.output)])
+                {
+                    problems.push(problem(
+                        Some(span.clone()),
+                        format!("the example does not fill `memory.remember`: {e}"),
+                        Some("`remember` may read only what every input and answer has".into()),
+                    ));
                 }
             }
             if let Some(schema) = &output
@@ -468,6 +501,8 @@ struct RawSpec {
 struct RawMemory {
     namespace: Vec<Spanned<String>>,
     recall: Option<usize>,
+    remember: Option<Spanned<String>>,
+    kind: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -543,6 +578,53 @@ output = { qualified = true }
             "{text}"
         );
         assert_eq!(err.diagnostics.len(), 3, "{text}");
+    }
+
+    #[test]
+    fn memory_writes_are_checked_when_the_spec_loads() {
+        let with = |memory: &str| {
+            GOOD.replace(
+                "model = \"local:smollm2-135m\"",
+                &format!("model = \"local:smollm2-135m\"\nmemory = {memory}"),
+            )
+        };
+        let spec = AgentSpec::from_toml(
+            &with(r#"{ namespace = ["leads"], remember = "{{ input.lead.name }}: {{ output.qualified }}", kind = "semantic" }"#),
+            "q.toml",
+            &tools,
+        )
+        .unwrap();
+        let memory = spec.memory.unwrap();
+        assert_eq!(memory.kind, memory::Kind::Semantic);
+        assert!(memory.remember.is_some());
+
+        let err = AgentSpec::from_toml(
+            &with(r#"{ namespace = ["leads"], remember = "{{ state.lead }}", kind = "gossip" }"#),
+            "q.toml",
+            &tools,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("q.toml:8:46: error: `{{ state.lead }}` uses `state`; this template sees only `input` and `output`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("q.toml:8:73: error: unknown memory kind `gossip`"),
+            "{text}"
+        );
+
+        let err = AgentSpec::from_toml(
+            &with(r#"{ namespace = ["leads"], remember = "{{ output.reason }}" }"#),
+            "q.toml",
+            &tools,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the example does not fill `memory.remember`"),
+            "{err}"
+        );
     }
 
     #[test]

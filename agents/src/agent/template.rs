@@ -1,4 +1,5 @@
-//! Instruction templates: text with `{{ CEL }}` holes evaluated over the agent's input.
+//! Instruction templates: text with `{{ CEL }}` holes evaluated over the agent's input
+//! (and, for what an agent remembers, its output).
 //!
 //! ```text
 //! Qualify the lead from {{ input.lead.name }} ({{ input.lead.source }}).
@@ -40,7 +41,13 @@ impl fmt::Debug for Template {
 }
 
 impl Template {
+    /// A template over `input`.
     pub fn compile(source: &str) -> Result<Template, TemplateError> {
+        Template::compile_over(source, &["input"])
+    }
+
+    /// A template whose holes may read the variables `names`, and nothing else.
+    pub fn compile_over(source: &str, names: &[&str]) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = source;
         let mut offset = 0;
@@ -67,12 +74,18 @@ impl Template {
                 .references()
                 .variables()
                 .into_iter()
-                .find(|v| *v != "input")
+                .find(|v| !names.contains(v))
             {
+                let seen = names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
                 return Err(TemplateError {
                     offset: offset + open,
                     message: format!(
-                        "`{{{{ {hole} }}}}` uses `{unknown}`; templates see only `input` (e.g. `input.{unknown}`)"
+                        "`{{{{ {hole} }}}}` uses `{unknown}`; this template sees only {seen} (e.g. `{}.{unknown}`)",
+                        names.first().copied().unwrap_or("input")
                     ),
                 });
             }
@@ -99,8 +112,15 @@ impl Template {
 
     /// Fills the holes from `input`; `Err` names the hole that failed and why.
     pub fn render(&self, input: &Value) -> Result<String, String> {
+        self.render_with(&[("input", input)])
+    }
+
+    /// Fills the holes from the named values.
+    pub fn render_with(&self, values: &[(&str, &Value)]) -> Result<String, String> {
         let mut context = Context::default();
-        context.add_variable_from_value("input", json_to_cel(input));
+        for (name, value) in values {
+            context.add_variable_from_value(*name, json_to_cel(value));
+        }
         let mut out = String::with_capacity(self.source.len() + 64);
         for part in self.parts.iter() {
             match part {
@@ -141,6 +161,20 @@ mod tests {
     }
 
     #[test]
+    fn templates_over_input_and_output() {
+        let t =
+            Template::compile_over("{{ input.name }}: {{ output.score }}", &["input", "output"])
+                .unwrap();
+        let out = t
+            .render_with(&[
+                ("input", &json!({"name": "Ada"})),
+                ("output", &json!({"score": 87})),
+            ])
+            .unwrap();
+        assert_eq!(out, "Ada: 87");
+    }
+
+    #[test]
     fn a_missing_field_names_the_hole() {
         let t = Template::compile("Hi {{ input.lead.name }}").unwrap();
         let err = t.render(&json!({})).unwrap_err();
@@ -153,6 +187,12 @@ mod tests {
         assert_eq!(err.offset, 3);
         let err = Template::compile("ok {{ state.x }}").unwrap_err();
         assert!(err.message.contains("only `input`"), "{}", err.message);
+        let err = Template::compile_over("{{ state.x }}", &["input", "output"]).unwrap_err();
+        assert!(
+            err.message.contains("only `input` and `output`"),
+            "{}",
+            err.message
+        );
         let err = Template::compile("ok {{ input.x").unwrap_err();
         assert!(err.message.contains("closing"), "{}", err.message);
     }
