@@ -124,6 +124,13 @@ impl Reducer {
                         got: kind(current),
                     });
                 };
+                if target.is_empty() {
+                    // The first write (often a run's whole input): take the object as it is.
+                    let mut patch = patch;
+                    patch.retain(|_, v| !v.is_null());
+                    *target = patch;
+                    return Ok(());
+                }
                 for (key, value) in patch {
                     if value.is_null() {
                         target.shift_remove(&key);

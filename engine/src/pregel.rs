@@ -306,7 +306,7 @@ impl Runner {
                     };
                     (
                         status,
-                        state.to_json(),
+                        state.into_json(),
                         interrupt,
                         error,
                         pos.checkpoint_id,
@@ -484,7 +484,7 @@ impl Runner {
         };
         let mut state = State::rebuild(&self.graph, &chain)
             .map_err(|message| RunError::Checkpoint { message })?;
-        let deltas = apply_input(&self.graph, &mut state, values, "update")?;
+        let deltas = apply_input(&self.graph, &mut state, values.clone(), "update", true)?;
         let record = CheckpointRecord {
             thread_id: thread_id.into(),
             id: last.id + 1,
@@ -610,25 +610,27 @@ fn cp_err(e: CheckpointError) -> RunError {
     }
 }
 
-/// Applies a JSON object of channel writes through reducers; returns the deltas. On an
-/// error `state` is left part-updated: callers discard it.
+/// Applies a JSON object of channel writes through reducers; returns the deltas to store,
+/// none when `store` is false (no checkpointer: the input is then moved into the state,
+/// never copied). On an error `state` is left part-updated: callers discard it.
 fn apply_input(
     graph: &Graph,
     state: &mut State,
-    input: &Value,
+    input: Value,
     what: &str,
+    store: bool,
 ) -> Result<Vec<ChannelDelta>, RunError> {
     let Value::Object(map) = input else {
         return Err(RunError::Input {
             message: format!(
                 "the {what} must be a JSON object of channel values, got {}",
-                crate::channel::kind(input)
+                crate::channel::kind(&input)
             ),
         });
     };
-    let mut deltas = Vec::with_capacity(map.len());
+    let mut deltas = Vec::with_capacity(if store { map.len() } else { 0 });
     for (key, value) in map {
-        let Some(id) = graph.channel_id(key) else {
+        let Some(id) = graph.channel_id(&key) else {
             let names: Vec<&str> = graph.channels.iter().map(|c| c.name.as_str()).collect();
             return Err(RunError::Input {
                 message: format!(
@@ -639,35 +641,37 @@ fn apply_input(
             });
         };
         let channel = &graph.channels[id as usize];
+        let given = crate::channel::kind(&value);
+        if store {
+            deltas.push(if channel.reducer.stores_delta() {
+                ChannelDelta::Reduce {
+                    channel: key.clone(),
+                    writes: vec![value.clone()],
+                }
+            } else {
+                ChannelDelta::Set {
+                    channel: key.clone(),
+                    value: value.clone(),
+                }
+            });
+        }
         // Folded in place: on an error the caller discards the whole state.
         let slot = &mut state.values[id as usize];
         channel
             .reducer
-            .apply(slot, value.clone())
+            .apply(slot, value)
             .map_err(|e| RunError::Input {
                 message: format!("`{key}`: {e}"),
             })?;
         if !channel.ty.accepts(slot) {
             return Err(RunError::Input {
                 message: format!(
-                    "`{key}` must be of type {}, got {}",
+                    "`{key}` must be of type {}, got {given}",
                     crate::graph::type_name(channel.ty),
-                    crate::channel::kind(value)
                 ),
             });
         }
         state.invalidate(id);
-        deltas.push(if channel.reducer.stores_delta() {
-            ChannelDelta::Reduce {
-                channel: key.clone(),
-                writes: vec![value.clone()],
-            }
-        } else {
-            ChannelDelta::Set {
-                channel: key.clone(),
-                value: value.clone(),
-            }
-        });
     }
     Ok(deltas)
 }
@@ -945,7 +949,7 @@ impl<'g> Execution<'g> {
         }
         // A new run: apply the input, then route from START.
         let input = request.input.unwrap_or_else(|| Value::Object(Map::new()));
-        let deltas = apply_input(graph, &mut state, &input, "input")?;
+        let deltas = apply_input(graph, &mut state, input, "input", self.saver.is_some())?;
         for seen in &mut pos.joins {
             seen.iter_mut().for_each(|s| *s = false);
         }

@@ -80,6 +80,17 @@ impl State {
         Value::Object(self.to_map())
     }
 
+    /// The state as one JSON object, moving the values out rather than copying them.
+    pub fn into_json(self) -> Value {
+        Value::Object(
+            self.names
+                .iter()
+                .map(|n| n.as_str().to_owned())
+                .zip(self.values)
+                .collect(),
+        )
+    }
+
     pub fn to_map(&self) -> Map<String, Value> {
         self.names
             .iter()

@@ -1,0 +1,140 @@
+"""The executor benchmark's four graph shapes (benches/executor.rs), built in LangGraph.
+
+Run by scripts/compare-langgraph.sh, which installs the pinned LangGraph into a virtualenv.
+Prints one JSON object: {"<shape>/<store>": seconds per run (median), ...}, the same names
+criterion gives our runs, so the script can set them side by side.
+"""
+
+import json
+import operator
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Annotated, TypedDict
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+
+class Count(TypedDict):
+    n: int
+
+
+def chain(n):
+    """`n` nodes in a line, each adding one to `n`."""
+    g = StateGraph(Count)
+    for i in range(n):
+        g.add_node(f"n{i}", lambda s: {"n": s["n"] + 1})
+    g.add_edge(START, "n0")
+    for i in range(1, n):
+        g.add_edge(f"n{i - 1}", f"n{i}")
+    g.add_edge(f"n{n - 1}", END)
+    return g, {"n": 0}
+
+
+def looping(n):
+    """One node that loops on itself through a conditional edge until `n` reaches `n`."""
+    g = StateGraph(Count)
+    g.add_node("bump", lambda s: {"n": s["n"] + 1})
+    g.add_edge(START, "bump")
+    g.add_conditional_edges("bump", lambda s: "bump" if s["n"] < n else END, ["bump", END])
+    return g, {"n": 0}
+
+
+class Fan(TypedDict):
+    items: list
+    squares: Annotated[list, operator.add]
+    count: int
+
+
+class Item(TypedDict):
+    item: int
+
+
+def fanout(n):
+    """One task per item (Send), squares appended, then a join counts them."""
+    g = StateGraph(Fan)
+    g.add_node("square", lambda s: {"squares": [s["item"] * s["item"]]}, input_schema=Item)
+    g.add_node("join", lambda s: {"count": len(s["squares"])})
+    g.add_conditional_edges(START, lambda s: [Send("square", {"item": i}) for i in s["items"]], ["square"])
+    g.add_edge("square", "join")
+    g.add_edge("join", END)
+    return g, {"items": list(range(n)), "squares": [], "count": 0}
+
+
+def merge(a, b):
+    return {**a, **b}
+
+
+class Profile(TypedDict):
+    profile: Annotated[dict, merge]
+    i: int
+
+
+def big_object(entries, updates):
+    """A 10,000-entry object merged into, one key per step, 100 steps."""
+    g = StateGraph(Profile)
+    g.add_node("touch", lambda s: {"i": s["i"] + 1, "profile": {f"k{s['i']}": s["i"]}})
+    g.add_edge(START, "touch")
+    g.add_conditional_edges("touch", lambda s: "touch" if s["i"] < updates else END, ["touch", END])
+    return g, {"profile": {f"key{i}": i for i in range(entries)}, "i": 0}
+
+
+SHAPES = {
+    "chain_1000_nodes": lambda: chain(1000),
+    "loop_1000_iterations": lambda: looping(1000),
+    "fanout_1000_and_join": lambda: fanout(1000),
+    "object_10000_entries_100_updates": lambda: big_object(10_000, 100),
+}
+
+# What each run must end with, the same results the Rust runs give.
+EXPECTED = {
+    "chain_1000_nodes": lambda out: out["n"] == 1000,
+    "loop_1000_iterations": lambda out: out["n"] == 1000,
+    "fanout_1000_and_join": lambda out: out["count"] == 1000,
+    "object_10000_entries_100_updates": lambda out: out["i"] == 100 and len(out["profile"]) == 10_100,
+}
+
+
+def time_runs(shape, store, runs, workdir):
+    graph, state = SHAPES[shape]()
+    times = []
+    for r in range(runs):
+        config = {"recursion_limit": 5000, "configurable": {"thread_id": f"t{r}"}}
+        if store == "no_checkpoint":
+            app = graph.compile()
+        elif store == "memory":
+            app = graph.compile(checkpointer=InMemorySaver())
+        else:
+            # A new file per run, as the Rust benchmark does.
+            saver_cm = SqliteSaver.from_conn_string(os.path.join(workdir, f"{shape}-{r}.db"))
+            saver = saver_cm.__enter__()
+            app = graph.compile(checkpointer=saver)
+        started = time.perf_counter()
+        out = app.invoke(dict(state), config)
+        times.append(time.perf_counter() - started)
+        if store == "sqlite":
+            saver_cm.__exit__(None, None, None)
+        if not EXPECTED[shape](out):
+            sys.exit(f"{shape}/{store}: LangGraph's run ended with an unexpected state")
+    return statistics.median(times)
+
+
+def main():
+    runs = int(os.environ.get("LANGGRAPH_RUNS", "5"))
+    results = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for shape in SHAPES:
+            for store in ("no_checkpoint", "memory", "sqlite"):
+                seconds = time_runs(shape, store, runs, workdir)
+                results[f"{shape}/{store}"] = seconds
+                print(f"langgraph {shape}/{store}: {seconds * 1000:.1f} ms", file=sys.stderr)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The yardstick: runs the executor benchmark's four graph shapes in LangGraph (Python) and in
+# this engine, each without checkpoints, with the in-memory saver and with the SQLite saver,
+# and prints the two side by side with the speed-up.
+#
+#   scripts/compare-langgraph.sh            # LANGGRAPH_RUNS=5 runs per LangGraph case (median)
+#
+# LangGraph is installed, pinned, into a virtualenv under $HOME/.cache/brainops. Our side is
+# `cargo bench --bench executor` (criterion, median); its results are read from criterion's
+# estimates. Both sides run the same graphs to the same final state (each checks it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
+LANGGRAPH_VERSION=1.2.24
+SQLITE_SAVER_VERSION=3.1.2
+VENV="$HOME/.cache/brainops/langgraph-$LANGGRAPH_VERSION"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "==> installing python3-venv" >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+fi
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import langgraph.checkpoint.sqlite' 2>/dev/null; then
+  echo "==> LangGraph $LANGGRAPH_VERSION into $VENV" >&2
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "langgraph==$LANGGRAPH_VERSION" \
+    "langgraph-checkpoint-sqlite==$SQLITE_SAVER_VERSION" >&2
+fi
+
+echo "==> LangGraph $LANGGRAPH_VERSION" >&2
+LANGGRAPH_JSON="$(mktemp)"
+trap 'rm -f "$LANGGRAPH_JSON"' EXIT
+"$VENV/bin/python" benches/langgraph/shapes.py >"$LANGGRAPH_JSON"
+
+echo "==> BrainOps (cargo bench --bench executor)" >&2
+cargo bench --bench executor --locked >&2
+
+python3 - "$LANGGRAPH_JSON" "$CARGO_TARGET_DIR/criterion" <<'PY'
+import json, os, sys
+langgraph = json.load(open(sys.argv[1]))
+criterion = sys.argv[2]
+def fmt(seconds):
+    return f"{seconds * 1e3:9.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.1f} µs"
+print(f"| shape / checkpoints | LangGraph | BrainOps | speed-up |")
+print(f"| --- | ---: | ---: | ---: |")
+for case, lg in langgraph.items():
+    shape, store = case.split("/")
+    path = os.path.join(criterion, shape, store, "new", "estimates.json")
+    ours = json.load(open(path))["median"]["point_estimate"] / 1e9
+    print(f"| {shape} / {store} | {fmt(lg)} | {fmt(ours)} | {lg / ours:7.0f}× |")
+PY
