@@ -2,7 +2,10 @@
 
 Run by scripts/compare-langgraph.sh, which installs the pinned LangGraph into a virtualenv.
 Prints one JSON object: {"<shape>/<store>": seconds per run (median), ...}, the same names
-criterion gives our runs, so the script can set them side by side.
+criterion gives our runs, so the script can set them side by side. Checkpointed cases run
+with durability "sync" (each checkpoint is stored before the next step starts, as ours are)
+and again with LangGraph's default "async" (stored while the next step runs), as
+"<shape>/<store>@async".
 """
 
 import json
@@ -17,6 +20,7 @@ from typing import Annotated, TypedDict
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import Send
 
 
@@ -100,7 +104,7 @@ EXPECTED = {
 }
 
 
-def time_runs(shape, store, runs, workdir):
+def time_runs(shape, store, runs, workdir, durability="sync"):
     graph, state = SHAPES[shape]()
     times = []
     for r in range(runs):
@@ -111,17 +115,92 @@ def time_runs(shape, store, runs, workdir):
             app = graph.compile(checkpointer=InMemorySaver())
         else:
             # A new file per run, as the Rust benchmark does.
-            saver_cm = SqliteSaver.from_conn_string(os.path.join(workdir, f"{shape}-{r}.db"))
+            saver_cm = SqliteSaver.from_conn_string(os.path.join(workdir, f"{shape}-{durability}-{r}.db"))
             saver = saver_cm.__enter__()
             app = graph.compile(checkpointer=saver)
         started = time.perf_counter()
-        out = app.invoke(dict(state), config)
+        if store == "no_checkpoint":
+            # (LangGraph 1.2.24 fails on `durability` without a checkpointer.)
+            out = app.invoke(dict(state), config)
+        else:
+            out = app.invoke(dict(state), config, durability=durability)
         times.append(time.perf_counter() - started)
         if store == "sqlite":
             saver_cm.__exit__(None, None, None)
         if not EXPECTED[shape](out):
-            sys.exit(f"{shape}/{store}: LangGraph's run ended with an unexpected state")
+            sys.exit(f"{shape}/{store} ({durability}): LangGraph's run ended with an unexpected state")
     return statistics.median(times)
+
+
+class Chat(TypedDict):
+    messages: Annotated[list, add_messages]
+    turn: int
+
+
+def chat(turns):
+    """A chat loop: each turn appends a user and an assistant message (as the Rust bench)."""
+    g = StateGraph(Chat)
+
+    def turn(s):
+        t = s["turn"]
+        return {
+            "turn": t + 1,
+            "messages": [
+                {"role": "user", "content": f"Turn {t}: when can the crew re-shingle the north slope?"},
+                {"role": "assistant", "content": f"Turn {t}: Thursday 8am, weather permitting; 24 squares of architectural shingles are in stock."},
+            ],
+        }
+
+    g.add_node("turn", turn)
+    g.add_edge(START, "turn")
+    g.add_conditional_edges("turn", lambda s: "turn" if s["turn"] < turns else END, ["turn", END])
+    return g, {"messages": [], "turn": 0}
+
+
+def postgres(url, runs, results):
+    """`checkpoint_postgres`'s runner case (a 100-node chain, a checkpoint per step) and the
+    stored size of a 200-turn messages thread, in a fresh database `langgraph_bench`."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS langgraph_bench WITH (FORCE)")
+        admin.execute("CREATE DATABASE langgraph_bench")
+    bench_url = url.rsplit("/", 1)[0] + "/langgraph_bench"
+    with PostgresSaver.from_conn_string(bench_url) as saver:
+        saver.setup()
+        graph, state = chain(100)
+        app = graph.compile(checkpointer=saver)
+        for durability in ("sync", "async"):
+            times = []
+            for r in range(max(runs, 10)):
+                config = {"recursion_limit": 500, "configurable": {"thread_id": f"chain-{durability}-{r}"}}
+                started = time.perf_counter()
+                out = app.invoke(dict(state), config, durability=durability)
+                times.append(time.perf_counter() - started)
+                if out["n"] != 100:
+                    sys.exit("chain_100_postgres: LangGraph's run ended with an unexpected state")
+            case = "runner/chain_100_postgres" + ("@async" if durability == "async" else "")
+            results[case] = statistics.median(times)
+            print(f"langgraph {case}: {results[case] * 1000:.1f} ms", file=sys.stderr)
+
+        graph, state = chat(200)
+        out = graph.compile(checkpointer=saver).invoke(
+            dict(state),
+            {"recursion_limit": 500, "configurable": {"thread_id": "size-chat"}},
+            durability="sync",
+        )
+        if len(out["messages"]) != 400:
+            sys.exit("chat_200: LangGraph's run ended with an unexpected state")
+    with psycopg.connect(bench_url) as conn:
+        stored = 0
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            row = conn.execute(
+                f"SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM {table} t WHERE thread_id = 'size-chat'"
+            ).fetchone()
+            stored += int(row[0])
+    results["stored_bytes/chat_200_turns"] = stored
+    print(f"langgraph stored: 200-turn messages thread: {stored} bytes", file=sys.stderr)
 
 
 def main():
@@ -129,10 +208,19 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         for shape in SHAPES:
-            for store in ("no_checkpoint", "memory", "sqlite"):
-                seconds = time_runs(shape, store, runs, workdir)
-                results[f"{shape}/{store}"] = seconds
-                print(f"langgraph {shape}/{store}: {seconds * 1000:.1f} ms", file=sys.stderr)
+            for store, durability in (
+                ("no_checkpoint", "sync"),
+                ("memory", "sync"),
+                ("memory", "async"),
+                ("sqlite", "sync"),
+                ("sqlite", "async"),
+            ):
+                seconds = time_runs(shape, store, runs, workdir, durability)
+                case = f"{shape}/{store}" + ("@async" if durability == "async" else "")
+                results[case] = seconds
+                print(f"langgraph {case}: {seconds * 1000:.1f} ms", file=sys.stderr)
+    if os.environ.get("DATABASE_URL"):
+        postgres(os.environ["DATABASE_URL"], runs, results)
     print(json.dumps(results))
 
 
