@@ -1194,3 +1194,82 @@ async fn openai_embedder_serves_the_memory_store() {
         "{unknown}"
     );
 }
+
+/// The tokens an OpenAI embedder spends under a memory store reach the run's usage: the
+/// store has no node context, so the embedder reports to the call running on its task.
+#[tokio::test]
+async fn embedding_tokens_reach_the_runs_usage() {
+    use memory::{EmbeddedStore, LazyMemories, Memories, MemoryStore};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/v1/embeddings$"))
+        .respond_with(|req: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let n = body["input"].as_array().unwrap().len();
+            let data: Vec<Value> = (0..n)
+                .map(|i| json!({"object": "embedding", "index": i, "embedding": [1.0, 0.0, 0.0, 1.0]}))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "model": "text-embedding-3-small", "data": data,
+                "usage": {"prompt_tokens": 7 * n, "total_tokens": 7 * n}
+            }))
+        })
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let embedder = agents::llm::OpenAiEmbedder::connect(
+        "openai:text-embedding-3-small@4",
+        &config,
+        Some(ApiKey::new(KEY)),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Cached, as the CLI uses it: `remember` looks for a near-duplicate
+    // and then stores, and only the first of the two embeds the text.
+    let embedder = Arc::new(memory::Cached::new(embedder, 100));
+    let store: Arc<dyn MemoryStore> =
+        Arc::new(EmbeddedStore::open(dir.path().join("m.db"), embedder).unwrap());
+    let mut registry = engine::Registry::new();
+    memory::register_tools(&mut registry, LazyMemories::ready(Memories::new(store)));
+    let graph = engine::loader::load_str(
+        r#"
+[graph]
+name = "embedding_usage"
+[state]
+note = { type = "string" }
+hits = { type = "array" }
+stored = { type = "object" }
+[nodes.remember]
+remember = { namespace = ["'tenant:acme'"], value = "state.note" }
+output = "stored"
+[nodes.recall]
+recall = { namespace = ["'tenant:acme'"], query = "'hail'", limit = 1 }
+output = "hits"
+[[edges]]
+from = "START"
+to = "remember"
+[[edges]]
+from = "remember"
+to = "recall"
+[[edges]]
+from = "recall"
+to = "END"
+"#,
+        "usage.toml",
+        &registry,
+    )
+    .unwrap();
+    let outcome = engine::Runner::new(Arc::new(graph))
+        .invoke(engine::RunRequest::new().input(json!({"note": "Hail dented the north slope."})))
+        .await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.state["hits"].as_array().unwrap().len(), 1);
+    let usage = &outcome.usage;
+    assert_eq!(usage.by_node["remember"].input_tokens, 7);
+    assert_eq!(usage.by_node["recall"].input_tokens, 7);
+    assert_eq!(usage.total.calls, 2);
+    assert!((usage.total.cost_usd - 14.0 * 0.02 / 1e6).abs() < 1e-15);
+}

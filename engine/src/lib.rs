@@ -57,7 +57,7 @@ pub use events::{Event, EventSink, EventStream};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
 pub use node::{
     FnNode, Node, NodeContext, NodeError, Registry, ToolInfo, UsageRecord, UsageSum, UsageTotals,
-    node_fn,
+    node_fn, record_usage_here,
 };
 pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSnapshot};
 

@@ -9,6 +9,16 @@ use serde_json::Value;
 
 use crate::events::{Event, EventSink};
 
+tokio::task_local! {
+    static CURRENT: NodeContext;
+}
+
+/// Reports usage to the node call running on this task (see [`NodeContext::scope`]);
+/// `false` when there is none, e.g. outside a run or on a task the call spawned.
+pub fn record_usage_here(record: UsageRecord) -> bool {
+    CURRENT.try_with(|ctx| ctx.record_usage(record)).is_ok()
+}
+
 /// Code a graph node runs: a tool, an agent, or any Rust function.
 ///
 /// `input` is the node's evaluated `args`/`input` mapping. The returned value is written to
@@ -160,6 +170,13 @@ impl NodeContext {
             Some(value) => Ok(value.clone()),
             None => Err(NodeError::Interrupt(payload)),
         }
+    }
+
+    /// Runs `work` with this context as the task's current one, so code deep inside a call
+    /// that is not handed the context (an embedder under a memory store) can still report
+    /// usage with [`record_usage_here`]. The executor does this for every call it runs.
+    pub async fn scope<F: std::future::Future>(&self, work: F) -> F::Output {
+        CURRENT.scope(self.clone(), work).await
     }
 
     /// Reports what a call cost (tokens of a model call): it goes into the event stream and

@@ -1903,6 +1903,7 @@ async fn run_job(
                 }
             }
         };
+        let work = ctx.scope(work);
         match timeout {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,

@@ -177,11 +177,20 @@ impl memory::Embedder for OpenAiEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, memory::MemoryError> {
-        let (vectors, _usage) = self
+        let (vectors, usage) = self
             .inner
             .embed(texts)
             .await
             .map_err(|e| memory::MemoryError::Embedder(e.to_string()))?;
+        // The store calling this has no node context to hand down; the call running on
+        // this task takes the tokens into its usage and the run's.
+        let model = format!("openai:{}", self.inner.model);
+        engine::record_usage_here(engine::UsageRecord {
+            cost_usd: super::pricing::cost_usd(&model, usage),
+            model,
+            input_tokens: usage.input_tokens,
+            output_tokens: 0,
+        });
         if let Some(v) = vectors.iter().find(|v| v.len() != self.dimensions) {
             return Err(memory::MemoryError::Embedder(format!(
                 "{} returned {}-d vectors, expected {}",

@@ -6,6 +6,9 @@ use super::Usage;
 /// the first matching prefix wins, so longer names come first. `local:` models cost nothing.
 const PRICES: &[(&str, f64, f64)] = &[
     ("local:", 0.0, 0.0),
+    ("openai:text-embedding-3-small", 0.02, 0.0),
+    ("openai:text-embedding-3-large", 0.13, 0.0),
+    ("openai:text-embedding-ada-002", 0.10, 0.0),
     ("openai:gpt-4o-mini", 0.15, 0.60),
     ("openai:gpt-4o", 2.50, 10.00),
     ("openai:gpt-4.1-nano", 0.10, 0.40),
