@@ -129,12 +129,15 @@ to = "END"
         !outcome_text.contains(KEY),
         "the key leaked into the outcome"
     );
-    let logs = logs.lock().unwrap().clone();
+    let logged = logs.lock().unwrap().clone();
     assert!(
-        logs.contains("falling back"),
-        "the fallback was logged: {logs}"
+        logged.contains("falling back"),
+        "the fallback was logged: {logged}"
     );
-    assert!(!logs.contains(KEY), "the key leaked into the logs: {logs}");
+    assert!(
+        !logged.contains(KEY),
+        "the key leaked into the logs: {logged}"
+    );
     let stored = std::fs::read(&db).unwrap();
     let wal = std::fs::read(dir.path().join("threads.db-wal")).unwrap_or_default();
     for bytes in [&stored, &wal] {
@@ -143,4 +146,47 @@ to = "END"
             "the key leaked into the checkpoint store"
         );
     }
+
+    // A stream that echoes the key in an event that does not parse: async-openai logs such
+    // an event, so the bytes must be scrubbed before it decodes them.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(format!(
+                    "data: {}\n\ndata: {{unreadable, key {KEY}\n\n",
+                    json!({"choices": [{"index": 0, "delta": {"content": "Hel"}}]})
+                )),
+        )
+        .mount(&server)
+        .await;
+    let model = agents::llm::connect_with(
+        "openai:gpt-4o-mini",
+        &ProviderConfig {
+            openai_base: format!("{}/v1", server.uri()),
+            ..ProviderConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let request = agents::llm::ChatRequest::new(vec![agents::llm::Message::user("hello")]);
+    let mut stream = model.stream(&request).await.unwrap();
+    let mut failure = None;
+    while let Some(item) = futures_util::StreamExt::next(&mut stream).await {
+        if let Err(e) = item {
+            failure = Some(format!("{e} {e:?}"));
+        }
+    }
+    let failure = failure.expect("the unreadable event is an error");
+    assert!(
+        !failure.contains(KEY),
+        "the key leaked into a stream error: {failure}"
+    );
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("unreadable, key ***"),
+        "async-openai logged the unreadable event, scrubbed: {logs}"
+    );
+    assert!(!logs.contains(KEY), "the key leaked into the logs: {logs}");
 }

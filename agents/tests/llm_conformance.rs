@@ -1017,6 +1017,36 @@ async fn an_error_event_mid_stream_ends_the_stream() {
     assert!(stream.next().await.is_none());
 }
 
+/// A stream that echoes the key, in an event that does not parse, never shows it: the
+/// error keeps the event, scrubbed (the bytes are scrubbed before they are decoded).
+#[tokio::test]
+async fn a_stream_echoing_the_key_never_shows_it() {
+    let server = MockServer::start().await;
+    let events = format!(
+        "data: {}\n\ndata: {{unreadable, key {KEY}\n\n",
+        json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": "Hel"}}]})
+    );
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(events),
+        )
+        .mount(&server)
+        .await;
+    let config = ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..ProviderConfig::default()
+    };
+    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let mut stream = m.stream(&request()).await.unwrap();
+    assert!(stream.next().await.unwrap().is_ok());
+    let err = stream.next().await.unwrap().unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(KEY), "{shown}");
+    assert!(err.body.unwrap().contains("key ***"), "{shown}");
+}
+
 /// A keyless OpenAI-compatible server (a local Ollama, say) is sent no `Authorization`.
 #[tokio::test]
 async fn a_keyless_compatible_server_gets_no_authorization() {

@@ -146,6 +146,38 @@ impl Http {
         Ok(reqwest::Response::from(buffered))
     }
 
+    /// The same response, with every occurrence of `key` in its body replaced by `***` as
+    /// the bytes stream by (an occurrence split across chunks included), for a reader that
+    /// takes the body as it comes (`async-openai`'s event streams, which log an event that
+    /// does not parse).
+    pub fn scrubbed(response: reqwest::Response, key: &ApiKey) -> reqwest::Response {
+        let (status, version) = (response.status(), response.version());
+        let headers = response.headers().clone();
+        let scrubber = Scrubber {
+            key: key.expose().as_bytes().to_vec(),
+            carry: Vec::new(),
+        };
+        let body = futures_util::stream::unfold(
+            (response.bytes_stream(), Some(scrubber)),
+            |(mut chunks, scrubber)| async move {
+                let mut scrubber = scrubber?;
+                match chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        let out = scrubber.push(&chunk);
+                        Some((Ok(out), (chunks, Some(scrubber))))
+                    }
+                    Some(Err(e)) => Some((Err(e), (chunks, None))),
+                    None => Some((Ok(scrubber.finish()), (chunks, None))),
+                }
+            },
+        );
+        let mut scrubbed = http::Response::new(reqwest::Body::wrap_stream(body));
+        *scrubbed.status_mut() = status;
+        *scrubbed.version_mut() = version;
+        *scrubbed.headers_mut() = headers;
+        reqwest::Response::from(scrubbed)
+    }
+
     /// POSTs and parses a JSON reply. A body that is not JSON is an error that keeps it.
     pub async fn json(
         &self,
@@ -223,6 +255,46 @@ impl Http {
             }
         });
         Ok(stream)
+    }
+}
+
+/// Replaces a key in a byte stream. What could be the start of a key split across chunks
+/// is held back until the next chunk shows whether it is.
+struct Scrubber {
+    key: Vec<u8>,
+    carry: Vec<u8>,
+}
+
+impl Scrubber {
+    /// The bytes of `chunk` (and those held back) that can be passed on.
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.carry.extend_from_slice(chunk);
+        self.replace();
+        let hold = self.key.len().saturating_sub(1).min(self.carry.len());
+        let rest = self.carry.split_off(self.carry.len() - hold);
+        std::mem::replace(&mut self.carry, rest)
+    }
+
+    /// The bytes held back, at the end of the stream.
+    fn finish(&mut self) -> Vec<u8> {
+        self.replace();
+        std::mem::take(&mut self.carry)
+    }
+
+    fn replace(&mut self) {
+        // As `scrub`: a key this short would match by chance.
+        if self.key.len() < 4 || memchr::memmem::find(&self.carry, &self.key).is_none() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.carry.len());
+        let mut rest = self.carry.as_slice();
+        while let Some(at) = memchr::memmem::find(rest, &self.key) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(b"***");
+            rest = &rest[at + self.key.len()..];
+        }
+        out.extend_from_slice(rest);
+        self.carry = out;
     }
 }
 
@@ -388,5 +460,32 @@ pub(crate) fn classify(
         status: Some(status),
         body: Some(cut(&body)),
         retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_scrubbed_even_when_split_across_chunks() {
+        let mut s = Scrubber {
+            key: b"sk-secret-123".to_vec(),
+            carry: Vec::new(),
+        };
+        let mut out = Vec::new();
+        for chunk in [
+            &b"data: {\"error\": \"bad key sk-sec"[..],
+            b"ret-123 and again sk-secret-123",
+            b"\"}\n\nda",
+            b"ta: [DONE]\n\n",
+        ] {
+            out.extend(s.push(chunk));
+        }
+        out.extend(s.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap_or_default(),
+            "data: {\"error\": \"bad key *** and again ***\"}\n\ndata: [DONE]\n\n"
+        );
     }
 }

@@ -134,7 +134,8 @@ const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// The HTTP layer under `async-openai`'s client: [`Http`]'s timeouts and error
 /// classification, and its size limit and key scrubbing on bodies read whole. A streaming
-/// call's body is left as it is: its events are counted and checked as they are read.
+/// call's body is scrubbed as it streams; its events are counted against the limit as they
+/// are read.
 #[derive(Clone)]
 struct Transport {
     http: Http,
@@ -154,7 +155,10 @@ impl Transport {
             .execute(self.provider, request, self.key.as_ref())
             .await?;
         if events {
-            return Ok(response);
+            return Ok(match &self.key {
+                Some(key) => Http::scrubbed(response, key),
+                None => response,
+            });
         }
         self.http
             .buffered(self.provider, response, self.key.as_ref())
