@@ -945,25 +945,35 @@ async fn oversized_replies_are_refused() {
     assert!(err.message.contains("larger than 100000 bytes"), "{err}");
 }
 
-/// A streamed reply is held to the size limit as its events arrive.
-#[tokio::test]
-async fn oversized_streams_are_refused() {
+/// An OpenAI model on a local server that answers every call with `events` as an event
+/// stream; the server is returned to keep it alive.
+async fn openai_streaming(
+    events: String,
+    max_response_bytes: usize,
+) -> (MockServer, Arc<dyn ChatModel>) {
     let server = MockServer::start().await;
-    let big = "x".repeat(300_000);
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("content-type", "text/event-stream")
-                .set_body_string(openai_sse(&big, &[])),
+                .set_body_string(events),
         )
         .mount(&server)
         .await;
     let config = ProviderConfig {
         openai_base: format!("{}/v1", server.uri()),
-        max_response_bytes: 100_000,
+        max_response_bytes,
         ..ProviderConfig::default()
     };
-    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let model = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    (server, model)
+}
+
+/// A streamed reply is held to the size limit as its events arrive.
+#[tokio::test]
+async fn oversized_streams_are_refused() {
+    let big = "x".repeat(300_000);
+    let (_server, m) = openai_streaming(openai_sse(&big, &[]), 100_000).await;
     let mut stream = m.stream(&request()).await.unwrap();
     let mut last = None;
     while let Some(item) = stream.next().await {
@@ -977,7 +987,6 @@ async fn oversized_streams_are_refused() {
 /// An `error` event after a stream began ends it with that error, which keeps the event.
 #[tokio::test]
 async fn an_error_event_mid_stream_ends_the_stream() {
-    let server = MockServer::start().await;
     let events = sse_lines(&[
         (
             None,
@@ -988,19 +997,7 @@ async fn an_error_event_mid_stream_ends_the_stream() {
             json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
         ),
     ]);
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(events),
-        )
-        .mount(&server)
-        .await;
-    let config = ProviderConfig {
-        openai_base: format!("{}/v1", server.uri()),
-        ..ProviderConfig::default()
-    };
-    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let (_server, m) = openai_streaming(events, 1 << 20).await;
     let mut stream = m.stream(&request()).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
     assert!(
@@ -1021,24 +1018,11 @@ async fn an_error_event_mid_stream_ends_the_stream() {
 /// error keeps the event, scrubbed (the bytes are scrubbed before they are decoded).
 #[tokio::test]
 async fn a_stream_echoing_the_key_never_shows_it() {
-    let server = MockServer::start().await;
     let events = format!(
         "data: {}\n\ndata: {{unreadable, key {KEY}\n\n",
         json!({"model": "served-model", "choices": [{"index": 0, "delta": {"content": "Hel"}}]})
     );
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("content-type", "text/event-stream")
-                .set_body_string(events),
-        )
-        .mount(&server)
-        .await;
-    let config = ProviderConfig {
-        openai_base: format!("{}/v1", server.uri()),
-        ..ProviderConfig::default()
-    };
-    let m = connect_with("openai:gpt-4o-mini", &config, Some(ApiKey::new(KEY))).unwrap();
+    let (_server, m) = openai_streaming(events, 1 << 20).await;
     let mut stream = m.stream(&request()).await.unwrap();
     assert!(stream.next().await.unwrap().is_ok());
     let err = stream.next().await.unwrap().unwrap_err();
