@@ -2,23 +2,13 @@
 //! the command line with integrations in dry-run mode.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
-fn brainops(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainops"))
-        .args(args)
-        .env("BRAINOPS_HOME", home)
-        .env_remove("BRAINOPS_CHECKPOINT")
-        .env_remove("BRAINOPS_INTEGRATIONS")
-        .env_remove("SLACK_WEBHOOK_URL")
-        .env_remove("GITHUB_TOKEN")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run brainops")
-}
+mod common;
+
+use common::brainops;
 
 fn json_out(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

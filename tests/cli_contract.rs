@@ -3,20 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn brainops(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainops"))
-        .args(args)
-        .env("BRAINOPS_HOME", home)
-        .env_remove("BRAINOPS_CHECKPOINT")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run brainops")
-}
+mod common;
+
+use common::brainops;
 
 fn stdout_json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -12,17 +12,9 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 mod db;
 
-fn brainops(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainops"))
-        .args(args)
-        .env("BRAINOPS_HOME", home)
-        .env_remove("BRAINOPS_MEMORY")
-        .env_remove("BRAINOPS_EMBEDDER")
-        .env_remove("BRAINOPS_CHECKPOINT")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+mod common;
+
+use common::brainops;
 
 fn json_out(out: &Output) -> Value {
     assert!(

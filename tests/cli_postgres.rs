@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use engine::checkpoint::{Checkpointer, Lease};
 use serde_json::Value;
@@ -18,13 +18,12 @@ mod db;
 
 use db::{admin_url, fresh_database, with_database};
 
+mod common;
+
 fn brainops(args: &[&str], store: Option<&str>) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brainops"));
-    cmd.args(args)
-        .env("BRAINOPS_HOME", home.path())
-        .env_remove("BRAINOPS_CHECKPOINT")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = common::command(home.path());
+    cmd.args(args);
     if let Some(store) = store {
         cmd.env("BRAINOPS_CHECKPOINT", store);
     }
