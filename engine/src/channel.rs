@@ -95,13 +95,42 @@ impl Reducer {
 
     /// Folds `update` into `current`.
     pub fn apply(self, current: &mut Value, update: Value) -> Result<(), ReduceError> {
+        self.fold(current, update, None)
+    }
+
+    /// Folds `update` into `current`, noting in `undo` how to take the fold back. What is
+    /// noted is what the fold displaced (moved, not copied), or a length to cut back to.
+    pub fn apply_undoable(
+        self,
+        current: &mut Value,
+        update: Value,
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), ReduceError> {
+        self.fold(current, update, Some(undo))
+    }
+
+    fn fold(
+        self,
+        current: &mut Value,
+        update: Value,
+        undo: Option<&mut Vec<Undo>>,
+    ) -> Result<(), ReduceError> {
+        let mut log = UndoLog(undo);
+        let logging = log.0.is_some();
+        let mut note = |u: Undo| log.note(u);
         match self {
             Reducer::Replace => {
-                *current = update;
+                note(Undo::Restore(std::mem::replace(current, update)));
                 Ok(())
             }
             Reducer::Append => {
+                let was_null = current.is_null();
                 let list = as_array(current)?;
+                note(if was_null {
+                    Undo::Restore(Value::Null)
+                } else {
+                    Undo::Truncate(list.len())
+                });
                 match update {
                     Value::Array(items) => list.extend(items),
                     other => list.push(other),
@@ -115,7 +144,8 @@ impl Reducer {
                         got: kind(&update),
                     });
                 };
-                if current.is_null() {
+                let was_null = current.is_null();
+                if was_null {
                     *current = Value::Object(Map::new());
                 }
                 let Value::Object(target) = current else {
@@ -126,6 +156,11 @@ impl Reducer {
                 };
                 if target.is_empty() {
                     // The first write (often a run's whole input): take the object as it is.
+                    note(Undo::Restore(if was_null {
+                        Value::Null
+                    } else {
+                        Value::Object(Map::new())
+                    }));
                     let mut patch = patch;
                     patch.retain(|_, v| !v.is_null());
                     *target = patch;
@@ -133,26 +168,87 @@ impl Reducer {
                 }
                 for (key, value) in patch {
                     if value.is_null() {
-                        target.shift_remove(&key);
+                        if let Some(old) = target.shift_remove(&key) {
+                            note(Undo::Key(key, Some(old)));
+                        }
+                    } else if logging {
+                        let old = target.insert(key.clone(), value);
+                        note(Undo::Key(key, old));
                     } else {
                         target.insert(key, value);
                     }
                 }
                 Ok(())
             }
-            Reducer::Add => add(current, &update),
+            Reducer::Add => {
+                if logging {
+                    note(Undo::Restore(current.clone()));
+                }
+                add(current, &update)
+            }
             Reducer::Messages => {
+                let was_null = current.is_null();
                 let list = as_array(current)?;
+                note(if was_null {
+                    Undo::Restore(Value::Null)
+                } else {
+                    Undo::Truncate(list.len())
+                });
                 match update {
                     Value::Array(items) => {
                         for item in items {
-                            upsert_message(list, item)?;
+                            upsert_message(list, item, &mut note)?;
                         }
                     }
-                    other => upsert_message(list, other)?,
+                    other => upsert_message(list, other, &mut note)?,
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+struct UndoLog<'a>(Option<&'a mut Vec<Undo>>);
+
+impl UndoLog<'_> {
+    fn note(&mut self, undo: Undo) {
+        if let Some(log) = self.0.as_deref_mut() {
+            log.push(undo);
+        }
+    }
+}
+
+/// One step back from a fold (see [`Reducer::apply_undoable`]); undone newest first.
+#[derive(Debug)]
+pub enum Undo {
+    /// Put this value back whole.
+    Restore(Value),
+    /// Cut the array back to this length.
+    Truncate(usize),
+    /// Put this element back at this index of the array.
+    Element(usize, Value),
+    /// Put this key's old value back, or remove the key when it had none.
+    Key(String, Option<Value>),
+}
+
+impl Undo {
+    pub fn revert(self, current: &mut Value) {
+        match (self, current) {
+            (Undo::Restore(old), current) => *current = old,
+            (Undo::Truncate(len), Value::Array(list)) => list.truncate(len),
+            (Undo::Element(i, old), Value::Array(list)) => {
+                if let Some(slot) = list.get_mut(i) {
+                    *slot = old;
+                }
+            }
+            (Undo::Key(key, Some(old)), Value::Object(map)) => {
+                map.insert(key, old);
+            }
+            (Undo::Key(key, None), Value::Object(map)) => {
+                map.shift_remove(&key);
+            }
+            // A later fold replaced the value whole; its own entry restored it first.
+            _ => {}
         }
     }
 }
@@ -201,7 +297,11 @@ fn add(current: &mut Value, update: &Value) -> Result<(), ReduceError> {
 
 /// Appends a message, or replaces the message with the same `id`. A message without an id
 /// gets its position as id, so replaying the same writes always yields the same transcript.
-fn upsert_message(list: &mut Vec<Value>, message: Value) -> Result<(), ReduceError> {
+fn upsert_message(
+    list: &mut Vec<Value>,
+    message: Value,
+    note: &mut impl FnMut(Undo),
+) -> Result<(), ReduceError> {
     let mut message = match message {
         Value::String(text) => {
             let mut object = Map::new();
@@ -224,13 +324,16 @@ fn upsert_message(list: &mut Vec<Value>, message: Value) -> Result<(), ReduceErr
     };
     match id {
         Some(id) => {
-            let existing = list.iter_mut().rev().find(|m| match m.get("id") {
+            let existing = list.iter().rposition(|m| match m.get("id") {
                 Some(Value::String(other)) => *other == id,
                 Some(Value::Number(n)) => n.to_string() == id,
                 _ => false,
             });
             match existing {
-                Some(slot) => *slot = Value::Object(message),
+                Some(i) => {
+                    let old = std::mem::replace(&mut list[i], Value::Object(message));
+                    note(Undo::Element(i, old));
+                }
                 None => list.push(Value::Object(message)),
             }
         }

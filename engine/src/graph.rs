@@ -200,6 +200,8 @@ pub(crate) struct CompiledNode {
     pub interrupt_after: bool,
     pub routes: Routes,
     pub joins: Vec<JoinId>,
+    /// Where this node's tasks fold their writes within a step (see [`fold_ranks`]).
+    pub rank: u32,
 }
 
 pub(crate) struct JoinDef {
@@ -638,6 +640,7 @@ pub(crate) fn compile_spec(
                 .is_some_and(|i| i.value == InterruptWhen::After),
             routes: Routes::default(),
             joins: Vec::new(),
+            rank: 0,
         });
     }
     // Edges.
@@ -692,6 +695,7 @@ pub(crate) fn compile_spec(
                 "an edge needs `from`",
                 "add `from = \"node\"` or a list for a join",
             ));
+            continue;
         }
         if e.default && e.when.is_some() {
             problems.push(Problem::new(
@@ -829,6 +833,7 @@ pub(crate) fn compile_spec(
     if !problems.is_empty() {
         return None;
     }
+    fold_ranks(&mut nodes);
     Some(Graph {
         name: spec.name.value,
         description: spec.description,
@@ -842,6 +847,20 @@ pub(crate) fn compile_spec(
         joins,
         edges,
     })
+}
+
+/// Ranks nodes in the order their tasks' writes are folded within a step, LangGraph's order:
+/// plain nodes by name, then `for_each` nodes (LangGraph's `Send` tasks) by name, each of
+/// those in element order. The same in every step and on resume, whatever the edge order.
+fn fold_ranks(nodes: &mut [CompiledNode]) {
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&nodes[a], &nodes[b]);
+        (a.for_each.is_some(), &*a.name).cmp(&(b.for_each.is_some(), &*b.name))
+    });
+    for (rank, i) in order.into_iter().enumerate() {
+        nodes[i].rank = rank as u32;
+    }
 }
 
 /// Stands in for an unknown tool or agent so validation can go on and report everything;

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use crate::channel::Undo;
 use crate::checkpoint::{
     ByteCounter, ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource,
     CheckpointSummary, Checkpointer, InterruptInfo, JoinProgress, Lease, TaskWrites, ThreadInfo,
@@ -288,6 +289,8 @@ impl Runner {
             lease_ms: self.lease_ms,
             claimed: None,
             usage: Arc::default(),
+            undo: Vec::new(),
+            undo_scratch: Vec::new(),
         };
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
@@ -426,8 +429,16 @@ impl Runner {
                 message: missing_thread(thread_id, checkpoint),
             });
         }
-        let state = State::rebuild(&self.graph, &chain)
+        let mut state = State::rebuild(&self.graph, &chain)
             .map_err(|message| RunError::Checkpoint { message })?;
+        if checkpoint.is_none()
+            && info
+                .as_ref()
+                .is_some_and(|i| i.status == ThreadStatus::Interrupted)
+        {
+            let pending = saver.writes(thread_id, last.id).await.map_err(cp_err)?;
+            fold_pending(&self.graph, &mut state, pending);
+        }
         Ok(StateSnapshot {
             thread_id: thread_id.into(),
             checkpoint_id: Some(last.id),
@@ -590,6 +601,45 @@ impl Runner {
     }
 }
 
+/// Folds the writes of tasks that finished in an interrupted step into `state`, in the
+/// step's fold order, as LangGraph reports an interrupted thread's state. Writes that
+/// would not fold leave the state as committed.
+fn fold_pending(graph: &Graph, state: &mut State, mut pending: Vec<TaskWrites>) {
+    let order = |t: &TaskWrites| {
+        let rank = graph
+            .node_id(&t.node)
+            .map_or(u32::MAX, |n| graph.nodes[n as usize].rank);
+        let item = t
+            .task_id
+            .strip_suffix(']')
+            .and_then(|s| s.rsplit_once('['))
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+            .unwrap_or(0);
+        (rank, item)
+    };
+    pending.sort_by_key(order);
+    let mut undo = Vec::new();
+    let mut scratch = Vec::new();
+    for task in pending {
+        for (name, value) in task.writes {
+            let Some(ch) = graph.channel_id(&name) else {
+                continue;
+            };
+            let channel = &graph.channels[ch as usize];
+            let folded =
+                channel
+                    .reducer
+                    .apply_undoable(&mut state.values[ch as usize], value, &mut scratch);
+            undo.extend(scratch.drain(..).map(|u| (ch, u)));
+            state.invalidate(ch);
+            if folded.is_err() || !channel.ty.accepts(&state.values[ch as usize]) {
+                state.undo(&mut undo);
+                return;
+            }
+        }
+    }
+}
+
 fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String {
     match checkpoint {
         Some(c) => format!(
@@ -696,6 +746,10 @@ struct Execution<'g> {
     claimed: Option<ThreadInfo>,
     /// What the run's nodes reported using (tokens, cost).
     usage: Arc<std::sync::Mutex<UsageTotals>>,
+    /// How to take back the current step's folds if the step fails before it commits, so
+    /// a failed run reports the last committed state.
+    undo: Vec<(ChannelId, Undo)>,
+    undo_scratch: Vec<Undo>,
 }
 
 /// Stops the lease heartbeat when the run ends.
@@ -715,6 +769,8 @@ enum Resume {
     None,
     Task(String, Value),
     PassBefore,
+    /// The thread waits at this interrupt and no answer came: raise it again.
+    Again(InterruptInfo),
 }
 
 type StepsResult = Result<(Option<InterruptInfo>, u64), (RunError, u64)>;
@@ -857,6 +913,8 @@ impl<'g> Execution<'g> {
                         pos.checkpoint_id = Some(last.id);
                         pos.step = last.step;
                         pos.frontier = self.node_ids(&last.next)?;
+                        pos.frontier
+                            .sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
                         for progress in &last.joins {
                             if let Some(seen) = pos.joins.get_mut(progress.join as usize) {
                                 for (i, &src) in graph.joins[progress.join as usize]
@@ -927,13 +985,12 @@ impl<'g> Execution<'g> {
                     ),
                 });
             }
-            // Neither input nor resume on an interrupted thread: report where it waits.
-            return Err(RunError::Thread {
-                message: format!(
-                    "thread `{}` is interrupted at node `{}`; resume it with a value (`--resume JSON`)",
-                    self.thread_id, i.node
-                ),
-            });
+            // Neither input nor resume: ask the same question again, as LangGraph does.
+            if let (Some(saver), Some(cp)) = (&self.saver, pos.checkpoint_id) {
+                let pending = saver.writes(&self.thread_id, cp).await.map_err(cp_err)?;
+                fold_pending(graph, &mut state, pending);
+            }
+            return Ok((state, pos, Resume::Again(i.clone())));
         }
         if request.input.is_none() && unfinished {
             self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
@@ -956,6 +1013,7 @@ impl<'g> Execution<'g> {
         pos.frontier.clear();
         let mut next = Vec::new();
         self.route(&graph.start, "START", &state, pos.step, &mut next)?;
+        next.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
         pos.frontier = next;
         self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
             .await?;
@@ -994,10 +1052,18 @@ impl<'g> Execution<'g> {
         let mut steps_run: u64 = 0;
         let mut next_frontier: Vec<NodeId> = Vec::new();
         let mut ran: Vec<NodeId> = Vec::new();
+        if let Resume::Again(info) = resume {
+            self.emit(|| Event::Interrupt {
+                node: info.node.clone(),
+                task: info.task.clone(),
+                value: info.value.clone(),
+            });
+            return Ok((Some(info), 0));
+        }
         loop {
-            if pos.frontier.is_empty() {
-                return Ok((None, steps_run));
-            }
+            // Checked before "nothing left to run", as LangGraph does: a run that needs all
+            // of its `recursion_limit` steps fails (a 100-node chain needs a limit of 101,
+            // because LangGraph counts the step that reads the input).
             if steps_run >= u64::from(graph.recursion_limit) {
                 return Err((
                     RunError::RecursionLimit {
@@ -1005,6 +1071,9 @@ impl<'g> Execution<'g> {
                     },
                     steps_run,
                 ));
+            }
+            if pos.frontier.is_empty() {
+                return Ok((None, steps_run));
             }
             if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 return Err((RunError::Cancelled, steps_run));
@@ -1040,10 +1109,15 @@ impl<'g> Execution<'g> {
                 .step(state, pos, step, resume_task, steps_run == 0, &mut ran)
                 .await;
             steps_run += 1;
+            // A step that fails before its checkpoint is stored leaves the state as it was
+            // last committed: that is what the run reports, as `threads show` would.
             let deltas = match result {
                 Ok(StepEnd::Committed(deltas)) => deltas,
                 Ok(StepEnd::Interrupted(interrupt)) => return Ok((Some(interrupt), steps_run - 1)),
-                Err(e) => return Err((e, steps_run)),
+                Err(e) => {
+                    state.undo(&mut self.undo);
+                    return Err((e, steps_run));
+                }
             };
             // Update: route from every node that ran, then checkpoint.
             next_frontier.clear();
@@ -1052,13 +1126,14 @@ impl<'g> Execution<'g> {
                 if let Err(e) =
                     self.route(&node.routes, &node.name, state, step, &mut next_frontier)
                 {
+                    state.undo(&mut self.undo);
                     return Err((e, steps_run));
                 }
                 for &j in &node.joins {
                     self.mark_join(pos, j, n, step, &mut next_frontier);
                 }
             }
-            next_frontier.sort_unstable();
+            next_frontier.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
             std::mem::swap(&mut pos.frontier, &mut next_frontier);
             pos.step = step;
             let names: Vec<String> = if self.saver.is_some() {
@@ -1072,6 +1147,7 @@ impl<'g> Execution<'g> {
                 .checkpoint(state, pos, CheckpointSource::Loop, names, deltas)
                 .await
             {
+                state.undo(&mut self.undo);
                 return Err((e, steps_run));
             }
             self.emit(|| Event::StepFinished { step });
@@ -1297,6 +1373,7 @@ impl<'g> Execution<'g> {
     ) -> Result<StepEnd, RunError> {
         let graph = self.graph;
         self.current_checkpoint = pos.checkpoint_id;
+        self.undo.clear();
         // Plan.
         ran.clear();
         let mut tasks: Vec<Task> = Vec::with_capacity(pos.frontier.len());
@@ -1528,13 +1605,32 @@ impl<'g> Execution<'g> {
                     task: info.task.clone(),
                     value: info.value.clone(),
                 });
+                // As in LangGraph, the state at an interrupt includes what the step's
+                // finished tasks wrote (saved above as pending writes, committed on resume).
+                if self.fold(state, &tasks, results, step, false).is_err() {
+                    state.undo(&mut self.undo);
+                }
                 return Ok(StepEnd::Interrupted(info));
             }
         }
 
         // Update: fold the writes in task order.
+        let deltas = self.fold(state, &tasks, results, step, self.saver.is_some())?;
+        Ok(StepEnd::Committed(deltas))
+    }
+
+    /// Folds finished tasks' writes into `state` in task order, noting in `self.undo` how
+    /// to take them back; returns the deltas to store when `keep_deltas`.
+    fn fold(
+        &mut self,
+        state: &mut State,
+        tasks: &[Task],
+        results: Vec<TaskResult>,
+        step: u64,
+        keep_deltas: bool,
+    ) -> Result<Vec<ChannelDelta>, RunError> {
+        let graph = self.graph;
         let mut deltas: Vec<ChannelDelta> = Vec::new();
-        let keep_deltas = self.saver.is_some();
         for (i, result) in results.into_iter().enumerate() {
             let TaskResult::Done(writes) = result else {
                 continue;
@@ -1583,7 +1679,9 @@ impl<'g> Execution<'g> {
                             value: value.clone(),
                         });
                     }
-                    state.set(ch, value);
+                    let old = std::mem::replace(&mut state.values[ch as usize], value);
+                    state.invalidate(ch);
+                    self.undo.push((ch, Undo::Restore(old)));
                 } else {
                     if keep_deltas {
                         let existing = deltas.iter_mut().find_map(|d| match d {
@@ -1601,17 +1699,20 @@ impl<'g> Execution<'g> {
                         }
                     }
                     let slot = &mut state.values[ch as usize];
-                    channel
-                        .reducer
-                        .apply(slot, value)
-                        .map_err(|e| bad_write(e.to_string()))?;
-                    if !channel.ty.accepts(slot) {
+                    let folded =
+                        channel
+                            .reducer
+                            .apply_undoable(slot, value, &mut self.undo_scratch);
+                    self.undo
+                        .extend(self.undo_scratch.drain(..).map(|u| (ch, u)));
+                    state.invalidate(ch);
+                    folded.map_err(|e| bad_write(e.to_string()))?;
+                    if !channel.ty.accepts(&state.values[ch as usize]) {
                         return Err(bad_write(format!(
                             "the result is not of type {}",
                             crate::graph::type_name(channel.ty)
                         )));
                     }
-                    state.invalidate(ch);
                 }
             }
             if let Some(update) = update {
@@ -1623,7 +1724,7 @@ impl<'g> Execution<'g> {
                 });
             }
         }
-        Ok(StepEnd::Committed(deltas))
+        Ok(deltas)
     }
 
     fn context(

@@ -72,6 +72,14 @@ impl State {
         self.cel[id as usize] = OnceLock::new();
     }
 
+    /// Takes back folds noted by [`crate::channel::Reducer::apply_undoable`], newest first.
+    pub fn undo(&mut self, log: &mut Vec<(ChannelId, crate::channel::Undo)>) {
+        while let Some((id, undo)) = log.pop() {
+            undo.revert(&mut self.values[id as usize]);
+            self.invalidate(id);
+        }
+    }
+
     pub fn invalidate(&mut self, id: ChannelId) {
         self.cel[id as usize] = OnceLock::new();
     }
