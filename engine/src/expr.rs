@@ -29,6 +29,105 @@ pub struct Expr {
     program: Program,
     /// The channels read through `state.NAME`; `None` when `state` is used as a whole.
     reads: Option<Box<[ChannelId]>>,
+    /// How deep loops (comprehensions) nest; two or more get a cost check before running.
+    loops: u32,
+}
+
+/// Expressions longer than this are refused at load: a long one is a program, not a
+/// formula, and the CEL parser recurses over it.
+pub const MAX_SOURCE_BYTES: usize = 8 * 1024;
+/// How deep an expression's syntax tree may go. CEL evaluation recurses once per level, and
+/// a run evaluates on a worker thread with a small stack. cel-go's parser allows 250.
+pub const MAX_DEPTH: u32 = 250;
+/// Nested loops allowed in one expression (`[1,2].all(x, [3].all(y, ...))` is two).
+pub const MAX_LOOP_NESTING: u32 = 3;
+/// The most loop iterations an expression may be estimated to take: the number of values
+/// it reads raised to its loop nesting. About a second of CEL on one core.
+pub const MAX_COST: u128 = 20_000_000;
+
+/// The depth of an expression's tree and the deepest nesting of loops in it, found
+/// without descending further than [`MAX_DEPTH`] (so the check itself cannot overflow).
+#[derive(Default, Clone, Copy)]
+struct Shape {
+    depth: u32,
+    loops: u32,
+}
+
+impl Shape {
+    fn of(expr: &IdedExpr, level: u32) -> Shape {
+        if level > MAX_DEPTH {
+            return Shape {
+                depth: level,
+                loops: 0,
+            };
+        }
+        let mut inner = Shape::default();
+        let mut visit = |e: &IdedExpr| {
+            let s = Shape::of(e, level + 1);
+            inner.depth = inner.depth.max(s.depth);
+            inner.loops = inner.loops.max(s.loops);
+        };
+        let mut is_loop = false;
+        match &expr.expr {
+            Ast::Select(select) => visit(&select.operand),
+            Ast::Call(call) => {
+                if let Some(target) = &call.target {
+                    visit(target);
+                }
+                call.args.iter().for_each(&mut visit);
+            }
+            Ast::List(list) => list.elements.iter().for_each(&mut visit),
+            Ast::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            visit(&e.key);
+                            visit(&e.value);
+                        }
+                        EntryExpr::StructField(f) => visit(&f.value),
+                    }
+                }
+            }
+            Ast::Struct(s) => {
+                for entry in &s.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        visit(&f.value);
+                    }
+                }
+            }
+            Ast::Comprehension(c) => {
+                is_loop = true;
+                visit(&c.iter_range);
+                visit(&c.accu_init);
+                visit(&c.loop_cond);
+                visit(&c.loop_step);
+                visit(&c.result);
+            }
+            Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+        }
+        Shape {
+            depth: inner.depth.max(level),
+            loops: inner.loops + u32::from(is_loop),
+        }
+    }
+}
+
+/// How many JSON values `value` holds, counting itself; stops counting past `cap`.
+fn value_count(value: &Value, cap: u128) -> u128 {
+    let mut count: u128 = 0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        if count > cap {
+            break;
+        }
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 impl std::fmt::Debug for Expr {
@@ -78,10 +177,37 @@ impl Expr {
         scope: Scope,
         channels: &dyn Fn(&str) -> Option<ChannelId>,
     ) -> Result<Expr, CompileError> {
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(CompileError {
+                message: format!(
+                    "the expression is {} bytes long; the limit is {MAX_SOURCE_BYTES}",
+                    source.len()
+                ),
+                help: "split the work over several nodes or channels, or do it in a tool".into(),
+            });
+        }
         let program = env().compile(source).map_err(|errors| CompileError {
             message: format!("CEL syntax error: {}", first_line(&errors.to_string())),
             help: "expressions are CEL, e.g. `state.count + 1`, `state.lead.score >= 0.5`, `[item * 2]`".into(),
         })?;
+        let shape = Shape::of(program.expression(), 0);
+        if shape.depth > MAX_DEPTH {
+            return Err(CompileError {
+                message: format!(
+                    "the expression nests more than {MAX_DEPTH} operations deep (evaluating it could overflow the stack)"
+                ),
+                help: "split it over several nodes or channels, e.g. sum a list with a reducer `add` channel".into(),
+            });
+        }
+        if shape.loops > MAX_LOOP_NESTING {
+            return Err(CompileError {
+                message: format!(
+                    "the expression nests {} loops (`all`, `exists`, `map`, `filter`); the limit is {MAX_LOOP_NESTING}",
+                    shape.loops
+                ),
+                help: "nested loops grow as the list size to that power; precompute an index in a tool or an earlier node".into(),
+            });
+        }
         let mut refs = References::default();
         refs.walk(program.expression(), &mut Vec::new());
         for name in &refs.free {
@@ -121,6 +247,7 @@ impl Expr {
         }
         Ok(Expr {
             source: Arc::from(source),
+            loops: shape.loops,
             program,
             reads: if refs.whole_state {
                 None
@@ -157,11 +284,43 @@ impl Expr {
         }
     }
 
+    /// Refuses to run nested loops whose estimated cost (values read, to the power of the
+    /// loop nesting) is over [`MAX_COST`]: CEL cannot be interrupted once it runs.
+    fn check_cost(
+        &self,
+        state: &dyn StateReader,
+        item: Option<(&Value, usize)>,
+    ) -> Result<(), EvalError> {
+        let root = (MAX_COST as f64).powf(1.0 / f64::from(self.loops)).ceil() as u128;
+        let mut values: u128 = item.map_or(0, |(v, _)| value_count(v, root));
+        let ids: Vec<ChannelId> = match &self.reads {
+            Some(ids) => ids.to_vec(),
+            None => (0..state.channel_count() as ChannelId).collect(),
+        };
+        for id in ids {
+            if values > root {
+                break;
+            }
+            values += state.json_value(id).map_or(1, |v| value_count(v, root));
+        }
+        let cost = values.saturating_pow(self.loops);
+        if cost > MAX_COST {
+            return Err(self.error(format!(
+                "{} nested loops over about {values} values would take about {cost} steps; the limit is {MAX_COST}",
+                self.loops
+            )));
+        }
+        Ok(())
+    }
+
     fn eval_cel(
         &self,
         state: &dyn StateReader,
         item: Option<(&Value, usize)>,
     ) -> Result<Cel, EvalError> {
+        if self.loops >= 2 {
+            self.check_cost(state, item)?;
+        }
         let mut map: HashMap<Key, Cel> = HashMap::new();
         match &self.reads {
             Some(ids) => {
@@ -208,6 +367,8 @@ pub trait StateReader {
     fn channel_count(&self) -> usize;
     fn channel_name(&self, id: ChannelId) -> Arc<String>;
     fn cel_value(&self, id: ChannelId) -> Cel;
+    /// The channel's JSON value, where the reader has it (for cost estimates).
+    fn json_value(&self, id: ChannelId) -> Option<&Value>;
 }
 
 #[derive(Default)]

@@ -613,6 +613,16 @@ pub(crate) fn compile_spec(
             None => RetryPolicy::default(),
         };
         let timeout = match &n.timeout {
+            Some(t) if matches!(kind, Kind::Set(_) | Kind::Ask { .. }) => {
+                problems.push(Problem::new(
+                    &t.loc,
+                    format!(
+                        "node `{name}`: `timeout_s` applies to tool, agent and subgraph nodes only"
+                    ),
+                    "remove it: a `set` node's expressions are bounded by a cost limit instead, and an `ask` node waits for its answer",
+                ));
+                None
+            }
             Some(t) if t.value.is_zero() => {
                 problems.push(Problem::new(
                     &t.loc,

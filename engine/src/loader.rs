@@ -227,16 +227,52 @@ fn load_path(
     registry: &Registry,
     stack: &mut Vec<PathBuf>,
 ) -> Result<Graph, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|e| LoadError {
-        diagnostics: vec![Diagnostic {
-            file: path.display().to_string(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read the file: {e}"),
-            help: Some("check the path".into()),
-        }],
+    let source = read_graph_file(path).map_err(|d| LoadError {
+        diagnostics: vec![d],
     })?;
     load_source(&source, path, registry, stack)
+}
+
+/// Graph files larger than this are refused before they are read whole.
+pub const MAX_GRAPH_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a graph file of at most [`MAX_GRAPH_FILE_BYTES`] that must be UTF-8.
+fn read_graph_file(path: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let problem = |line, col, message: String, help: &str| Diagnostic {
+        file: file.clone(),
+        line,
+        col,
+        message,
+        help: Some(help.into()),
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_GRAPH_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| problem(0, 0, format!("cannot read the file: {e}"), "check the path"))?;
+    if bytes.len() as u64 > MAX_GRAPH_FILE_BYTES {
+        return Err(problem(
+            0,
+            0,
+            format!(
+                "the file is larger than {} MiB; a graph file is a few kilobytes",
+                MAX_GRAPH_FILE_BYTES / (1024 * 1024)
+            ),
+            "check that the path names a graph's TOML file",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+        let (line, col) = crate::error::LineIndex::new(&valid).line_col(at);
+        problem(
+            line,
+            col,
+            format!("the file is not UTF-8 text: invalid byte at offset {at}"),
+            "save the file as UTF-8",
+        )
+    })
 }
 
 fn load_source(

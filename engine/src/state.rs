@@ -117,6 +117,10 @@ impl StateReader for State {
         Arc::clone(&self.names[id as usize])
     }
 
+    fn json_value(&self, id: ChannelId) -> Option<&Value> {
+        self.values.get(id as usize)
+    }
+
     fn cel_value(&self, id: ChannelId) -> Cel {
         self.cel[id as usize]
             .get_or_init(|| json_to_cel(&self.values[id as usize]))
