@@ -56,7 +56,7 @@ pub fn agents(
                                "tools": s.tools, "models": s.models})
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&rows).unwrap_or_default()
                 );
@@ -73,7 +73,7 @@ pub fn agents(
                     } else {
                         format!("  [{}]", s.tools.join(", "))
                     };
-                    println!("{:width$}  {}{tools}", s.name, s.description);
+                    outln!("{:width$}  {}{tools}", s.name, s.description);
                 }
                 eprintln!("{} agents", listed.len());
             }
@@ -113,7 +113,7 @@ pub fn agents(
                 "example": s.example,
                 "file": s.file,
             });
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&shown).unwrap_or_default()
             );
@@ -133,7 +133,7 @@ pub fn tools(command: ToolsCommand, registry: &Registry) -> Result<u8, Failure> 
                 None => json!({"name": n, "description": "", "parameters": {"type": "object"}}),
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
@@ -141,7 +141,7 @@ pub fn tools(command: ToolsCommand, registry: &Registry) -> Result<u8, Failure> 
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
         for n in &names {
             let description = registry.tool_info(n).map_or("", |i| i.description.as_str());
-            println!("{n:width$}  {description}");
+            outln!("{n:width$}  {description}");
         }
         eprintln!("{} tools", names.len());
     }

@@ -4,8 +4,34 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// Prints a line to stdout; see [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints to stdout; see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod agents_cli;
 mod memory_cli;
+
+/// Writes to stdout. A reader that went away (`brainops threads history | head`) ends the
+/// process quietly with status 0, as `cat` would, instead of a panic.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{
@@ -60,7 +86,7 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         #[arg(long)]
         thread: Option<String>,
         /// Answer an interrupted thread with this JSON value (or @FILE).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "input")]
         resume: Option<String>,
         /// Where checkpoints go: memory, sqlite:PATH, postgres://... (default:
         /// $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/). Add
@@ -336,7 +362,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Graph { file, format } => {
             let graph = load(&file, &registry)?;
-            print!(
+            out!(
                 "{}",
                 match format {
                     Format::Mermaid => render::mermaid(&graph),
@@ -356,8 +382,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             keep,
             ..
         } => {
+            if let Some(id) = &thread {
+                check_thread_id(id)?;
+            }
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
+            if let Some(input) = &input
+                && !input.is_object()
+            {
+                return Err(fail(format!(
+                    "error: --input must be a JSON object of channel values, got {}\n  help: e.g. --input '{{\"lead\": {{\"name\": \"Ada\"}}}}'",
+                    json_kind(input)
+                )));
+            }
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
             let runner = Runner::new(graph)
                 .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref()).await?);
@@ -373,15 +410,30 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     tokio::spawn(async move { runner.run(request, Some(sink)).await })
                 };
                 while let Some(event) = events.next().await {
-                    println!("{}", serde_json::to_string(&event).unwrap_or_default());
+                    outln!("{}", serde_json::to_string(&event).unwrap_or_default());
                 }
                 task.await
                     .map_err(|e| fail(format!("error: the run task stopped: {e}")))?
             } else {
                 runner.invoke(request).await
             };
+            // A run refused before it started (bad input, a thread that cannot take it) is
+            // bad usage: exit 2 with the reason, as for a bad flag.
+            if let Some(e) = &outcome.error
+                && outcome.steps == 0
+                && matches!(
+                    e.detail,
+                    engine::RunError::Input { .. } | engine::RunError::Thread { .. }
+                )
+            {
+                return Err(fail(format!("error: {}", e.message)));
+            }
+            let conflict = outcome
+                .error
+                .as_ref()
+                .is_some_and(|e| matches!(e.detail, engine::RunError::Conflict { .. }));
             let mut out = json!({
-                "status": outcome.status,
+                "status": if conflict { json!("conflict") } else { json!(outcome.status) },
                 "thread_id": outcome.thread_id,
                 "state": outcome.state,
             });
@@ -402,9 +454,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     .map_err(|e| fail(format!("error: --keep {keep}: {e}")))?;
                 out["pruned_checkpoints"] = json!(pruned);
             }
-            println!("{out}");
+            outln!("{out}");
             Ok(match &outcome.error {
-                Some(e) if matches!(e.detail, engine::RunError::Conflict { .. }) => 3,
+                _ if conflict => 3,
                 _ if outcome.status == RunStatus::Failed => 1,
                 _ => 0,
             })
@@ -470,7 +522,7 @@ async fn threads(
     match command {
         ThreadsCommand::List => {
             let list = saver.threads().await.map_err(store_err)?;
-            println!("{}", json!(list));
+            outln!("{}", json!(list));
         }
         ThreadsCommand::History { id } => {
             let list = saver.list(&id).await.map_err(store_err)?;
@@ -480,14 +532,14 @@ async fn threads(
                     code: 1,
                 });
             }
-            println!("{}", json!(list));
+            outln!("{}", json!(list));
         }
         ThreadsCommand::Show { id, graph, at } => {
             let runner = Runner::new(Arc::new(load(&graph, registry)?))
                 .with_checkpointer(Arc::clone(&saver));
             let snapshot = runner.state(&id, at).await.map_err(run_err)?;
             let info = saver.thread(&id).await.map_err(store_err)?;
-            println!("{}", json!({ "thread": info, "state": snapshot }));
+            outln!("{}", json!({ "thread": info, "state": snapshot }));
         }
         ThreadsCommand::Fork {
             id,
@@ -497,7 +549,7 @@ async fn threads(
         } => {
             let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
             let new_id = runner.fork(&id, at, new_thread).await.map_err(run_err)?;
-            println!(
+            outln!(
                 "{}",
                 json!({ "thread_id": new_id, "forked_from": { "thread_id": id, "checkpoint_id": at } })
             );
@@ -506,14 +558,22 @@ async fn threads(
             let values = parse_json("--values", &values)?;
             let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
             let checkpoint = runner.update_state(&id, &values).await.map_err(run_err)?;
-            println!(
+            outln!(
                 "{}",
                 json!({ "thread_id": id, "checkpoint_id": checkpoint })
             );
         }
         ThreadsCommand::Delete { id } => {
+            check_thread_id(&id)?;
+            if saver.thread(&id).await.map_err(store_err)?.is_none() {
+                return Err(Failure {
+                    message: format!("error: no thread `{id}`; see `brainops threads list`"),
+                    code: 1,
+                });
+            }
+            // Its subgraph threads go with it.
             saver.delete_thread(&id).await.map_err(store_err)?;
-            println!("{}", json!({ "deleted": id }));
+            outln!("{}", json!({ "deleted": id }));
         }
         ThreadsCommand::Prune { id, keep, graph } => {
             if keep == 0 {
@@ -536,7 +596,7 @@ async fn threads(
                 None => saver.prune(&id, keep).await.map_err(store_err)?,
             };
             let left = saver.list(&id).await.map_err(store_err)?.len();
-            println!(
+            outln!(
                 "{}",
                 json!({ "thread_id": id, "pruned": pruned, "kept": left })
             );
@@ -550,7 +610,7 @@ async fn threads(
                 .expire(now.saturating_sub(age))
                 .await
                 .map_err(store_err)?;
-            println!("{}", json!({ "expired": gone }));
+            outln!("{}", json!({ "expired": gone }));
         }
     }
     Ok(0)
@@ -615,8 +675,12 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
         while let Some(event) = events.next().await {
             match event.map_err(failed)? {
                 StreamEvent::Text { delta } => {
-                    let _ = out.write_all(delta.as_bytes());
-                    let _ = out.flush();
+                    if let Err(e) = out.write_all(delta.as_bytes()).and_then(|()| out.flush())
+                        && e.kind() == std::io::ErrorKind::BrokenPipe
+                    {
+                        // Nobody reads the rest: stop generating it.
+                        return Ok(0);
+                    }
                 }
                 StreamEvent::Done { .. } => {
                     let _ = writeln!(out);
@@ -631,8 +695,8 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
             &request.output_schema,
             serde_json::from_str::<Value>(&reply.text),
         ) {
-            (Some(_), Ok(value)) => println!("{value}"),
-            _ => println!("{}", reply.text.trim_end()),
+            (Some(_), Ok(value)) => outln!("{value}"),
+            _ => outln!("{}", reply.text.trim_end()),
         }
     }
     Ok(0)
@@ -656,6 +720,33 @@ fn parse_age(text: &str) -> Result<u64, Failure> {
         _ => return Err(bad()),
     };
     Ok(n.saturating_mul(unit_ms))
+}
+
+/// Refuses thread ids a user cannot mean: empty ones, and a subgraph's internal thread.
+fn check_thread_id(id: &str) -> Result<(), Failure> {
+    if id.trim().is_empty() {
+        return Err(fail(
+            "error: --thread must not be empty\n  help: leave it out for a new thread id, or give one, e.g. --thread job-42",
+        ));
+    }
+    if engine::checkpoint::is_subgraph_thread(id) {
+        let parent = id.split_once('/').map_or(id, |(p, _)| p);
+        return Err(fail(format!(
+            "error: `{id}` is the internal thread of a subgraph; the runner owns it\n  help: run, resume or delete its parent thread `{parent}`"
+        )));
+    }
+    Ok(())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {

@@ -81,6 +81,7 @@ pub enum MemoryCommand {
 /// Where memory lives: `--store`/`--memory`, else `$BRAINOPS_MEMORY`, else the embedded
 /// file under `$BRAINOPS_HOME` or `.brainops/`.
 pub fn memory_spec(flag: Option<&str>) -> Option<String> {
+    // An empty flag is kept, so that opening it is refused rather than the default used.
     flag.map(str::to_string).or_else(|| {
         std::env::var("BRAINOPS_MEMORY")
             .ok()
@@ -228,14 +229,14 @@ pub async fn run(
                 .await
                 .map_err(failed)?;
             let item = store.get(&ns, &key).await.map_err(failed)?;
-            println!("{}", item.as_ref().map_or(Value::Null, item_json));
+            outln!("{}", item.as_ref().map_or(Value::Null, item_json));
             Ok(0)
         }
         MemoryCommand::Get { namespace: ns, key } => {
             let ns = namespace("--namespace", &ns)?;
             match store.get(&ns, &key).await.map_err(failed)? {
                 Some(item) => {
-                    println!("{}", item_json(&item));
+                    outln!("{}", item_json(&item));
                     Ok(0)
                 }
                 None => {
@@ -279,13 +280,13 @@ pub async fn run(
                     Value::Object(o)
                 })
                 .collect();
-            println!("{}", Value::Array(out));
+            outln!("{}", Value::Array(out));
             Ok(0)
         }
         MemoryCommand::Delete { namespace: ns, key } => {
             let ns = namespace("--namespace", &ns)?;
             let deleted = store.delete(&ns, &key).await.map_err(failed)?;
-            println!("{}", json!({ "deleted": deleted }));
+            outln!("{}", json!({ "deleted": deleted }));
             Ok(0)
         }
         MemoryCommand::Namespaces { prefix, depth } => {
@@ -294,12 +295,12 @@ pub async fn run(
                 .await
                 .map_err(failed)?;
             let paths: Vec<String> = found.iter().map(Namespace::path).collect();
-            println!("{}", json!(paths));
+            outln!("{}", json!(paths));
             Ok(0)
         }
         MemoryCommand::Sweep => {
             let n = store.sweep_expired().await.map_err(failed)?;
-            println!("{}", json!({ "expired": n }));
+            outln!("{}", json!({ "expired": n }));
             Ok(0)
         }
     }

@@ -217,13 +217,14 @@ fn failures_exit_non_zero_with_the_error() {
             r#"{"leed": {}}"#,
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
+    // Bad input is bad usage: exit 2, the reason on stderr, nothing on stdout.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stdout_json(&out)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("`leed` is not a declared channel")
+        String::from_utf8_lossy(&out.stderr).contains("`leed` is not a declared channel"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.stdout.is_empty());
 
     let out = brainops(home.path(), &["threads", "list", "--checkpoint", "memory"]);
     assert_eq!(out.status.code(), Some(2));

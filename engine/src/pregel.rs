@@ -903,8 +903,16 @@ impl<'g> Execution<'g> {
                 .map_err(cp_err)?;
                 self.lease = Some(lease);
                 self.claimed = Some(claimed.clone());
-                let info = Some(claimed);
                 let chain = saver.chain(&self.thread_id, None).await.map_err(cp_err)?;
+                if !chain.is_empty() && claimed.graph != graph.name {
+                    return Err(RunError::Thread {
+                        message: format!(
+                            "thread `{}` belongs to graph `{}`, not `{}`; run it with that graph's file, or use another thread id",
+                            self.thread_id, claimed.graph, graph.name
+                        ),
+                    });
+                }
+                let info = Some(claimed);
                 match chain.last() {
                     Some(last) => {
                         let state = State::rebuild(graph, &chain)
@@ -955,6 +963,14 @@ impl<'g> Execution<'g> {
             (Some(value), None) => match &interrupted {
                 Some(i) if i.kind == "ask" => Resume::Task(i.task.clone(), value.clone()),
                 Some(_) => Resume::PassBefore,
+                None if pos.checkpoint_id.is_none() => {
+                    return Err(RunError::Thread {
+                        message: format!(
+                            "thread `{}` does not exist; there is nothing to resume (see `brainops threads list`)",
+                            self.thread_id
+                        ),
+                    });
+                }
                 None => {
                     let status = info.as_ref().map_or("unknown", |i| i.status.as_str());
                     return Err(RunError::Thread {

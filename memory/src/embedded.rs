@@ -63,6 +63,12 @@ impl EmbeddedStore {
     /// (other name or width) is refused.
     pub fn open(path: impl AsRef<Path>, embedder: Arc<dyn Embedder>) -> Result<Self, MemoryError> {
         let path = path.as_ref().to_path_buf();
+        if path.as_os_str().is_empty() {
+            // SQLite takes "" for a temporary database that keeps nothing.
+            return Err(MemoryError::Invalid(
+                "the memory store path is empty (was it an unset variable?); give a file, e.g. .brainops/memory.db".into(),
+            ));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| MemoryError::Store(format!("cannot create {}: {e}", dir.display())))?;

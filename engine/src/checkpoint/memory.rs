@@ -257,7 +257,13 @@ impl Checkpointer for MemorySaver {
 
     async fn delete_thread(&self, thread_id: &str) -> Result<(), CheckpointError> {
         self.with(|threads| {
-            threads.remove(thread_id);
+            // With its subgraph threads (`ID/task@N`).
+            threads.retain(|id, _| {
+                id != thread_id
+                    && !id
+                        .strip_prefix(thread_id)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            });
             Ok(())
         })
     }

@@ -486,6 +486,17 @@ pub async fn acquire(
         .await
 }
 
+/// Whether `thread_id` names a subgraph's thread (`PARENT/TASK@CHECKPOINT`), which the
+/// runner creates and owns: users run and resume the parent instead.
+pub fn is_subgraph_thread(thread_id: &str) -> bool {
+    thread_id.split_once('/').is_some_and(|(parent, rest)| {
+        !parent.is_empty()
+            && rest.rsplit_once('@').is_some_and(|(task, cp)| {
+                !task.is_empty() && !cp.is_empty() && cp.bytes().all(|b| b.is_ascii_digit())
+            })
+    })
+}
+
 /// The oldest checkpoint to keep when keeping the latest `keep` of `checkpoints` (id and
 /// whether it is a snapshot, oldest first): the nearest snapshot at or before the cut, so
 /// every kept checkpoint can still be rebuilt. `None` when nothing can go.

@@ -197,11 +197,12 @@ RETURNING thread_id, graph, status, head, interrupt, error, owner, lease_until_m
 const RENEW: &str = "
 UPDATE brainops_threads SET lease_until_ms = $3 WHERE thread_id = $1 AND owner = $2 RETURNING 1";
 
+// A thread goes with its subgraph threads (`ID/task@N`).
 const DELETE_THREAD: &str = "
-WITH v AS (DELETE FROM brainops_channel_values WHERE thread_id = $1),
-     c AS (DELETE FROM brainops_checkpoints WHERE thread_id = $1),
-     w AS (DELETE FROM brainops_writes WHERE thread_id = $1)
-DELETE FROM brainops_threads WHERE thread_id = $1";
+WITH v AS (DELETE FROM brainops_channel_values WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')),
+     c AS (DELETE FROM brainops_checkpoints WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')),
+     w AS (DELETE FROM brainops_writes WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/'))
+DELETE FROM brainops_threads WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')";
 
 // Channels in the snapshot are upserted and the others deleted: disjoint rows, so the two
 // sub-statements never touch the same row.

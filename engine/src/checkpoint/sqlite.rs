@@ -64,6 +64,12 @@ impl SqliteSaver {
     /// Opens (and creates, migrating as needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
+        if path.as_os_str().is_empty() {
+            // SQLite takes "" for a temporary database that keeps nothing.
+            return Err(CheckpointError::Store(
+                "the SQLite path is empty (was it an unset variable?); give a file, e.g. sqlite:.brainops/threads.db".into(),
+            ));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 CheckpointError::Store(format!("cannot create {}: {e}", dir.display()))
@@ -75,7 +81,12 @@ impl SqliteSaver {
                 path.display()
             ))
         })?;
-        Self::init(conn)
+        Self::init(conn).map_err(|e| {
+            CheckpointError::Store(format!(
+                "SQLite database {}: {e}; is it a BrainOps thread store, and writable?",
+                path.display()
+            ))
+        })
     }
 
     /// A private in-memory database (for tests and benchmarks).
@@ -213,10 +224,14 @@ fn insert_record(tx: &Transaction<'_>, r: &CheckpointRecord) -> Result<(), Check
     Ok(())
 }
 
+/// Deletes a thread with its subgraph threads (`ID/task@N`, see `Runner`). The children
+/// are the ids between `ID/` and `ID0` (`0` follows `/` in byte order), an index range.
 fn delete_rows(tx: &Transaction<'_>, thread_id: &str) -> Result<(), CheckpointError> {
     for table in ["writes", "checkpoints", "threads"] {
         tx.execute(
-            &format!("DELETE FROM {table} WHERE thread_id = ?1"),
+            &format!(
+                "DELETE FROM {table} WHERE thread_id = ?1 OR (thread_id > ?1 || '/' AND thread_id < ?1 || '0')"
+            ),
             params![thread_id],
         )?;
     }

@@ -199,8 +199,35 @@ fn strip_pgbouncer_param(url: &str) -> (String, bool) {
     }
 }
 
-/// Hides a password in text that may quote a URL.
+/// Hides passwords in text that may quote a URL: the one in `user:password@`, and the
+/// values of `password=` parameters (a URL's query or a key=value connection string).
+/// Placeholders such as `USER[:PASSWORD]@HOST` in help texts are left as they are.
 pub fn redact(text: &str) -> String {
+    redact_params(&redact_userinfo(text))
+}
+
+fn redact_params(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    let mut search = 0;
+    while let Some(i) = lower[search..].find("password=") {
+        let start = search + i + "password=".len();
+        let end = text[start..]
+            .find(|c: char| c == '&' || c == '\'' || c == '"' || c.is_whitespace())
+            .map_or(text.len(), |e| start + e);
+        out.push_str(&text[from..start]);
+        if end > start {
+            out.push_str("***");
+        }
+        from = end;
+        search = end.max(start);
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
+fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
@@ -211,7 +238,7 @@ pub fn redact(text: &str) -> String {
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
+            (Some(at), Some(colon)) if colon < at && !authority[..at].contains('[') => {
                 out.push_str(&authority[..colon]);
                 out.push_str(":***");
                 out.push_str(&authority[at..]);
@@ -227,6 +254,25 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_every_form_and_placeholders_kept() {
+        assert_eq!(
+            redact("cannot connect to postgres://u:s3cret@h:5432/db: refused"),
+            "cannot connect to postgres://u:***@h:5432/db: refused"
+        );
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=s3cret&x=1 failed"),
+            "postgres://u@h/db?sslmode=require&password=***&x=1 failed"
+        );
+        assert_eq!(
+            redact("host=h user=u PASSWORD=s3cret dbname=d"),
+            "host=h user=u PASSWORD=*** dbname=d"
+        );
+        let help = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB";
+        assert_eq!(redact(help), help);
+        assert!(!redact("postgres://h/db?password=a%40b").contains("a%40b"));
+    }
 
     #[test]
     fn pgbouncer_param_is_detected_and_removed() {
