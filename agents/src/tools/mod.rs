@@ -47,7 +47,10 @@ pub fn register(registry: &mut Registry) {
         registry.register_described_tool(
             tool.name,
             ToolInfo::new(tool.description, (tool.parameters)()),
-            node_fn(move |input: Value, _: &NodeContext| run(input)),
+            node_fn(move |input: Value, _: &NodeContext| {
+                check_magnitudes(tool.name, &input, &mut String::new())?;
+                run(input)
+            }),
         );
     }
     registry.register_described_tool(
@@ -66,6 +69,46 @@ pub fn register(registry: &mut Registry) {
         ),
         node_fn(|_, ctx: &NodeContext| Ok(json!(ctx.idempotency_key()))),
     );
+}
+
+/// The largest magnitude a number given to a domain tool may have. Products of a few such
+/// numbers stay finite, so no result can become infinite (which JSON would carry as `null`,
+/// a quote "sent" for null dollars); epoch milliseconds (about 1.8e12) still fit.
+pub const MAX_MAGNITUDE: f64 = 1e15;
+
+/// Refuses arguments holding a number beyond [`MAX_MAGNITUDE`], naming its field.
+fn check_magnitudes(tool: &str, value: &Value, path: &mut String) -> Result<(), NodeError> {
+    match value {
+        Value::Number(n) if n.as_f64().is_some_and(|x| x.abs() > MAX_MAGNITUDE) => Err(bad(
+            tool,
+            format!(
+                "`{}` = {n} is out of range (at most {MAX_MAGNITUDE:e} in magnitude); check the input",
+                if path.is_empty() { "(arguments)" } else { path.as_str() }
+            ),
+        )),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_magnitudes(tool, item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                check_magnitudes(tool, item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads a tool's arguments; a wrong or missing field is a permanent error naming it.
@@ -102,6 +145,39 @@ pub(crate) fn to_value<T: serde::Serialize>(tool: &str, out: &T) -> Result<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_numbers_are_refused_naming_the_field_before_any_tool_runs() {
+        let mut registry = Registry::new();
+        register(&mut registry);
+        let err = check_magnitudes(
+            "roofing.estimate",
+            &json!({"area_sqft": 1e308, "pitch": 6}),
+            &mut String::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`area_sqft` = 1e+308 is out of range"), "{err}");
+        let err = check_magnitudes(
+            "t",
+            &json!({"lines": [{"amount_usd": 1.0}, {"amount_usd": -2e20}]}),
+            &mut String::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`lines[1].amount_usd`"), "{err}");
+        assert!(
+            check_magnitudes("t", &json!({"at_ms": 1.8e12, "n": -5}), &mut String::new()).is_ok()
+        );
+        // Without the check the estimate comes out as null dollars.
+        let estimate = all()
+            .into_iter()
+            .find(|t| t.name == "roofing.estimate")
+            .unwrap();
+        let out = (estimate.run)(json!({"area_sqft": 1e308, "pitch": 6}));
+        assert!(
+            out.map(|v| v["total_usd"].is_null()).unwrap_or(true),
+            "the tool itself cannot report infinity"
+        );
+    }
 
     #[test]
     fn every_tool_has_a_description_and_an_object_schema() {
