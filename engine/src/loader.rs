@@ -424,6 +424,21 @@ fn to_spec(
                 },
             ));
         }
+        for (key, ns) in [
+            ("recall", n.recall.as_ref().map(|r| &r.get_ref().namespace)),
+            (
+                "remember",
+                n.remember.as_ref().map(|r| &r.get_ref().namespace),
+            ),
+        ] {
+            if let Some(ns) = ns.filter(|ns| ns.get_ref().is_empty()) {
+                problems.push(Problem::new(
+                    &loc(ns),
+                    format!("`{key}.namespace` is empty: it would reach every tenant's memories"),
+                    "start it with the tenant, e.g. namespace = [\"'tenant:' + state.tenant\", \"'customers'\"]",
+                ));
+            }
+        }
         if let Some(recall) = &n.recall {
             kinds.push((
                 "recall",

@@ -114,3 +114,17 @@ fn files_that_are_not_small_utf8_text_are_refused() {
     assert_eq!((d.line, d.col), (2, 12), "{err}");
     assert!(d.message.contains("offset 19"), "{err}");
 }
+
+#[test]
+fn a_memory_namespace_without_a_tenant_is_refused_at_load() {
+    let source = graph_with_set("1").replace(
+        "[nodes.a]\nset = { ok = \"1\" }\n",
+        "[nodes.a]\nrecall = { namespace = [], query = \"'gate'\" }\noutput = \"ok\"\n",
+    );
+    let err = common::load_err(&source, &Registry::new());
+    let text = err.to_string();
+    assert!(
+        text.contains("test.toml:8:24: error: `recall.namespace` is empty"),
+        "{text}"
+    );
+}

@@ -97,6 +97,16 @@ impl Memories {
         &self.store
     }
 
+    /// These memories limited to one tenant (the first namespace segment), as graph nodes
+    /// and agents use them: nothing outside the tenant can be read or written.
+    pub fn for_tenant(&self, tenant: &str) -> Result<Memories, MemoryError> {
+        Ok(Memories {
+            store: Arc::new(crate::TenantScoped::new(&self.store, tenant)?),
+            merge_threshold: self.merge_threshold,
+            ranking: self.ranking.clone(),
+        })
+    }
+
     /// Writes a memory: `{"kind", "text", "importance", ...fields}` indexed on `text`.
     ///
     /// - With `key` naming an existing item, that item is replaced (a retried node writes

@@ -21,6 +21,7 @@ mod embedded;
 mod item;
 mod postgres;
 mod rank;
+mod scoped;
 mod tools;
 
 use async_trait::async_trait;
@@ -34,6 +35,7 @@ pub use item::{
     Hit, Index, Item, Namespace, PutOptions, Ranking, Search, all_text, contains, texts_to_index,
 };
 pub use postgres::PgMemoryStore;
+pub use scoped::TenantScoped;
 pub use tools::{LazyMemories, register_tools};
 
 /// Why a memory operation failed.
@@ -109,6 +111,12 @@ pub trait MemoryStore: Send + Sync {
 
     /// The embedder this store uses for indexing and queries.
     fn embedder(&self) -> &std::sync::Arc<dyn Embedder>;
+
+    /// A handle the store itself limits to `tenant` (Postgres: row-level security), when
+    /// it can; [`TenantScoped`] checks namespaces on top of it either way.
+    fn tenant_store(&self, _tenant: &str) -> Option<std::sync::Arc<dyn MemoryStore>> {
+        None
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -236,6 +236,10 @@ impl PgMemoryStore {
 
 #[async_trait]
 impl MemoryStore for PgMemoryStore {
+    fn tenant_store(&self, tenant: &str) -> Option<Arc<dyn MemoryStore>> {
+        Some(Arc::new(self.for_tenant(tenant)))
+    }
+
     async fn put(
         &self,
         namespace: &Namespace,

@@ -107,7 +107,20 @@ fn namespace(input: &Value) -> Result<Namespace, NodeError> {
             ));
         }
     };
-    ns.map_err(NodeError::from)
+    let ns = ns.map_err(NodeError::from)?;
+    if ns.is_root() {
+        return Err(NodeError::permanent(
+            "memory: the namespace is empty; it must start with the tenant, e.g. [\"tenant:acme\", \"customers\"]",
+        ));
+    }
+    Ok(ns)
+}
+
+/// The memories of the namespace's tenant only: a graph never reads another tenant's.
+async fn tenant_memories(memories: &LazyMemories, ns: &Namespace) -> Result<Memories, NodeError> {
+    let all = memories.get().await.map_err(NodeError::from)?;
+    let tenant = ns.tenant().unwrap_or_default();
+    all.for_tenant(tenant).map_err(NodeError::from)
 }
 
 /// Recalls memories: input `{namespace, query?, limit?, kind?, filter?}`, output an array of
@@ -126,7 +139,7 @@ impl Node for RecallTool {
             Some(k) => Some(Kind::parse(k).map_err(NodeError::from)?),
             None => None,
         };
-        let memories = self.memories.get().await.map_err(NodeError::from)?;
+        let memories = tenant_memories(&self.memories, &prefix).await?;
         let hits = match input.get("filter") {
             Some(Value::Object(filter)) => {
                 let mut filter: Map<String, Value> = filter.clone();
@@ -194,7 +207,7 @@ impl Node for RememberTool {
             .and_then(Value::as_str)
             .map_or_else(|| ctx.idempotency_key(), str::to_string);
         let importance = input.get("importance").and_then(Value::as_f64);
-        let memories = self.memories.get().await.map_err(NodeError::from)?;
+        let memories = tenant_memories(&self.memories, &ns).await?;
         let done = memories
             .remember(&ns, kind, &text, fields, importance, Some(key))
             .await

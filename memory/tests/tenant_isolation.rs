@@ -176,3 +176,71 @@ async fn migrations_rerun_as_no_ops_and_race_safely() {
             .get(0);
     assert_eq!(applied, 1, "migration 1 recorded once");
 }
+
+/// What graph nodes use: the memory tools, on the embedded store (no row-level security),
+/// refuse an empty namespace and never return another tenant's items.
+#[tokio::test]
+async fn graph_recall_sees_only_its_tenant_on_the_embedded_store() {
+    use engine::{NodeContext, Registry};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MemoryStore> = Arc::new(
+        memory::EmbeddedStore::open(dir.path().join("m.db"), Arc::new(HashingEmbedder::new(64)))
+            .unwrap(),
+    );
+    for (tenant, secret) in [
+        ("tenant:acme", "acme gate code 1111"),
+        ("tenant:globex", "globex gate code 2222"),
+    ] {
+        store
+            .put(
+                &ns(&format!("{tenant}/customers")),
+                "gate",
+                json!({"text": secret}),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut registry = Registry::new();
+    memory::register_tools(
+        &mut registry,
+        memory::LazyMemories::ready(memory::Memories::new(store.clone())),
+    );
+    let recall = registry.tool("memory.recall").unwrap();
+    let ctx = NodeContext::detached("recall");
+    let err = recall
+        .call(json!({"namespace": [], "query": "gate code"}), &ctx)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("must start with the tenant"),
+        "{err}"
+    );
+    let hits = recall
+        .call(
+            json!({"namespace": ["tenant:acme"], "query": "gate code", "limit": 10}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    let texts: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["value"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["acme gate code 1111"]);
+
+    // The scoped handle itself: the root means the tenant; another tenant is refused.
+    let acme = memory::TenantScoped::new(&store, "tenant:acme").unwrap();
+    let all = acme
+        .search(&Search::new(Namespace::root()).limit(10))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let err = acme
+        .get(&ns("tenant:globex/customers"), "gate")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MemoryError::Invalid(_)), "{err}");
+}

@@ -99,7 +99,14 @@ impl LlmAgent {
                 NodeError::permanent(format!("agent `{}`: memory namespace {e}", self.spec.name))
             })?);
         }
-        Namespace::new(segments).map_err(NodeError::from)
+        let namespace = Namespace::new(segments).map_err(NodeError::from)?;
+        if namespace.is_root() {
+            return Err(NodeError::permanent(format!(
+                "agent `{}`: the memory namespace is empty; it must start with the tenant",
+                self.spec.name
+            )));
+        }
+        Ok(namespace)
     }
 
     /// The memories to show the model, as lines of text.
@@ -112,7 +119,11 @@ impl LlmAgent {
         }
         let namespace = self.namespace(spec, input)?;
         let query = input.to_string();
-        let memories = memories.get().await.map_err(NodeError::from)?;
+        let memories = memories
+            .get()
+            .await
+            .and_then(|m| m.for_tenant(namespace.tenant().unwrap_or_default()))
+            .map_err(NodeError::from)?;
         let hits = memories
             .recall(&namespace, Some(&query), None, spec.recall)
             .await
@@ -155,7 +166,11 @@ impl LlmAgent {
             fields.insert("input".into(), input.clone());
             fields.insert("output".into(), output.clone());
             let key = ctx.child("memory").idempotency_key();
-            let memories = memories.get().await.map_err(NodeError::from)?;
+            let memories = memories
+                .get()
+                .await
+                .and_then(|m| m.for_tenant(namespace.tenant().unwrap_or_default()))
+                .map_err(NodeError::from)?;
             memories
                 .remember(&namespace, spec.kind, &text, fields, None, Some(key))
                 .await

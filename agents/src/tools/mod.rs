@@ -83,7 +83,11 @@ fn check_magnitudes(tool: &str, value: &Value, path: &mut String) -> Result<(), 
             tool,
             format!(
                 "`{}` = {n} is out of range (at most {MAX_MAGNITUDE:e} in magnitude); check the input",
-                if path.is_empty() { "(arguments)" } else { path.as_str() }
+                if path.is_empty() {
+                    "(arguments)"
+                } else {
+                    path.as_str()
+                }
             ),
         )),
         Value::Array(items) => {
@@ -156,7 +160,11 @@ mod tests {
             &mut String::new(),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("`area_sqft` = 1e+308 is out of range"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`area_sqft` = 1e+308 is out of range"),
+            "{err}"
+        );
         let err = check_magnitudes(
             "t",
             &json!({"lines": [{"amount_usd": 1.0}, {"amount_usd": -2e20}]}),
