@@ -329,6 +329,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     if let Some(dirs) = std::env::var_os("BRAINOPS_AGENT_DIR") {
         agent_dirs.extend(std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()));
     }
+    if let Some(missing) = agent_dirs.iter().find(|d| !d.is_dir()) {
+        return Err(fail(format!(
+            "error: --agent-dir {}: not a directory\n  help: give a directory of agent specs, <DIR>/<category>/<name>.toml",
+            missing.display()
+        )));
+    }
     let setup = agents::Setup {
         models: Arc::new(agents::Providers::default().for_every_agent(models)),
         memories: Some(memory_cli::lazy_memories(
@@ -602,7 +608,7 @@ async fn threads(
             );
         }
         ThreadsCommand::Expire { older_than } => {
-            let age = parse_age(&older_than)?;
+            let age = parse_age("--older-than", &older_than)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
@@ -634,6 +640,13 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
     use futures_util::StreamExt;
     use std::io::Write;
 
+    if let Some(t) = args.temperature
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        return Err(fail(format!(
+            "error: --temperature {t} is out of range\n  help: give a number from 0 (most focused) to 2"
+        )));
+    }
     let schema = match &args.schema {
         Some(path) => Some(parse_json("--schema", &format!("@{}", path.display()))?),
         None => None,
@@ -702,11 +715,12 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Parses an age like `90m`, `12h`, `30d` or `45s` into milliseconds.
-fn parse_age(text: &str) -> Result<u64, Failure> {
+/// Parses an age like `90m`, `12h`, `30d` or `45s` into milliseconds (saturating); `flag`
+/// names it in errors.
+fn parse_age(flag: &str, text: &str) -> Result<u64, Failure> {
     let bad = || {
         fail(format!(
-            "error: --older-than `{text}` is not an age\n  help: use a number and a unit: 45s, 90m, 12h, 30d"
+            "error: {flag} `{text}` is not an age\n  help: use a number and a unit: 45s, 90m, 12h, 30d"
         ))
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;

@@ -17,6 +17,9 @@ use crate::{Failure, default_home, fail, parse_age, parse_json};
 /// Texts whose vectors one process keeps (queries and rewritten items repeat).
 const EMBEDDING_CACHE: usize = 10_000;
 
+/// The longest `--ttl`: 100 years (every store can represent it).
+const MAX_TTL_MS: u64 = 100 * 365 * 86_400_000;
+
 #[derive(Subcommand)]
 pub enum MemoryCommand {
     /// Store an item (replacing one with the same namespace and key); print it.
@@ -177,10 +180,12 @@ fn local_embedder_path() -> PathBuf {
     }
 }
 
+/// A namespace that starts with its tenant (`tenant:NAME/...`).
 fn namespace(flag: &str, path: &str) -> Result<Namespace, Failure> {
-    Namespace::parse(path).map_err(|e| {
+    let ns = Namespace::parse(path).and_then(|ns| ns.require_tenant().map(|_| ns.clone()));
+    ns.map_err(|e| {
         fail(format!(
-            "error: {flag} {path:?}: {e}\n  help: segments joined by `/`, e.g. tenant:acme/customers"
+            "error: {flag} {path:?}: {e}\n  help: segments joined by `/`, the tenant first, e.g. tenant:acme/customers"
         ))
     })
 }
@@ -221,7 +226,15 @@ pub async fn run(
             };
             let ttl: Option<Duration> = ttl
                 .as_deref()
-                .map(parse_age)
+                .map(|t| {
+                    let ms = parse_age("--ttl", t)?;
+                    if ms > MAX_TTL_MS {
+                        return Err(fail(format!(
+                            "error: --ttl `{t}` is longer than 100 years\n  help: leave --ttl out for a memory that never expires"
+                        )));
+                    }
+                    Ok(ms)
+                })
                 .transpose()?
                 .map(Duration::from_millis);
             store
@@ -290,8 +303,19 @@ pub async fn run(
             Ok(0)
         }
         MemoryCommand::Namespaces { prefix, depth } => {
+            if depth == Some(0) {
+                return Err(fail(
+                    "error: --depth 0 would cut every namespace to nothing\n  help: give 1 for the tenants, 2 for their first level, ...",
+                ));
+            }
+            // An empty prefix lists every tenant's namespaces (an operator's view).
+            let prefix = if prefix.trim_matches('/').is_empty() {
+                Namespace::root()
+            } else {
+                namespace("--prefix", &prefix)?
+            };
             let found = store
-                .list_namespaces(&namespace("--prefix", &prefix)?, depth)
+                .list_namespaces(&prefix, depth)
                 .await
                 .map_err(failed)?;
             let paths: Vec<String> = found.iter().map(Namespace::path).collect();

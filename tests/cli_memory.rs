@@ -184,10 +184,119 @@ fn contract(home: &Path, store: Option<&str>) {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// Input a hostile tester tried: each refused with a message naming the flag, the same on
+/// both stores, or clamped where a limit is only too large.
+fn hostile(home: &Path, store: Option<&str>) {
+    let with = |args: &[&str]| -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        if let Some(s) = store {
+            all.extend(["--store", s]);
+        }
+        brainops(home, &all)
+    };
+    let refused = |args: &[&str], expected: &str| {
+        let out = with(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?} was accepted");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    };
+    let put = |ns: &str, key: &str, extra: &[&str]| {
+        let mut args = vec![
+            "memory",
+            "put",
+            "--namespace",
+            ns,
+            "--key",
+            key,
+            "--value",
+            r#"{"text": "x"}"#,
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let refused_put = |ns: &str, key: &str, extra: &[&str], expected: &str| {
+        let args = put(ns, key, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, expected);
+    };
+    refused_put(
+        "tenant:h",
+        "k",
+        &["--ttl", "18446744073709551615s"],
+        "longer than 100 years",
+    );
+    refused_put(
+        "tenant:h",
+        "k",
+        &["--ttl", "garbage"],
+        "--ttl `garbage` is not an age",
+    );
+    refused_put("notenant", "k", &[], "should be `tenant:NAME`");
+    refused_put("tenant:/x", "k", &[], "should be `tenant:NAME`");
+    refused_put("tenant:h", "", &[], "non-empty key");
+    refused(
+        &["memory", "namespaces", "--depth", "0"],
+        "--depth 0 would cut every namespace",
+    );
+    refused(
+        &[
+            "memory",
+            "search",
+            "--namespace",
+            "notenant",
+            "--query",
+            "x",
+        ],
+        "should be `tenant:NAME`",
+    );
+    // An item too large for Postgres's keyword index is refused by both stores alike.
+    let words: Vec<String> = (0..40_000).map(|i| format!("w{i}")).collect();
+    let big = home.join("big.json");
+    std::fs::write(
+        &big,
+        serde_json::json!({ "text": words.join(" ") }).to_string(),
+    )
+    .unwrap();
+    let big = format!("@{}", big.display());
+    refused(
+        &[
+            "memory",
+            "put",
+            "--namespace",
+            "tenant:h",
+            "--key",
+            "big",
+            "--value",
+            &big,
+            "--index",
+            "none",
+        ],
+        "the limit is 262144",
+    );
+    // Limits and offsets past any real page are clamped, not wrapped.
+    for flag in ["--limit", "--offset"] {
+        let out = with(&[
+            "memory",
+            "search",
+            "--namespace",
+            "tenant:h",
+            flag,
+            "4611686018427387903",
+        ]);
+        assert_eq!(
+            json_out(&out),
+            serde_json::json!([]),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn memory_commands_on_the_embedded_store() {
     let home = tempfile::tempdir().unwrap();
     contract(home.path(), None);
+    hostile(home.path(), None);
     assert!(
         home.path().join("memory.db").exists(),
         "the default store lives under $BRAINOPS_HOME"
@@ -203,6 +312,7 @@ async fn memory_commands_on_postgres() {
     let url = db::with_database(&db::admin_url(), &name);
     let home = tempfile::tempdir().unwrap();
     contract(home.path(), Some(&url));
+    hostile(home.path(), Some(&url));
     assert!(
         !home.path().join("memory.db").exists(),
         "nothing written locally"

@@ -301,7 +301,7 @@ impl MemoryStore for EmbeddedStore {
         value: Value,
         options: PutOptions,
     ) -> Result<(), MemoryError> {
-        namespace.require_item_namespace()?;
+        crate::item::check_put(namespace, key, &value)?;
         let ns = namespace.path();
         let texts = texts_to_index(&value, &options.index);
         let stored: HashMap<String, i64> = {
@@ -401,6 +401,7 @@ impl MemoryStore for EmbeddedStore {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
+        let search = &*search.clamped();
         let query_vector = match &search.query {
             Some(q) if !q.trim().is_empty() => self
                 .embedder

@@ -78,10 +78,67 @@ impl Namespace {
         Ok(())
     }
 
+    /// Refuses a namespace whose first segment is not a tenant, `tenant:NAME`, as the
+    /// command line and services that act for a customer require.
+    pub fn require_tenant(&self) -> Result<&str, MemoryError> {
+        match self.tenant() {
+            Some(t)
+                if t.strip_prefix("tenant:")
+                    .is_some_and(|name| !name.trim().is_empty()) =>
+            {
+                Ok(t)
+            }
+            Some(t) => Err(MemoryError::Invalid(format!(
+                "namespace `{self}` does not start with a tenant: its first segment `{t}` should be `tenant:NAME`"
+            ))),
+            None => Err(MemoryError::Invalid(
+                "the namespace is empty; start it with the tenant, e.g. tenant:acme/customers"
+                    .into(),
+            )),
+        }
+    }
+
     /// The first `depth` segments.
     pub fn truncated(&self, depth: usize) -> Namespace {
         Namespace(self.0[..depth.min(self.0.len())].to_vec())
     }
+}
+
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The largest item a store takes, as JSON. Both stores refuse the same items: Postgres
+/// cannot index text whose `tsvector` passes 1 MB, which a value under this always meets.
+pub const MAX_ITEM_BYTES: usize = 256 * 1024;
+
+/// What both stores check before a put: a namespace, a key, and a value of bounded size.
+pub(crate) fn check_put(
+    namespace: &Namespace,
+    key: &str,
+    value: &Value,
+) -> Result<(), MemoryError> {
+    namespace.require_item_namespace()?;
+    if key.trim().is_empty() {
+        return Err(MemoryError::Invalid("an item needs a non-empty key".into()));
+    }
+    let mut size = ByteCount(0);
+    let _ = serde_json::to_writer(&mut size, value);
+    if size.0 > MAX_ITEM_BYTES {
+        return Err(MemoryError::Invalid(format!(
+            "the item is {} bytes of JSON; the limit is {MAX_ITEM_BYTES} (memories are facts and notes; store documents elsewhere and remember a summary)",
+            size.0
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Display for Namespace {
@@ -179,14 +236,29 @@ impl Search {
         self
     }
 
+    /// At most [`Search::MAX_LIMIT`]; a larger limit is clamped.
     pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
+        self.limit = limit.min(Self::MAX_LIMIT);
         self
     }
 
+    /// At most [`Search::MAX_OFFSET`]; a larger offset is clamped (and finds nothing).
     pub fn offset(mut self, offset: usize) -> Self {
-        self.offset = offset;
+        self.offset = offset.min(Self::MAX_OFFSET);
         self
+    }
+
+    pub const MAX_LIMIT: usize = 10_000;
+    /// Keeps `offset + limit` and every SQL bind far from integer overflow.
+    pub const MAX_OFFSET: usize = 1 << 40;
+
+    /// The search as stores run it: limit and offset clamped even when the fields were set
+    /// directly (a copy only then).
+    pub fn clamped(&self) -> std::borrow::Cow<'_, Search> {
+        if self.limit <= Self::MAX_LIMIT && self.offset <= Self::MAX_OFFSET {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        std::borrow::Cow::Owned(self.clone().limit(self.limit).offset(self.offset))
     }
 
     pub fn ranking(mut self, ranking: Ranking) -> Self {

@@ -247,7 +247,7 @@ impl MemoryStore for PgMemoryStore {
         value: Value,
         options: PutOptions,
     ) -> Result<(), MemoryError> {
-        namespace.require_item_namespace()?;
+        crate::item::check_put(namespace, key, &value)?;
         self.check_tenant(namespace)?;
         let ns = namespace.path();
         let tenant = namespace.tenant().unwrap_or_default().to_string();
@@ -371,6 +371,7 @@ impl MemoryStore for PgMemoryStore {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
+        let search = &*search.clamped();
         let prefix = search.namespace_prefix.path();
         let like = like_prefix(&prefix);
         let filter = search
