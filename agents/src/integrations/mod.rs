@@ -316,13 +316,9 @@ impl Integration {
             let body: Value =
                 serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()));
             if !status.is_success() {
-                let mut message = vendors::error_message(&body);
-                // A vendor may echo the credential back; it must not reach errors or logs.
-                if let Auth::Bearer(k) | Auth::Raw(k) | Auth::Basic(_, k) = &plan.auth
-                    && k.expose().len() >= 4
-                {
-                    message = message.replace(k.expose(), "***");
-                }
+                // A vendor may echo a credential back, in any form the request carried it;
+                // none may reach errors, events, logs or the thread store.
+                let message = scrub(&vendors::error_message(&body), &credentials(&plan.auth, request));
                 let text = format!(
                     "{}: {} refused the request (HTTP {}): {message}",
                     self.name,
@@ -349,6 +345,48 @@ impl Integration {
         };
         Ok(json!({"dry_run": false, "response": response}))
     }
+}
+
+/// Every form in which `request` carries a secret: the key itself, a Basic user:key pair
+/// and its base64 header value, and a URL whose path is the secret (Slack webhooks).
+fn credentials(auth: &Auth, request: &Request) -> Vec<String> {
+    use base64::Engine;
+    let mut secrets = Vec::new();
+    match auth {
+        Auth::Bearer(k) | Auth::Raw(k) => secrets.push(k.expose().to_string()),
+        Auth::Basic(user, k) => {
+            let pair = format!("{user}:{}", k.expose());
+            secrets.push(base64::engine::general_purpose::STANDARD.encode(&pair));
+            secrets.push(pair);
+            secrets.push(k.expose().to_string());
+        }
+        Auth::None => {}
+    }
+    if request.url != request.shown_url {
+        secrets.push(request.url.clone());
+        // The path alone, as a server may echo it ("no such hook /services/T0/B0/XYZ").
+        if let Some(path) = request
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        {
+            secrets.push(path.to_string());
+        }
+    }
+    // Longest first, so a key inside a longer form does not leave the rest showing.
+    secrets.retain(|s| s.len() >= 4);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
 }
 
 /// Registers every integration tool with `config`.
@@ -384,6 +422,32 @@ struct VendorTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_credential_form_is_scrubbed() {
+        let request = |url: &str, shown: &str| Request {
+            url: url.into(),
+            shown_url: shown.into(),
+            body: Body::Json(Value::Null),
+            headers: Vec::new(),
+        };
+        let twilio = Auth::Basic("AC123".into(), ApiKey::new("tok-secret-9"));
+        let r = request("https://api.twilio.com/x", "https://api.twilio.com/x");
+        // base64("AC123:tok-secret-9")
+        let echoed = "bad auth: Basic QUMxMjM6dG9rLXNlY3JldC05 for AC123:tok-secret-9 (tok-secret-9)";
+        let clean = scrub(echoed, &credentials(&twilio, &r));
+        assert!(!clean.contains("QUMxMjM6dG9rLXNlY3JldC05"), "{clean}");
+        assert!(!clean.contains("tok-secret-9"), "{clean}");
+        let slack = request(
+            "https://hooks.slack.com/services/T0/B0/XYZsecret",
+            "https://hooks.slack.com/services/***",
+        );
+        let clean = scrub(
+            "no_service: /services/T0/B0/XYZsecret not found",
+            &credentials(&Auth::None, &slack),
+        );
+        assert_eq!(clean, "no_service: *** not found");
+    }
 
     #[test]
     fn the_outbox_keeps_the_latest_records() {
