@@ -211,8 +211,11 @@ enum OneOrMany {
 
 /// Loads and validates a graph file. Subgraph paths are relative to it.
 pub fn load_file(path: impl AsRef<Path>, registry: &Registry) -> Result<Graph, LoadError> {
-    let mut stack = Vec::new();
-    load_path(path.as_ref(), registry, &mut stack)
+    let path = path.as_ref();
+    // The file itself heads the include chain, so a subgraph that includes it back is a
+    // cycle found at its first repetition.
+    let mut stack = vec![path.canonicalize().unwrap_or_else(|_| path.to_path_buf())];
+    load_path(path, registry, &mut stack)
 }
 
 /// Loads and validates graph TOML held in memory; `file` names it in diagnostics and
@@ -311,7 +314,7 @@ fn load_source(
             if !(found_unknown && e.message().contains("unknown field")) {
                 problems.push(Problem {
                     loc: e.span(),
-                    message: e.message().trim().to_string(),
+                    message: plain_serde_message(e.message().trim()),
                     help: Some(help_for(e.message())),
                 });
             }
@@ -324,6 +327,30 @@ fn load_source(
         Some(graph) if problems.is_empty() && nested.is_empty() => Ok(graph),
         _ => Err(fail(problems, nested)),
     }
+}
+
+/// serde's messages name Rust types and internal helpers; say what the file must hold.
+fn plain_serde_message(message: &str) -> String {
+    const PLAIN: &[(&str, &str)] = &[
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        (
+            "data did not match any variant of untagged enum OneOrMany",
+            "expected a node name, or a list of node names",
+        ),
+    ];
+    let mut out = message.to_string();
+    for (from, to) in PLAIN {
+        if out.contains(from) {
+            out = out.replace(from, to);
+        }
+    }
+    out
 }
 
 fn help_for(message: &str) -> String {
@@ -468,7 +495,8 @@ fn to_spec(
         if let Some(sub) = &n.graph {
             match load_subgraph(base, sub, registry, stack, problems, nested) {
                 Some(graph) => kinds.push(("graph", NodeSpecKind::Subgraph { graph })),
-                None => continue,
+                // Reported already; the node stays, so its edges are not reported as unknown.
+                None => kinds.push(("graph", NodeSpecKind::Set(Vec::new()))),
             }
         }
         if n.args.is_some() && n.tool.is_none() {
@@ -584,10 +612,21 @@ fn load_subgraph(
 ) -> Option<Arc<Graph>> {
     let path = base.join(sub.get_ref());
     let key = path.canonicalize().unwrap_or_else(|_| path.clone());
-    if stack.contains(&key) {
+    if let Some(start) = stack.iter().position(|p| *p == key) {
+        let name = |p: &PathBuf| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            )
+        };
+        let mut chain: Vec<String> = stack[start..].iter().map(name).collect();
+        chain.push(name(&key));
         problems.push(Problem::new(
             &loc(sub),
-            format!("subgraph `{}` includes itself", sub.get_ref()),
+            format!(
+                "subgraphs include each other in a cycle: {}",
+                chain.join(" -> ")
+            ),
             "a graph cannot contain itself; loop with edges instead",
         ));
         return None;

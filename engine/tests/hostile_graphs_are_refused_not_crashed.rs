@@ -128,3 +128,47 @@ fn a_memory_namespace_without_a_tenant_is_refused_at_load() {
         "{text}"
     );
 }
+
+#[test]
+fn a_subgraph_cycle_is_named_once_without_knock_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = |name: &str, sub: &str| {
+        format!(
+            "[graph]\nname = \"{name}\"\n[nodes.sub]\ngraph = \"{sub}\"\n[[edges]]\nfrom = \"START\"\nto = \"sub\"\n[[edges]]\nfrom = \"sub\"\nto = \"END\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("a.toml"), graph("a", "b.toml")).unwrap();
+    std::fs::write(dir.path().join("b.toml"), graph("b", "a.toml")).unwrap();
+    let err = loader::load_file(dir.path().join("a.toml"), &Registry::new()).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.diagnostics.len(), 2, "{text}");
+    assert!(
+        text.contains(
+            "b.toml:4:9: error: subgraphs include each other in a cycle: a.toml -> b.toml -> a.toml"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("unknown node"), "{text}");
+    assert!(!text.contains("registered"), "{text}");
+}
+
+#[test]
+fn type_errors_speak_of_the_file_not_of_rust() {
+    let err = common::load_err(
+        "[graph]\nname = \"x\"\nrecursion_limit = -1\n",
+        &Registry::new(),
+    );
+    let text = err.to_string();
+    assert!(text.contains("expected a whole number from 0"), "{text}");
+    assert!(!text.contains("u32"), "{text}");
+    let err = common::load_err(
+        "[graph]\nname = \"x\"\n[[edges]]\nfrom = 5\nto = \"END\"\n",
+        &Registry::new(),
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("expected a node name, or a list of node names"),
+        "{text}"
+    );
+    assert!(!text.contains("untagged"), "{text}");
+}

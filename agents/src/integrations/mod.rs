@@ -318,7 +318,10 @@ impl Integration {
             if !status.is_success() {
                 // A vendor may echo a credential back, in any form the request carried it;
                 // none may reach errors, events, logs or the thread store.
-                let message = scrub(&vendors::error_message(&body), &credentials(&plan.auth, request));
+                let message = scrub(
+                    &vendors::error_message(&body),
+                    &credentials(&plan.auth, request),
+                );
                 let text = format!(
                     "{}: {} refused the request (HTTP {}): {message}",
                     self.name,
@@ -434,7 +437,8 @@ mod tests {
         let twilio = Auth::Basic("AC123".into(), ApiKey::new("tok-secret-9"));
         let r = request("https://api.twilio.com/x", "https://api.twilio.com/x");
         // base64("AC123:tok-secret-9")
-        let echoed = "bad auth: Basic QUMxMjM6dG9rLXNlY3JldC05 for AC123:tok-secret-9 (tok-secret-9)";
+        let echoed =
+            "bad auth: Basic QUMxMjM6dG9rLXNlY3JldC05 for AC123:tok-secret-9 (tok-secret-9)";
         let clean = scrub(echoed, &credentials(&twilio, &r));
         assert!(!clean.contains("QUMxMjM6dG9rLXNlY3JldC05"), "{clean}");
         assert!(!clean.contains("tok-secret-9"), "{clean}");
