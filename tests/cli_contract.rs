@@ -190,15 +190,12 @@ fn failures_exit_non_zero_with_the_error() {
             r#"{"lead": {"name": "No area", "pitch": 6, "roof_age_years": 3, "storm_damage": false}}"#,
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    let v = stdout_json(&out);
-    assert_eq!(v["status"], "failed");
+    // The graph declares the lead's fields required: refused before any node runs.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("area_sqft"),
-        "{v}"
+        String::from_utf8_lossy(&out.stderr).contains("the input lacks `lead.area_sqft`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let out = brainops(

@@ -30,7 +30,8 @@ impl ChannelType {
         match (self, value) {
             (_, Value::Null) | (ChannelType::Any, _) => true,
             (ChannelType::String, Value::String(_)) => true,
-            (ChannelType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            // Integers are 64-bit signed, as in CEL: a larger one would fail in arithmetic.
+            (ChannelType::Integer, Value::Number(n)) => n.is_i64(),
             (ChannelType::Number, Value::Number(_)) => true,
             (ChannelType::Boolean, Value::Bool(_)) => true,
             (ChannelType::Array | ChannelType::Messages, Value::Array(_)) => true,
@@ -377,4 +378,15 @@ pub struct Channel {
     pub ty: ChannelType,
     pub reducer: Reducer,
     pub default: Value,
+    pub required: Option<Required>,
+}
+
+/// What a new run's input must provide for a channel (`required = true` or a list of
+/// fields in `[state]`), checked before any node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Required {
+    /// A value other than null.
+    Value,
+    /// An object holding each of these fields, none null.
+    Fields(Vec<String>),
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::channel::{Channel, ChannelType, Reducer};
+use crate::channel::{Channel, ChannelType, Reducer, Required};
 use crate::error::{Diagnostic, LoadError, Loc, Problem, to_diagnostics};
 use crate::expr::{Expr, Scope};
 use crate::node::{Node, Registry};
@@ -63,6 +63,7 @@ pub struct ChannelSpec {
     pub ty: Located<ChannelType>,
     pub reducer: Option<Located<Reducer>>,
     pub default: Option<Located<Value>>,
+    pub required: Option<Located<Required>>,
 }
 
 /// Retry with exponential backoff and jitter.
@@ -231,6 +232,8 @@ pub struct Graph {
     pub(crate) start: Routes,
     pub(crate) joins: Vec<JoinDef>,
     pub(crate) edges: Vec<EdgeView>,
+    /// Channels a new run's input must provide (see [`Required`]).
+    pub(crate) required: Vec<ChannelId>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -344,6 +347,7 @@ pub(crate) fn compile_spec(
     // Channels.
     let mut channels = Vec::with_capacity(spec.channels.len());
     let mut channel_index = HashMap::new();
+    let mut required: Vec<ChannelId> = Vec::new();
     for c in &spec.channels {
         let name = c.name.value.clone();
         if channel_index.contains_key(&name) {
@@ -384,12 +388,26 @@ pub(crate) fn compile_spec(
             }
             None => c.ty.value.zero(),
         };
+        if let Some(r) = &c.required
+            && let Required::Fields(_) = r.value
+            && !matches!(c.ty.value, ChannelType::Object | ChannelType::Any)
+        {
+            problems.push(Problem::new(
+                &r.loc,
+                format!("channel `{name}`: required fields need an object channel"),
+                "use `required = true` for a value of any other type",
+            ));
+        }
+        if c.required.is_some() {
+            required.push(channels.len() as ChannelId);
+        }
         channel_index.insert(name.clone(), channels.len() as ChannelId);
         channels.push(Channel {
             name,
             ty: c.ty.value,
             reducer,
             default,
+            required: c.required.as_ref().map(|r| r.value.clone()),
         });
     }
     let channel_names: Vec<Arc<String>> =
@@ -856,6 +874,7 @@ pub(crate) fn compile_spec(
         start,
         joins,
         edges,
+        required,
     })
 }
 
@@ -998,6 +1017,7 @@ impl GraphBuilder {
             ty: Located::new(ty),
             reducer: Some(Located::new(reducer)),
             default: Some(Located::new(default)),
+            required: None,
         });
         self
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::channel::{ChannelType, Reducer};
+use crate::channel::{ChannelType, Reducer, Required};
 use crate::error::{Diagnostic, LoadError, Problem, to_diagnostics};
 use crate::graph::{
     ChannelSpec, EdgeSpec, Graph, GraphSpec, InterruptWhen, Located, Mapping, NodeSpec,
@@ -22,7 +22,7 @@ use crate::node::Registry;
 
 const TOP_KEYS: &[&str] = &["graph", "state", "nodes", "edges"];
 const GRAPH_KEYS: &[&str] = &["name", "description", "recursion_limit"];
-const CHANNEL_KEYS: &[&str] = &["type", "default", "reducer", "description"];
+const CHANNEL_KEYS: &[&str] = &["type", "default", "reducer", "description", "required"];
 const NODE_KEYS: &[&str] = &[
     "description",
     "set",
@@ -73,6 +73,15 @@ struct RawChannel {
     reducer: Option<Spanned<Reducer>>,
     #[allow(dead_code)]
     description: Option<String>,
+    required: Option<Spanned<RawRequired>>,
+}
+
+/// `required = true` or `required = ["field", ...]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRequired {
+    Flag(bool),
+    Fields(Vec<String>),
 }
 
 type RawMapping = IndexMap<Spanned<String>, Spanned<String>>;
@@ -343,6 +352,10 @@ fn plain_serde_message(message: &str) -> String {
             "data did not match any variant of untagged enum OneOrMany",
             "expected a node name, or a list of node names",
         ),
+        (
+            "data did not match any variant of untagged enum RawRequired",
+            "`required` takes true, false, or a list of field names",
+        ),
     ];
     let mut out = message.to_string();
     for (from, to) in PLAIN {
@@ -423,6 +436,14 @@ fn to_spec(
                 .default
                 .as_ref()
                 .map(|d| Located::at(toml_to_json(d.get_ref()), loc(d))),
+            required: c.required.as_ref().and_then(|r| {
+                let required = match r.get_ref() {
+                    RawRequired::Flag(false) => return None,
+                    RawRequired::Flag(true) => Required::Value,
+                    RawRequired::Fields(fields) => Required::Fields(fields.clone()),
+                };
+                Some(Located::at(required, loc(r)))
+            }),
         });
     }
     let base = path.parent().unwrap_or(Path::new("."));

@@ -640,6 +640,40 @@ fn fold_pending(graph: &Graph, state: &mut State, mut pending: Vec<TaskWrites>) 
     }
 }
 
+/// Refuses a new run whose state lacks what `[state]` declares required, naming every
+/// missing value at once, before any node runs (and before any model is called).
+fn check_required(graph: &Graph, state: &State) -> Result<(), RunError> {
+    let mut missing: Vec<String> = Vec::new();
+    for &id in &graph.required {
+        let channel = &graph.channels[id as usize];
+        let value = &state.values[id as usize];
+        match &channel.required {
+            Some(crate::channel::Required::Value) if value.is_null() => {
+                missing.push(format!("`{}`", channel.name));
+            }
+            Some(crate::channel::Required::Fields(fields)) => {
+                for field in fields {
+                    if value.get(field).is_none_or(Value::is_null) {
+                        missing.push(format!("`{}.{field}`", channel.name));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::Input {
+        message: format!(
+            "the input lacks {} (required in [state] of graph `{}`); give {} in the input",
+            missing.join(", "),
+            graph.name,
+            if missing.len() == 1 { "it" } else { "them" }
+        ),
+    })
+}
+
 fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String {
     match checkpoint {
         Some(c) => format!(
@@ -1023,6 +1057,7 @@ impl<'g> Execution<'g> {
         // A new run: apply the input, then route from START.
         let input = request.input.unwrap_or_else(|| Value::Object(Map::new()));
         let deltas = apply_input(graph, &mut state, input, "input", self.saver.is_some())?;
+        check_required(graph, &state)?;
         for seen in &mut pos.joins {
             seen.iter_mut().for_each(|s| *s = false);
         }
