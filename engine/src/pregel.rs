@@ -1000,7 +1000,7 @@ impl<'g> Execution<'g> {
                 None if pos.checkpoint_id.is_none() => {
                     return Err(RunError::Thread {
                         message: format!(
-                            "thread `{}` does not exist; there is nothing to resume (see `brainops threads list`)",
+                            "thread `{}` does not exist, so it is not interrupted; there is nothing to resume (see `brainops threads list`)",
                             self.thread_id
                         ),
                     });

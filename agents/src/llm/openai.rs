@@ -251,11 +251,31 @@ impl OpenAiWire {
         })
     }
 
-    /// The request, typed by `async-openai` so field names and shapes follow OpenAI's spec.
-    fn body(&self, request: &ChatRequest, stream: bool) -> CreateChatCompletionRequest {
+    /// The request as sent: typed by `async-openai` so field names and shapes follow
+    /// OpenAI's spec, then given the output schema the way `mode` says.
+    fn body(&self, request: &ChatRequest, stream: bool, mode: SchemaMode) -> Value {
+        let typed = self.typed_body(request, stream, mode);
+        let mut body = serde_json::to_value(&typed).unwrap_or(Value::Null);
+        if let (Some(schema), SchemaMode::JsonObject) = (&request.output_schema, mode) {
+            // llama-cpp-python's form: JSON mode constrained by a schema beside it.
+            body["response_format"] = json!({"type": "json_object", "schema": schema});
+        }
+        body
+    }
+
+    fn typed_body(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+        mode: SchemaMode,
+    ) -> CreateChatCompletionRequest {
+        let mut messages: Vec<_> = request.messages.iter().map(message).collect();
+        if let (Some(schema), SchemaMode::Prompt) = (&request.output_schema, mode) {
+            messages.insert(0, message(&super::Message::system(schema_instruction(schema))));
+        }
         let mut body = CreateChatCompletionRequest {
             model: self.model.clone(),
-            messages: request.messages.iter().map(message).collect(),
+            messages,
             temperature: request.temperature,
             ..Default::default()
         };
@@ -289,7 +309,7 @@ impl OpenAiWire {
                 }
             });
         }
-        if let Some(schema) = &request.output_schema {
+        if let (Some(schema), SchemaMode::JsonSchema) = (&request.output_schema, mode) {
             body.response_format = Some(ResponseFormat::JsonSchema {
                 json_schema: ResponseFormatJsonSchema {
                     description: None,
@@ -461,8 +481,183 @@ impl ChatModel for OpenAiWire {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        match (&request.output_schema, self.flavor) {
+            (Some(schema), Flavor::Compatible) => self.complete_structured(request, schema).await,
+            _ => self.complete_with(request, SchemaMode::JsonSchema).await,
+        }
+    }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+        if request.output_schema.is_none() || self.flavor != Flavor::Compatible {
+            return self.stream_with(request, SchemaMode::JsonSchema).await;
+        }
+        // Negotiated as for a complete call; a stream's answer cannot be re-asked midway.
+        let mut mode = schema_mode(&self.base);
+        loop {
+            match self.stream_with(request, mode).await {
+                Err(e) if refuses_schema(&e) => match mode.next() {
+                    Some(next) => mode = next,
+                    None => return Err(e),
+                },
+                Ok(stream) => {
+                    remember_schema_mode(&self.base, mode);
+                    return Ok(stream);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How an OpenAI-compatible server takes a JSON Schema for its answer. Servers differ:
+/// OpenAI, vLLM and llama.cpp's `llama-server` take `json_schema`; llama-cpp-python takes
+/// only `json_object` with a `schema` beside it; others take neither. Tried in this order,
+/// the first that a server accepts is remembered for its base URL for the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemaMode {
+    JsonSchema,
+    JsonObject,
+    Prompt,
+}
+
+impl SchemaMode {
+    fn next(self) -> Option<SchemaMode> {
+        match self {
+            SchemaMode::JsonSchema => Some(SchemaMode::JsonObject),
+            SchemaMode::JsonObject => Some(SchemaMode::Prompt),
+            SchemaMode::Prompt => None,
+        }
+    }
+}
+
+fn schema_modes() -> &'static std::sync::Mutex<std::collections::HashMap<String, SchemaMode>> {
+    static MODES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, SchemaMode>>,
+    > = std::sync::OnceLock::new();
+    MODES.get_or_init(Default::default)
+}
+
+/// What worked for `base` before, or the standard form.
+pub(crate) fn schema_mode(base: &str) -> SchemaMode {
+    schema_modes()
+        .lock()
+        .ok()
+        .and_then(|m| m.get(base).copied())
+        .unwrap_or(SchemaMode::JsonSchema)
+}
+
+fn remember_schema_mode(base: &str, mode: SchemaMode) {
+    if let Ok(mut modes) = schema_modes().lock() {
+        modes.insert(base.to_string(), mode);
+    }
+}
+
+/// A refusal of the way the schema was sent: a 4xx or 5xx whose text names it.
+fn refuses_schema(e: &LlmError) -> bool {
+    let refused = matches!(e.status, Some(s) if s >= 400) || e.kind == ErrorKind::InvalidRequest;
+    let text = format!("{} {}", e.message, e.body.as_deref().unwrap_or_default()).to_lowercase();
+    refused && (text.contains("response_format") || text.contains("json_schema"))
+}
+
+/// The instruction that carries the schema when a server takes it no other way.
+fn schema_instruction(schema: &Value) -> String {
+    format!(
+        "Answer with one JSON value only, no prose and no code fences. It must be valid against this JSON Schema:\n{schema}"
+    )
+}
+
+/// The JSON in an answer, without the code fences small models like to add.
+fn json_text(text: &str) -> &str {
+    let text = text.trim();
+    text.strip_prefix("```json")
+        .or_else(|| text.strip_prefix("```"))
+        .and_then(|t| t.strip_suffix("```"))
+        .map_or(text, str::trim)
+}
+
+/// Times a structured answer that breaks its schema is asked for again, with the errors.
+const SCHEMA_RETRIES: usize = 2;
+
+impl OpenAiWire {
+    /// A structured answer from a compatible server: the schema sent in the form the server
+    /// takes (negotiated), the answer checked against it, and asked again with the errors
+    /// when it does not hold.
+    async fn complete_structured(
+        &self,
+        request: &ChatRequest,
+        schema: &Value,
+    ) -> Result<ChatResponse, LlmError> {
         let provider = self.flavor.provider();
-        let body = self.body(request, false);
+        let validator = jsonschema::validator_for(schema).map_err(|e| {
+            LlmError::new(
+                ErrorKind::InvalidRequest,
+                provider,
+                format!("the output schema is not a valid JSON Schema: {e}"),
+            )
+        })?;
+        let mut mode = schema_mode(&self.base);
+        let mut attempt = request.clone();
+        let mut retries = 0;
+        loop {
+            let reply = match self.complete_with(&attempt, mode).await {
+                Err(e) if refuses_schema(&e) => match mode.next() {
+                    Some(next) => {
+                        tracing::info!(base = %self.base, ?next, "the server refused the schema's form; trying the next");
+                        mode = next;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+                other => other?,
+            };
+            remember_schema_mode(&self.base, mode);
+            if !reply.tool_calls.is_empty() {
+                return Ok(reply);
+            }
+            let problems = match serde_json::from_str::<Value>(json_text(&reply.text)) {
+                Ok(value) => {
+                    let errors: Vec<String> = validator
+                        .iter_errors(&value)
+                        .take(5)
+                        .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                        .collect();
+                    if errors.is_empty() {
+                        return Ok(ChatResponse {
+                            text: value.to_string(),
+                            ..reply
+                        });
+                    }
+                    errors.join("; ")
+                }
+                Err(e) => format!("it is not JSON ({e})"),
+            };
+            if retries >= SCHEMA_RETRIES {
+                return Err(LlmError::unreadable(
+                    provider,
+                    format!(
+                        "the answer broke the output schema after {} tries: {problems}",
+                        retries + 1
+                    ),
+                    &reply.text,
+                ));
+            }
+            retries += 1;
+            attempt
+                .messages
+                .push(super::Message::assistant(reply.text.clone()));
+            attempt.messages.push(super::Message::user(format!(
+                "That answer is not valid: {problems}. Answer again with JSON only, valid against the schema."
+            )));
+        }
+    }
+
+    async fn complete_with(
+        &self,
+        request: &ChatRequest,
+        mode: SchemaMode,
+    ) -> Result<ChatResponse, LlmError> {
+        let provider = self.flavor.provider();
+        let body = self.body(request, false, mode);
         let reply: Value = self
             .http
             .in_time(provider, async {
@@ -514,7 +709,11 @@ impl ChatModel for OpenAiWire {
         })
     }
 
-    async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+    async fn stream_with(
+        &self,
+        request: &ChatRequest,
+        mode: SchemaMode,
+    ) -> Result<ChatStream, LlmError> {
         let provider = self.flavor.provider();
         let key = self.key.clone();
         let mut budget = self.http.stream_budget(provider);
@@ -524,7 +723,7 @@ impl ChatModel for OpenAiWire {
             .client
             .chat()
             .headers(HeaderMap::from_iter([(ACCEPT, EVENT_STREAM)]))
-            .create_stream_byot::<_, Box<RawValue>>(self.body(request, true))
+            .create_stream_byot::<_, Box<RawValue>>(self.body(request, true, mode))
             .await
             .map_err(|e| from_openai(provider, e, key.as_ref()))?;
         let model = self.model.clone();
