@@ -271,7 +271,10 @@ impl OpenAiWire {
     ) -> CreateChatCompletionRequest {
         let mut messages: Vec<_> = request.messages.iter().map(message).collect();
         if let (Some(schema), SchemaMode::Prompt) = (&request.output_schema, mode) {
-            messages.insert(0, message(&super::Message::system(schema_instruction(schema))));
+            messages.insert(
+                0,
+                message(&super::Message::system(schema_instruction(schema))),
+            );
         }
         let mut body = CreateChatCompletionRequest {
             model: self.model.clone(),
