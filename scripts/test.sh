@@ -2,8 +2,9 @@
 # Builds everything and runs every test and lint check. Used by README and .ci/run.
 #
 # Sets up what the tests need first: a local PostgreSQL 15 + pgvector + PgBouncer on
-# 127.0.0.1 (scripts/postgres.sh), the local chat model (scripts/local-model.sh) and the
-# local embedding model (scripts/local-embedder.sh); all are idempotent. The embedded SQLite
+# 127.0.0.1 (scripts/postgres.sh), the local chat model (scripts/local-model.sh), the
+# local embedding model (scripts/local-embedder.sh) and llama.cpp's llama-server
+# (scripts/llama-server.sh, built once, ~9 min); all are idempotent. The embedded SQLite
 # is compiled in.
 #
 # Everything builds in the release profile: llama.cpp is compiled by a build script once
@@ -29,6 +30,10 @@ export BRAINOPS_LOCAL_MODEL
 echo "==> local embedding model"
 eval "$(scripts/local-embedder.sh)"
 export BRAINOPS_EMBEDDER_MODEL
+
+echo "==> llama.cpp's llama-server (a real OpenAI-compatible server to test against)"
+eval "$(scripts/llama-server.sh)"
+export BRAINOPS_LLAMA_SERVER
 
 echo "==> formatting"
 cargo fmt --all --check

@@ -830,7 +830,7 @@ fn gemini_schemas_keep_only_what_gemini_accepts() {
         json!({
             "type": "object",
             "properties": {
-                "kind": {"enum": ["lead"]},
+                "kind": {"enum": ["lead"], "type": "string"},
                 "phone": {"nullable": true, "type": "string"},
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
                 "when": {"type": "string", "format": "date-time"},

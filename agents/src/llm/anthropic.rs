@@ -128,7 +128,7 @@ impl Anthropic {
             body.insert("tools".into(), Value::Array(tools));
         }
         if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
+            body.insert("temperature".into(), super::float_param(t));
         }
         if !request.stop.is_empty() {
             body.insert("stop_sequences".into(), json!(request.stop));
@@ -301,12 +301,32 @@ impl ChatModel for Anthropic {
                             .unwrap_or(0);
                     }
                     "content_block_start" => {
+                        let mut continue_call = false;
                         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
                         let block = data.get("content_block").unwrap_or(&Value::Null);
                         while block_tool.len() <= index {
                             block_tool.push(None);
                         }
                         if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                            let id = block
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string();
+                            // Some gateways split one call into several blocks sharing its id:
+                            // they continue the call before them.
+                            if let Some(last) = response.tool_calls.len().checked_sub(1)
+                                && !id.is_empty()
+                                && response.tool_calls[last].id == id
+                            {
+                                block_tool[index] = Some(last);
+                                out.clear();
+                                continue_call = true;
+                            }
+                        }
+                        if !continue_call
+                            && block.get("type").and_then(Value::as_str) == Some("tool_use")
+                        {
                             let id = block
                                 .get("id")
                                 .and_then(Value::as_str)
@@ -379,6 +399,14 @@ impl ChatModel for Anthropic {
                             data.pointer("/usage/output_tokens").and_then(Value::as_u64)
                         {
                             response.usage.output_tokens = n;
+                        }
+                        // Gateways may report the input tokens here rather than at the start.
+                        if let Some(n) = data
+                            .pointer("/usage/input_tokens")
+                            .and_then(Value::as_u64)
+                            .filter(|&n| n > 0)
+                        {
+                            response.usage.input_tokens = n;
                         }
                     }
                     "message_stop" => break,

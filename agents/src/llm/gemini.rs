@@ -94,6 +94,26 @@ pub fn gemini_schema(schema: &Value) -> Value {
             _ => {}
         }
     }
+    // Google documents `type` as required and `enum` as a STRING format: an enum-only node
+    // (`{"enum": ["roof", "gutter"]}`) gets the type its values have.
+    if !out.contains_key("type")
+        && let Some(Value::Array(values)) = out.get("enum")
+    {
+        let ty = if values.iter().all(Value::is_string) {
+            Some("string")
+        } else if values.iter().all(|v| v.is_i64() || v.is_u64()) {
+            Some("integer")
+        } else if values.iter().all(Value::is_number) {
+            Some("number")
+        } else if values.iter().all(Value::is_boolean) {
+            Some("boolean")
+        } else {
+            None
+        };
+        if let Some(ty) = ty {
+            out.insert("type".into(), json!(ty));
+        }
+    }
     Value::Object(out)
 }
 
@@ -109,12 +129,25 @@ impl Gemini {
 
     fn body(&self, request: &ChatRequest) -> Value {
         let mut body = Map::new();
-        let system: Vec<&str> = request
+        let mut system: Vec<&str> = request
             .messages
             .iter()
             .filter(|m| m.role == Role::System)
             .map(|m| m.content.as_str())
             .collect();
+        // Gemini 2.x refuses function declarations together with a JSON response type
+        // ("Function calling with a response mime type: 'application/json' is
+        // unsupported"): while tools are offered the schema travels in the instruction, and
+        // the caller checks the answer against it.
+        let schema_in_prompt = match &request.output_schema {
+            Some(schema) if !request.tools.is_empty() => Some(format!(
+                "When you answer instead of calling a function, answer with one JSON value only, valid against this JSON Schema:\n{schema}"
+            )),
+            _ => None,
+        };
+        if let Some(text) = &schema_in_prompt {
+            system.push(text);
+        }
         if !system.is_empty() {
             body.insert(
                 "systemInstruction".into(),
@@ -187,7 +220,7 @@ impl Gemini {
         }
         let mut generation = Map::new();
         if let Some(t) = request.temperature {
-            generation.insert("temperature".into(), json!(t));
+            generation.insert("temperature".into(), super::float_param(t));
         }
         if let Some(n) = request.max_tokens {
             generation.insert("maxOutputTokens".into(), json!(n));
@@ -195,7 +228,7 @@ impl Gemini {
         if !request.stop.is_empty() {
             generation.insert("stopSequences".into(), json!(request.stop));
         }
-        if let Some(schema) = &request.output_schema {
+        if let (Some(schema), None) = (&request.output_schema, &schema_in_prompt) {
             generation.insert("responseMimeType".into(), json!("application/json"));
             generation.insert("responseSchema".into(), gemini_schema(schema));
         }

@@ -83,13 +83,16 @@ impl Http {
         request: reqwest::Request,
         key: Option<&ApiKey>,
     ) -> Result<reqwest::Response, LlmError> {
+        // Without the query, which may hold a key.
+        let mut url = request.url().clone();
+        url.set_query(None);
         let response = tokio::time::timeout(self.first_byte, self.client.execute(request))
             .await
             .map_err(|_| {
                 LlmError::new(
                     ErrorKind::Transient,
                     provider,
-                    format!("no response within {:?}", self.first_byte),
+                    format!("{SILENCE} {:?}", self.first_byte),
                 )
             })?
             .map_err(|e| transport_error(provider, &e, key))?;
@@ -102,7 +105,14 @@ impl Http {
             .read_body(provider, response, key)
             .await
             .unwrap_or_default();
-        Err(classify(provider, status.as_u16(), &body, retry_after, key))
+        let mut error = classify(provider, status.as_u16(), &body, retry_after, key);
+        if status.as_u16() == 404 {
+            error.message = format!(
+                "{}: nothing at {url}; check the model name and the provider's base URL variable",
+                error.message
+            );
+        }
+        Err(error)
     }
 
     async fn read_body(
@@ -419,6 +429,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Turns an HTTP error status and body into a classified error.
+/// How a first-byte timeout's message begins (see [`LlmError::is_silence`]).
+pub(crate) const SILENCE: &str = "no response within";
+
 pub(crate) fn classify(
     provider: &str,
     status: u16,
@@ -437,7 +450,10 @@ pub(crate) fn classify(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .unwrap_or_else(|| format!("HTTP {status}"));
+        .unwrap_or_else(|| match status {
+            404 => "not found".to_string(),
+            _ => "the server refused the request".to_string(),
+        });
     let lower = body.to_ascii_lowercase();
     let too_long = lower.contains("context_length_exceeded")
         || lower.contains("maximum context length")

@@ -288,6 +288,11 @@ pub struct LlmError {
 }
 
 impl LlmError {
+    /// The server never answered (no response headers within the first-byte timeout).
+    pub fn is_silence(&self) -> bool {
+        self.kind == ErrorKind::Transient && self.message.starts_with(http::SILENCE)
+    }
+
     pub fn new(kind: ErrorKind, provider: &str, message: impl Into<String>) -> Self {
         LlmError {
             kind,
@@ -346,26 +351,60 @@ pub struct ProviderConfig {
 
 impl Default for ProviderConfig {
     fn default() -> Self {
-        let env = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
+        let env = |names: &[&str], default: &str| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
                 .unwrap_or_else(|| default.to_string())
         };
         ProviderConfig {
-            openai_base: env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
-            anthropic_base: env("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1"),
-            gemini_base: env(
-                "GEMINI_BASE_URL",
-                "https://generativelanguage.googleapis.com/v1beta",
+            openai_base: env(&["OPENAI_BASE_URL"], "https://api.openai.com/v1"),
+            // Anthropic's SDKs and gateways set this without `/v1`; ours took it with.
+            anthropic_base: versioned_base(
+                &env(&["ANTHROPIC_BASE_URL"], "https://api.anthropic.com"),
+                "v1",
             ),
-            perplexity_base: env("PERPLEXITY_BASE_URL", "https://api.perplexity.ai"),
+            // Google's google-genai SDK takes a base without the API version and adds it.
+            gemini_base: versioned_base(
+                &env(
+                    &["GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"],
+                    "https://generativelanguage.googleapis.com",
+                ),
+                "v1beta",
+            ),
+            perplexity_base: env(&["PERPLEXITY_BASE_URL"], "https://api.perplexity.ai"),
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(60),
             total_timeout: Duration::from_secs(300),
             max_response_bytes: 16 << 20,
         }
     }
+}
+
+/// A vendor base URL in the form its SDK documents, either with the API version (`.../v1`)
+/// or without it: the version is added when the last path segment is not already one
+/// (`v1`, `v1beta`, `v1alpha`, ...).
+pub fn versioned_base(base: &str, version: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    let last = base.rsplit('/').next().unwrap_or_default();
+    let is_version = last.len() >= 2
+        && last.starts_with('v')
+        && last[1..].starts_with(|c: char| c.is_ascii_digit());
+    if is_version {
+        base.to_string()
+    } else {
+        format!("{base}/{version}")
+    }
+}
+
+/// A float parameter as the caller wrote it: an `f32` widened to `f64` would go out as
+/// `0.20000000298023224`; its shortest text form goes out as `0.2`.
+pub(crate) fn float_param(x: f32) -> serde_json::Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// Reads a key from the first set variable of `names`, or says which to set.
@@ -475,7 +514,7 @@ pub fn connect_with(
             http,
             &config.gemini_base,
             rest,
-            key_or("gemini", &["GEMINI_API_KEY"])?,
+            key_or("gemini", &["GEMINI_API_KEY", "GOOGLE_API_KEY"])?,
         )),
         "anthropic" => Arc::new(Anthropic::new(
             http,

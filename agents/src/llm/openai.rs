@@ -256,6 +256,10 @@ impl OpenAiWire {
     fn body(&self, request: &ChatRequest, stream: bool, mode: SchemaMode) -> Value {
         let typed = self.typed_body(request, stream, mode);
         let mut body = serde_json::to_value(&typed).unwrap_or(Value::Null);
+        if let Some(t) = request.temperature {
+            // `to_value` widens the f32 (0.20000000298023224); send it as written.
+            body["temperature"] = super::float_param(t);
+        }
         if let (Some(schema), SchemaMode::JsonObject) = (&request.output_schema, mode) {
             // llama-cpp-python's form: JSON mode constrained by a schema beside it.
             body["response_format"] = json!({"type": "json_object", "schema": schema});

@@ -68,9 +68,16 @@ impl Resilient {
         Fut: std::future::Future<Output = Result<T, LlmError>>,
     {
         let mut attempt = 1;
+        let mut silences = 0;
         loop {
             match call().await {
+                // A server that never answered is tried once more, not for every attempt:
+                // four first-byte timeouts in a row kept a caller waiting four minutes.
+                Err(e) if e.is_silence() && silences >= 1 => return Err(e),
                 Err(e) if e.retryable() && attempt < self.policy.max_attempts => {
+                    if e.is_silence() {
+                        silences += 1;
+                    }
                     let wait = self.policy.delay(attempt, &e);
                     tracing::warn!(model = %self.inner.name(), attempt, "retrying in {wait:?}: {e}");
                     tokio::time::sleep(wait).await;
@@ -133,9 +140,14 @@ impl Fallback {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
+        // The summary names each model's own failure; the error as a whole belongs to the
+        // chain, not to its last vendor, and carries no status of its own (each is in the
+        // summary already).
         Err(match failures.pop() {
             Some(mut last) => {
+                last.provider = "fallback".into();
                 last.message = format!("every model failed: {summary}");
+                last.status = None;
                 last
             }
             None => LlmError::new(
