@@ -155,8 +155,9 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
   brainops chat --model anthropic:claude-sonnet-4-5 --model local:smollm2-135m 'Hi'   # fallback chain
 
 Models: local:smollm2-135m (default; no key, no network), openai:MODEL, anthropic:MODEL,
-perplexity:MODEL, openai-compat:BASE_URL#MODEL. Keys: OPENAI_API_KEY, ANTHROPIC_API_KEY
-(or CLAUDE_API_KEY), PERPLEXITY_API_KEY.")]
+gemini:MODEL, perplexity:MODEL, openai-compat:BASE_URL#MODEL. Keys: OPENAI_API_KEY,
+ANTHROPIC_API_KEY (or CLAUDE_API_KEY), GEMINI_API_KEY (or GOOGLE_API_KEY),
+PERPLEXITY_API_KEY. Base URLs: docs/llm.md.")]
     Chat {
         /// The user's message.
         message: String,
@@ -172,8 +173,10 @@ perplexity:MODEL, openai-compat:BASE_URL#MODEL. Keys: OPENAI_API_KEY, ANTHROPIC_
         /// Print the reply as it is generated.
         #[arg(long)]
         stream: bool,
+        /// The most tokens the reply may have.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Sampling temperature, 0 (most focused) to 2.
         #[arg(long)]
         temperature: Option<f32>,
     },
@@ -648,7 +651,7 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
         )));
     }
     let schema = match &args.schema {
-        Some(path) => Some(parse_json("--schema", &format!("@{}", path.display()))?),
+        Some(path) => Some(read_schema(path)?),
         None => None,
     };
     let config = ProviderConfig::default();
@@ -713,6 +716,27 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// Reads `--schema FILE`: JSON, and a valid JSON Schema, checked before any model sees it.
+fn read_schema(path: &Path) -> Result<Value, Failure> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(format!("error: --schema: cannot read {shown}: {e}")))?;
+    let schema: Value = serde_json::from_str(&text).map_err(|e| {
+        fail(format!(
+            "error: {shown}:{}:{}: invalid JSON: {e}\n  help: --schema takes a file holding a JSON Schema, e.g. {{\"type\": \"object\", \"properties\": {{\"priority\": {{\"enum\": [\"low\", \"urgent\"]}}}}}}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    jsonschema::validator_for(&schema).map_err(|e| {
+        fail(format!(
+            "error: {shown}: not a valid JSON Schema: {e} (at `{}`)\n  help: see https://json-schema.org/understanding-json-schema/",
+            e.instance_path()
+        ))
+    })?;
+    Ok(schema)
 }
 
 /// Parses an age like `90m`, `12h`, `30d` or `45s` into milliseconds (saturating); `flag`

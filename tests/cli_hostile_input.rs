@@ -292,3 +292,54 @@ fn bad_input_to_run_is_bad_usage() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("status: done"), "{}", stderr(&out));
 }
+
+#[test]
+fn chat_checks_its_schema_and_temperature_before_any_model_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_type = write(
+        dir.path(),
+        "bad.schema.json",
+        r#"{"type": "object", "properties": {"a": {"type": "strnig"}}}"#,
+    );
+    let out = brainops(home.path(), &["chat", "--schema", &bad_type, "hi"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a valid JSON Schema"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("/properties/a/type"),
+        "{}",
+        stderr(&out)
+    );
+
+    let not_json = write(dir.path(), "broken.json", "{\"type\": ");
+    let out = brainops(home.path(), &["chat", "--schema", &not_json, "hi"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("broken.json:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("takes a file holding a JSON Schema"),
+        "{}",
+        stderr(&out)
+    );
+
+    for t in ["NaN", "inf", "-5", "2.5"] {
+        let flag = format!("--temperature={t}");
+        let out = brainops(home.path(), &["chat", &flag, "hi"]);
+        assert_eq!(out.status.code(), Some(2), "{t}");
+        assert!(
+            stderr(&out).contains("out of range"),
+            "{t}: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = brainops(
+        home.path(),
+        &["--agent-dir", "/nonexistent/agents", "agents", "list"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+}

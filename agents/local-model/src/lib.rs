@@ -333,6 +333,11 @@ fn argmax(logits: &[f32]) -> LlamaToken {
 /// A GBNF grammar that accepts exactly the JSON documents `schema` describes (as far as
 /// llama.cpp's converter goes: numeric ranges are not enforced, so validate the result).
 pub fn schema_grammar(schema: &serde_json::Value) -> Result<String, LocalError> {
-    llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-        .map_err(|e| LocalError::Schema(e.to_string()))
+    // llama.cpp's converter reports only an FFI code ("ffi error -3"); say what it means.
+    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+        LocalError::Schema(format!(
+            "the local model cannot follow this schema (llama.cpp's schema converter refused it: {e}); \
+             keep to types, properties, required, enum, items and simple formats, or use a provider model"
+        ))
+    })
 }
