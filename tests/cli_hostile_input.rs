@@ -343,3 +343,24 @@ fn chat_checks_its_schema_and_temperature_before_any_model_runs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
 }
+
+#[test]
+fn postgres_errors_say_what_the_server_said_not_its_source_line() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write(dir.path(), "counter.toml", COUNTER);
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into());
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let missing = format!("{base}/brainops_no_such_db?password=hunter22");
+    let out = brainops(home.path(), &["run", &graph, "--checkpoint", &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("database \"brainops_no_such_db\" does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("SQLSTATE 3D000"), "{err}");
+    assert!(!err.contains(" at line "), "{err}");
+    assert!(!err.contains("hunter22"), "{err}");
+}

@@ -60,7 +60,7 @@ pub enum MemoryError {
 
 impl From<sqlx::Error> for MemoryError {
     fn from(e: sqlx::Error) -> Self {
-        MemoryError::Store(engine::pg::redact(&e.to_string()))
+        MemoryError::Store(engine::pg::describe(&e))
     }
 }
 

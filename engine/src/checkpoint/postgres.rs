@@ -20,7 +20,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgRow, PgTypeInfo};
 use sqlx::types::Json;
 
-use crate::pg::{Migration, PgError, PgStore, migrate, redact};
+use crate::pg::{Migration, PgError, PgStore, migrate};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -61,7 +61,7 @@ impl PostgresSaver {
 }
 
 fn store_err(e: sqlx::Error) -> CheckpointError {
-    CheckpointError::Store(format!("postgres: {}", redact(&e.to_string())))
+    CheckpointError::Store(format!("postgres: {}", crate::pg::describe(&e)))
 }
 
 fn to_i64(n: u64) -> i64 {

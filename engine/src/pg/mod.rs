@@ -34,9 +34,9 @@ pub enum Pooling {
 pub enum PgError {
     #[error("invalid database URL: {0} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB)")]
     Url(String),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe(.0))]
     Sql(#[from] sqlx::Error),
-    #[error("migration {component} {version} ({name}): {source}")]
+    #[error("migration {component} {version} ({name}): {}", describe(.source))]
     Migration {
         component: String,
         version: i64,
@@ -197,6 +197,31 @@ fn strip_pgbouncer_param(url: &str) -> (String, bool) {
     } else {
         (format!("{base}?{}", kept.join("&")), pgbouncer)
     }
+}
+
+/// A database error as a user can act on it: the server's message, detail and hint, and
+/// the SQLSTATE code. sqlx's own text ends in "at line 948", a line of the server's C
+/// source, which only confuses. Passwords are redacted.
+pub fn describe(e: &sqlx::Error) -> String {
+    let text = match e {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        {
+            Some(pg) => {
+                let mut text = pg.message().to_string();
+                if let Some(detail) = pg.detail() {
+                    text.push_str(&format!(" ({detail})"));
+                }
+                if let Some(hint) = pg.hint() {
+                    text.push_str(&format!("; hint: {hint}"));
+                }
+                text.push_str(&format!(" [SQLSTATE {}]", pg.code()));
+                text
+            }
+            None => db.message().to_string(),
+        },
+        other => other.to_string(),
+    };
+    redact(&text)
 }
 
 /// Hides passwords in text that may quote a URL: the one in `user:password@`, and the
