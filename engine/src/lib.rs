@@ -56,8 +56,8 @@ pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{Event, EventSink, EventStream};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
 pub use node::{
-    FnNode, Node, NodeContext, NodeError, Registry, ToolInfo, UsageRecord, UsageSum, UsageTotals,
-    node_fn, record_usage_here,
+    FnNode, Node, NodeContext, NodeError, Outbox, Registry, ToolInfo, UsageRecord, UsageSum,
+    UsageTotals, node_fn, record_usage_here,
 };
 pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSnapshot};
 

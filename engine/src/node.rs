@@ -70,6 +70,63 @@ pub struct NodeContext {
     pub(crate) resume: Option<Value>,
     pub(crate) events: Option<EventSink>,
     pub(crate) usage: Option<Arc<std::sync::Mutex<UsageTotals>>>,
+    pub(crate) outbox: Option<Outbox>,
+}
+
+/// The thread's side-effect outbox (in its checkpoint store), for nodes that call outside
+/// services: record a call as pending before sending it and as sent, with the reply, once
+/// the vendor accepted it. A task that runs again finds it sent and reuses the reply.
+#[derive(Clone)]
+pub struct Outbox {
+    pub(crate) saver: Arc<dyn crate::checkpoint::Checkpointer>,
+    pub(crate) thread_id: Arc<str>,
+}
+
+impl Outbox {
+    /// The reply recorded for `key`, when that call was sent before.
+    pub async fn sent(&self, key: &str) -> Result<Option<Value>, NodeError> {
+        let effect = self
+            .saver
+            .side_effect(&self.thread_id, key)
+            .await
+            .map_err(|e| NodeError::transient(format!("the side-effect outbox: {e}")))?;
+        Ok(effect
+            .filter(|e| e.status == crate::checkpoint::EffectStatus::Sent)
+            .map(|e| e.result.unwrap_or(Value::Null)))
+    }
+
+    /// Records that call `key` is about to be sent.
+    pub async fn record_pending(&self, key: &str) -> Result<(), NodeError> {
+        self.put(key, crate::checkpoint::EffectStatus::Pending, None)
+            .await
+    }
+
+    /// Records that call `key` was sent, with the vendor's reply.
+    pub async fn record_sent(&self, key: &str, reply: &Value) -> Result<(), NodeError> {
+        self.put(
+            key,
+            crate::checkpoint::EffectStatus::Sent,
+            Some(reply.clone()),
+        )
+        .await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        status: crate::checkpoint::EffectStatus,
+        result: Option<Value>,
+    ) -> Result<(), NodeError> {
+        let effect = crate::checkpoint::SideEffect {
+            status,
+            result,
+            updated_at_ms: crate::checkpoint::now_ms(),
+        };
+        self.saver
+            .put_side_effect(&self.thread_id, key, &effect)
+            .await
+            .map_err(|e| NodeError::transient(format!("the side-effect outbox: {e}")))
+    }
 }
 
 /// Tokens (and their cost) used by one call, as a node reports it.
@@ -131,7 +188,14 @@ impl NodeContext {
             resume: None,
             events: None,
             usage: None,
+            outbox: None,
         }
+    }
+
+    /// The thread's side-effect outbox; `None` without a checkpoint store (nothing could
+    /// be resumed then anyway).
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
     }
 
     pub fn thread_id(&self) -> &str {

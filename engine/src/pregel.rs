@@ -1799,6 +1799,10 @@ impl<'g> Execution<'g> {
                 .map(|(_, v)| v.clone()),
             events: self.events.clone(),
             usage: Some(Arc::clone(&self.usage)),
+            outbox: self.saver.as_ref().map(|saver| crate::node::Outbox {
+                saver: Arc::clone(saver),
+                thread_id: Arc::clone(&self.thread_id),
+            }),
         }
     }
 

@@ -228,7 +228,7 @@ impl Node for Integration {
                 return Err(NodeError::permanent(format!("{}: {e}", self.name)));
             }
             (Ok(plan), Mode::DryRun) => (Some(plan), "BRAINOPS_INTEGRATIONS=dry-run".to_string()),
-            (Ok(plan), _) => return self.send(plan, ctx).await,
+            (Ok(plan), _) => return self.send(plan, &key, ctx).await,
             (Err(PlanError::Missing(why)), Mode::Live) => {
                 return Err(NodeError::permanent(format!(
                     "{}: {why}; set it, or run with BRAINOPS_INTEGRATIONS=dry-run",
@@ -271,82 +271,104 @@ fn shown(r: &Request) -> Value {
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 impl Integration {
-    async fn send(&self, plan: Plan, ctx: &NodeContext) -> Result<Value, NodeError> {
+    async fn send(&self, plan: Plan, key: &str, ctx: &NodeContext) -> Result<Value, NodeError> {
         let mut responses = Vec::with_capacity(plan.requests.len());
-        for request in &plan.requests {
-            let mut builder = self.client.post(&request.url).timeout(self.config.timeout);
-            builder = match &plan.auth {
-                Auth::Bearer(k) => builder.bearer_auth(k.expose()),
-                Auth::Raw(k) => builder.header("Authorization", k.expose()),
-                Auth::Basic(user, k) => builder.basic_auth(user, Some(k.expose())),
-                Auth::None => builder,
-            };
-            for (name, value) in &request.headers {
-                builder = builder.header(*name, value);
+        let mut replayed = 0;
+        for (i, request) in plan.requests.iter().enumerate() {
+            // Each request is a side effect of its own in the thread's outbox: one the vendor
+            // already accepted (before a crash, a failed sibling, a retry) is not sent again.
+            let effect = format!("{key}/{}/{i}", self.name);
+            let outbox = ctx.outbox();
+            if let Some(outbox) = outbox
+                && let Some(reply) = outbox.sent(&effect).await?
+            {
+                responses.push(reply);
+                replayed += 1;
+                continue;
             }
-            builder = match &request.body {
-                Body::Json(v) => builder.json(v),
-                Body::Form(fields) => builder.form(fields),
-            };
-            let response = builder.send().await.map_err(|e| {
-                // reqwest's message can include the URL; name the vendor's shown URL only.
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "could not connect"
-                };
-                NodeError::transient(format!("{}: {} {what}", self.name, request.shown_url))
-            })?;
-            let status = response.status();
-            let bytes = response.bytes().await.map_err(|_| {
-                NodeError::transient(format!(
-                    "{}: the reply from {} broke off",
-                    self.name, self.vendor
-                ))
-            })?;
-            if bytes.len() > MAX_RESPONSE_BYTES {
-                return Err(NodeError::permanent(format!(
-                    "{}: {} replied with {} bytes, more than the {MAX_RESPONSE_BYTES} allowed",
-                    self.name,
-                    self.vendor,
-                    bytes.len()
-                )));
+            if let Some(outbox) = outbox {
+                outbox.record_pending(&effect).await?;
             }
-            let text = String::from_utf8_lossy(&bytes);
-            let body: Value =
-                serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()));
-            if !status.is_success() {
-                // A vendor may echo a credential back, in any form the request carried it;
-                // none may reach errors, events, logs or the thread store.
-                let message = scrub(
-                    &vendors::error_message(&body),
-                    &credentials(&plan.auth, request),
-                );
-                let text = format!(
-                    "{}: {} refused the request (HTTP {}): {message}",
-                    self.name,
-                    self.vendor,
-                    status.as_u16()
-                );
-                // Stripe's 409 is another request holding the same idempotency key: retry.
-                let retry = status.as_u16() == 429
-                    || status.is_server_error()
-                    || (status.as_u16() == 409 && self.vendor == "Stripe");
-                return Err(if retry {
-                    NodeError::transient(text)
-                } else {
-                    NodeError::permanent(text)
-                });
+            let body = self.send_one(&plan.auth, request).await?;
+            if let Some(outbox) = outbox {
+                outbox.record_sent(&effect, &body).await?;
             }
             responses.push(body);
         }
-        ctx.emit(json!({"integration": self.name, "dry_run": false, "requests": responses.len()}));
+        ctx.emit(json!({"integration": self.name, "dry_run": false,
+                        "requests": responses.len(), "replayed": replayed}));
         let response = if responses.len() == 1 {
             responses.pop().unwrap_or(Value::Null)
         } else {
             Value::Array(responses)
         };
         Ok(json!({"dry_run": false, "response": response}))
+    }
+
+    /// Sends one request: the vendor's reply, or its refusal as an error.
+    async fn send_one(&self, auth: &Auth, request: &Request) -> Result<Value, NodeError> {
+        let mut builder = self.client.post(&request.url).timeout(self.config.timeout);
+        builder = match auth {
+            Auth::Bearer(k) => builder.bearer_auth(k.expose()),
+            Auth::Raw(k) => builder.header("Authorization", k.expose()),
+            Auth::Basic(user, k) => builder.basic_auth(user, Some(k.expose())),
+            Auth::None => builder,
+        };
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        builder = match &request.body {
+            Body::Json(v) => builder.json(v),
+            Body::Form(fields) => builder.form(fields),
+        };
+        let response = builder.send().await.map_err(|e| {
+            // reqwest's message can include the URL; name the vendor's shown URL only.
+            let what = if e.is_timeout() {
+                "timed out"
+            } else {
+                "could not connect"
+            };
+            NodeError::transient(format!("{}: {} {what}", self.name, request.shown_url))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|_| {
+            NodeError::transient(format!(
+                "{}: the reply from {} broke off",
+                self.name, self.vendor
+            ))
+        })?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(NodeError::permanent(format!(
+                "{}: {} replied with {} bytes, more than the {MAX_RESPONSE_BYTES} allowed",
+                self.name,
+                self.vendor,
+                bytes.len()
+            )));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()));
+        if !status.is_success() {
+            // A vendor may echo a credential back, in any form the request carried it;
+            // none may reach errors, events, logs or the thread store.
+            let message = scrub(&vendors::error_message(&body), &credentials(auth, request));
+            let text = format!(
+                "{}: {} refused the request (HTTP {}): {message}",
+                self.name,
+                self.vendor,
+                status.as_u16()
+            );
+            // Stripe's 409 is another request holding the same idempotency key: retry.
+            let retry = status.as_u16() == 429
+                || status.is_server_error()
+                || (status.as_u16() == 409 && self.vendor == "Stripe");
+            return Err(if retry {
+                NodeError::transient(text)
+            } else {
+                NodeError::permanent(text)
+            });
+        }
+        Ok(body)
     }
 }
 

@@ -15,6 +15,7 @@ struct Thread {
     info: ThreadInfo,
     checkpoints: Vec<CheckpointRecord>,
     writes: HashMap<u64, Vec<TaskWrites>>,
+    effects: HashMap<String, super::SideEffect>,
 }
 
 impl Thread {
@@ -180,6 +181,7 @@ impl Checkpointer for MemorySaver {
                         },
                         checkpoints: Vec::new(),
                         writes: HashMap::new(),
+                        effects: HashMap::new(),
                     },
                 );
                 Ok(())
@@ -212,6 +214,7 @@ impl Checkpointer for MemorySaver {
                     },
                     checkpoints: Vec::new(),
                     writes: HashMap::new(),
+                    effects: HashMap::new(),
                 });
             if thread.info.lease.as_ref().map(|l| l.owner.as_str()) != expected {
                 return Err(refusal(thread_id, Some(&thread.info), None, None));
@@ -326,6 +329,35 @@ impl Checkpointer for MemorySaver {
                 threads.remove(id);
             }
             Ok(gone)
+        })
+    }
+
+    async fn side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+    ) -> Result<Option<super::SideEffect>, CheckpointError> {
+        self.with(|threads| {
+            Ok(threads
+                .get(thread_id)
+                .and_then(|t| t.effects.get(key).cloned()))
+        })
+    }
+
+    async fn put_side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+        effect: &super::SideEffect,
+    ) -> Result<(), CheckpointError> {
+        self.with(|threads| match threads.get_mut(thread_id) {
+            Some(thread) => {
+                thread.effects.insert(key.to_string(), effect.clone());
+                Ok(())
+            }
+            None => Err(CheckpointError::Store(format!(
+                "thread `{thread_id}` does not exist; its side effect `{key}` cannot be recorded"
+            ))),
         })
     }
 }

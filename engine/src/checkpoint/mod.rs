@@ -453,6 +453,59 @@ pub trait Checkpointer: Send + Sync {
     /// Deletes every thread last updated before `before_ms` that no live run owns. Returns
     /// their ids.
     async fn expire(&self, before_ms: u64) -> Result<Vec<String>, CheckpointError>;
+
+    /// The outbox entry `key` of a thread (see [`SideEffect`]).
+    async fn side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+    ) -> Result<Option<SideEffect>, CheckpointError>;
+
+    /// Records (or updates) the outbox entry `key`; it goes when its thread is deleted.
+    async fn put_side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+        effect: &SideEffect,
+    ) -> Result<(), CheckpointError>;
+}
+
+/// An outside call a task makes (an email, a text, a charge), recorded in the thread's
+/// outbox as `Pending` before it is sent and as `Sent`, with its result, once the vendor
+/// accepted it. A task that runs again (a retry, a resume after a crash) finds `Sent` and
+/// returns the recorded result instead of sending again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideEffect {
+    pub status: EffectStatus,
+    /// The vendor's reply, once sent.
+    pub result: Option<Value>,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectStatus {
+    /// About to be sent: a crash after this and before `Sent` leaves it unknown whether the
+    /// vendor received it.
+    Pending,
+    Sent,
+}
+
+impl EffectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectStatus::Pending => "pending",
+            EffectStatus::Sent => "sent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(EffectStatus::Pending),
+            "sent" => Some(EffectStatus::Sent),
+            _ => None,
+        }
+    }
 }
 
 /// Takes ownership of a thread for a run: refused while another live run holds it, unless

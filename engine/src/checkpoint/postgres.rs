@@ -22,11 +22,18 @@ use sqlx::types::Json;
 
 use crate::pg::{Migration, PgError, PgStore, migrate};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "threads, checkpoints, channel values, writes",
-    sql: include_str!("../../migrations/checkpoints_0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "threads, checkpoints, channel values, writes",
+        sql: include_str!("../../migrations/checkpoints_0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "side-effect outbox",
+        sql: include_str!("../../migrations/checkpoints_0002_side_effects.sql"),
+    },
+];
 
 /// Stores threads in PostgreSQL (Supabase in production).
 #[derive(Clone, Debug)]
@@ -201,7 +208,8 @@ UPDATE brainops_threads SET lease_until_ms = $3 WHERE thread_id = $1 AND owner =
 const DELETE_THREAD: &str = "
 WITH v AS (DELETE FROM brainops_channel_values WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')),
      c AS (DELETE FROM brainops_checkpoints WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')),
-     w AS (DELETE FROM brainops_writes WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/'))
+     w AS (DELETE FROM brainops_writes WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')),
+     e AS (DELETE FROM brainops_side_effects WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/'))
 DELETE FROM brainops_threads WHERE thread_id = $1 OR starts_with(thread_id, $1 || '/')";
 
 // Channels in the snapshot are upserted and the others deleted: disjoint rows, so the two
@@ -255,8 +263,19 @@ WITH gone AS (
     RETURNING t.thread_id
 ), v AS (DELETE FROM brainops_channel_values WHERE thread_id IN (SELECT thread_id FROM gone)),
    c AS (DELETE FROM brainops_checkpoints WHERE thread_id IN (SELECT thread_id FROM gone)),
-   w AS (DELETE FROM brainops_writes WHERE thread_id IN (SELECT thread_id FROM gone))
+   w AS (DELETE FROM brainops_writes WHERE thread_id IN (SELECT thread_id FROM gone)),
+   e AS (DELETE FROM brainops_side_effects WHERE thread_id IN (SELECT thread_id FROM gone))
 SELECT thread_id FROM gone ORDER BY thread_id";
+
+const SIDE_EFFECT: &str = "
+SELECT status, result, updated_at_ms FROM brainops_side_effects
+ WHERE thread_id = $1 AND effect_key = $2";
+
+const PUT_SIDE_EFFECT: &str = "
+INSERT INTO brainops_side_effects (thread_id, effect_key, status, result, updated_at_ms)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (thread_id, effect_key)
+DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, updated_at_ms = EXCLUDED.updated_at_ms";
 
 fn count(rows: &[PgRow]) -> Result<i64, sqlx::Error> {
     rows.first().map_or(Ok(0), |r| r.try_get::<i64, _>("n"))
@@ -631,6 +650,54 @@ impl Checkpointer for PostgresSaver {
             .map(|row| row.try_get::<String, _>("thread_id"))
             .collect::<Result<_, _>>()
             .map_err(store_err)
+    }
+
+    async fn side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+    ) -> Result<Option<super::SideEffect>, CheckpointError> {
+        let rows = self
+            .store
+            .fetch(|| sqlx::query(SIDE_EFFECT).bind(thread_id).bind(key))
+            .await
+            .map_err(store_err)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status").map_err(store_err)?;
+        let status = super::EffectStatus::parse(&status).ok_or_else(|| {
+            CheckpointError::Store(format!(
+                "side effect `{key}` has an unknown status `{status}`"
+            ))
+        })?;
+        let result: Option<Json<Value>> = row.try_get("result").map_err(store_err)?;
+        let at: i64 = row.try_get("updated_at_ms").map_err(store_err)?;
+        Ok(Some(super::SideEffect {
+            status,
+            result: result.map(|r| r.0),
+            updated_at_ms: at.max(0) as u64,
+        }))
+    }
+
+    async fn put_side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+        effect: &super::SideEffect,
+    ) -> Result<(), CheckpointError> {
+        self.store
+            .fetch(|| {
+                sqlx::query(PUT_SIDE_EFFECT)
+                    .bind(thread_id)
+                    .bind(key)
+                    .bind(effect.status.as_str())
+                    .bind(effect.result.as_ref().map(JsonText))
+                    .bind(to_i64(effect.updated_at_ms))
+            })
+            .await
+            .map_err(store_err)?;
+        Ok(())
     }
 }
 

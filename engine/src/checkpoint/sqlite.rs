@@ -53,6 +53,16 @@ ALTER TABLE threads ADD COLUMN owner TEXT;
 ALTER TABLE threads ADD COLUMN lease_until_ms INTEGER;
 CREATE INDEX IF NOT EXISTS threads_updated ON threads (updated_at_ms);
 "#,
+    r#"
+CREATE TABLE IF NOT EXISTS side_effects (
+    thread_id TEXT NOT NULL,
+    effect_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (thread_id, effect_key)
+);
+"#,
 ];
 
 /// Stores threads in an SQLite database file.
@@ -227,7 +237,7 @@ fn insert_record(tx: &Transaction<'_>, r: &CheckpointRecord) -> Result<(), Check
 /// Deletes a thread with its subgraph threads (`ID/task@N`, see `Runner`). The children
 /// are the ids between `ID/` and `ID0` (`0` follows `/` in byte order), an index range.
 fn delete_rows(tx: &Transaction<'_>, thread_id: &str) -> Result<(), CheckpointError> {
-    for table in ["writes", "checkpoints", "threads"] {
+    for table in ["side_effects", "writes", "checkpoints", "threads"] {
         tx.execute(
             &format!(
                 "DELETE FROM {table} WHERE thread_id = ?1 OR (thread_id > ?1 || '/' AND thread_id < ?1 || '0')"
@@ -561,6 +571,63 @@ impl Checkpointer for SqliteSaver {
             }
             tx.commit()?;
             Ok(gone)
+        })
+    }
+
+    async fn side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+    ) -> Result<Option<super::SideEffect>, CheckpointError> {
+        let row: Option<(String, Option<String>, i64)> = self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT status, result, updated_at_ms FROM side_effects WHERE thread_id = ?1 AND effect_key = ?2",
+                )?
+                .query_row(params![thread_id, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?)
+        })?;
+        let Some((status, result, at)) = row else {
+            return Ok(None);
+        };
+        let status = super::EffectStatus::parse(&status).ok_or_else(|| {
+            CheckpointError::Store(format!(
+                "side effect `{key}` has an unknown status `{status}`"
+            ))
+        })?;
+        Ok(Some(super::SideEffect {
+            status,
+            result: result.map(|r| serde_json::from_str(&r)).transpose()?,
+            updated_at_ms: at.max(0) as u64,
+        }))
+    }
+
+    async fn put_side_effect(
+        &self,
+        thread_id: &str,
+        key: &str,
+        effect: &super::SideEffect,
+    ) -> Result<(), CheckpointError> {
+        let result = effect
+            .result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        self.with(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO side_effects (thread_id, effect_key, status, result, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (thread_id, effect_key) DO UPDATE SET status = excluded.status, result = excluded.result, updated_at_ms = excluded.updated_at_ms",
+            )?
+            .execute(params![
+                thread_id,
+                key,
+                effect.status.as_str(),
+                result,
+                effect.updated_at_ms as i64
+            ])?;
+            Ok(())
         })
     }
 }
