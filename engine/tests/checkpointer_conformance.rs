@@ -309,6 +309,44 @@ async fn threads_list_and_delete(store: Arc<dyn Checkpointer>) {
     assert!(store.thread("new").await.unwrap().is_some());
 }
 
+/// The side-effect outbox: pending, then sent with the reply; per thread; gone with the
+/// thread and its subgraph threads.
+async fn side_effects_round_trip_and_go_with_their_thread(store: Arc<dyn Checkpointer>) {
+    use engine::checkpoint::{EffectStatus, SideEffect};
+    linear(store.as_ref(), "fx", 1).await;
+    linear(store.as_ref(), "fx/sub@1", 1).await;
+    linear(store.as_ref(), "other", 1).await;
+    assert_eq!(store.side_effect("fx", "k/0").await.unwrap(), None);
+    let pending = SideEffect {
+        status: EffectStatus::Pending,
+        result: None,
+        updated_at_ms: 1,
+    };
+    store.put_side_effect("fx", "k/0", &pending).await.unwrap();
+    assert_eq!(store.side_effect("fx", "k/0").await.unwrap(), Some(pending));
+    let sent = SideEffect {
+        status: EffectStatus::Sent,
+        result: Some(json!({"id": "SM1", "n": [1, 2]})),
+        updated_at_ms: 2,
+    };
+    store.put_side_effect("fx", "k/0", &sent).await.unwrap();
+    store
+        .put_side_effect("fx/sub@1", "k/0", &sent)
+        .await
+        .unwrap();
+    store.put_side_effect("other", "k/0", &sent).await.unwrap();
+    assert_eq!(
+        store.side_effect("fx", "k/0").await.unwrap(),
+        Some(sent.clone())
+    );
+    assert_eq!(store.side_effect("fx", "k/1").await.unwrap(), None);
+    store.delete_thread("fx").await.unwrap();
+    assert_eq!(store.side_effect("fx", "k/0").await.unwrap(), None);
+    assert_eq!(store.side_effect("fx/sub@1", "k/0").await.unwrap(), None);
+    assert!(store.thread("fx/sub@1").await.unwrap().is_none());
+    assert_eq!(store.side_effect("other", "k/0").await.unwrap(), Some(sent));
+}
+
 async fn prune_keeps_what_rebuilds_the_kept(store: Arc<dyn Checkpointer>) {
     let records = linear(store.as_ref(), "p", 10).await;
     // Without a snapshot nothing can go: every kept checkpoint needs the whole chain.
@@ -486,6 +524,7 @@ macro_rules! conformance {
                 leases_fence_every_write,
                 pending_writes_belong_to_the_head,
                 threads_list_and_delete,
+                side_effects_round_trip_and_go_with_their_thread,
                 prune_keeps_what_rebuilds_the_kept,
                 expire_removes_old_unowned_threads,
                 one_of_many_claimants_wins,
