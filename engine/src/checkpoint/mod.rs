@@ -506,6 +506,15 @@ impl EffectStatus {
             _ => None,
         }
     }
+
+    /// The status stored for outbox entry `key`; an unknown word is a store error.
+    pub(crate) fn stored(text: &str, key: &str) -> Result<Self, CheckpointError> {
+        Self::parse(text).ok_or_else(|| {
+            CheckpointError::Store(format!(
+                "side effect `{key}` has an unknown status `{text}`"
+            ))
+        })
+    }
 }
 
 /// Takes ownership of a thread for a run: refused while another live run holds it, unless

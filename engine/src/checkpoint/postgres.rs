@@ -666,11 +666,7 @@ impl Checkpointer for PostgresSaver {
             return Ok(None);
         };
         let status: String = row.try_get("status").map_err(store_err)?;
-        let status = super::EffectStatus::parse(&status).ok_or_else(|| {
-            CheckpointError::Store(format!(
-                "side effect `{key}` has an unknown status `{status}`"
-            ))
-        })?;
+        let status = super::EffectStatus::stored(&status, key)?;
         let result: Option<Json<Value>> = row.try_get("result").map_err(store_err)?;
         let at: i64 = row.try_get("updated_at_ms").map_err(store_err)?;
         Ok(Some(super::SideEffect {

@@ -592,11 +592,7 @@ impl Checkpointer for SqliteSaver {
         let Some((status, result, at)) = row else {
             return Ok(None);
         };
-        let status = super::EffectStatus::parse(&status).ok_or_else(|| {
-            CheckpointError::Store(format!(
-                "side effect `{key}` has an unknown status `{status}`"
-            ))
-        })?;
+        let status = super::EffectStatus::stored(&status, key)?;
         Ok(Some(super::SideEffect {
             status,
             result: result.map(|r| serde_json::from_str(&r)).transpose()?,
