@@ -795,8 +795,17 @@ fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {
 fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
     let (source, body) = match text.strip_prefix('@') {
         Some(path) => {
-            let body = std::fs::read_to_string(path)
+            let bytes = std::fs::read(path)
                 .map_err(|e| fail(format!("error: {flag}: cannot read {path}: {e}")))?;
+            let body = String::from_utf8(bytes).map_err(|e| {
+                let at = e.utf8_error().valid_up_to();
+                let before = &e.as_bytes()[..at];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+                fail(format!(
+                    "error: {path}:{line}:{col}: not UTF-8 text (invalid byte at offset {at})\n  help: save the file as UTF-8"
+                ))
+            })?;
             (path.to_string(), body)
         }
         None => (flag.to_string(), text.to_string()),

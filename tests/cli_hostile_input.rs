@@ -364,3 +364,17 @@ fn postgres_errors_say_what_the_server_said_not_its_source_line() {
     assert!(!err.contains(" at line "), "{err}");
     assert!(!err.contains("hunter22"), "{err}");
 }
+
+#[test]
+fn an_input_file_that_is_not_utf8_is_named_at_its_byte() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write(dir.path(), "counter.toml", COUNTER);
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, b"{\n  \"count\": \"caf\xe9\"\n}\n").unwrap();
+    let at = format!("@{}", input.display());
+    let out = brainops(home.path(), &["run", &graph, "--input", &at]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("input.json:2:16: not UTF-8 text (invalid byte at offset 17)"), "{err}");
+}
