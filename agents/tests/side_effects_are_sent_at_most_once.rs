@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../engine/tests/common/pg.rs"]
+#[allow(dead_code)]
 mod pg;
 
 use std::collections::HashMap;
