@@ -304,6 +304,7 @@ async fn raw_hybrid(pool: &sqlx::PgPool, vector: &Vector, text: &str) -> usize {
         .bind(40i64)
         .bind(10i64)
         .bind(0i64)
+        .bind(true)
         .fetch_all(&mut *tx)
         .await
         .unwrap();

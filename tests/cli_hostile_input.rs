@@ -376,5 +376,8 @@ fn an_input_file_that_is_not_utf8_is_named_at_its_byte() {
     let out = brainops(home.path(), &["run", &graph, "--input", &at]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("input.json:2:16: not UTF-8 text (invalid byte at offset 17)"), "{err}");
+    assert!(
+        err.contains("input.json:2:16: not UTF-8 text (invalid byte at offset 17)"),
+        "{err}"
+    );
 }

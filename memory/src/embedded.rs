@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use crate::embed::{cosine, embed_changed};
 use crate::item::{all_text, contains, texts_to_index};
-use crate::rank::{adjust, fuse, scored};
-use crate::{Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Search, now_ms};
+use crate::rank::{adjust, fuse, hybrid_score, scored};
+use crate::{
+    Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Retrieval, Search, now_ms,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS memory_meta (
@@ -266,14 +268,19 @@ const STOP_WORDS: &[&str] = &[
 
 /// An FTS5 query matching any of the words that are not stop words (each quoted, so no
 /// word is read as syntax).
-fn any_word(text: &str) -> Option<String> {
-    let words: Vec<String> = text
+/// The query's distinct words that count for keyword search (no stop words).
+fn query_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in text
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
         .filter(|w| w.len() > 1 && !STOP_WORDS.contains(&w.as_str()))
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
+    {
+        if !words.contains(&w) {
+            words.push(w);
+        }
+    }
+    words
 }
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Item)> {
@@ -403,7 +410,7 @@ impl MemoryStore for EmbeddedStore {
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
         let search = &*search.clamped();
         let query_vector = match &search.query {
-            Some(q) if !q.trim().is_empty() => self
+            Some(q) if !q.trim().is_empty() && search.retrieval != Retrieval::Keyword => self
                 .embedder
                 .embed(std::slice::from_ref(q))
                 .await?
@@ -458,19 +465,49 @@ impl MemoryStore for EmbeddedStore {
                     by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 }
                 let mut by_keyword: Vec<(i64, f64)> = Vec::new();
-                if let Some(fts) = any_word(q) {
+                let words = query_words(q);
+                let mut covered: HashMap<i64, usize> = HashMap::new();
+                if !words.is_empty() && search.retrieval != Retrieval::Semantic {
+                    let any = words
+                        .iter()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(" OR ");
                     let mut stmt = c.prepare_cached(
                         "SELECT rowid, bm25(memory_fts) FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
                     )?;
-                    for row in stmt.query_map([fts], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
+                    for row in stmt.query_map([any], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
                         let (id, bm25) = row?;
                         if candidates.contains_key(&id) {
                             // bm25() is lower for better matches.
                             by_keyword.push((id, -bm25));
                         }
                     }
+                    // Which of the query's words each match holds (FTS5's own stemming).
+                    let mut one = c.prepare_cached(
+                        "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1",
+                    )?;
+                    for w in &words {
+                        for id in one.query_map([format!("\"{w}\"")], |r| r.get::<_, i64>(0))? {
+                            *covered.entry(id?).or_default() += 1;
+                        }
+                    }
                 }
-                fuse(&[&by_vector, &by_keyword])
+                let total = words.len().max(1) as f64;
+                let coverage = |id: i64| covered.get(&id).map_or(0.0, |&n| n as f64 / total);
+                let fused: HashMap<i64, f64> = match search.retrieval {
+                    Retrieval::Hybrid => by_vector
+                        .iter()
+                        .chain(&by_keyword)
+                        .map(|&(id, _)| {
+                            let sim = similarity.get(&id).map(|&s| f64::from(s));
+                            (id, hybrid_score(sim, coverage(id)))
+                        })
+                        .collect(),
+                    Retrieval::Semantic => fuse(&[&by_vector]),
+                    Retrieval::Keyword => fuse(&[&by_keyword]),
+                };
+                fused
                     .into_iter()
                     .filter_map(|(id, s)| {
                         candidates.get(&id).map(|(updated, value)| {

@@ -212,6 +212,20 @@ pub struct Search {
     pub limit: usize,
     pub offset: usize,
     pub ranking: Ranking,
+    /// Which lists a query ranks by (hybrid by default).
+    pub retrieval: Retrieval,
+}
+
+/// Which lists a query search ranks by. Hybrid fuses both; the others exist to measure
+/// each list alone (`memory/tests/retrieval_eval.rs`) and for callers who know better.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Retrieval {
+    #[default]
+    Hybrid,
+    /// By meaning only (embeddings).
+    Semantic,
+    /// By words only (full-text search).
+    Keyword,
 }
 
 impl Search {
@@ -223,7 +237,13 @@ impl Search {
             limit: 10,
             offset: 0,
             ranking: Ranking::default(),
+            retrieval: Retrieval::Hybrid,
         }
+    }
+
+    pub fn retrieval(mut self, retrieval: Retrieval) -> Self {
+        self.retrieval = retrieval;
+        self
     }
 
     pub fn query(mut self, text: impl Into<String>) -> Self {

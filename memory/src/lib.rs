@@ -4,7 +4,8 @@
 //! - [`MemoryStore`]: put / get / delete / search / list namespaces, with per-item TTL.
 //!   Namespaces carry the tenant first (`["tenant:acme", "customer:42"]`).
 //! - [`PgMemoryStore`]: PostgreSQL with pgvector (HNSW, cosine) and `tsvector` keyword search,
-//!   ranked together by reciprocal rank fusion; row-level security keeps tenants apart.
+//!   ranked together by reciprocal rank fusion weighted by how much of the query each
+//!   keyword match covers; row-level security keeps tenants apart.
 //!   Works directly and through a transaction-mode pooler (Supabase's).
 //! - [`EmbeddedStore`]: one SQLite file, no server; exact vector search and FTS5 keywords.
 //! - [`Embedder`]: the local all-MiniLM-L6-v2 by default ([`LocalMiniLm`]), OpenAI through
@@ -32,7 +33,8 @@ pub use embed::LocalMiniLm;
 pub use embed::{Cached, Embedder, HashingEmbedder, cosine, text_hash};
 pub use embedded::EmbeddedStore;
 pub use item::{
-    Hit, Index, Item, Namespace, PutOptions, Ranking, Search, all_text, contains, texts_to_index,
+    Hit, Index, Item, Namespace, PutOptions, Ranking, Retrieval, Search, all_text, contains,
+    texts_to_index,
 };
 pub use postgres::PgMemoryStore;
 pub use scoped::TenantScoped;

@@ -19,8 +19,10 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::embed::embed_changed;
 use crate::item::{all_text, texts_to_index};
-use crate::rank::{RRF_K, adjust, scored};
-use crate::{Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Search, now_ms};
+use crate::rank::{KEYWORD_THRESHOLD, KEYWORD_WEIGHT, RRF_K, adjust, scored};
+use crate::{
+    Embedder, Hit, Item, MemoryError, MemoryStore, Namespace, PutOptions, Retrieval, Search, now_ms,
+};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -189,7 +191,8 @@ impl PgMemoryStore {
 
     /// The hybrid search statement as [`MemoryStore::search`] runs it, for benchmarks and
     /// `EXPLAIN`: `$1` prefix path, `$2` its LIKE pattern, `$3` filter JSON text or NULL,
-    /// `$4` query vector, `$5` query text, `$6` candidates per list, `$7` limit, `$8` offset.
+    /// `$4` query vector, `$5` query text, `$6` candidates per list, `$7` limit, `$8` offset,
+    /// `$9` whether keyword matches are weighted by how much of the query they cover.
     pub fn hybrid_search_sql() -> &'static str {
         HYBRID_PAGE_SQL.as_str()
     }
@@ -435,16 +438,23 @@ impl MemoryStore for PgMemoryStore {
                         .bind(k.clamp(40, 1000).to_string())
                         .execute(&mut *tx)
                         .await?;
+                        // One list alone: the other gets nothing to rank.
+                        let (vector, text) = match search.retrieval {
+                            Retrieval::Hybrid => (vector.as_ref(), q),
+                            Retrieval::Semantic => (vector.as_ref(), ""),
+                            Retrieval::Keyword => (None, q),
+                        };
                         let rows = sqlx::query(sql)
                             .persistent(self.persistent())
                             .bind(&prefix)
                             .bind(&like)
                             .bind(&filter)
-                            .bind(&vector)
-                            .bind(q)
+                            .bind(vector)
+                            .bind(text)
                             .bind(k as i64)
                             .bind(search.limit as i64)
                             .bind(search.offset as i64)
+                            .bind(search.retrieval == Retrieval::Hybrid)
                             .fetch_all(&mut *tx)
                             .await?;
                         tx.commit().await?;
@@ -570,7 +580,8 @@ pub(crate) fn search_sql(paginate: bool) -> String {
         q AS (
             SELECT plainto_tsquery('english', $5) AS all_q,
                    to_tsquery('english', coalesce(array_to_string(ARRAY(
-                       SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', $5))) l), ' | '), '')) AS any_q),
+                       SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', $5))) l), ' | '), '')) AS any_q,
+                   tsvector_to_array(to_tsvector('english', $5)) AS words),
         kw_candidates AS (
             (SELECT i.id, i.search FROM brainops_memory_items i, q
              WHERE i.search @@ q.all_q AND {ITEM_WHERE} LIMIT $6)
@@ -578,12 +589,21 @@ pub(crate) fn search_sql(paginate: bool) -> String {
             (SELECT i.id, i.search FROM brainops_memory_items i, q
              WHERE i.search @@ q.any_q AND {ITEM_WHERE} LIMIT {KEYWORD_SCAN})),
         kw AS (
-            SELECT id AS item_id, rank() OVER (ORDER BY rank DESC) AS r FROM (
-                SELECT DISTINCT ON (c.id) c.id, ts_rank_cd(c.search, q.any_q) AS rank
+            SELECT id AS item_id, rank() OVER (ORDER BY rank DESC) AS r, coverage FROM (
+                SELECT DISTINCT ON (c.id) c.id, ts_rank_cd(c.search, q.any_q) AS rank,
+                       -- The share of the query's words this match holds (rank::hybrid_score).
+                       (SELECT count(*) FROM unnest(q.words) w
+                         WHERE c.search @@ to_tsquery('simple', quote_literal(w)))::float8
+                         / greatest(cardinality(q.words), 1) AS coverage
                 FROM kw_candidates c, q) ranked
             ORDER BY rank DESC LIMIT $6)
         SELECT {ITEM_COLUMNS},
-               (COALESCE(1.0 / ({RRF_K} + vec.r), 0) + COALESCE(1.0 / ({RRF_K} + kw.r), 0))::float8 AS score,
+               (CASE WHEN $9
+                     -- rank::hybrid_score: similarity plus the weighted share of the words.
+                     THEN greatest(COALESCE(1 - vec.dist, 0), 0) + {KEYWORD_WEIGHT}
+                          * greatest((COALESCE(kw.coverage, 0) - {KEYWORD_THRESHOLD}) / (1 - {KEYWORD_THRESHOLD}), 0)
+                     ELSE COALESCE(1.0 / ({RRF_K} + vec.r), 0) + COALESCE(1.0 / ({RRF_K} + kw.r), 0)
+                END)::float8 AS score,
                (1 - vec.dist)::float8 AS similarity
         FROM (SELECT item_id FROM vec UNION SELECT item_id FROM kw) ids
         JOIN brainops_memory_items i ON i.id = ids.item_id

@@ -1,5 +1,5 @@
-//! Ranking shared by the stores: reciprocal rank fusion of the semantic and keyword lists,
-//! then the optional recency and importance weights.
+//! Ranking shared by the stores: the hybrid score of the semantic and keyword matches,
+//! reciprocal rank fusion for a single list, then the optional recency and importance weights.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -25,6 +25,31 @@ pub(crate) fn fuse<Id: Copy + Eq + Hash>(lists: &[&[(Id, f64)]]) -> HashMap<Id, 
     }
     scores
 }
+
+/// How much a keyword match that holds every word of the query adds to a hybrid score.
+/// Chosen on `memory/tests/retrieval_eval.rs` (docs/memory.md has the table).
+pub(crate) const KEYWORD_WEIGHT: f64 = 0.3;
+
+/// A hybrid score: the item's cosine similarity to the query (0 when it was found by words
+/// only) plus [`KEYWORD_WEIGHT`] times its [`word_evidence`].
+///
+/// Reciprocal rank fusion, used before, flattened the semantic list (rank 1 and rank 5
+/// differ by 6%), so any keyword match, even of one common word ("required"), reordered
+/// it: a paraphrased question lost its answer to a fact sharing one word. Scores keep the
+/// semantic margins, and words count in proportion to how much of the question they cover.
+pub(crate) fn hybrid_score(similarity: Option<f64>, coverage: f64) -> f64 {
+    similarity.unwrap_or(0.0).max(0.0) + KEYWORD_WEIGHT * word_evidence(coverage)
+}
+
+/// What a keyword match is worth, from the share of the query's words it holds: nothing up
+/// to half of them (a paraphrase shares a word or two with many wrong facts), then rising to
+/// 1 for all of them (a question naming its subject: a code, a name, a truck number).
+pub(crate) fn word_evidence(coverage: f64) -> f64 {
+    ((coverage.clamp(0.0, 1.0) - KEYWORD_THRESHOLD) / (1.0 - KEYWORD_THRESHOLD)).max(0.0)
+}
+
+/// The share of the query's words below which a keyword match adds nothing.
+pub(crate) const KEYWORD_THRESHOLD: f64 = 0.5;
 
 /// Relevance scaled by the ranking weights. With no query, relevance is 1 for all, so the
 /// weights alone order the items.
@@ -60,6 +85,18 @@ pub(crate) fn scored(query: Option<&str>, ranking: &Ranking) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_common_word_does_not_outweigh_the_best_meaning() {
+        // The answer by meaning (0.55, no shared word) against a weaker match by meaning
+        // that shares one of five words.
+        assert!(hybrid_score(Some(0.55), 0.0) > hybrid_score(Some(0.42), 0.2));
+        assert_eq!(hybrid_score(Some(0.42), 0.5), 0.42);
+        // Close by meaning, the match holding the whole question wins.
+        assert!(hybrid_score(Some(0.50), 1.0) > hybrid_score(Some(0.56), 0.2));
+        assert_eq!(hybrid_score(None, 1.0), KEYWORD_WEIGHT);
+        assert_eq!(hybrid_score(Some(-0.2), 0.0), 0.0);
+    }
 
     #[test]
     fn both_lists_beat_one() {
