@@ -1,9 +1,9 @@
 //! Retrieval evaluation with the real local embedder (all-MiniLM-L6-v2): 300 short business
-//! facts (`data/facts.tsv`) and 131 questions (`data/questions.tsv`): 101 that paraphrase
-//! their fact without its key words, 30 that share them. For each store, top-1 and MRR@10 by
+//! facts (`data/facts.tsv`) and 141 questions (`data/questions.tsv`): 101 that paraphrase
+//! their fact without its key words, 40 that share them. For each store, top-1 and MRR@10 by
 //! meaning only, by words only, by the fusion as it was (plain reciprocal rank fusion of the
 //! two lists, computed here from them) and by the hybrid search the store runs now
-//! (keyword matches weighted by how much of the question they cover).
+//! (cosine similarity plus the evidence of the question's words, `memory::rank`).
 //!
 //! Held: on both kinds of question, hybrid is at least as good as the better of the two
 //! lists alone (top-1 and MRR@10), and at least as good as the old fusion.
