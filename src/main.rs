@@ -396,14 +396,6 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             let graph = Arc::new(load(&file, &registry)?);
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
-            if let Some(input) = &input
-                && !input.is_object()
-            {
-                return Err(fail(format!(
-                    "error: --input must be a JSON object of channel values, got {}\n  help: e.g. --input '{{\"lead\": {{\"name\": \"Ada\"}}}}'",
-                    json_kind(input)
-                )));
-            }
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
             let runner = Runner::new(graph)
                 .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref()).await?);
@@ -721,8 +713,7 @@ async fn chat(args: ChatArgs) -> Result<u8, Failure> {
 /// Reads `--schema FILE`: JSON, and a valid JSON Schema, checked before any model sees it.
 fn read_schema(path: &Path) -> Result<Value, Failure> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(format!("error: --schema: cannot read {shown}: {e}")))?;
+    let text = read_file("--schema", path)?;
     let schema: Value = serde_json::from_str(&text).map_err(|e| {
         fail(format!(
             "error: {shown}:{}:{}: invalid JSON: {e}\n  help: --schema takes a file holding a JSON Schema, e.g. {{\"type\": \"object\", \"properties\": {{\"priority\": {{\"enum\": [\"low\", \"urgent\"]}}}}}}",
@@ -776,38 +767,30 @@ fn check_thread_id(id: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {
     loader::load_file(file, registry).map_err(|e| fail(e.to_string()))
+}
+
+/// The largest file a flag reads (`--input @FILE`, `--schema FILE`, ...).
+const MAX_FLAG_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads the UTF-8 file a flag names, at most [`MAX_FLAG_FILE_BYTES`].
+fn read_file(flag: &str, path: &Path) -> Result<String, Failure> {
+    loader::read_text_file(path, MAX_FLAG_FILE_BYTES).map_err(|d| {
+        let place = if d.line > 0 {
+            format!("{}:{}:{}", d.file, d.line, d.col)
+        } else {
+            format!("{flag}: {}", d.file)
+        };
+        let help = d.help.map(|h| format!("\n  help: {h}")).unwrap_or_default();
+        fail(format!("error: {place}: {}{help}", d.message))
+    })
 }
 
 /// Parses a JSON flag value, or the file named after `@`.
 fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
     let (source, body) = match text.strip_prefix('@') {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| fail(format!("error: {flag}: cannot read {path}: {e}")))?;
-            let body = String::from_utf8(bytes).map_err(|e| {
-                let at = e.utf8_error().valid_up_to();
-                let before = &e.as_bytes()[..at];
-                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-                let col = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
-                fail(format!(
-                    "error: {path}:{line}:{col}: not UTF-8 text (invalid byte at offset {at})\n  help: save the file as UTF-8"
-                ))
-            })?;
-            (path.to_string(), body)
-        }
+        Some(path) => (path.to_string(), read_file(flag, Path::new(path))?),
         None => (flag.to_string(), text.to_string()),
     };
     serde_json::from_str(&body).map_err(|e| {

@@ -293,11 +293,15 @@ impl Expr {
     ) -> Result<(), EvalError> {
         let root = (MAX_COST as f64).powf(1.0 / f64::from(self.loops)).ceil() as u128;
         let mut values: u128 = item.map_or(0, |(v, _)| value_count(v, root));
-        let ids: Vec<ChannelId> = match &self.reads {
-            Some(ids) => ids.to_vec(),
-            None => (0..state.channel_count() as ChannelId).collect(),
+        let all: Vec<ChannelId>;
+        let ids: &[ChannelId] = match &self.reads {
+            Some(ids) => ids,
+            None => {
+                all = (0..state.channel_count() as ChannelId).collect();
+                &all
+            }
         };
-        for id in ids {
+        for &id in ids {
             if values > root {
                 break;
             }

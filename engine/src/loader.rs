@@ -250,6 +250,13 @@ pub const MAX_GRAPH_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads a graph file of at most [`MAX_GRAPH_FILE_BYTES`] that must be UTF-8.
 fn read_graph_file(path: &Path) -> Result<String, Diagnostic> {
+    read_text_file(path, MAX_GRAPH_FILE_BYTES)
+}
+
+/// Reads a UTF-8 text file of at most `max_bytes` (graphs, and the CLI's `@FILE` inputs),
+/// refusing a larger one before reading it whole; an invalid byte is reported at its line,
+/// column and offset.
+pub fn read_text_file(path: &Path, max_bytes: u64) -> Result<String, Diagnostic> {
     use std::io::Read;
     let file = path.display().to_string();
     let problem = |line, col, message: String, help: &str| Diagnostic {
@@ -261,17 +268,17 @@ fn read_graph_file(path: &Path) -> Result<String, Diagnostic> {
     };
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_GRAPH_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
         .map_err(|e| problem(0, 0, format!("cannot read the file: {e}"), "check the path"))?;
-    if bytes.len() as u64 > MAX_GRAPH_FILE_BYTES {
+    if bytes.len() as u64 > max_bytes {
         return Err(problem(
             0,
             0,
             format!(
-                "the file is larger than {} MiB; a graph file is a few kilobytes",
-                MAX_GRAPH_FILE_BYTES / (1024 * 1024)
+                "the file is larger than {} MiB",
+                max_bytes.div_ceil(1024 * 1024)
             ),
-            "check that the path names a graph's TOML file",
+            "check that the path names the file you mean",
         ));
     }
     String::from_utf8(bytes).map_err(|e| {
@@ -281,7 +288,7 @@ fn read_graph_file(path: &Path) -> Result<String, Diagnostic> {
         problem(
             line,
             col,
-            format!("the file is not UTF-8 text: invalid byte at offset {at}"),
+            format!("not UTF-8 text (invalid byte at offset {at})"),
             "save the file as UTF-8",
         )
     })

@@ -625,14 +625,10 @@ fn fold_pending(graph: &Graph, state: &mut State, mut pending: Vec<TaskWrites>) 
             let Some(ch) = graph.channel_id(&name) else {
                 continue;
             };
-            let channel = &graph.channels[ch as usize];
-            let folded =
-                channel
-                    .reducer
-                    .apply_undoable(&mut state.values[ch as usize], value, &mut scratch);
-            undo.extend(scratch.drain(..).map(|u| (ch, u)));
-            state.invalidate(ch);
-            if folded.is_err() || !channel.ty.accepts(&state.values[ch as usize]) {
+            if state
+                .fold_logged(graph, ch, value, &mut undo, &mut scratch)
+                .is_err()
+            {
                 state.undo(&mut undo);
                 return;
             }
@@ -1749,21 +1745,9 @@ impl<'g> Execution<'g> {
                             }),
                         }
                     }
-                    let slot = &mut state.values[ch as usize];
-                    let folded =
-                        channel
-                            .reducer
-                            .apply_undoable(slot, value, &mut self.undo_scratch);
-                    self.undo
-                        .extend(self.undo_scratch.drain(..).map(|u| (ch, u)));
-                    state.invalidate(ch);
-                    folded.map_err(|e| bad_write(e.to_string()))?;
-                    if !channel.ty.accepts(&state.values[ch as usize]) {
-                        return Err(bad_write(format!(
-                            "the result is not of type {}",
-                            crate::graph::type_name(channel.ty)
-                        )));
-                    }
+                    state
+                        .fold_logged(graph, ch, value, &mut self.undo, &mut self.undo_scratch)
+                        .map_err(bad_write)?;
                 }
             }
             if let Some(update) = update {

@@ -72,6 +72,32 @@ impl State {
         self.cel[id as usize] = OnceLock::new();
     }
 
+    /// Folds `value` into channel `ch` through its reducer, noting in `undo` how to take it
+    /// back (`scratch` is reused between calls); `Err` says why the write does not fit.
+    /// Whatever was changed before an error is noted too, so `undo` restores it.
+    pub fn fold_logged(
+        &mut self,
+        graph: &Graph,
+        ch: ChannelId,
+        value: Value,
+        undo: &mut Vec<(ChannelId, crate::channel::Undo)>,
+        scratch: &mut Vec<crate::channel::Undo>,
+    ) -> Result<(), String> {
+        let channel = &graph.channels[ch as usize];
+        let slot = &mut self.values[ch as usize];
+        let folded = channel.reducer.apply_undoable(slot, value, scratch);
+        undo.extend(scratch.drain(..).map(|u| (ch, u)));
+        self.invalidate(ch);
+        folded.map_err(|e| e.to_string())?;
+        if !channel.ty.accepts(&self.values[ch as usize]) {
+            return Err(format!(
+                "the result is not of type {}",
+                crate::graph::type_name(channel.ty)
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes back folds noted by [`crate::channel::Reducer::apply_undoable`], newest first.
     pub fn undo(&mut self, log: &mut Vec<(ChannelId, crate::channel::Undo)>) {
         while let Some((id, undo)) = log.pop() {

@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use memory::{LazyMemories, Namespace};
 use serde_json::{Value, json};
 
-use super::spec::{MemorySpec, problems};
+use super::spec::MemorySpec;
 use super::{Agent, AgentSpec, ModelSource};
 use crate::llm::{
     ChatModel, ChatRequest, ChatResponse, Message, Role, StreamEvent, ToolCall, ToolSpec, pricing,
@@ -281,20 +281,8 @@ impl LlmAgent {
         let Some(validator) = &self.validator else {
             return Ok(Value::String(text.to_string()));
         };
-        let value: Value = serde_json::from_str(strip_fences(text))
-            .map_err(|e| format!("the answer is not JSON ({e})"))?;
-        problems(validator, &value)?;
-        Ok(value)
+        crate::llm::answer::json_answer(validator, text)
     }
-}
-
-/// Models often wrap JSON in a Markdown code fence; the JSON inside is the answer.
-fn strip_fences(text: &str) -> &str {
-    let t = text.trim();
-    t.strip_prefix("```json")
-        .or_else(|| t.strip_prefix("```"))
-        .and_then(|rest| rest.strip_suffix("```"))
-        .map_or(t, str::trim)
 }
 
 #[async_trait]
@@ -394,16 +382,5 @@ impl Agent for LlmAgent {
             request.messages.push(Message::assistant(reply.text));
             request.messages.push(Message::user(problem));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_fences;
-
-    #[test]
-    fn code_fences_around_json_are_dropped() {
-        assert_eq!(strip_fences("```json\n{\"a\":1}\n```"), "{\"a\":1}");
-        assert_eq!(strip_fences(" {\"a\":1} "), "{\"a\":1}");
     }
 }

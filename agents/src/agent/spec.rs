@@ -428,28 +428,7 @@ impl AgentSpec {
 pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     let validator =
         jsonschema::validator_for(schema).map_err(|e| format!("the schema is invalid: {e}"))?;
-    problems(&validator, value)
-}
-
-/// What `validator` finds wrong with `value` (at most five problems), with JSON pointers.
-pub(crate) fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .take(5)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    crate::llm::answer::problems(&validator, value)
 }
 
 fn is_snake(s: &str) -> bool {

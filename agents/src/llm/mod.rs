@@ -8,6 +8,7 @@
 //! [`Resilient`] adds retries that honour `Retry-After`, and [`Fallback`] tries models in
 //! order.
 
+pub(crate) mod answer;
 mod anthropic;
 mod embeddings;
 mod gemini;

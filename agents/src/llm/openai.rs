@@ -573,15 +573,6 @@ fn schema_instruction(schema: &Value) -> String {
     )
 }
 
-/// The JSON in an answer, without the code fences small models like to add.
-fn json_text(text: &str) -> &str {
-    let text = text.trim();
-    text.strip_prefix("```json")
-        .or_else(|| text.strip_prefix("```"))
-        .and_then(|t| t.strip_suffix("```"))
-        .map_or(text, str::trim)
-}
-
 /// Times a structured answer that breaks its schema is asked for again, with the errors.
 const SCHEMA_RETRIES: usize = 2;
 
@@ -621,22 +612,14 @@ impl OpenAiWire {
             if !reply.tool_calls.is_empty() {
                 return Ok(reply);
             }
-            let problems = match serde_json::from_str::<Value>(json_text(&reply.text)) {
+            let problems = match super::answer::json_answer(&validator, &reply.text) {
                 Ok(value) => {
-                    let errors: Vec<String> = validator
-                        .iter_errors(&value)
-                        .take(5)
-                        .map(|e| format!("{} at `{}`", e, e.instance_path()))
-                        .collect();
-                    if errors.is_empty() {
-                        return Ok(ChatResponse {
-                            text: value.to_string(),
-                            ..reply
-                        });
-                    }
-                    errors.join("; ")
+                    return Ok(ChatResponse {
+                        text: value.to_string(),
+                        ..reply
+                    });
                 }
-                Err(e) => format!("it is not JSON ({e})"),
+                Err(problems) => problems,
             };
             if retries >= SCHEMA_RETRIES {
                 return Err(LlmError::unreadable(
