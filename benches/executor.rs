@@ -4,6 +4,7 @@
 //!   cargo bench --bench executor
 //!
 //! Besides criterion's timings, each shape prints its checkpoint bytes per step.
+//! `load_compile` times TOML text to a compiled graph (`loader::load_str`), per node count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -142,7 +143,43 @@ fn bench_shape(c: &mut Criterion, name: &str, graph: Graph, input: Value) {
     group.finish();
 }
 
+/// The TOML of a chain of `n` `count + 1` nodes, as a user would write it.
+fn chain_toml(n: usize) -> String {
+    let mut s = format!(
+        "[graph]\nname = \"chain\"\nrecursion_limit = {}\n[state]\ncount = {{ type = \"integer\", default = 0 }}\n",
+        n + 1
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "[nodes.n{i}]\nset = {{ count = \"state.count + 1\" }}\n"
+        ));
+    }
+    s.push_str("[[edges]]\nfrom = \"START\"\nto = \"n0\"\n");
+    for i in 1..n {
+        s.push_str(&format!(
+            "[[edges]]\nfrom = \"n{}\"\nto = \"n{i}\"\n",
+            i - 1
+        ));
+    }
+    s.push_str(&format!("[[edges]]\nfrom = \"n{}\"\nto = \"END\"\n", n - 1));
+    s
+}
+
+fn load_compile(c: &mut Criterion) {
+    let registry = Registry::new();
+    let mut group = c.benchmark_group("load_compile");
+    for n in [1usize, 100, 1000] {
+        let toml = chain_toml(n);
+        group.throughput(criterion::Throughput::Elements(n as u64));
+        group.bench_function(format!("chain_{n}_nodes"), |b| {
+            b.iter(|| engine::loader::load_str(&toml, "chain.toml", &registry).unwrap());
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    load_compile(c);
     bench_shape(c, "chain_1000_nodes", chain(1000), json!({}));
     bench_shape(c, "loop_1000_iterations", looping(1000), json!({}));
     let (g, input) = fanout(1000);

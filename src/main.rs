@@ -34,9 +34,7 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
 }
 
 use clap::{Parser, Subcommand, ValueEnum};
-use engine::{
-    Checkpointer, Graph, MemorySaver, RunRequest, RunStatus, Runner, SqliteSaver, loader, render,
-};
+use engine::{Checkpointer, Graph, RunRequest, RunStatus, Runner, loader, render};
 use serde_json::{Value, json};
 
 const AFTER_HELP: &str = "Examples:
@@ -338,24 +336,26 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             missing.display()
         )));
     }
-    let setup = agents::Setup {
-        models: Arc::new(agents::Providers::default().for_every_agent(models)),
-        memories: Some(memory_cli::lazy_memories(
-            memory_cli::memory_spec(memory_store.as_deref()),
-            memory_embedder,
-        )),
-        providers: agents::llm::ProviderConfig::default(),
-        integrations,
-        agent_dirs,
+    let builder = brainops::Engine::builder()
+        .models(models)
+        .memory(
+            memory_cli::memory_url(memory_cli::memory_spec(memory_store.as_deref()).as_deref()),
+            memory_cli::embedder_name(memory_embedder.as_deref()),
+        )
+        .integrations(integrations)
+        .agent_dirs(agent_dirs);
+    // Graphs need only the agents' names (each compiles on its first call); `memory` and
+    // `chat` need no engine at all. The in-memory store is the default until a command
+    // names one.
+    let engine = |builder: brainops::EngineBuilder| async move {
+        builder.build().await.map_err(engine_failure)
     };
-    let (registry, catalog) = setup
-        .build()
-        .map_err(|e| fail(format!("{e}\n  (the agent catalog did not load)")))?;
     match cli.command {
         Command::Validate { files } => {
+            let mut engine = engine(builder).await?;
             let mut bad = 0;
             for file in &files {
-                match loader::load_file(file, &registry) {
+                match engine.load_file(file) {
                     Ok(graph) => eprintln!(
                         "{}: ok ({} nodes)",
                         file.display(),
@@ -370,7 +370,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(if bad == 0 { 0 } else { 1 })
         }
         Command::Graph { file, format } => {
-            let graph = load(&file, &registry)?;
+            let graph = load(&mut engine(builder).await?, &file)?;
             out!(
                 "{}",
                 match format {
@@ -394,27 +394,23 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             if let Some(id) = &thread {
                 check_thread_id(id)?;
             }
-            let graph = Arc::new(load(&file, &registry)?);
+            let mut engine = engine(builder).await?;
+            let graph = load(&mut engine, &file)?;
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
-            let runner = Runner::new(graph)
-                .with_checkpointer(open_store(store_spec(checkpoint.as_deref()).as_deref()).await?);
+            let store = open_store(store_spec(checkpoint.as_deref()).as_deref()).await?;
+            let runner = Runner::new(graph).with_checkpointer(store);
             let mut request = RunRequest::new();
             request.thread_id = thread;
             request.input = input;
             request.resume = resume;
             request.takeover = takeover;
             let outcome = if stream {
-                let (sink, mut events) = engine::EventSink::channel();
-                let task = {
-                    let runner = runner.clone();
-                    tokio::spawn(async move { runner.run(request, Some(sink)).await })
-                };
-                while let Some(event) = events.next().await {
+                let mut run = runner.stream(request);
+                while let Some(event) = run.next().await {
                     outln!("{}", serde_json::to_string(&event).unwrap_or_default());
                 }
-                task.await
-                    .map_err(|e| fail(format!("error: the run task stopped: {e}")))?
+                run.outcome().await
             } else {
                 runner.invoke(request).await
             };
@@ -467,8 +463,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             store,
             embedder,
         } => memory_cli::run(command, store, embedder).await,
-        Command::Agents { command } => agents_cli::agents(command, &catalog, &registry),
-        Command::Tools { command } => agents_cli::tools(command, &registry),
+        Command::Agents { command } => {
+            let (registry, catalog) = builder.catalog().map_err(engine_failure)?;
+            agents_cli::agents(command, &catalog, &registry)
+        }
+        Command::Tools { command } => agents_cli::tools(command, engine(builder).await?.registry()),
         Command::Chat {
             message,
             model,
@@ -500,7 +499,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 ));
             }
             let saver = open_store(spec.as_deref()).await?;
-            threads(command, saver, &registry).await
+            let engine = engine(builder.with_checkpointer(Arc::clone(&saver))).await?;
+            threads(command, saver, engine).await
         }
     }
 }
@@ -508,7 +508,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
 async fn threads(
     command: ThreadsCommand,
     saver: Arc<dyn Checkpointer>,
-    registry: &engine::Registry,
+    mut engine: brainops::Engine,
 ) -> Result<u8, Failure> {
     let store_err =
         |e: engine::checkpoint::CheckpointError| fail(format!("error: checkpoint store: {e}"));
@@ -536,8 +536,8 @@ async fn threads(
             outln!("{}", json!(list));
         }
         ThreadsCommand::Show { id, graph, at } => {
-            let runner = Runner::new(Arc::new(load(&graph, registry)?))
-                .with_checkpointer(Arc::clone(&saver));
+            let graph = load(&mut engine, &graph)?;
+            let runner = engine.runner_for(graph);
             let snapshot = runner.state(&id, at).await.map_err(run_err)?;
             let info = saver.thread(&id).await.map_err(store_err)?;
             outln!("{}", json!({ "thread": info, "state": snapshot }));
@@ -548,7 +548,8 @@ async fn threads(
             graph,
             new_thread,
         } => {
-            let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
+            let graph = load(&mut engine, &graph)?;
+            let runner = engine.runner_for(graph);
             let new_id = runner.fork(&id, at, new_thread).await.map_err(run_err)?;
             outln!(
                 "{}",
@@ -557,7 +558,8 @@ async fn threads(
         }
         ThreadsCommand::Update { id, graph, values } => {
             let values = parse_json("--values", &values)?;
-            let runner = Runner::new(Arc::new(load(&graph, registry)?)).with_checkpointer(saver);
+            let graph = load(&mut engine, &graph)?;
+            let runner = engine.runner_for(graph);
             let checkpoint = runner.update_state(&id, &values).await.map_err(run_err)?;
             outln!(
                 "{}",
@@ -589,11 +591,14 @@ async fn threads(
                 });
             }
             let pruned = match graph {
-                Some(graph) => Runner::new(Arc::new(load(&graph, registry)?))
-                    .with_checkpointer(Arc::clone(&saver))
-                    .prune(&id, keep)
-                    .await
-                    .map_err(run_err)?,
+                Some(graph) => {
+                    let graph = load(&mut engine, &graph)?;
+                    engine
+                        .runner_for(graph)
+                        .prune(&id, keep)
+                        .await
+                        .map_err(run_err)?
+                }
                 None => saver.prune(&id, keep).await.map_err(store_err)?,
             };
             let left = saver.list(&id).await.map_err(store_err)?.len();
@@ -767,8 +772,16 @@ fn check_thread_id(id: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn load(file: &Path, registry: &engine::Registry) -> Result<Graph, Failure> {
-    loader::load_file(file, registry).map_err(|e| fail(e.to_string()))
+fn load(engine: &mut brainops::Engine, file: &Path) -> Result<Arc<Graph>, Failure> {
+    engine.load_file(file).map_err(engine_failure)
+}
+
+/// An engine that could not be put together, or a graph that did not load: bad input.
+fn engine_failure(e: brainops::EngineError) -> Failure {
+    match e {
+        brainops::EngineError::Load(e) => fail(e.to_string()),
+        other => fail(format!("error: {other}")),
+    }
 }
 
 /// The largest file a flag reads (`--input @FILE`, `--schema FILE`, ...).
@@ -813,33 +826,11 @@ fn store_spec(flag: Option<&str>) -> Option<String> {
 /// Opens the checkpoint store named by `spec` (see [`store_spec`]); `None` is the default
 /// SQLite file under `$BRAINOPS_HOME` or `.brainops/`.
 async fn open_store(spec: Option<&str>) -> Result<Arc<dyn Checkpointer>, Failure> {
-    let path = match spec {
-        None => default_home().join("threads.db"),
-        Some("memory") => return Ok(Arc::new(MemorySaver::new())),
-        Some(s) if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let saver = engine::PostgresSaver::connect(url).await.map_err(|e| {
-                fail(format!(
-                    "error: cannot open the Postgres checkpoint store {}: {}\n  help: check the URL and that the server is up; a local one: eval \"$(scripts/postgres.sh)\"",
-                    engine::pg::redact(url),
-                    engine::pg::redact(&e.to_string())
-                ))
-            })?;
-            return Ok(Arc::new(saver));
-        }
-        Some(other) => {
-            return Err(fail(format!(
-                "error: --checkpoint `{other}` is not a store\n  help: use memory, sqlite:PATH or postgres://..."
-            )));
-        }
+    let url = match spec {
+        Some(url) => url.to_string(),
+        None => format!("sqlite:{}", brainops::stores::default_file("threads.db")),
     };
-    let saver = SqliteSaver::open(&path).map_err(|e| fail(format!("error: {e}")))?;
-    Ok(Arc::new(saver))
-}
-
-fn default_home() -> PathBuf {
-    match std::env::var_os("BRAINOPS_HOME") {
-        Some(home) if !home.is_empty() => PathBuf::from(home),
-        _ => PathBuf::from(".brainops"),
-    }
+    brainops::open_checkpointer(&url)
+        .await
+        .map_err(|e| fail(format!("error: {e}")))
 }

@@ -1,21 +1,13 @@
 //! `brainops memory ...`: long-term memory from the command line, and the store that
 //! `brainops run` attaches for graphs with `recall`/`remember` nodes.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use memory::{
-    Cached, EmbeddedStore, Embedder, Index, LazyMemories, Memories, MemoryStore, Namespace,
-    PgMemoryStore, PutOptions, Search,
-};
+use memory::{Index, Namespace, PutOptions, Search};
 use serde_json::{Map, Value, json};
 
-use crate::{Failure, default_home, fail, parse_age, parse_json};
-
-/// Texts whose vectors one process keeps (queries and rewritten items repeat).
-const EMBEDDING_CACHE: usize = 10_000;
+use crate::{Failure, fail, parse_age, parse_json};
 
 /// The longest `--ttl`: 100 years (every store can represent it).
 const MAX_TTL_MS: u64 = 100 * 365 * 86_400_000;
@@ -94,90 +86,22 @@ pub fn memory_spec(flag: Option<&str>) -> Option<String> {
 
 /// The embedder named by `--embedder` (or `$BRAINOPS_EMBEDDER`): `local` (default) or
 /// `openai:MODEL[@DIMS]`.
-pub fn open_embedder(flag: Option<&str>) -> Result<Arc<dyn Embedder>, Failure> {
-    let from_env = std::env::var("BRAINOPS_EMBEDDER")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let spec = flag
-        .map(str::to_string)
-        .or(from_env)
-        .unwrap_or_else(|| "local".into());
-    match spec.as_str() {
-        "local" | "local:all-minilm-l6-v2" => {
-            // Loads on first use: get, delete and listing never pay for the model.
-            Ok(Arc::new(Cached::new(
-                memory::LocalMiniLm::lazy(local_embedder_path()),
-                EMBEDDING_CACHE,
-            )))
-        }
-        s if s.starts_with("openai:") => {
-            let model = agents::llm::OpenAiEmbedder::connect(
-                s,
-                &agents::llm::ProviderConfig::default(),
-                None,
-            )
-            .map_err(|e| fail(format!("error: --embedder {s}: {e}")))?;
-            Ok(Arc::new(Cached::new(model, EMBEDDING_CACHE)))
-        }
-        other => Err(fail(format!(
-            "error: --embedder {other:?} is not known\n  help: use `local` (all-MiniLM-L6-v2, the default) or openai:MODEL, e.g. openai:text-embedding-3-small"
-        ))),
-    }
+pub fn embedder_name(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| {
+            std::env::var("BRAINOPS_EMBEDDER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "local".into())
 }
 
-pub async fn open_memory(
-    spec: Option<&str>,
-    embedder: Arc<dyn Embedder>,
-) -> Result<Arc<dyn MemoryStore>, Failure> {
-    match spec {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PgMemoryStore::connect(url, embedder).await.map_err(|e| {
-                fail(format!(
-                    "error: cannot open the Postgres memory store {}: {}\n  help: check the URL and that the server is up; a local one: eval \"$(scripts/postgres.sh)\"",
-                    engine::pg::redact(url),
-                    engine::pg::redact(&e.to_string())
-                ))
-            })?;
-            Ok(Arc::new(store))
-        }
-        other => {
-            let path = match other {
-                None => default_home().join("memory.db"),
-                Some(s) => PathBuf::from(s.strip_prefix("sqlite:").unwrap_or(s)),
-            };
-            let store = EmbeddedStore::open(&path, embedder).map_err(|e| {
-                fail(format!(
-                    "error: cannot open the memory store {}: {e}",
-                    path.display()
-                ))
-            })?;
-            Ok(Arc::new(store))
-        }
-    }
-}
-
-/// Memory for `brainops run`, opened only when a node first recalls or remembers.
-pub fn lazy_memories(spec: Option<String>, embedder: Option<String>) -> LazyMemories {
-    LazyMemories::new(move || {
-        let spec = spec.clone();
-        let embedder = embedder.clone();
-        async move {
-            // A wrong --embedder is the user's to fix: a node must not retry it.
-            let e = open_embedder(embedder.as_deref())
-                .map_err(|f| memory::MemoryError::Invalid(f.message))?;
-            let store = open_memory(spec.as_deref(), e)
-                .await
-                .map_err(|f| memory::MemoryError::Store(f.message))?;
-            Ok(Memories::new(store))
-        }
-    })
-}
-
-fn local_embedder_path() -> PathBuf {
-    match std::env::var_os("BRAINOPS_EMBEDDER_MODEL") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => memory::LocalMiniLm::default_path(),
-    }
+/// The memory URL: the flag (or `$BRAINOPS_MEMORY`), else the default embedded file.
+pub fn memory_url(spec: Option<&str>) -> String {
+    spec.map_or_else(
+        || brainops::stores::default_file("memory.db"),
+        str::to_string,
+    )
 }
 
 /// A namespace that starts with its tenant (`tenant:NAME/...`).
@@ -206,8 +130,14 @@ pub async fn run(
     store: Option<String>,
     embedder: Option<String>,
 ) -> Result<u8, Failure> {
-    let embedder = open_embedder(embedder.as_deref())?;
-    let store = open_memory(memory_spec(store.as_deref()).as_deref(), embedder).await?;
+    let embedder = brainops::open_embedder(&embedder_name(embedder.as_deref()))
+        .map_err(|e| fail(format!("error: --embedder: {e}")))?;
+    let store = brainops::open_memory_store(
+        &memory_url(memory_spec(store.as_deref()).as_deref()),
+        embedder,
+    )
+    .await
+    .map_err(|e| fail(format!("error: {e}")))?;
     let failed = |e: memory::MemoryError| fail(format!("error: {e}"));
     match command {
         MemoryCommand::Put {

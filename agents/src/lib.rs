@@ -49,8 +49,49 @@ impl Default for Setup {
 }
 
 impl Setup {
-    /// The registry (tools, then agents over them) and the agent catalog.
+    /// The registry (tools, then agents over them) and the agent catalog, every agent
+    /// compiled now.
     pub fn build(self) -> Result<(Registry, Catalog), LoadError> {
+        self.build_on(Registry::new())
+    }
+
+    /// As [`Setup::build`], over a registry that already holds the embedder's own tools,
+    /// so agent specs can offer them to their models.
+    pub fn build_on(&self, registry: Registry) -> Result<(Registry, Catalog), LoadError> {
+        let mut registry = self.tools_on(registry);
+        let mut catalog =
+            Catalog::builtin(&registry, Arc::clone(&self.models), self.memories.clone())?;
+        for dir in &self.agent_dirs {
+            catalog.load_dir(dir, &registry, &self.models, self.memories.clone())?;
+        }
+        catalog.register_into(&mut registry);
+        Ok((registry, catalog))
+    }
+
+    /// The registry graphs load against, built for a fast start: built-in agents compile on
+    /// their first call; specs from `agent_dirs` are checked now (their errors are the
+    /// user's to see before a run). `registry` may already hold the embedder's tools.
+    pub fn registry_on(&self, registry: Registry) -> Result<Registry, LoadError> {
+        let mut registry = self.tools_on(registry);
+        Catalog::register_builtin_lazily(
+            &mut registry,
+            Arc::clone(&self.models),
+            self.memories.clone(),
+        );
+        if !self.agent_dirs.is_empty() {
+            let tools = registry.clone();
+            let mut catalog = Catalog::new();
+            for dir in &self.agent_dirs {
+                catalog.load_dir(dir, &tools, &self.models, self.memories.clone())?;
+            }
+            catalog.register_into(&mut registry);
+        }
+        Ok(registry)
+    }
+
+    /// The built-in tools, integrations, `llm.chat` and memory tools, then the embedder's
+    /// `own` registry over them (its entries win over built-ins of the same name).
+    fn tools_on(&self, own: Registry) -> Registry {
         let mut registry = Registry::new();
         tools::register(&mut registry);
         integrations::register(&mut registry, &self.integrations);
@@ -61,26 +102,16 @@ impl Setup {
         if let Some(memories) = &self.memories {
             memory::register_tools(&mut registry, memories.clone());
         }
-        let mut catalog =
-            Catalog::builtin(&registry, Arc::clone(&self.models), self.memories.clone())?;
-        for dir in &self.agent_dirs {
-            catalog.load_dir(dir, &registry, &self.models, self.memories.clone())?;
-        }
-        catalog.register_into(&mut registry);
-        Ok((registry, catalog))
+        registry.merge(own);
+        registry
     }
 }
 
-/// A registry holding every built-in tool and agent, agents on their specs' models.
+/// A registry holding every built-in tool and agent, agents on their specs' models (each
+/// compiled on its first call).
 pub fn builtin_registry() -> Registry {
-    match Setup::default().build() {
-        Ok((registry, _)) => registry,
-        Err(e) => {
-            // The built-in specs are checked by tests; this is a broken build, not bad input.
-            tracing::error!("built-in agent catalog failed to load: {e}");
-            let mut registry = Registry::new();
-            tools::register(&mut registry);
-            registry
-        }
-    }
+    let setup = Setup::default();
+    let mut registry = setup.tools_on(Registry::new());
+    Catalog::register_builtin_lazily(&mut registry, setup.models, None);
+    registry
 }

@@ -300,16 +300,10 @@ to = "END"
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await
     {
         match event {
-            Event::Custom { data, .. } => {
-                let key = data
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .find(|k| *k != "agent")
-                    .unwrap()
-                    .clone();
-                kinds.push(key);
-            }
+            Event::Progress {
+                progress: engine::events::Progress::Agent { step, .. },
+                ..
+            } => kinds.push(step.name().to_string()),
             Event::Usage { .. } => kinds.push("usage".into()),
             _ => {}
         }

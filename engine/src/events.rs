@@ -35,6 +35,15 @@ pub enum Event {
         node: String,
         data: Value,
     },
+    /// What an agent or an integration reports while it works
+    /// ([`NodeContext::progress`](crate::NodeContext::progress)). Printed as a `custom`
+    /// event whose `data` is the progress object, as before it had a type.
+    #[serde(rename = "custom")]
+    Progress {
+        node: String,
+        #[serde(rename = "data")]
+        progress: Progress,
+    },
     /// A node paid for something (tokens of a model call), with its cost when known.
     Usage {
         node: String,
@@ -62,9 +71,105 @@ pub enum Event {
         message: String,
     },
     RunFinished {
-        status: String,
+        status: crate::pregel::RunStatus,
         state: Value,
     },
+}
+
+/// What an agent or an integration reports while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Progress {
+    /// A step of an agent: `{"agent": NAME, "<step>": ...}`.
+    Agent {
+        agent: String,
+        #[serde(flatten)]
+        step: AgentStep,
+    },
+    /// An integration call, recorded (dry run) or sent.
+    Integration {
+        integration: String,
+        #[serde(flatten)]
+        call: IntegrationCall,
+    },
+}
+
+/// One step of an agent at work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStep {
+    /// A piece of the model's text, as it is generated.
+    Token(String),
+    /// The model asked for a tool.
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: Value,
+    },
+    /// A tool's answer (`output`) or failure (`error`).
+    ToolResult {
+        id: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The model asked for a tool outside the agent's allowlist; it was not called.
+    ToolRefused { id: String, name: String },
+    /// The answer did not fit the output schema (the problem); the model is asked again.
+    SchemaRetry(String),
+    /// The answer was written to memory.
+    Remembered { namespace: String, key: String },
+    /// Writing the answer to memory failed (the answer is kept).
+    MemoryError(String),
+}
+
+impl AgentStep {
+    /// The step's name as it appears in the event: `token`, `tool_call`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentStep::Token(_) => "token",
+            AgentStep::ToolCall { .. } => "tool_call",
+            AgentStep::ToolResult { .. } => "tool_result",
+            AgentStep::ToolRefused { .. } => "tool_refused",
+            AgentStep::SchemaRetry(_) => "schema_retry",
+            AgentStep::Remembered { .. } => "remembered",
+            AgentStep::MemoryError(_) => "memory_error",
+        }
+    }
+}
+
+/// What became of an integration call. Serialized with `dry_run: true` (recorded) or
+/// `false` (sent) beside its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntegrationCall {
+    /// Recorded, not sent (dry-run mode, or the vendor is not configured), and why.
+    Recorded { reason: String },
+    /// Sent: how many requests, and how many of them were replies recorded before (a task
+    /// that ran again) instead of new calls.
+    Sent { requests: usize, replayed: usize },
+}
+
+impl Serialize for IntegrationCall {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            IntegrationCall::Recorded { reason } => {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("dry_run", &true)?;
+                map.serialize_entry("reason", reason)?;
+                map.end()
+            }
+            IntegrationCall::Sent { requests, replayed } => {
+                let mut map = s.serialize_map(Some(3))?;
+                map.serialize_entry("dry_run", &false)?;
+                map.serialize_entry("requests", requests)?;
+                map.serialize_entry("replayed", replayed)?;
+                map.end()
+            }
+        }
+    }
 }
 
 /// The sending half handed to the executor and to nodes.
@@ -99,5 +204,90 @@ impl futures_core::Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn printed(progress: Progress) -> Value {
+        serde_json::to_value(Event::Progress {
+            node: "qualify".into(),
+            progress,
+        })
+        .unwrap()
+    }
+
+    /// Typed progress prints the `custom` events that docs/agents.md documents.
+    #[test]
+    fn progress_prints_as_the_documented_custom_events() {
+        let call = printed(Progress::Agent {
+            agent: "revenue.lead_qualifier".into(),
+            step: AgentStep::ToolCall {
+                id: "c1".into(),
+                name: "roofing.estimate".into(),
+                arguments: json!({"area_sqft": 2000}),
+            },
+        });
+        assert_eq!(
+            call,
+            json!({"event": "custom", "node": "qualify", "data": {
+                "agent": "revenue.lead_qualifier",
+                "tool_call": {"id": "c1", "name": "roofing.estimate", "arguments": {"area_sqft": 2000}}}})
+        );
+        let token = printed(Progress::Agent {
+            agent: "a".into(),
+            step: AgentStep::Token("Hi".into()),
+        });
+        assert_eq!(token["data"], json!({"agent": "a", "token": "Hi"}));
+        let failed = printed(Progress::Agent {
+            agent: "a".into(),
+            step: AgentStep::ToolResult {
+                id: "c1".into(),
+                name: "t".into(),
+                output: None,
+                error: Some("boom".into()),
+            },
+        });
+        assert_eq!(
+            failed["data"],
+            json!({"agent": "a", "tool_result": {"id": "c1", "name": "t", "error": "boom"}})
+        );
+        let recorded = printed(Progress::Integration {
+            integration: "twilio.send_sms".into(),
+            call: IntegrationCall::Recorded {
+                reason: "dry-run mode".into(),
+            },
+        });
+        assert_eq!(
+            recorded["data"],
+            json!({"integration": "twilio.send_sms", "dry_run": true, "reason": "dry-run mode"})
+        );
+        let sent = printed(Progress::Integration {
+            integration: "stripe.create_payment_intent".into(),
+            call: IntegrationCall::Sent {
+                requests: 1,
+                replayed: 0,
+            },
+        });
+        assert_eq!(
+            sent["data"],
+            json!({"integration": "stripe.create_payment_intent", "dry_run": false, "requests": 1, "replayed": 0})
+        );
+    }
+
+    #[test]
+    fn run_finished_prints_its_status_as_a_word() {
+        let e = Event::RunFinished {
+            status: crate::RunStatus::Interrupted,
+            state: json!({}),
+        };
+        assert_eq!(
+            serde_json::to_value(e).unwrap(),
+            json!({"event": "run_finished", "status": "interrupted", "state": {}})
+        );
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Number, Value};
 use crate::graph::ChannelId;
 
 /// The variables an expression may use besides `state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Only `state`.
     State,
@@ -23,10 +23,12 @@ pub enum Scope {
     Item,
 }
 
-/// A compiled CEL expression.
+/// A compiled CEL expression. Clones share the program: a graph that writes the same
+/// formula in many nodes parses it once.
+#[derive(Clone)]
 pub struct Expr {
     source: Arc<str>,
-    program: Program,
+    program: Arc<Program>,
     /// The channels read through `state.NAME`; `None` when `state` is used as a whole.
     reads: Option<Box<[ChannelId]>>,
     /// How deep loops (comprehensions) nest; two or more get a cost check before running.
@@ -248,7 +250,7 @@ impl Expr {
         Ok(Expr {
             source: Arc::from(source),
             loops: shape.loops,
-            program,
+            program: Arc::new(program),
             reads: if refs.whole_state {
                 None
             } else {

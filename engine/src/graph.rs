@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::channel::{Channel, ChannelType, Reducer, Required};
 use crate::error::{Diagnostic, LoadError, Loc, Problem, to_diagnostics};
-use crate::expr::{Expr, Scope};
+use crate::expr::{CompileError, Expr, Scope};
 use crate::node::{Node, Registry};
 
 pub type ChannelId = u32;
@@ -441,12 +441,23 @@ pub(crate) fn compile_spec(
         }
     }
 
+    // Graphs repeat formulas (`state.count + 1` in every step of a chain): each distinct
+    // source is parsed once per graph.
+    let compiled: std::cell::RefCell<HashMap<(String, Scope), Result<Expr, CompileError>>> =
+        std::cell::RefCell::default();
     let compile_expr = |problems: &mut Vec<Problem>,
                         src: &Located<String>,
                         scope: Scope,
                         what: &str|
      -> Option<Expr> {
-        match Expr::compile(&src.value, scope, &lookup) {
+        let key = (src.value.clone(), scope);
+        let result = compiled.borrow().get(&key).cloned();
+        let result = result.unwrap_or_else(|| {
+            let result = Expr::compile(&src.value, scope, &lookup);
+            compiled.borrow_mut().insert(key, result.clone());
+            result
+        });
+        match result {
             Ok(e) => Some(e),
             Err(e) => {
                 problems.push(Problem {

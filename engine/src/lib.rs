@@ -51,15 +51,20 @@ pub mod render;
 mod state;
 
 pub use channel::{ChannelType, Reducer};
-pub use checkpoint::{Checkpointer, MemorySaver, PostgresSaver, SqliteSaver, ThreadStatus};
+pub use checkpoint::{
+    Checkpointer, InterruptInfo, InterruptKind, MemorySaver, PostgresSaver, SqliteSaver,
+    ThreadStatus,
+};
 pub use error::{Diagnostic, LoadError, RunError};
-pub use events::{Event, EventSink, EventStream};
+pub use events::{AgentStep, Event, EventSink, EventStream, IntegrationCall, Progress};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
 pub use node::{
-    FnNode, Node, NodeContext, NodeError, Outbox, Registry, ToolInfo, UsageRecord, UsageSum,
-    UsageTotals, node_fn, record_usage_here,
+    AsyncFnNode, FnNode, Node, NodeContext, NodeError, Outbox, Registry, ToolInfo, UsageRecord,
+    UsageSum, UsageTotals, node_async, node_fn, record_usage_here,
 };
-pub use pregel::{CancelToken, RunOutcome, RunRequest, RunStatus, Runner, StateSnapshot};
+pub use pregel::{
+    CancelToken, RunOutcome, RunRequest, RunStatus, RunStream, Runner, StateSnapshot,
+};
 
 #[doc(hidden)]
 pub mod tokio_test_shim {

@@ -324,7 +324,8 @@ fn load_source(
     check_keys(doc.get_ref(), &mut problems);
     let found_unknown = !problems.is_empty();
 
-    let raw: RawFile = match toml::from_str(source) {
+    // Deserialized from the table already parsed: parsing the text again cost as much.
+    let raw: RawFile = match serde::Deserialize::deserialize(toml::de::Deserializer::from(doc)) {
         Ok(raw) => raw,
         Err(e) => {
             if !(found_unknown && e.message().contains("unknown field")) {

@@ -277,6 +277,16 @@ impl NodeContext {
         ctx
     }
 
+    /// Reports what an agent or integration is doing, as a typed event in the run's stream.
+    pub fn progress(&self, progress: crate::events::Progress) {
+        if let Some(sink) = &self.events {
+            sink.send(Event::Progress {
+                node: self.node.to_string(),
+                progress,
+            });
+        }
+    }
+
     /// Emits a custom event into the run's stream (progress, partial results).
     pub fn emit(&self, data: Value) {
         if let Some(sink) = &self.events {
@@ -307,6 +317,31 @@ where
     F: Fn(Value, &NodeContext) -> Result<Value, NodeError> + Send + Sync + 'static,
 {
     Arc::new(FnNode(f))
+}
+
+/// A node made from an async closure; it gets its own copy of the task's context, so the
+/// future it returns may keep it across awaits.
+pub struct AsyncFnNode<F>(pub F);
+
+#[async_trait]
+impl<F, Fut> Node for AsyncFnNode<F>
+where
+    F: Fn(Value, NodeContext) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<Value, NodeError>> + Send,
+{
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        (self.0)(input, ctx.clone()).await
+    }
+}
+
+/// Wraps an async closure as a shareable node:
+/// `node_async(|input, _ctx| async move { Ok(input) })`.
+pub fn node_async<F, Fut>(f: F) -> Arc<dyn Node>
+where
+    F: Fn(Value, NodeContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, NodeError>> + Send + 'static,
+{
+    Arc::new(AsyncFnNode(f))
 }
 
 /// What a tool does and what arguments it takes, for people (`brainops tools list`) and for
@@ -365,6 +400,14 @@ impl Registry {
 
     pub fn register_agent(&mut self, name: impl Into<String>, agent: Arc<dyn Node>) -> &mut Self {
         self.agents.insert(name.into(), agent);
+        self
+    }
+
+    /// Adds everything `other` holds; where both have a name, `other`'s entry wins.
+    pub fn merge(&mut self, other: Registry) -> &mut Self {
+        self.tools.extend(other.tools);
+        self.tool_info.extend(other.tool_info);
+        self.agents.extend(other.agents);
         self
     }
 

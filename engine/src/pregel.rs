@@ -25,8 +25,8 @@ use tokio::task::JoinSet;
 use crate::channel::Undo;
 use crate::checkpoint::{
     ByteCounter, ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource,
-    CheckpointSummary, Checkpointer, InterruptInfo, JoinProgress, Lease, TaskWrites, ThreadInfo,
-    ThreadStatus, acquire, now_ms,
+    CheckpointSummary, Checkpointer, InterruptInfo, InterruptKind, JoinProgress, Lease, TaskWrites,
+    ThreadInfo, ThreadStatus, acquire, now_ms,
 };
 use crate::error::RunError;
 use crate::events::{Event, EventSink, EventStream};
@@ -125,6 +125,24 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// The word printed for it: `done`, `interrupted` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Done => "done",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A status equals the word printed for it.
+impl PartialEq<str> for RunStatus {
+    fn eq(&self, word: &str) -> bool {
+        self.as_str() == word
+    }
+}
+
 /// The result of a run: its status, the thread's state, and what it waits for or why it failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunOutcome {
@@ -175,6 +193,59 @@ pub struct StateSnapshot {
     pub next: Vec<String>,
     pub status: Option<ThreadStatus>,
     pub interrupt: Option<InterruptInfo>,
+}
+
+/// A run in progress on its own task: its events, as a `futures` `Stream` or with
+/// [`next`](RunStream::next), then its [`outcome`](RunStream::outcome).
+#[derive(Debug)]
+pub struct RunStream {
+    events: EventStream,
+    task: tokio::task::JoinHandle<RunOutcome>,
+    thread_id: Option<String>,
+}
+
+impl RunStream {
+    /// The next event; `None` once the run has ended and every event was read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.next().await
+    }
+
+    /// Waits for the run to end and returns its outcome (events not read are dropped).
+    pub async fn outcome(self) -> RunOutcome {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            // The run's task panicked (a bug) or the runtime is shutting down.
+            Err(e) => {
+                let detail = RunError::Thread {
+                    message: format!("the run's task stopped: {e}"),
+                };
+                RunOutcome {
+                    status: RunStatus::Failed,
+                    thread_id: self.thread_id.unwrap_or_default(),
+                    state: Value::Null,
+                    interrupt: None,
+                    error: Some(RunErrorView {
+                        message: detail.to_string(),
+                        detail,
+                    }),
+                    checkpoint_id: None,
+                    steps: 0,
+                    usage: UsageTotals::default(),
+                }
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for RunStream {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        std::pin::Pin::new(&mut self.events).poll_next(cx)
+    }
 }
 
 /// Runs a graph, optionally checkpointing every super-step.
@@ -259,14 +330,18 @@ impl Runner {
         self.run(request, None).await
     }
 
-    /// Runs on a spawned task, streaming its events; the last event is `RunFinished`.
-    pub fn stream(&self, request: RunRequest) -> EventStream {
-        let (sink, stream) = EventSink::channel();
+    /// Runs on a spawned task: read its events from the returned [`RunStream`] (the last is
+    /// `RunFinished`), then take the outcome from it with [`RunStream::outcome`].
+    pub fn stream(&self, request: RunRequest) -> RunStream {
+        let (sink, events) = EventSink::channel();
         let runner = self.clone();
-        tokio::spawn(async move {
-            runner.run(request, Some(sink)).await;
-        });
-        stream
+        let thread_id = request.thread_id.clone();
+        let task = tokio::spawn(async move { runner.run(request, Some(sink)).await });
+        RunStream {
+            events,
+            task,
+            thread_id,
+        }
     }
 
     /// Runs, sending events into `events` when given.
@@ -381,12 +456,7 @@ impl Runner {
             usage: exec.usage.lock().map(|u| u.clone()).unwrap_or_default(),
         };
         exec.emit(|| Event::RunFinished {
-            status: match outcome.status {
-                RunStatus::Done => "done",
-                RunStatus::Interrupted => "interrupted",
-                RunStatus::Failed => "failed",
-            }
-            .into(),
+            status: outcome.status,
             state: outcome.state.clone(),
         });
         outcome
@@ -991,7 +1061,9 @@ impl<'g> Execution<'g> {
                 });
             }
             (Some(value), None) => match &interrupted {
-                Some(i) if i.kind == "ask" => Resume::Task(i.task.clone(), value.clone()),
+                Some(i) if i.kind == InterruptKind::Ask => {
+                    Resume::Task(i.task.clone(), value.clone())
+                }
                 Some(_) => Resume::PassBefore,
                 None if pos.checkpoint_id.is_none() => {
                     return Err(RunError::Thread {
@@ -1135,7 +1207,7 @@ impl<'g> Execution<'g> {
             {
                 let node = graph.nodes[n as usize].name.to_string();
                 let info = InterruptInfo {
-                    kind: "before".into(),
+                    kind: InterruptKind::Before,
                     task: node.clone(),
                     node,
                     value: Value::Null,
@@ -1204,7 +1276,7 @@ impl<'g> Execution<'g> {
             {
                 let node = graph.nodes[n as usize].name.to_string();
                 let info = InterruptInfo {
-                    kind: "after".into(),
+                    kind: InterruptKind::After,
                     task: node.clone(),
                     node,
                     value: Value::Null,
@@ -1642,7 +1714,7 @@ impl<'g> Execution<'g> {
             {
                 let node = &graph.nodes[tasks[i].node as usize];
                 let info = InterruptInfo {
-                    kind: "ask".into(),
+                    kind: InterruptKind::Ask,
                     node: node.name.to_string(),
                     task: task_label(node, &tasks[i]),
                     value,
@@ -1819,10 +1891,14 @@ impl<'g> Execution<'g> {
             return Ok(());
         }
         let mut set = JoinSet::new();
+        // Which task each spawned job is, so a panic is reported against its node.
+        let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::with_capacity(jobs.len());
         for (i, job, ctx) in jobs {
             let node = &graph.nodes[tasks[i].node as usize];
             let (retry, timeout, saver) = (node.retry, node.timeout, self.saver.clone());
-            set.spawn(async move { (i, run_job(job, ctx, retry, timeout, saver).await) });
+            let handle =
+                set.spawn(async move { (i, run_job(job, ctx, retry, timeout, saver).await) });
+            spawned.insert(handle.id(), i);
         }
         loop {
             let joined = tokio::select! {
@@ -1839,8 +1915,12 @@ impl<'g> Execution<'g> {
                     self.save_task(i, tasks, results, saved_flags).await?;
                 }
                 Err(e) => {
+                    let node = spawned
+                        .get(&e.id())
+                        .map(|&i| graph.nodes[tasks[i].node as usize].name.to_string())
+                        .unwrap_or_default();
                     return Err(RunError::NodeFailed {
-                        node: "?".into(),
+                        node,
                         attempts: 1,
                         message: format!("task panicked or was aborted: {e}"),
                     });

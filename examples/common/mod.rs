@@ -1,15 +1,14 @@
-//! What every business-graph runner shares: the registry (local model, embedded memory,
-//! integrations that record instead of sending when unconfigured), readable streamed
-//! progress, automatic answers to the graph's questions, and a readable result.
+//! What every business-graph runner shares: an [`brainops::Engine`] (local model, embedded
+//! memory, integrations that record instead of sending when unconfigured), readable
+//! streamed progress, automatic answers to the graph's questions, and a readable result.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
+use brainops::engine::events::{AgentStep, IntegrationCall, Progress};
+use brainops::{Event, RunRequest, RunStatus};
 use clap::Parser;
-use engine::{Event, MemorySaver, RunRequest, RunStatus, Runner, loader};
-use memory::{EmbeddedStore, LazyMemories, LocalMiniLm, Memories};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -37,13 +36,6 @@ pub struct Business {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn home() -> PathBuf {
-    match std::env::var_os("BRAINOPS_HOME") {
-        Some(h) if !h.is_empty() => PathBuf::from(h),
-        _ => PathBuf::from(".brainops"),
-    }
 }
 
 pub fn main(business: Business) -> ExitCode {
@@ -78,27 +70,18 @@ async fn run(business: Business, args: Args) -> Result<ExitCode, String> {
     )
     .map_err(|e| format!("{}: {e}", input_path.display()))?;
 
-    let home = home();
-    std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
-    let memory_path = home.join("memory.db");
-    let memories = LazyMemories::new(move || {
-        let path = memory_path.clone();
-        async move {
-            let embedder = Arc::new(LocalMiniLm::lazy(LocalMiniLm::default_path()));
-            Ok(Memories::new(Arc::new(EmbeddedStore::open(
-                &path, embedder,
-            )?)))
-        }
-    });
-    let setup = agents::Setup {
-        models: Arc::new(agents::Providers::default().for_every_agent(args.model.clone())),
-        memories: Some(memories),
-        ..agents::Setup::default()
-    };
-    let (registry, _) = setup.build().map_err(|e| e.to_string())?;
     let file = root().join("graphs").join(format!("{name}.toml"));
-    let graph = loader::load_file(&file, &registry).map_err(|e| e.to_string())?;
-    let runner = Runner::new(Arc::new(graph)).with_checkpointer(Arc::new(MemorySaver::new()));
+    let home = brainops::default_home();
+    std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
+    let engine = brainops::Engine::builder()
+        .models(args.model.clone())
+        .memory(home.join("memory.db").display().to_string(), "local")
+        .graph_file(&file)
+        .checkpointer("memory")
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let runner = engine.runner(name).map_err(|e| e.to_string())?;
 
     println!(
         "== {name} ({}), agents on {}",
@@ -108,17 +91,13 @@ async fn run(business: Business, args: Args) -> Result<ExitCode, String> {
     let started = Instant::now();
     let thread = format!("{name}-{}", std::process::id());
     let mut request = RunRequest::new().thread(thread.clone()).input(input);
-    let mut usage = engine::UsageSum::default();
+    let mut usage = brainops::engine::UsageSum::default();
     let outcome = loop {
-        let (sink, mut events) = engine::EventSink::channel();
-        let task = {
-            let runner = runner.clone();
-            tokio::spawn(async move { runner.run(request, Some(sink)).await })
-        };
-        while let Some(event) = events.next().await {
+        let mut run = runner.stream(request);
+        while let Some(event) = run.next().await {
             show(&event, started);
         }
-        let outcome = task.await.map_err(|e| e.to_string())?;
+        let outcome = run.outcome().await;
         usage.calls += outcome.usage.total.calls;
         usage.input_tokens += outcome.usage.total.input_tokens;
         usage.output_tokens += outcome.usage.total.output_tokens;
@@ -189,25 +168,24 @@ fn show(event: &Event, started: Instant) {
         Event::NodeFinished { node, update, .. } => {
             println!("[{at:6.1}s]   done {node}: {}", preview(update))
         }
-        Event::Custom { node, data } => {
-            if let Some(call) = data.get("tool_call") {
-                println!(
-                    "[{at:6.1}s]   {node} calls {}",
-                    call["name"].as_str().unwrap_or("?")
-                );
-            } else if data.get("dry_run") == Some(&Value::Bool(true)) {
-                println!(
-                    "[{at:6.1}s]   {node}: {} recorded, not sent ({})",
-                    data["integration"].as_str().unwrap_or("?"),
-                    data["reason"].as_str().unwrap_or("")
-                );
-            } else if let Some(retry) = data.get("schema_retry") {
-                println!(
-                    "[{at:6.1}s]   {node}: answer did not fit its schema, asking again ({})",
-                    preview(retry)
-                );
-            }
-        }
+        Event::Progress { node, progress } => match progress {
+            Progress::Agent {
+                step: AgentStep::ToolCall { name, .. },
+                ..
+            } => println!("[{at:6.1}s]   {node} calls {name}"),
+            Progress::Agent {
+                step: AgentStep::SchemaRetry(problem),
+                ..
+            } => println!(
+                "[{at:6.1}s]   {node}: answer did not fit its schema, asking again ({})",
+                preview(&Value::String(problem.clone()))
+            ),
+            Progress::Integration {
+                integration,
+                call: IntegrationCall::Recorded { reason },
+            } => println!("[{at:6.1}s]   {node}: {integration} recorded, not sent ({reason})"),
+            _ => {}
+        },
         Event::Interrupt { node, value, .. } => println!(
             "[{at:6.1}s]   {node} asks: {}",
             value

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use engine::{Diagnostic, LoadError, Registry};
+use async_trait::async_trait;
+use engine::{Diagnostic, LoadError, Node, NodeContext, NodeError, Registry};
 use memory::LazyMemories;
+use serde_json::Value;
 
 use super::{Agent, AgentNode, AgentSpec, Category, LlmAgent, ModelSource};
 
@@ -46,6 +48,33 @@ impl Catalog {
             Ok(catalog)
         } else {
             Err(LoadError { diagnostics })
+        }
+    }
+
+    /// Registers every built-in agent in `registry` by name, each compiled on its first
+    /// call: loading and validating graphs need only the names, so a command that runs no
+    /// agent never parses the 57 specs. Tools are resolved in `registry` as it is now.
+    pub fn register_builtin_lazily(
+        registry: &mut Registry,
+        models: Arc<dyn ModelSource>,
+        memories: Option<LazyMemories>,
+    ) {
+        let tools = Arc::new(registry.clone());
+        for (path, source) in BUILTIN_SPECS {
+            let Some(name) = builtin_name(path) else {
+                continue;
+            };
+            registry.register_agent(
+                name,
+                Arc::new(LazyAgentNode {
+                    file: format!("agents/{path}"),
+                    source,
+                    tools: Arc::clone(&tools),
+                    models: Arc::clone(&models),
+                    memories: memories.clone(),
+                    agent: OnceLock::new(),
+                }),
+            );
         }
     }
 
@@ -187,6 +216,53 @@ impl Catalog {
     pub fn register_into(&self, registry: &mut Registry) {
         for (name, agent) in &self.agents {
             registry.register_agent(name.clone(), Arc::new(AgentNode(Arc::clone(agent))));
+        }
+    }
+}
+
+/// A built-in spec's agent name from its path: `catalog/revenue/lead_qualifier.toml` is
+/// `revenue.lead_qualifier`.
+fn builtin_name(path: &str) -> Option<String> {
+    let path = Path::new(path);
+    let stem = path.file_stem()?.to_str()?;
+    let category = path.parent()?.file_name()?.to_str()?;
+    Some(format!("{category}.{stem}"))
+}
+
+/// A built-in agent as a graph node, compiled the first time it is called.
+struct LazyAgentNode {
+    file: String,
+    source: &'static str,
+    tools: Arc<Registry>,
+    models: Arc<dyn ModelSource>,
+    memories: Option<LazyMemories>,
+    agent: OnceLock<Result<Arc<dyn Agent>, String>>,
+}
+
+#[async_trait]
+impl Node for LazyAgentNode {
+    async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError> {
+        let agent = self.agent.get_or_init(|| {
+            let mut one = Catalog::new();
+            one.add_spec_source(
+                self.source,
+                &self.file,
+                &self.tools,
+                &self.models,
+                self.memories.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            one.agents
+                .into_values()
+                .next()
+                .ok_or_else(|| format!("{}: no agent in the spec", self.file))
+        });
+        match agent {
+            Ok(agent) => agent.run(input, ctx).await,
+            Err(e) => Err(NodeError::permanent(format!(
+                "the built-in agent spec {} does not compile: {e}",
+                self.file
+            ))),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use engine::events::{AgentStep, Progress};
 use engine::{Node, NodeContext, NodeError, Registry, UsageRecord};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -87,8 +88,11 @@ impl LlmAgent {
         })
     }
 
-    fn emit(&self, ctx: &NodeContext, key: &str, value: Value) {
-        ctx.emit(json!({ "agent": self.spec.name, key: value }));
+    fn emit(&self, ctx: &NodeContext, step: AgentStep) {
+        ctx.progress(Progress::Agent {
+            agent: self.spec.name.clone(),
+            step,
+        });
     }
 
     /// The memory namespace for `input`.
@@ -179,12 +183,14 @@ impl LlmAgent {
         match written.await {
             Ok(done) => self.emit(
                 ctx,
-                "remembered",
-                json!({"namespace": done.namespace.path(), "key": done.key}),
+                AgentStep::Remembered {
+                    namespace: done.namespace.path(),
+                    key: done.key,
+                },
             ),
             Err(e) => {
                 tracing::warn!(agent = %self.spec.name, error = %e, "could not write the agent's memory");
-                self.emit(ctx, "memory_error", json!(e.to_string()));
+                self.emit(ctx, AgentStep::MemoryError(e.to_string()));
             }
         }
     }
@@ -207,7 +213,7 @@ impl LlmAgent {
         let mut reply = None;
         while let Some(event) = stream.next().await {
             match event.map_err(|e| failed(&e))? {
-                StreamEvent::Text { delta } => self.emit(ctx, "token", Value::String(delta)),
+                StreamEvent::Text { delta } => self.emit(ctx, AgentStep::Token(delta)),
                 StreamEvent::ToolCall { .. } => {}
                 StreamEvent::Done { response } => reply = Some(response),
             }
@@ -240,8 +246,10 @@ impl LlmAgent {
             tracing::warn!(agent = %self.spec.name, tool = %call.name, "refused a tool outside the agent's allowlist");
             self.emit(
                 ctx,
-                "tool_refused",
-                json!({"id": call.id, "name": call.name}),
+                AgentStep::ToolRefused {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                },
             );
             return Ok(format!(
                 "refused: `{}` is not one of your tools ({}); do not call it again",
@@ -251,16 +259,23 @@ impl LlmAgent {
         };
         self.emit(
             ctx,
-            "tool_call",
-            json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
+            AgentStep::ToolCall {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            },
         );
         let child = ctx.child(&format!("{}#{seq}", call.name));
         match handler.call(call.arguments.clone(), &child).await {
             Ok(output) => {
                 self.emit(
                     ctx,
-                    "tool_result",
-                    json!({"id": call.id, "name": call.name, "output": output}),
+                    AgentStep::ToolResult {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        output: Some(output.clone()),
+                        error: None,
+                    },
                 );
                 Ok(output.to_string())
             }
@@ -268,8 +283,12 @@ impl LlmAgent {
             Err(e) => {
                 self.emit(
                     ctx,
-                    "tool_result",
-                    json!({"id": call.id, "name": call.name, "error": e.to_string()}),
+                    AgentStep::ToolResult {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        output: None,
+                        error: Some(e.to_string()),
+                    },
                 );
                 Ok(format!("error: {e}"))
             }
@@ -378,7 +397,7 @@ impl Agent for LlmAgent {
                 )));
             }
             fixes += 1;
-            self.emit(ctx, "schema_retry", Value::String(problem.clone()));
+            self.emit(ctx, AgentStep::SchemaRetry(problem.clone()));
             request.messages.push(Message::assistant(reply.text));
             request.messages.push(Message::user(problem));
         }

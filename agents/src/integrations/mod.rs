@@ -21,10 +21,11 @@
 mod vendors;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use engine::events::{IntegrationCall, Progress};
 use engine::{Node, NodeContext, NodeError, Registry, ToolInfo};
 use serde_json::{Value, json};
 
@@ -210,7 +211,8 @@ struct Integration {
     vendor: &'static str,
     plan: Planner,
     config: IntegrationConfig,
-    client: reqwest::Client,
+    /// Shared by every integration; built on the first live call.
+    client: Arc<OnceLock<reqwest::Client>>,
 }
 
 #[async_trait]
@@ -250,7 +252,12 @@ impl Node for Integration {
             "requests": requests,
         });
         self.config.outbox.push(record.clone());
-        ctx.emit(json!({"integration": self.name, "dry_run": true, "reason": reason}));
+        ctx.progress(Progress::Integration {
+            integration: self.name.to_string(),
+            call: IntegrationCall::Recorded {
+                reason: reason.to_string(),
+            },
+        });
         Ok(record)
     }
 }
@@ -295,8 +302,13 @@ impl Integration {
             }
             responses.push(body);
         }
-        ctx.emit(json!({"integration": self.name, "dry_run": false,
-                        "requests": responses.len(), "replayed": replayed}));
+        ctx.progress(Progress::Integration {
+            integration: self.name.to_string(),
+            call: IntegrationCall::Sent {
+                requests: responses.len(),
+                replayed,
+            },
+        });
         let response = if responses.len() == 1 {
             responses.pop().unwrap_or(Value::Null)
         } else {
@@ -307,7 +319,13 @@ impl Integration {
 
     /// Sends one request: the vendor's reply, or its refusal as an error.
     async fn send_one(&self, auth: &Auth, request: &Request) -> Result<Value, NodeError> {
-        let mut builder = self.client.post(&request.url).timeout(self.config.timeout);
+        let client = self.client.get_or_init(|| {
+            crate::llm::http_client_builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
+        });
+        let mut builder = client.post(&request.url).timeout(self.config.timeout);
         builder = match auth {
             Auth::Bearer(k) => builder.bearer_auth(k.expose()),
             Auth::Raw(k) => builder.header("Authorization", k.expose()),
@@ -416,10 +434,9 @@ fn scrub(text: &str, secrets: &[String]) -> String {
 
 /// Registers every integration tool with `config`.
 pub fn register(registry: &mut Registry, config: &IntegrationConfig) {
-    let client = crate::llm::http_client_builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
+    // Built on the first live call: reading the system's TLS roots takes milliseconds that
+    // a command which sends nothing should not pay.
+    let client = Arc::new(OnceLock::new());
     for tool in vendors::tools() {
         registry.register_described_tool(
             tool.name,
@@ -429,7 +446,7 @@ pub fn register(registry: &mut Registry, config: &IntegrationConfig) {
                 vendor: tool.vendor,
                 plan: tool.plan,
                 config: config.clone(),
-                client: client.clone(),
+                client: Arc::clone(&client),
             }),
         );
     }

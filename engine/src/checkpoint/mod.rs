@@ -41,15 +41,46 @@ impl CheckpointSource {
             CheckpointSource::Fork => "fork",
         }
     }
+}
 
-    /// Reads what [`as_str`](Self::as_str) wrote; an unknown word reads as `Loop`.
-    pub fn parse(s: &str) -> Self {
-        match s {
+impl std::str::FromStr for CheckpointSource {
+    type Err = UnknownWord;
+
+    /// Reads what [`as_str`](Self::as_str) wrote; any other word is an error.
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Ok(match s {
             "input" => CheckpointSource::Input,
+            "loop" => CheckpointSource::Loop,
             "update" => CheckpointSource::Update,
             "fork" => CheckpointSource::Fork,
-            _ => CheckpointSource::Loop,
+            _ => return Err(UnknownWord::new("checkpoint source", s)),
+        })
+    }
+}
+
+/// A stored word that names no value of its type (a store written by another version, or
+/// edited by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{word}`")]
+pub struct UnknownWord {
+    /// What the word should have named.
+    pub what: &'static str,
+    /// The word found.
+    pub word: String,
+}
+
+impl UnknownWord {
+    fn new(what: &'static str, word: &str) -> Self {
+        UnknownWord {
+            what,
+            word: word.chars().take(64).collect(),
         }
+    }
+}
+
+impl From<UnknownWord> for CheckpointError {
+    fn from(e: UnknownWord) -> Self {
+        CheckpointError::Store(e.to_string())
     }
 }
 
@@ -172,15 +203,43 @@ impl ThreadStatus {
             ThreadStatus::Done => "done",
         }
     }
+}
 
-    /// Reads what [`as_str`](Self::as_str) wrote; an unknown word reads as `Idle`.
-    pub fn parse(s: &str) -> Self {
-        match s {
+impl std::str::FromStr for ThreadStatus {
+    type Err = UnknownWord;
+
+    /// Reads what [`as_str`](Self::as_str) wrote; any other word is an error.
+    fn from_str(s: &str) -> Result<Self, UnknownWord> {
+        Ok(match s {
+            "idle" => ThreadStatus::Idle,
             "running" => ThreadStatus::Running,
             "interrupted" => ThreadStatus::Interrupted,
             "failed" => ThreadStatus::Failed,
             "done" => ThreadStatus::Done,
-            _ => ThreadStatus::Idle,
+            _ => return Err(UnknownWord::new("thread status", s)),
+        })
+    }
+}
+
+/// What kind of stop an interrupt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterruptKind {
+    /// An `ask` node, or an interrupt raised by node code: the task waits for an answer.
+    Ask,
+    /// `interrupt_before`: the node has not run yet.
+    Before,
+    /// `interrupt_after`: the node ran and its writes are committed.
+    After,
+}
+
+impl InterruptKind {
+    /// The word stored and printed: `ask`, `before` or `after`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterruptKind::Ask => "ask",
+            InterruptKind::Before => "before",
+            InterruptKind::After => "after",
         }
     }
 }
@@ -188,8 +247,8 @@ impl ThreadStatus {
 /// Why a thread is waiting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterruptInfo {
-    /// `ask` (an ask node or an interrupt raised by node code), `before` or `after`.
-    pub kind: String,
+    /// An ask (the task waits for an answer), or a stop before or after a node.
+    pub kind: InterruptKind,
     pub node: String,
     pub task: String,
     /// What is asked: the question of an ask node, the payload of a dynamic interrupt.

@@ -9,9 +9,8 @@
 //! thread from the same head.
 
 use super::{
-    ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary,
-    Checkpointer, JoinProgress, Lease, TaskWrites, ThreadInfo, ThreadStatus, admits, now_ms,
-    refusal,
+    ChannelDelta, CheckpointError, CheckpointRecord, CheckpointSummary, Checkpointer, JoinProgress,
+    Lease, TaskWrites, ThreadInfo, admits, now_ms, refusal,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -75,6 +74,11 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A stored word that names no status or source, as a decoding error of its row.
+fn undecodable(e: super::UnknownWord) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
 fn read_thread(row: &PgRow) -> Result<ThreadInfo, sqlx::Error> {
     let owner: Option<String> = row.try_get("owner")?;
     let until: Option<i64> = row.try_get("lease_until_ms")?;
@@ -82,7 +86,10 @@ fn read_thread(row: &PgRow) -> Result<ThreadInfo, sqlx::Error> {
     Ok(ThreadInfo {
         thread_id: row.try_get("thread_id")?,
         graph: row.try_get("graph")?,
-        status: ThreadStatus::parse(row.try_get("status")?),
+        status: row
+            .try_get::<&str, _>("status")?
+            .parse()
+            .map_err(undecodable)?,
         last_checkpoint: row.try_get::<Option<i64>, _>("head")?.map(|h| h as u64),
         interrupt: interrupt.map(|j| j.0),
         error: row.try_get("error")?,
@@ -409,7 +416,10 @@ impl Checkpointer for PostgresSaver {
                         .try_get::<Option<i64>, _>("parent_id")?
                         .map(|p| p as u64),
                     step: row.try_get::<i64, _>("step")? as u64,
-                    source: CheckpointSource::parse(row.try_get("source")?),
+                    source: row
+                        .try_get::<&str, _>("source")?
+                        .parse()
+                        .map_err(undecodable)?,
                     nodes: row.try_get::<Json<Vec<String>>, _>("nodes")?.0,
                     next: row.try_get::<Json<Vec<String>>, _>("next")?.0,
                     bytes: row.try_get::<i32, _>("bytes")?.max(0) as usize,
@@ -707,7 +717,10 @@ fn read_record(thread_id: &str, row: &PgRow) -> Result<CheckpointRecord, sqlx::E
             .try_get::<Option<i64>, _>("parent_id")?
             .map(|p| p as u64),
         step: row.try_get::<i64, _>("step")? as u64,
-        source: CheckpointSource::parse(row.try_get("source")?),
+        source: row
+            .try_get::<&str, _>("source")?
+            .parse()
+            .map_err(undecodable)?,
         nodes: row.try_get::<Json<Vec<String>>, _>("nodes")?.0,
         deltas: Vec::new(),
         snapshot: is_snapshot.then(Map::new),

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::{Map, Value};
 
 use super::{
-    CheckpointError, CheckpointRecord, CheckpointSource, CheckpointSummary, Checkpointer, Lease,
-    TaskWrites, ThreadInfo, ThreadStatus, admits, now_ms, refusal,
+    CheckpointError, CheckpointRecord, CheckpointSummary, Checkpointer, Lease, TaskWrites,
+    ThreadInfo, admits, now_ms, refusal,
 };
 
 /// Versioned schema; each entry runs once, tracked by `PRAGMA user_version`.
@@ -175,7 +175,7 @@ impl CheckpointRecordRow {
             id: self.id,
             parent: self.parent,
             step: self.step,
-            source: CheckpointSource::parse(&self.source),
+            source: self.source.parse()?,
             nodes: serde_json::from_str(&self.nodes)?,
             deltas: serde_json::from_str(&self.deltas)?,
             snapshot: self
@@ -661,7 +661,7 @@ impl ThreadRow {
         Ok(ThreadInfo {
             thread_id: self.thread_id,
             graph: self.graph,
-            status: ThreadStatus::parse(&self.status),
+            status: self.status.parse()?,
             last_checkpoint: self.last_checkpoint.map(|c| c as u64),
             interrupt: self
                 .interrupt
