@@ -637,3 +637,40 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn stored_words_read_back_and_unknown_words_are_errors() {
+        for status in [
+            ThreadStatus::Idle,
+            ThreadStatus::Running,
+            ThreadStatus::Interrupted,
+            ThreadStatus::Failed,
+            ThreadStatus::Done,
+        ] {
+            assert_eq!(status.as_str().parse::<ThreadStatus>(), Ok(status));
+        }
+        for source in [
+            CheckpointSource::Input,
+            CheckpointSource::Loop,
+            CheckpointSource::Update,
+            CheckpointSource::Fork,
+        ] {
+            assert_eq!(source.as_str().parse::<CheckpointSource>(), Ok(source));
+        }
+        assert_eq!(
+            "paused".parse::<ThreadStatus>().map_err(|e| e.to_string()),
+            Err("unknown thread status `paused`".to_string())
+        );
+        assert_eq!(
+            "replay"
+                .parse::<CheckpointSource>()
+                .map_err(|e| e.to_string()),
+            Err("unknown checkpoint source `replay`".to_string())
+        );
+        assert_eq!(InterruptKind::Before.as_str(), "before");
+    }
+}
