@@ -1,0 +1,212 @@
+//! What a run is asked to do and what it reports: requests, statuses, outcomes, snapshots,
+//! and a run streaming on its own task.
+
+use super::*;
+
+/// Cancels a run from another task.
+#[derive(Clone, Default, Debug)]
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    pub(super) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What to run: a new run with `input`, a resume with `resume`, or (neither) the
+/// continuation of a thread whose last run did not finish.
+#[derive(Clone, Default, Debug)]
+pub struct RunRequest {
+    pub thread_id: Option<String>,
+    pub input: Option<Value>,
+    pub resume: Option<Value>,
+    pub cancel: Option<CancelToken>,
+    /// Take the thread over even while another run's lease on it is live (use when that
+    /// run's process is known to be gone).
+    pub takeover: bool,
+}
+
+impl RunRequest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn thread(mut self, id: impl Into<String>) -> Self {
+        self.thread_id = Some(id.into());
+        self
+    }
+
+    pub fn input(mut self, input: Value) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    pub fn resume(mut self, value: Value) -> Self {
+        self.resume = Some(value);
+        self
+    }
+
+    pub fn cancel_with(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    pub fn takeover(mut self, takeover: bool) -> Self {
+        self.takeover = takeover;
+        self
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Done,
+    Interrupted,
+    Failed,
+}
+
+impl RunStatus {
+    /// The word printed for it: `done`, `interrupted` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Done => "done",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A status equals the word printed for it.
+impl PartialEq<str> for RunStatus {
+    fn eq(&self, word: &str) -> bool {
+        self.as_str() == word
+    }
+}
+
+/// The result of a run: its status, the thread's state, and what it waits for or why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub thread_id: String,
+    pub state: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupt: Option<InterruptInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunErrorView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_id: Option<u64>,
+    /// Super-steps executed by this run.
+    pub steps: u64,
+    /// Tokens and cost the run's nodes reported, in all and per node.
+    #[serde(skip_serializing_if = "UsageTotals::is_empty")]
+    pub usage: UsageTotals,
+}
+
+/// A run error as reported in outcomes and on the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunErrorView {
+    pub message: String,
+    pub detail: RunError,
+}
+
+impl RunOutcome {
+    /// The state, or the error when the run failed.
+    pub fn into_result(self) -> Result<RunOutcome, RunError> {
+        match &self.error {
+            Some(e) if self.status == RunStatus::Failed => Err(e.detail.clone()),
+            _ => Ok(self),
+        }
+    }
+
+    pub fn get(&self, channel: &str) -> Option<&Value> {
+        self.state.get(channel)
+    }
+}
+
+/// The state of a thread at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateSnapshot {
+    pub thread_id: String,
+    pub checkpoint_id: Option<u64>,
+    pub step: u64,
+    pub values: Value,
+    pub next: Vec<String>,
+    pub status: Option<ThreadStatus>,
+    pub interrupt: Option<InterruptInfo>,
+}
+
+/// A run in progress on its own task: its events, as a `futures` `Stream` or with
+/// [`next`](RunStream::next), then its [`outcome`](RunStream::outcome).
+#[derive(Debug)]
+pub struct RunStream {
+    pub(super) events: EventStream,
+    pub(super) task: tokio::task::JoinHandle<RunOutcome>,
+    pub(super) thread_id: Option<String>,
+}
+
+impl RunStream {
+    /// The next event; `None` once the run has ended and every event was read.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.next().await
+    }
+
+    /// Waits for the run to end and returns its outcome (events not read are dropped).
+    pub async fn outcome(self) -> RunOutcome {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            // The run's task panicked (a bug) or the runtime is shutting down.
+            Err(e) => {
+                let detail = RunError::Thread {
+                    message: format!("the run's task stopped: {e}"),
+                };
+                RunOutcome {
+                    status: RunStatus::Failed,
+                    thread_id: self.thread_id.unwrap_or_default(),
+                    state: Value::Null,
+                    interrupt: None,
+                    error: Some(RunErrorView {
+                        message: detail.to_string(),
+                        detail,
+                    }),
+                    checkpoint_id: None,
+                    steps: 0,
+                    usage: UsageTotals::default(),
+                }
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for RunStream {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        std::pin::Pin::new(&mut self.events).poll_next(cx)
+    }
+}

@@ -1,0 +1,296 @@
+//! Starting a run: claim the thread, restore its state, apply the input or the resume,
+//! check required inputs.
+
+use super::*;
+
+impl<'g> Execution<'g> {
+    /// Loads the thread and decides where this run starts.
+    pub(super) async fn start(
+        &mut self,
+        request: RunRequest,
+    ) -> Result<(State, Position, Resume), RunError> {
+        let graph = self.graph;
+        let empty_pos = || Position {
+            checkpoint_id: None,
+            step: 0,
+            frontier: Vec::new(),
+            joins: graph
+                .joins
+                .iter()
+                .map(|j| vec![false; j.sources.len()])
+                .collect(),
+            since_snapshot: 0,
+            snapshot_bytes: 0,
+        };
+        let (mut state, mut pos, info) = match self.saver.clone() {
+            Some(saver) => {
+                let lease = Lease::new(self.lease_ms);
+                let claimed = acquire(
+                    saver.as_ref(),
+                    &self.thread_id,
+                    &graph.name,
+                    &lease,
+                    request.takeover,
+                )
+                .await
+                .map_err(cp_err)?;
+                self.lease = Some(lease);
+                self.claimed = Some(claimed.clone());
+                let chain = saver.chain(&self.thread_id, None).await.map_err(cp_err)?;
+                if !chain.is_empty() && claimed.graph != graph.name {
+                    return Err(RunError::Thread {
+                        message: format!(
+                            "thread `{}` belongs to graph `{}`, not `{}`; run it with that graph's file, or use another thread id",
+                            self.thread_id, claimed.graph, graph.name
+                        ),
+                    });
+                }
+                let info = Some(claimed);
+                match chain.last() {
+                    Some(last) => {
+                        let state = State::rebuild(graph, &chain)
+                            .map_err(|message| RunError::Checkpoint { message })?;
+                        let mut pos = empty_pos();
+                        pos.checkpoint_id = Some(last.id);
+                        pos.step = last.step;
+                        pos.frontier = self.node_ids(&last.next)?;
+                        pos.frontier
+                            .sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
+                        for progress in &last.joins {
+                            if let Some(seen) = pos.joins.get_mut(progress.join as usize) {
+                                for (i, &src) in graph.joins[progress.join as usize]
+                                    .sources
+                                    .iter()
+                                    .enumerate()
+                                {
+                                    seen[i] = progress
+                                        .seen
+                                        .iter()
+                                        .any(|s| *graph.nodes[src as usize].name == *s);
+                                }
+                            }
+                        }
+                        (state, pos, info)
+                    }
+                    None => (State::new(graph), empty_pos(), info),
+                }
+            }
+            None => (State::new(graph), empty_pos(), None),
+        };
+        if let Some(info) = &info
+            && info.status == ThreadStatus::Running
+        {
+            // A crashed process leaves `running` behind; continuing is what the caller asked.
+            tracing::info!(thread = %self.thread_id, "continuing a thread whose last run did not finish");
+        }
+        let interrupted = info
+            .as_ref()
+            .filter(|i| i.status == ThreadStatus::Interrupted)
+            .and_then(|i| i.interrupt.clone());
+        let resume = match (&request.resume, &request.input) {
+            (Some(_), Some(_)) => {
+                return Err(RunError::Input {
+                    message: "give either an input (a new run) or a resume value, not both".into(),
+                });
+            }
+            (Some(value), None) => match &interrupted {
+                Some(i) if i.kind == InterruptKind::Ask => {
+                    Resume::Task(i.task.clone(), value.clone())
+                }
+                Some(_) => Resume::PassBefore,
+                None if pos.checkpoint_id.is_none() => {
+                    return Err(RunError::Thread {
+                        message: format!(
+                            "thread `{}` does not exist, so it is not interrupted; there is nothing to resume (see `brainops threads list`)",
+                            self.thread_id
+                        ),
+                    });
+                }
+                None => {
+                    let status = info.as_ref().map_or("unknown", |i| i.status.as_str());
+                    return Err(RunError::Thread {
+                        message: format!(
+                            "thread `{}` is not interrupted (status: {status}); there is nothing to resume",
+                            self.thread_id
+                        ),
+                    });
+                }
+            },
+            (None, _) => Resume::None,
+        };
+        if let Resume::Task(..) | Resume::PassBefore = resume {
+            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+                .await?;
+            return Ok((state, pos, resume));
+        }
+        let unfinished = !pos.frontier.is_empty()
+            && info
+                .as_ref()
+                .is_some_and(|i| i.status != ThreadStatus::Done);
+        if let Some(i) = &interrupted {
+            if request.input.is_some() {
+                return Err(RunError::Thread {
+                    message: format!(
+                        "thread `{}` is waiting at node `{}`; answer it with a resume value (`--resume JSON`) instead of new input",
+                        self.thread_id, i.node
+                    ),
+                });
+            }
+            // Neither input nor resume: ask the same question again, as LangGraph does.
+            if let (Some(saver), Some(cp)) = (&self.saver, pos.checkpoint_id) {
+                let pending = saver.writes(&self.thread_id, cp).await.map_err(cp_err)?;
+                fold_pending(graph, &mut state, pending);
+            }
+            return Ok((state, pos, Resume::Again(i.clone())));
+        }
+        if request.input.is_none() && unfinished {
+            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+                .await?;
+            return Ok((state, pos, Resume::None));
+        }
+        if request.input.is_none() && pos.checkpoint_id.is_some() {
+            // A finished thread and no new input: nothing to do. Starting over here would
+            // repeat a whole run (and its side effects) because a caller retried a
+            // "continue" that had already completed.
+            pos.frontier.clear();
+            return Ok((state, pos, Resume::None));
+        }
+        // A new run: apply the input, then route from START.
+        let input = request.input.unwrap_or_else(|| Value::Object(Map::new()));
+        let deltas = apply_input(graph, &mut state, input, "input", self.saver.is_some())?;
+        check_required(graph, &state)?;
+        for seen in &mut pos.joins {
+            seen.iter_mut().for_each(|s| *s = false);
+        }
+        pos.frontier.clear();
+        let mut next = Vec::new();
+        self.route(&graph.start, "START", &state, pos.step, &mut next)?;
+        next.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
+        pos.frontier = next;
+        self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+            .await?;
+        self.checkpoint(
+            &state,
+            &mut pos,
+            CheckpointSource::Input,
+            Vec::new(),
+            deltas,
+        )
+        .await?;
+        Ok((state, pos, Resume::None))
+    }
+
+    pub(super) fn node_ids(&self, names: &[String]) -> Result<Vec<NodeId>, RunError> {
+        names
+            .iter()
+            .map(|n| {
+                self.graph.node_id(n).ok_or_else(|| RunError::Thread {
+                    message: format!(
+                        "the thread's next node `{n}` is not in graph `{}`; was the graph edited?",
+                        self.graph.name
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Refuses a new run whose state lacks what `[state]` declares required, naming every
+/// missing value at once, before any node runs (and before any model is called).
+pub(super) fn check_required(graph: &Graph, state: &State) -> Result<(), RunError> {
+    let mut missing: Vec<String> = Vec::new();
+    for &id in &graph.required {
+        let channel = &graph.channels[id as usize];
+        let value = &state.values[id as usize];
+        match &channel.required {
+            Some(crate::channel::Required::Value) if value.is_null() => {
+                missing.push(format!("`{}`", channel.name));
+            }
+            Some(crate::channel::Required::Fields(fields)) => {
+                for field in fields {
+                    if value.get(field).is_none_or(Value::is_null) {
+                        missing.push(format!("`{}.{field}`", channel.name));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::Input {
+        message: format!(
+            "the input lacks {} (required in [state] of graph `{}`); give {} in the input",
+            missing.join(", "),
+            graph.name,
+            if missing.len() == 1 { "it" } else { "them" }
+        ),
+    })
+}
+
+/// Applies a JSON object of channel writes through reducers; returns the deltas to store,
+/// none when `store` is false (no checkpointer: the input is then moved into the state,
+/// never copied). On an error `state` is left part-updated: callers discard it.
+pub(super) fn apply_input(
+    graph: &Graph,
+    state: &mut State,
+    input: Value,
+    what: &str,
+    store: bool,
+) -> Result<Vec<ChannelDelta>, RunError> {
+    let Value::Object(map) = input else {
+        return Err(RunError::Input {
+            message: format!(
+                "the {what} must be a JSON object of channel values, got {}",
+                crate::channel::kind(&input)
+            ),
+        });
+    };
+    let mut deltas = Vec::with_capacity(if store { map.len() } else { 0 });
+    for (key, value) in map {
+        let Some(id) = graph.channel_id(&key) else {
+            let names: Vec<&str> = graph.channels.iter().map(|c| c.name.as_str()).collect();
+            return Err(RunError::Input {
+                message: format!(
+                    "`{key}` is not a declared channel of graph `{}` (declared: {}); declare it in [state]",
+                    graph.name,
+                    names.join(", ")
+                ),
+            });
+        };
+        let channel = &graph.channels[id as usize];
+        let given = crate::channel::kind(&value);
+        if store {
+            deltas.push(if channel.reducer.stores_delta() {
+                ChannelDelta::Reduce {
+                    channel: key.clone(),
+                    writes: vec![value.clone()],
+                }
+            } else {
+                ChannelDelta::Set {
+                    channel: key.clone(),
+                    value: value.clone(),
+                }
+            });
+        }
+        // Folded in place: on an error the caller discards the whole state.
+        let slot = &mut state.values[id as usize];
+        channel
+            .reducer
+            .apply(slot, value)
+            .map_err(|e| RunError::Input {
+                message: format!("`{key}`: {e}"),
+            })?;
+        if !channel.ty.accepts(slot) {
+            return Err(RunError::Input {
+                message: format!(
+                    "`{key}` must be of type {}, got {given}",
+                    crate::graph::type_name(channel.ty),
+                ),
+            });
+        }
+        state.invalidate(id);
+    }
+    Ok(deltas)
+}

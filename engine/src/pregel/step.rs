@@ -1,0 +1,700 @@
+//! The super-step loop: each step is planned, executed and committed; then edges route
+//! to the next frontier and a checkpoint is stored.
+
+use super::*;
+
+impl<'g> Execution<'g> {
+    pub(super) async fn steps(
+        &mut self,
+        state: &mut State,
+        pos: &mut Position,
+        mut resume: Resume,
+    ) -> StepsResult {
+        let graph = self.graph;
+        let mut steps_run: u64 = 0;
+        let mut next_frontier: Vec<NodeId> = Vec::new();
+        let mut ran: Vec<NodeId> = Vec::new();
+        if let Resume::Again(info) = resume {
+            self.emit(|| Event::Interrupt {
+                node: info.node.clone(),
+                task: info.task.clone(),
+                value: info.value.clone(),
+            });
+            return Ok((Some(info), 0));
+        }
+        loop {
+            // Checked before "nothing left to run", as LangGraph does: a run that needs all
+            // of its `recursion_limit` steps fails (a 100-node chain needs a limit of 101,
+            // because LangGraph counts the step that reads the input).
+            if steps_run >= u64::from(graph.recursion_limit) {
+                return Err((
+                    RunError::RecursionLimit {
+                        limit: graph.recursion_limit,
+                    },
+                    steps_run,
+                ));
+            }
+            if pos.frontier.is_empty() {
+                return Ok((None, steps_run));
+            }
+            if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+                return Err((RunError::Cancelled, steps_run));
+            }
+            // Interrupt before: pause ahead of the step, unless this run resumes from it.
+            let pass_before = matches!(resume, Resume::PassBefore);
+            if !pass_before
+                && let Some(&n) = pos
+                    .frontier
+                    .iter()
+                    .find(|&&n| graph.nodes[n as usize].interrupt_before)
+            {
+                let node = graph.nodes[n as usize].name.to_string();
+                let info = InterruptInfo {
+                    kind: InterruptKind::Before,
+                    task: node.clone(),
+                    node,
+                    value: Value::Null,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: Value::Null,
+                });
+                return Ok((Some(info), steps_run));
+            }
+            let step = pos.step + 1;
+            let resume_task = match std::mem::replace(&mut resume, Resume::None) {
+                Resume::Task(task, value) => Some((task, value)),
+                _ => None,
+            };
+            let result = self
+                .step(state, pos, step, resume_task, steps_run == 0, &mut ran)
+                .await;
+            steps_run += 1;
+            // A step that fails before its checkpoint is stored leaves the state as it was
+            // last committed: that is what the run reports, as `threads show` would.
+            let deltas = match result {
+                Ok(StepEnd::Committed(deltas)) => deltas,
+                Ok(StepEnd::Interrupted(interrupt)) => return Ok((Some(interrupt), steps_run - 1)),
+                Err(e) => {
+                    state.undo(&mut self.undo);
+                    return Err((e, steps_run));
+                }
+            };
+            // Update: route from every node that ran, then checkpoint.
+            next_frontier.clear();
+            for &n in &ran {
+                let node = &graph.nodes[n as usize];
+                if let Err(e) =
+                    self.route(&node.routes, &node.name, state, step, &mut next_frontier)
+                {
+                    state.undo(&mut self.undo);
+                    return Err((e, steps_run));
+                }
+                for &j in &node.joins {
+                    self.mark_join(pos, j, n, step, &mut next_frontier);
+                }
+            }
+            next_frontier.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
+            std::mem::swap(&mut pos.frontier, &mut next_frontier);
+            pos.step = step;
+            let names: Vec<String> = if self.saver.is_some() {
+                ran.iter()
+                    .map(|&n| graph.nodes[n as usize].name.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if let Err(e) = self
+                .checkpoint(state, pos, CheckpointSource::Loop, names, deltas)
+                .await
+            {
+                state.undo(&mut self.undo);
+                return Err((e, steps_run));
+            }
+            self.emit(|| Event::StepFinished { step });
+            if let Some(&n) = ran
+                .iter()
+                .find(|&&n| graph.nodes[n as usize].interrupt_after)
+            {
+                let node = graph.nodes[n as usize].name.to_string();
+                let info = InterruptInfo {
+                    kind: InterruptKind::After,
+                    task: node.clone(),
+                    node,
+                    value: Value::Null,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: Value::Null,
+                });
+                return Ok((Some(info), steps_run));
+            }
+        }
+    }
+
+    pub(super) fn mark_join(
+        &mut self,
+        pos: &mut Position,
+        j: JoinId,
+        n: NodeId,
+        step: u64,
+        next: &mut Vec<NodeId>,
+    ) {
+        let join = &self.graph.joins[j as usize];
+        let seen = &mut pos.joins[j as usize];
+        for (i, &s) in join.sources.iter().enumerate() {
+            if s == n {
+                seen[i] = true;
+            }
+        }
+        if seen.iter().all(|&s| s) {
+            seen.iter_mut().for_each(|s| *s = false);
+            self.schedule(join.to, step, next);
+        }
+    }
+
+    pub(super) fn schedule(&mut self, target: Target, step: u64, next: &mut Vec<NodeId>) {
+        if let Target::Node(n) = target
+            && self.scheduled[n as usize] != step
+        {
+            self.scheduled[n as usize] = step;
+            next.push(n);
+        }
+    }
+
+    /// Evaluates a node's outgoing edges against the updated state.
+    pub(super) fn route(
+        &mut self,
+        routes: &Routes,
+        from: &str,
+        state: &State,
+        step: u64,
+        next: &mut Vec<NodeId>,
+    ) -> Result<(), RunError> {
+        for &t in &routes.always {
+            self.schedule(t, step, next);
+        }
+        let mut matched = false;
+        for (cond, t) in &routes.when {
+            let ok = cond.eval_bool(state).map_err(|e| RunError::Expression {
+                node: from.into(),
+                message: e.to_string(),
+            })?;
+            if ok {
+                matched = true;
+                self.schedule(*t, step, next);
+            }
+        }
+        if !matched {
+            if let Some(t) = routes.default {
+                self.schedule(t, step, next);
+            } else if !routes.when.is_empty() && routes.always.is_empty() {
+                let mut seen = Map::new();
+                for (cond, _) in &routes.when {
+                    match cond.reads() {
+                        Some(ids) => {
+                            for &id in ids {
+                                seen.insert(
+                                    self.graph.channels[id as usize].name.clone(),
+                                    state.values[id as usize].clone(),
+                                );
+                            }
+                        }
+                        None => seen = state.to_map(),
+                    }
+                }
+                let conditions: Vec<&str> = routes.when.iter().map(|(c, _)| c.source()).collect();
+                let mut detail = Map::new();
+                detail.insert("conditions".into(), Value::from(conditions));
+                detail.insert("state".into(), Value::Object(seen));
+                return Err(RunError::NoRoute {
+                    node: from.into(),
+                    seen: Value::Object(detail),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn checkpoint(
+        &mut self,
+        state: &State,
+        pos: &mut Position,
+        source: CheckpointSource,
+        nodes: Vec<String>,
+        deltas: Vec<ChannelDelta>,
+    ) -> Result<(), RunError> {
+        let Some(saver) = self.saver.clone() else {
+            return Ok(());
+        };
+        let graph = self.graph;
+        let id = pos.checkpoint_id.map_or(0, |c| c + 1);
+        let mut counter = ByteCounter(0);
+        let _ = serde_json::to_writer(&mut counter, &deltas);
+        pos.since_snapshot += counter.0;
+        let snapshot = if pos.since_snapshot > SNAPSHOT_MIN_BYTES.max(pos.snapshot_bytes) {
+            let map = state.to_map();
+            let mut size = ByteCounter(0);
+            let _ = serde_json::to_writer(&mut size, &map);
+            pos.snapshot_bytes = size.0;
+            pos.since_snapshot = 0;
+            Some(map)
+        } else {
+            None
+        };
+        let joins = pos
+            .joins
+            .iter()
+            .enumerate()
+            .filter(|(_, seen)| seen.iter().any(|&s| s))
+            .map(|(j, seen)| JoinProgress {
+                join: j as u32,
+                seen: graph.joins[j]
+                    .sources
+                    .iter()
+                    .zip(seen)
+                    .filter(|(_, s)| **s)
+                    .map(|(&n, _)| graph.nodes[n as usize].name.to_string())
+                    .collect(),
+            })
+            .collect();
+        let record = CheckpointRecord {
+            thread_id: self.thread_id.to_string(),
+            id,
+            parent: pos.checkpoint_id,
+            step: pos.step,
+            source,
+            nodes,
+            deltas: if snapshot.is_some() {
+                Vec::new()
+            } else {
+                deltas
+            },
+            snapshot,
+            next: pos
+                .frontier
+                .iter()
+                .map(|&n| graph.nodes[n as usize].name.to_string())
+                .collect(),
+            joins,
+            created_at_ms: now_ms(),
+        };
+        let lease = self.renewed_lease();
+        saver.put(&record, lease.as_ref()).await.map_err(cp_err)?;
+        pos.checkpoint_id = Some(id);
+        if self.events.is_some() {
+            let bytes = record.stored_bytes();
+            self.emit(|| Event::Checkpoint {
+                checkpoint_id: id,
+                step: pos.step,
+                bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// One super-step, in three phases: [`plan`](Self::plan) the tasks from the frontier,
+    /// [`execute`](Self::execute) them, [`commit`](Self::commit) their writes into `state`.
+    pub(super) async fn step(
+        &mut self,
+        state: &mut State,
+        pos: &Position,
+        step: u64,
+        resume: Option<(String, Value)>,
+        first: bool,
+        ran: &mut Vec<NodeId>,
+    ) -> Result<StepEnd, RunError> {
+        self.current_checkpoint = pos.checkpoint_id;
+        self.undo.clear();
+        let tasks = self.plan(state, pos, ran)?;
+        let graph = self.graph;
+        self.emit(|| Event::StepStarted {
+            step,
+            nodes: ran
+                .iter()
+                .map(|&n| graph.nodes[n as usize].name.to_string())
+                .collect(),
+        });
+
+        let (results, saved_flags) = self
+            .execute(state, pos, step, &tasks, resume, first)
+            .await?;
+        self.commit(state, pos, step, &tasks, results, &saved_flags)
+            .await
+    }
+
+    /// Plan: the frontier's nodes become tasks (a `for_each` node one per element), their
+    /// inputs read from the state as it was before the step. `ran` gets the nodes.
+    fn plan(
+        &self,
+        state: &State,
+        pos: &Position,
+        ran: &mut Vec<NodeId>,
+    ) -> Result<Vec<Task>, RunError> {
+        let graph = self.graph;
+        ran.clear();
+        let mut tasks: Vec<Task> = Vec::with_capacity(pos.frontier.len());
+        for &n in &pos.frontier {
+            let node = &graph.nodes[n as usize];
+            ran.push(n);
+            match &node.for_each {
+                Some(expr) => {
+                    let list = expr.eval(state, None).map_err(|e| RunError::Expression {
+                        node: node.name.to_string(),
+                        message: e.to_string(),
+                    })?;
+                    let Value::Array(items) = list else {
+                        return Err(RunError::Expression {
+                            node: node.name.to_string(),
+                            message: format!(
+                                "`for_each = \"{}\"` must give a list, got {}",
+                                expr.source(),
+                                crate::channel::kind(&list)
+                            ),
+                        });
+                    };
+                    tasks.extend(items.into_iter().enumerate().map(|(i, item)| Task {
+                        node: n,
+                        item: Some((item, i)),
+                    }));
+                }
+                None => tasks.push(Task {
+                    node: n,
+                    item: None,
+                }),
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Execute: writes saved by an earlier attempt at this step are reused; expression and
+    /// ask nodes run inline; calls and subgraphs run inline when alone and in parallel
+    /// otherwise. Returns each task's result and whether its writes are already saved.
+    async fn execute(
+        &mut self,
+        state: &State,
+        pos: &Position,
+        step: u64,
+        tasks: &[Task],
+        resume: Option<(String, Value)>,
+        first: bool,
+    ) -> Result<(Vec<TaskResult>, Vec<bool>), RunError> {
+        let graph = self.graph;
+        // Writes saved by an earlier attempt at this step (a crash, a failure, an interrupt).
+        let mut saved: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+        if let (true, Some(saver), Some(cp)) = (first, &self.saver, pos.checkpoint_id) {
+            for w in saver.writes(&self.thread_id, cp).await.map_err(cp_err)? {
+                saved.insert(w.task_id, w.writes);
+            }
+        }
+        let need_ids = self.saver.is_some() || self.events.is_some() || resume.is_some();
+        let checkpoint_id = pos.checkpoint_id.unwrap_or(step);
+
+        // Execute: expression nodes inline, calls collected for the async phase.
+        let mut results: Vec<TaskResult> = Vec::with_capacity(tasks.len());
+        let mut saved_flags: Vec<bool> = vec![false; tasks.len()];
+        let mut jobs: Vec<(usize, Job, NodeContext)> = Vec::new();
+        for (i, task) in tasks.iter().enumerate() {
+            let node = &graph.nodes[task.node as usize];
+            let id = if need_ids || !matches!(node.kind, Kind::Set(_)) {
+                task_label(node, task)
+            } else {
+                String::new()
+            };
+            if let Some(writes) = saved.remove(&id) {
+                let mut out = Vec::with_capacity(writes.len());
+                for (name, value) in writes {
+                    if let Some(ch) = graph.channel_id(&name) {
+                        out.push((ch, value));
+                    }
+                }
+                saved_flags[i] = true;
+                results.push(TaskResult::Done(out));
+                continue;
+            }
+            if self.events.is_some() {
+                self.emit(|| Event::NodeStarted {
+                    step,
+                    node: node.name.to_string(),
+                    task: id.clone(),
+                });
+            }
+            let item = task.item.as_ref().map(|(v, i)| (v, *i));
+            let node_err = |e: crate::expr::EvalError| RunError::Expression {
+                node: node.name.to_string(),
+                message: e.to_string(),
+            };
+            let result = match &node.kind {
+                Kind::Set(assignments) => {
+                    let mut writes = Vec::with_capacity(assignments.len());
+                    let mut failure = None;
+                    for (ch, expr) in assignments {
+                        match expr.eval(state, item) {
+                            Ok(v) => writes.push((*ch, v)),
+                            Err(e) => {
+                                failure = Some(node_err(e));
+                                break;
+                            }
+                        }
+                    }
+                    match failure {
+                        Some(e) => TaskResult::Failed(e),
+                        None => TaskResult::Done(writes),
+                    }
+                }
+                Kind::Ask { question, output } => match &resume {
+                    Some((task_id, value)) if *task_id == id => TaskResult::Done(
+                        output
+                            .map(|ch| vec![(ch, value.clone())])
+                            .unwrap_or_default(),
+                    ),
+                    _ => TaskResult::Interrupted(Value::String(question.clone())),
+                },
+                Kind::Call { handler, input, .. } => {
+                    let input = match input {
+                        Input::Mapping(mapping) => {
+                            let mut object = Map::new();
+                            let mut failure = None;
+                            for (key, expr) in mapping {
+                                match expr.eval(state, item) {
+                                    Ok(v) => {
+                                        object.insert(key.clone(), v);
+                                    }
+                                    Err(e) => {
+                                        failure = Some(node_err(e));
+                                        break;
+                                    }
+                                }
+                            }
+                            if let Some(e) = failure {
+                                results.push(TaskResult::Failed(e));
+                                continue;
+                            }
+                            Value::Object(object)
+                        }
+                        Input::WholeState => state.to_json(),
+                    };
+                    let ctx = self.context(node, &id, step, checkpoint_id, &resume);
+                    jobs.push((
+                        i,
+                        Job::Call {
+                            handler: Arc::clone(handler),
+                            input,
+                        },
+                        ctx,
+                    ));
+                    TaskResult::Pending
+                }
+                Kind::Subgraph {
+                    graph: child,
+                    shared,
+                    ..
+                } => {
+                    let mut input = Map::new();
+                    for &(parent, c) in shared {
+                        input.insert(
+                            child.channels[c as usize].name.clone(),
+                            state.values[parent as usize].clone(),
+                        );
+                    }
+                    let ctx = self.context(node, &id, step, checkpoint_id, &resume);
+                    jobs.push((
+                        i,
+                        Job::Subgraph {
+                            graph: Arc::clone(child),
+                            input: Value::Object(input),
+                        },
+                        ctx,
+                    ));
+                    TaskResult::Pending
+                }
+            };
+            results.push(result);
+        }
+
+        // Execute the async jobs: inline when alone, in parallel otherwise.
+        if !jobs.is_empty() {
+            self.run_jobs(jobs, tasks, &mut results, &mut saved_flags)
+                .await?;
+        }
+
+        Ok((results, saved_flags))
+    }
+
+    /// Commit: a failed task fails the step; an interrupted one stops it (its finished
+    /// siblings' writes saved for the resume and shown in the state, as LangGraph does);
+    /// otherwise every write folds into `state` in task order.
+    async fn commit(
+        &mut self,
+        state: &mut State,
+        pos: &Position,
+        step: u64,
+        tasks: &[Task],
+        mut results: Vec<TaskResult>,
+        saved_flags: &[bool],
+    ) -> Result<StepEnd, RunError> {
+        let graph = self.graph;
+        // A failed or interrupted task stops the step; save what finished so resuming
+        // re-runs only the rest.
+        let failed = results
+            .iter()
+            .position(|r| matches!(r, TaskResult::Failed(_)));
+        let interrupted = results
+            .iter()
+            .position(|r| matches!(r, TaskResult::Interrupted(_)));
+        if failed.is_some() || interrupted.is_some() {
+            if let (Some(saver), Some(cp)) = (&self.saver, pos.checkpoint_id) {
+                for (i, r) in results.iter().enumerate() {
+                    if let (TaskResult::Done(writes), false) = (r, saved_flags[i]) {
+                        let node = &graph.nodes[tasks[i].node as usize];
+                        let record = TaskWrites {
+                            task_id: task_label(node, &tasks[i]),
+                            node: node.name.to_string(),
+                            writes: writes
+                                .iter()
+                                .map(|(ch, v)| {
+                                    (graph.channels[*ch as usize].name.clone(), v.clone())
+                                })
+                                .collect(),
+                        };
+                        saver
+                            .put_writes(&self.thread_id, cp, &record, self.lease.as_ref())
+                            .await
+                            .map_err(cp_err)?;
+                    }
+                }
+            }
+            if let Some(i) = failed
+                && let TaskResult::Failed(e) =
+                    std::mem::replace(&mut results[i], TaskResult::Pending)
+            {
+                return Err(e);
+            }
+            if let Some(i) = interrupted
+                && let TaskResult::Interrupted(value) =
+                    std::mem::replace(&mut results[i], TaskResult::Pending)
+            {
+                let node = &graph.nodes[tasks[i].node as usize];
+                let info = InterruptInfo {
+                    kind: InterruptKind::Ask,
+                    node: node.name.to_string(),
+                    task: task_label(node, &tasks[i]),
+                    value,
+                };
+                self.emit(|| Event::Interrupt {
+                    node: info.node.clone(),
+                    task: info.task.clone(),
+                    value: info.value.clone(),
+                });
+                // As in LangGraph, the state at an interrupt includes what the step's
+                // finished tasks wrote (saved above as pending writes, committed on resume).
+                if self.fold(state, tasks, results, step, false).is_err() {
+                    state.undo(&mut self.undo);
+                }
+                return Ok(StepEnd::Interrupted(info));
+            }
+        }
+
+        // Update: fold the writes in task order.
+        let deltas = self.fold(state, tasks, results, step, self.saver.is_some())?;
+        Ok(StepEnd::Committed(deltas))
+    }
+
+    /// Folds finished tasks' writes into `state` in task order, noting in `self.undo` how
+    /// to take them back; returns the deltas to store when `keep_deltas`.
+    pub(super) fn fold(
+        &mut self,
+        state: &mut State,
+        tasks: &[Task],
+        results: Vec<TaskResult>,
+        step: u64,
+        keep_deltas: bool,
+    ) -> Result<Vec<ChannelDelta>, RunError> {
+        let graph = self.graph;
+        let mut deltas: Vec<ChannelDelta> = Vec::new();
+        for (i, result) in results.into_iter().enumerate() {
+            let TaskResult::Done(writes) = result else {
+                continue;
+            };
+            let node = &graph.nodes[tasks[i].node as usize];
+            let update = if self.events.is_some() {
+                Some(Value::Object(
+                    writes
+                        .iter()
+                        .map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone()))
+                        .collect(),
+                ))
+            } else {
+                None
+            };
+            for (ch, value) in writes {
+                let channel = &graph.channels[ch as usize];
+                let bad_write = |message: String| RunError::BadWrite {
+                    node: task_label(node, &tasks[i]),
+                    channel: channel.name.clone(),
+                    message,
+                };
+                if channel.reducer == crate::channel::Reducer::Replace {
+                    let (last_step, last_task) = self.writer[ch as usize];
+                    if last_step == step {
+                        let other = &tasks[last_task];
+                        return Err(RunError::ReplaceConflict {
+                            channel: channel.name.clone(),
+                            first: task_label(&graph.nodes[other.node as usize], other),
+                            second: task_label(node, &tasks[i]),
+                            step,
+                        });
+                    }
+                    self.writer[ch as usize] = (step, i);
+                    if !channel.ty.accepts(&value) {
+                        return Err(bad_write(format!(
+                            "expected {}, got {}",
+                            crate::graph::type_name(channel.ty),
+                            crate::channel::kind(&value)
+                        )));
+                    }
+                    if keep_deltas {
+                        deltas.retain(|d| !matches!(d, ChannelDelta::Set { channel: c, .. } if *c == channel.name));
+                        deltas.push(ChannelDelta::Set {
+                            channel: channel.name.clone(),
+                            value: value.clone(),
+                        });
+                    }
+                    let old = std::mem::replace(&mut state.values[ch as usize], value);
+                    state.invalidate(ch);
+                    self.undo.push((ch, Undo::Restore(old)));
+                } else {
+                    if keep_deltas {
+                        let existing = deltas.iter_mut().find_map(|d| match d {
+                            ChannelDelta::Reduce { channel: c, writes } if *c == channel.name => {
+                                Some(writes)
+                            }
+                            _ => None,
+                        });
+                        match existing {
+                            Some(list) => list.push(value.clone()),
+                            None => deltas.push(ChannelDelta::Reduce {
+                                channel: channel.name.clone(),
+                                writes: vec![value.clone()],
+                            }),
+                        }
+                    }
+                    state
+                        .fold_logged(graph, ch, value, &mut self.undo, &mut self.undo_scratch)
+                        .map_err(bad_write)?;
+                }
+            }
+            if let Some(update) = update {
+                self.emit(|| Event::NodeFinished {
+                    step,
+                    node: node.name.to_string(),
+                    task: task_label(node, &tasks[i]),
+                    update,
+                });
+            }
+        }
+        Ok(deltas)
+    }
+}

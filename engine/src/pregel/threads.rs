@@ -1,0 +1,243 @@
+//! Thread administration on a runner: read state and history, edit state, prune, fork.
+
+use super::*;
+
+impl Runner {
+    /// The thread's state at `checkpoint` (the latest when `None`).
+    pub async fn state(
+        &self,
+        thread_id: &str,
+        checkpoint: Option<u64>,
+    ) -> Result<StateSnapshot, RunError> {
+        let saver = self.saver()?;
+        let info = saver.thread(thread_id).await.map_err(cp_err)?;
+        let chain = saver.chain(thread_id, checkpoint).await.map_err(cp_err)?;
+        let Some(last) = chain.last() else {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, checkpoint),
+            });
+        };
+        if let Some(c) = checkpoint
+            && last.id != c
+        {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, checkpoint),
+            });
+        }
+        let mut state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
+        if checkpoint.is_none()
+            && info
+                .as_ref()
+                .is_some_and(|i| i.status == ThreadStatus::Interrupted)
+        {
+            let pending = saver.writes(thread_id, last.id).await.map_err(cp_err)?;
+            fold_pending(&self.graph, &mut state, pending);
+        }
+        Ok(StateSnapshot {
+            thread_id: thread_id.into(),
+            checkpoint_id: Some(last.id),
+            step: last.step,
+            values: state.to_json(),
+            next: last.next.clone(),
+            status: info.as_ref().map(|i| i.status),
+            interrupt: info.and_then(|i| i.interrupt),
+        })
+    }
+
+    /// Every checkpoint of a thread, oldest first.
+    pub async fn history(&self, thread_id: &str) -> Result<Vec<CheckpointSummary>, RunError> {
+        self.saver()?.list(thread_id).await.map_err(cp_err)
+    }
+
+    /// Applies `values` (channel → write, through reducers) as a new checkpoint on the thread.
+    pub async fn update_state(&self, thread_id: &str, values: &Value) -> Result<u64, RunError> {
+        let saver = self.saver()?;
+        if saver.thread(thread_id).await.map_err(cp_err)?.is_none() {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, None),
+            });
+        }
+        let lease = Lease::new(self.lease_ms);
+        let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
+            .await
+            .map_err(cp_err)?;
+        let result = self.update_owned(saver, thread_id, values, &lease).await;
+        let release = ThreadInfo {
+            lease: None,
+            updated_at_ms: now_ms(),
+            ..info
+        };
+        saver
+            .put_thread(&release, Some(&lease))
+            .await
+            .map_err(cp_err)?;
+        result
+    }
+
+    async fn update_owned(
+        &self,
+        saver: &dyn Checkpointer,
+        thread_id: &str,
+        values: &Value,
+        lease: &Lease,
+    ) -> Result<u64, RunError> {
+        let chain = saver.chain(thread_id, None).await.map_err(cp_err)?;
+        let Some(last) = chain.last() else {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, None),
+            });
+        };
+        let mut state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
+        let deltas = apply_input(&self.graph, &mut state, values.clone(), "update", true)?;
+        let record = CheckpointRecord {
+            thread_id: thread_id.into(),
+            id: last.id + 1,
+            parent: Some(last.id),
+            step: last.step,
+            source: CheckpointSource::Update,
+            nodes: Vec::new(),
+            deltas,
+            snapshot: None,
+            next: last.next.clone(),
+            joins: last.joins.clone(),
+            created_at_ms: now_ms(),
+        };
+        saver.put(&record, Some(lease)).await.map_err(cp_err)?;
+        Ok(record.id)
+    }
+
+    /// Keeps the thread's latest `keep` checkpoints and deletes the older ones, first storing
+    /// the oldest kept one as a full snapshot so it can still be rebuilt. Returns how many
+    /// checkpoints were deleted.
+    pub async fn prune(&self, thread_id: &str, keep: usize) -> Result<u64, RunError> {
+        let saver = self.saver()?;
+        let list = saver.list(thread_id).await.map_err(cp_err)?;
+        let keep = keep.max(1);
+        if list.len() <= keep {
+            return Ok(0);
+        }
+        let cut = list[list.len() - keep].checkpoint_id;
+        let chain = saver.chain(thread_id, Some(cut)).await.map_err(cp_err)?;
+        let cut_is_snapshot = chain
+            .first()
+            .is_some_and(|c| c.id == cut && c.snapshot.is_some());
+        if !cut_is_snapshot {
+            let state = State::rebuild(&self.graph, &chain)
+                .map_err(|message| RunError::Checkpoint { message })?;
+            saver
+                .put_snapshot(thread_id, cut, &state.to_map())
+                .await
+                .map_err(cp_err)?;
+        }
+        saver.prune(thread_id, keep).await.map_err(cp_err)
+    }
+
+    /// Starts a new thread from a past checkpoint of another; returns the new thread's id.
+    /// Running the new thread (without input) continues from that checkpoint.
+    pub async fn fork(
+        &self,
+        thread_id: &str,
+        checkpoint: u64,
+        new_thread: Option<String>,
+    ) -> Result<String, RunError> {
+        let saver = self.saver()?;
+        let chain = saver
+            .chain(thread_id, Some(checkpoint))
+            .await
+            .map_err(cp_err)?;
+        let Some(last) = chain.last().filter(|c| c.id == checkpoint) else {
+            return Err(RunError::Thread {
+                message: missing_thread(thread_id, Some(checkpoint)),
+            });
+        };
+        let state = State::rebuild(&self.graph, &chain)
+            .map_err(|message| RunError::Checkpoint { message })?;
+        let new_id = new_thread.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if saver.thread(&new_id).await.map_err(cp_err)?.is_some() {
+            return Err(RunError::Thread {
+                message: format!("thread `{new_id}` already exists; pick another id"),
+            });
+        }
+        let now = now_ms();
+        let record = CheckpointRecord {
+            thread_id: new_id.clone(),
+            id: 0,
+            parent: None,
+            step: last.step,
+            source: CheckpointSource::Fork,
+            nodes: Vec::new(),
+            deltas: Vec::new(),
+            snapshot: Some(state.to_map()),
+            next: last.next.clone(),
+            joins: last.joins.clone(),
+            created_at_ms: now,
+        };
+        saver
+            .put_thread(
+                &ThreadInfo {
+                    thread_id: new_id.clone(),
+                    graph: self.graph.name.clone(),
+                    status: ThreadStatus::Idle,
+                    last_checkpoint: None,
+                    interrupt: None,
+                    error: None,
+                    lease: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                },
+                None,
+            )
+            .await
+            .map_err(cp_err)?;
+        saver.put(&record, None).await.map_err(cp_err)?;
+        Ok(new_id)
+    }
+}
+
+/// Folds the writes of tasks that finished in an interrupted step into `state`, in the
+/// step's fold order, as LangGraph reports an interrupted thread's state. Writes that
+/// would not fold leave the state as committed.
+pub(super) fn fold_pending(graph: &Graph, state: &mut State, mut pending: Vec<TaskWrites>) {
+    let order = |t: &TaskWrites| {
+        let rank = graph
+            .node_id(&t.node)
+            .map_or(u32::MAX, |n| graph.nodes[n as usize].rank);
+        let item = t
+            .task_id
+            .strip_suffix(']')
+            .and_then(|s| s.rsplit_once('['))
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+            .unwrap_or(0);
+        (rank, item)
+    };
+    pending.sort_by_key(order);
+    let mut undo = Vec::new();
+    let mut scratch = Vec::new();
+    for task in pending {
+        for (name, value) in task.writes {
+            let Some(ch) = graph.channel_id(&name) else {
+                continue;
+            };
+            if state
+                .fold_logged(graph, ch, value, &mut undo, &mut scratch)
+                .is_err()
+            {
+                state.undo(&mut undo);
+                return;
+            }
+        }
+    }
+}
+
+pub(super) fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String {
+    match checkpoint {
+        Some(c) => format!(
+            "thread `{thread_id}` has no checkpoint {c}; list them with `brainops threads history {thread_id}`"
+        ),
+        None => format!(
+            "thread `{thread_id}` has no checkpoints; list threads with `brainops threads list`"
+        ),
+    }
+}
