@@ -145,6 +145,8 @@ impl std::fmt::Debug for Expr {
 pub struct CompileError {
     pub message: String,
     pub help: String,
+    /// Where in the expression the problem is: a byte offset into its source.
+    pub at: Option<usize>,
 }
 
 /// Why an expression failed when evaluated.
@@ -186,11 +188,16 @@ impl Expr {
                     source.len()
                 ),
                 help: "split the work over several nodes or channels, or do it in a tool".into(),
+                at: None,
             });
         }
         let program = env().compile(source).map_err(|errors| CompileError {
             message: format!("CEL syntax error: {}", first_line(&errors.to_string())),
             help: "expressions are CEL, e.g. `state.count + 1`, `state.lead.score >= 0.5`, `[item * 2]`".into(),
+            at: errors
+                .errors
+                .first()
+                .and_then(|e| byte_at_line_col(source, e.pos.0, e.pos.1)),
         })?;
         let shape = Shape::of(program.expression(), 0);
         if shape.depth > MAX_DEPTH {
@@ -199,6 +206,7 @@ impl Expr {
                     "the expression nests more than {MAX_DEPTH} operations deep (evaluating it could overflow the stack)"
                 ),
                 help: "split it over several nodes or channels, e.g. sum a list with a reducer `add` channel".into(),
+                at: None,
             });
         }
         if shape.loops > MAX_LOOP_NESTING {
@@ -208,11 +216,12 @@ impl Expr {
                     shape.loops
                 ),
                 help: "nested loops grow as the list size to that power; precompute an index in a tool or an earlier node".into(),
+                at: None,
             });
         }
         let mut refs = References::default();
         refs.walk(program.expression(), &mut Vec::new());
-        for name in &refs.free {
+        for (name, id) in &refs.free {
             let allowed = match scope {
                 Scope::State => name == "state",
                 Scope::Item => matches!(name.as_str(), "state" | "item" | "index"),
@@ -226,11 +235,12 @@ impl Expr {
                 return Err(CompileError {
                     message: format!("unknown variable `{name}` in `{source}`"),
                     help,
+                    at: node_start(&program, source, *id),
                 });
             }
         }
         let mut reads = Vec::new();
-        for field in &refs.state_fields {
+        for (field, id) in &refs.state_fields {
             match channels(field) {
                 Some(id) => {
                     if !reads.contains(&id) {
@@ -243,6 +253,7 @@ impl Expr {
                         help: format!(
                             "declare it in [state], e.g. `{field} = {{ type = \"any\" }}`"
                         ),
+                        at: field_start(&program, source, *id),
                     });
                 }
             }
@@ -360,6 +371,41 @@ impl Expr {
     }
 }
 
+/// The byte offset of 1-based `line` and 0-based character `col` in `source`.
+fn byte_at_line_col(source: &str, line: isize, col: isize) -> Option<usize> {
+    let line = usize::try_from(line).ok()?.checked_sub(1)?;
+    let col = usize::try_from(col).ok()?;
+    let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
+    let rest = source.get(start..)?;
+    Some(start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i))
+}
+
+/// Where the syntax node `id` starts, as a byte offset (the parser counts characters).
+fn node_start(program: &Program, source: &str, id: u64) -> Option<usize> {
+    let (start, _) = program.source_info().offset_for(id)?;
+    char_to_byte(source, start as usize)
+}
+
+/// Where the field of the select node `id` (`state.FIELD`) is written: after its dot.
+fn field_start(program: &Program, source: &str, id: u64) -> Option<usize> {
+    let (start, _) = program.source_info().offset_for(id)?;
+    let from = char_to_byte(source, start as usize)?;
+    let rest = source.get(from..)?;
+    let Some(dot) = rest.find('.') else {
+        return Some(from);
+    };
+    let after = &rest[dot + 1..];
+    Some(from + dot + 1 + (after.len() - after.trim_start().len()))
+}
+
+fn char_to_byte(source: &str, chars: usize) -> Option<usize> {
+    source
+        .char_indices()
+        .nth(chars)
+        .map(|(i, _)| i)
+        .or((chars == source.chars().count()).then_some(source.len()))
+}
+
 fn first_line(text: &str) -> String {
     text.lines()
         .find(|l| !l.trim().is_empty())
@@ -379,9 +425,11 @@ pub trait StateReader {
 
 #[derive(Default)]
 struct References {
-    state_fields: Vec<String>,
+    /// `state.NAME` reads, with the id of their select node.
+    state_fields: Vec<(String, u64)>,
     whole_state: bool,
-    free: Vec<String>,
+    /// Free variables, with the id of their first use.
+    free: Vec<(String, u64)>,
 }
 
 impl References {
@@ -392,7 +440,7 @@ impl References {
                     && name == "state"
                     && !bound.iter().any(|b| b == "state")
                 {
-                    self.state_fields.push(select.field.clone());
+                    self.state_fields.push((select.field.clone(), expr.id));
                     return;
                 }
                 self.walk(&select.operand, bound);
@@ -404,8 +452,8 @@ impl References {
                 if name == "state" {
                     self.whole_state = true;
                 }
-                if !self.free.contains(name) {
-                    self.free.push(name.clone());
+                if !self.free.iter().any(|(n, _)| n == name) {
+                    self.free.push((name.clone(), expr.id));
                 }
             }
             Ast::Call(call) => {

@@ -461,7 +461,7 @@ pub(crate) fn compile_spec(
             Ok(e) => Some(e),
             Err(e) => {
                 problems.push(Problem {
-                    loc: src.loc.clone(),
+                    loc: inside_string(&src.loc, &src.value, e.at),
                     message: format!("{what}: {}", e.message),
                     help: Some(e.help),
                 });
@@ -887,6 +887,18 @@ pub(crate) fn compile_spec(
         edges,
         required,
     })
+}
+
+/// Where byte `at` of a string value is in the file, when its TOML token is the value in
+/// plain quotes (no escapes, one line): then the token is exactly two bytes longer than
+/// the value. Otherwise, the token's start.
+fn inside_string(loc: &Loc, value: &str, at: Option<usize>) -> Loc {
+    match (loc, at) {
+        (Some(span), Some(at)) if span.len() == value.len() + 2 && at <= value.len() => {
+            Some(span.start + 1 + at..span.end)
+        }
+        _ => loc.clone(),
+    }
 }
 
 /// Ranks nodes in the order their tasks' writes are folded within a step, LangGraph's order:

@@ -79,20 +79,36 @@ fn expressions() {
     let src = format!(
         "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ n = \"state.n +\" }}\n{OK_TAIL}"
     );
-    expect(&src, 6, 13, "CEL syntax error");
+    // CEL problems point inside the expression (issue #14): here at its end, where the
+    // operand is missing.
+    expect(&src, 6, 23, "CEL syntax error");
     let src = format!(
         "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ n = \"state.m\" }}\n{OK_TAIL}"
     );
     expect(
         &src,
         6,
-        13,
+        20,
         "`state.m` in `state.m` is not a declared channel",
     );
     let src = format!(
+        "[graph]\nname = \"x\"\n[state]\ncount = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ count = \"state.cout + 1\" }}\n{OK_TAIL}"
+    );
+    expect(
+        &src,
+        6,
+        24,
+        "`state.cout` in `state.cout + 1` is not a declared channel",
+    );
+    // With an escape in the string, the token's start is all that can be said.
+    let src = format!(
+        "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ n = \"\\u0073tate.m\" }}\n{OK_TAIL}"
+    );
+    expect(&src, 6, 13, "is not a declared channel");
+    let src = format!(
         "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ n = \"item\" }}\n{OK_TAIL}"
     );
-    expect(&src, 6, 13, "unknown variable `item`");
+    expect(&src, 6, 14, "unknown variable `item`");
     let src = format!(
         "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"integer\" }}\n[nodes.a]\nset = {{ m = \"1\" }}\n{OK_TAIL}"
     );
