@@ -1,0 +1,704 @@
+//! Validation and compilation of a [`GraphSpec`] into a runnable [`Graph`], concern by
+//! concern: graph settings, channels, node names, nodes (with their CEL expressions),
+//! edges, and the graph analysis (every node leaves, every node is reachable from START)
+//! on a `petgraph` graph.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::Dfs;
+
+use super::*;
+use crate::channel::{Channel, ChannelType, Required};
+use crate::error::{Loc, Problem};
+use crate::expr::{CompileError, Expr, Scope};
+use crate::node::Registry;
+
+/// An end of a declared edge: START, END or a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Start,
+    End,
+    Node(NodeId),
+}
+
+impl Endpoint {
+    fn node(self) -> Option<NodeId> {
+        match self {
+            Endpoint::Node(n) => Some(n),
+            Endpoint::Start | Endpoint::End => None,
+        }
+    }
+}
+
+/// Validates `spec` and compiles it; every problem found goes to `problems` (the graph is
+/// `None` when there is any).
+pub(crate) fn compile_spec(
+    spec: GraphSpec,
+    registry: &Registry,
+    problems: &mut Vec<Problem>,
+) -> Option<Graph> {
+    let recursion_limit = settings(&spec, problems);
+    let (channels, channel_index, required) = compile_channels(&spec, problems);
+    let node_index = index_nodes(&spec, problems);
+    let mut cx = Compiler {
+        problems,
+        channels: &channels,
+        channel_index: &channel_index,
+        compiled: HashMap::new(),
+    };
+    let mut nodes = compile_nodes(&mut cx, &spec, registry);
+    let edges = compile_edges(&mut cx, &spec, &node_index, &mut nodes);
+    check_every_node_leaves(&spec, problems);
+    check_reachable(&spec, &node_index, &edges, problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    fold_ranks(&mut nodes);
+    let channel_names: Vec<Arc<String>> =
+        channels.iter().map(|c| Arc::new(c.name.clone())).collect();
+    Some(Graph {
+        name: spec.name.value,
+        description: spec.description,
+        recursion_limit,
+        channels,
+        channel_names,
+        channel_index,
+        nodes,
+        node_index,
+        start: edges.start,
+        joins: edges.joins,
+        edges: edges.views,
+        required,
+    })
+}
+
+/// The graph's name and recursion limit.
+fn settings(spec: &GraphSpec, problems: &mut Vec<Problem>) -> u32 {
+    if spec.name.value.trim().is_empty() {
+        problems.push(Problem::new(
+            &spec.name.loc,
+            "[graph] needs a `name`",
+            "add `name = \"my_graph\"` under [graph]",
+        ));
+    }
+    match &spec.recursion_limit {
+        Some(limit) if limit.value == 0 => {
+            problems.push(Problem::new(
+                &limit.loc,
+                "`recursion_limit` must be at least 1",
+                "use a positive number of super-steps, e.g. 200",
+            ));
+            DEFAULT_RECURSION_LIMIT
+        }
+        Some(limit) => limit.value,
+        None => DEFAULT_RECURSION_LIMIT,
+    }
+}
+
+/// The `[state]` channels: each checked (one declaration, a reducer that fits its type, a
+/// default of its type, required fields only on objects), indexed by name.
+fn compile_channels(
+    spec: &GraphSpec,
+    problems: &mut Vec<Problem>,
+) -> (Vec<Channel>, HashMap<String, ChannelId>, Vec<ChannelId>) {
+    let mut channels = Vec::with_capacity(spec.channels.len());
+    let mut channel_index = HashMap::new();
+    let mut required: Vec<ChannelId> = Vec::new();
+    for c in &spec.channels {
+        let name = c.name.value.clone();
+        if channel_index.contains_key(&name) {
+            problems.push(Problem::new(
+                &c.name.loc,
+                format!("channel `{name}` is declared twice"),
+                "keep one declaration",
+            ));
+            continue;
+        }
+        let reducer = c
+            .reducer
+            .as_ref()
+            .map_or(c.ty.value.default_reducer(), |r| r.value);
+        if let Some(r) = &c.reducer
+            && !r.value.fits(c.ty.value)
+        {
+            problems.push(Problem::new(
+                    &r.loc,
+                    format!("reducer `{}` does not fit channel `{name}` of type `{}`", reducer_name(r.value), type_name(c.ty.value)),
+                    "append/messages need an array or messages channel, merge an object, add an integer or number",
+                ));
+        }
+        let default = match &c.default {
+            Some(d) => {
+                if !c.ty.value.accepts(&d.value) {
+                    problems.push(Problem::new(
+                        &d.loc,
+                        format!(
+                            "the default of `{name}` is {}, not {}",
+                            crate::channel::kind(&d.value),
+                            type_name(c.ty.value)
+                        ),
+                        format!("give a default of type {}", type_name(c.ty.value)),
+                    ));
+                }
+                d.value.clone()
+            }
+            None => c.ty.value.zero(),
+        };
+        if let Some(r) = &c.required
+            && let Required::Fields(_) = r.value
+            && !matches!(c.ty.value, ChannelType::Object | ChannelType::Any)
+        {
+            problems.push(Problem::new(
+                &r.loc,
+                format!("channel `{name}`: required fields need an object channel"),
+                "use `required = true` for a value of any other type",
+            ));
+        }
+        if c.required.is_some() {
+            required.push(channels.len() as ChannelId);
+        }
+        channel_index.insert(name.clone(), channels.len() as ChannelId);
+        channels.push(Channel {
+            name,
+            ty: c.ty.value,
+            reducer,
+            default,
+            required: c.required.as_ref().map(|r| r.value.clone()),
+        });
+    }
+    (channels, channel_index, required)
+}
+
+/// Node names, first: edges and routes may refer to any node.
+fn index_nodes(spec: &GraphSpec, problems: &mut Vec<Problem>) -> HashMap<String, NodeId> {
+    let mut node_index: HashMap<String, NodeId> = HashMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let name = &n.name.value;
+        if name == START || name == END {
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("`{name}` is reserved"),
+                "rename the node",
+            ));
+        } else if node_index.insert(name.clone(), i as NodeId).is_some() {
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{name}` is declared twice"),
+                "give each node a unique name",
+            ));
+        }
+    }
+    node_index
+}
+
+/// What compiling nodes and edges shares: where problems go, the channels, and each
+/// distinct CEL formula compiled once per graph (a chain repeats `state.count + 1`).
+struct Compiler<'a> {
+    problems: &'a mut Vec<Problem>,
+    channels: &'a [Channel],
+    channel_index: &'a HashMap<String, ChannelId>,
+    compiled: HashMap<(String, Scope), Result<Expr, CompileError>>,
+}
+
+impl Compiler<'_> {
+    fn lookup(&self, name: &str) -> Option<ChannelId> {
+        self.channel_index.get(name).copied()
+    }
+
+    /// Compiles a CEL expression; a problem is reported at its place in the file, inside
+    /// the string when that can be told.
+    fn expr(&mut self, src: &Located<String>, scope: Scope, what: &str) -> Option<Expr> {
+        let key = (src.value.clone(), scope);
+        let result = match self.compiled.get(&key) {
+            Some(done) => done.clone(),
+            None => {
+                let index = self.channel_index;
+                let result =
+                    Expr::compile(&src.value, scope, &|name: &str| index.get(name).copied());
+                self.compiled.insert(key, result.clone());
+                result
+            }
+        };
+        match result {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.problems.push(Problem {
+                    loc: inside_string(&src.loc, &src.value, e.at),
+                    message: format!("{what}: {}", e.message),
+                    help: Some(e.help),
+                });
+                None
+            }
+        }
+    }
+
+    /// The channel a node writes, which must be declared.
+    fn channel_ref(&mut self, name: &Located<String>, node: &str) -> Option<ChannelId> {
+        if let Some(id) = self.lookup(&name.value) {
+            return Some(id);
+        }
+        let names: Vec<&str> = self.channels.iter().map(|c| c.name.as_str()).collect();
+        let help = if names.is_empty() {
+            "declare it in [state]".to_string()
+        } else {
+            format!("declare it in [state] (declared: {})", names.join(", "))
+        };
+        self.problems.push(Problem::new(
+            &name.loc,
+            format!(
+                "node `{node}` writes `{}`, which is not a declared channel",
+                name.value
+            ),
+            help,
+        ));
+        None
+    }
+
+    /// A node's `args` / `input` mapping, each value a CEL expression.
+    fn mapping(&mut self, m: &Mapping, scope: Scope, node: &str) -> Vec<(String, Expr)> {
+        m.iter()
+            .filter_map(|(k, v)| {
+                self.expr(v, scope, &format!("node `{node}` key `{}`", k.value))
+                    .map(|e| (k.value.clone(), e))
+            })
+            .collect()
+    }
+}
+
+/// Every node: its kind (with its tool, agent or subgraph resolved), expressions, output,
+/// retry and timeout.
+fn compile_nodes(
+    cx: &mut Compiler<'_>,
+    spec: &GraphSpec,
+    registry: &Registry,
+) -> Vec<CompiledNode> {
+    let mut nodes = Vec::with_capacity(spec.nodes.len());
+    for n in &spec.nodes {
+        let name = n.name.value.as_str();
+        let scope = if n.for_each.is_some() {
+            Scope::Item
+        } else {
+            Scope::State
+        };
+        let for_each = n
+            .for_each
+            .as_ref()
+            .and_then(|f| cx.expr(f, Scope::State, &format!("node `{name}` for_each")));
+        let output = n.output.as_ref().and_then(|o| cx.channel_ref(o, name));
+        let kind = match &n.kind {
+            NodeSpecKind::Set(assignments) => {
+                if n.output.is_some() {
+                    cx.problems.push(Problem::new(
+                        &n.name.loc,
+                        format!("node `{name}` has `set` and `output`"),
+                        "a `set` node names its channels as keys of `set`; remove `output`",
+                    ));
+                }
+                let mut out = Vec::with_capacity(assignments.len());
+                for (key, value) in assignments {
+                    let target = cx.channel_ref(key, name);
+                    let expr =
+                        cx.expr(value, scope, &format!("node `{name}` sets `{}`", key.value));
+                    if let (Some(t), Some(e)) = (target, expr) {
+                        out.push((t, e));
+                    }
+                }
+                Kind::Set(out)
+            }
+            NodeSpecKind::Tool { name: tool, args } => {
+                let handler = registry.tool(&tool.value).cloned();
+                if handler.is_none() && tool.value.starts_with("memory.") {
+                    cx.problems.push(Problem::new(
+                        &tool.loc,
+                        format!("node `{name}` uses memory (`{}`), but no memory store is attached", tool.value),
+                        "run it with the `brainops` CLI (which attaches the store from --memory or $BRAINOPS_MEMORY), or call `memory::register_tools` on the registry",
+                    ));
+                } else if handler.is_none() {
+                    cx.problems.push(Problem::new(
+                        &tool.loc,
+                        format!("unknown tool `{}` in node `{name}`", tool.value),
+                        suggest("tools", &tool.value, &registry.tool_names()),
+                    ));
+                }
+                let input = Input::Mapping(cx.mapping(args, scope, name));
+                Kind::Call {
+                    handler: handler.unwrap_or_else(unresolved),
+                    input,
+                    output,
+                }
+            }
+            NodeSpecKind::Agent { name: agent, input } => {
+                let handler = registry.agent(&agent.value).cloned();
+                if handler.is_none() {
+                    cx.problems.push(Problem::new(
+                        &agent.loc,
+                        format!("unknown agent `{}` in node `{name}`", agent.value),
+                        suggest("agents", &agent.value, &registry.agent_names()),
+                    ));
+                }
+                let input = Input::Mapping(cx.mapping(input, scope, name));
+                Kind::Call {
+                    handler: handler.unwrap_or_else(unresolved),
+                    input,
+                    output,
+                }
+            }
+            NodeSpecKind::Custom { node, input } => {
+                let input = match input {
+                    Some(m) => Input::Mapping(cx.mapping(m, scope, name)),
+                    None => Input::WholeState,
+                };
+                Kind::Call {
+                    handler: Arc::clone(node),
+                    input,
+                    output,
+                }
+            }
+            NodeSpecKind::Ask { question } => {
+                if let Some(f) = &n.for_each {
+                    cx.problems.push(Problem::new(
+                        &f.loc,
+                        format!("`for_each` is not supported on the ask node `{name}`"),
+                        "ask one question per node, or fan out to a subgraph of ask nodes",
+                    ));
+                }
+                Kind::Ask {
+                    question: question.clone(),
+                    output,
+                }
+            }
+            NodeSpecKind::Subgraph { graph } => {
+                if let Some(f) = &n.for_each {
+                    cx.problems.push(Problem::new(
+                        &f.loc,
+                        format!("`for_each` is not supported on the subgraph node `{name}`"),
+                        "fan out inside the subgraph",
+                    ));
+                }
+                let shared = graph
+                    .channels
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(child, c)| {
+                        cx.lookup(&c.name)
+                            .map(|parent| (parent, child as ChannelId))
+                    })
+                    .collect();
+                Kind::Subgraph {
+                    graph: Arc::clone(graph),
+                    shared,
+                    output,
+                }
+            }
+        };
+        let retry = match &n.retry {
+            Some(r) if r.value.max_attempts == 0 => {
+                cx.problems.push(Problem::new(
+                    &r.loc,
+                    format!("node `{name}`: `retry.max_attempts` must be at least 1"),
+                    "1 means no retry",
+                ));
+                r.value
+            }
+            Some(r) => r.value,
+            None => RetryPolicy::default(),
+        };
+        let timeout = match &n.timeout {
+            Some(t) if matches!(kind, Kind::Set(_) | Kind::Ask { .. }) => {
+                cx.problems.push(Problem::new(
+                    &t.loc,
+                    format!(
+                        "node `{name}`: `timeout_s` applies to tool, agent and subgraph nodes only"
+                    ),
+                    "remove it: a `set` node's expressions are bounded by a cost limit instead, and an `ask` node waits for its answer",
+                ));
+                None
+            }
+            Some(t) if t.value.is_zero() => {
+                cx.problems.push(Problem::new(
+                    &t.loc,
+                    format!("node `{name}`: `timeout_s` must be positive"),
+                    "give seconds, e.g. `timeout_s = 30`",
+                ));
+                None
+            }
+            Some(t) => Some(t.value),
+            None => None,
+        };
+        nodes.push(CompiledNode {
+            name: Arc::from(name),
+            kind,
+            for_each,
+            retry,
+            timeout,
+            interrupt_before: n
+                .interrupt
+                .as_ref()
+                .is_some_and(|i| i.value == InterruptWhen::Before),
+            interrupt_after: n
+                .interrupt
+                .as_ref()
+                .is_some_and(|i| i.value == InterruptWhen::After),
+            routes: Routes::default(),
+            joins: Vec::new(),
+            rank: 0,
+        });
+    }
+    nodes
+}
+
+/// The declared edges: routes out of START and out of each node, joins, and the edges as
+/// drawn.
+struct Edges {
+    start: Routes,
+    joins: Vec<JoinDef>,
+    views: Vec<EdgeView>,
+    /// Single-source edges, for the analysis.
+    direct: Vec<(Endpoint, Endpoint)>,
+}
+
+fn compile_edges(
+    cx: &mut Compiler<'_>,
+    spec: &GraphSpec,
+    node_index: &HashMap<String, NodeId>,
+    nodes: &mut [CompiledNode],
+) -> Edges {
+    let mut start = Routes::default();
+    let mut joins: Vec<JoinDef> = Vec::new();
+    let mut views = Vec::with_capacity(spec.edges.len());
+    let mut direct: Vec<(Endpoint, Endpoint)> = Vec::new();
+    let resolve =
+        |problems: &mut Vec<Problem>, n: &Located<String>, role: &str| -> Option<Endpoint> {
+            match n.value.as_str() {
+                START if role == "to" => {
+                    problems.push(Problem::new(
+                        &n.loc,
+                        "an edge cannot go to START",
+                        "START only has outgoing edges",
+                    ));
+                    None
+                }
+                END if role == "from" => {
+                    problems.push(Problem::new(
+                        &n.loc,
+                        "an edge cannot leave END",
+                        "END only has incoming edges",
+                    ));
+                    None
+                }
+                START => Some(Endpoint::Start),
+                END => Some(Endpoint::End),
+                other => match node_index.get(other) {
+                    Some(&id) => Some(Endpoint::Node(id)),
+                    None => {
+                        let names: Vec<&str> = node_index.keys().map(String::as_str).collect();
+                        problems.push(Problem::new(
+                            &n.loc,
+                            format!("edge {role} unknown node `{other}`"),
+                            suggest("nodes", other, &names),
+                        ));
+                        None
+                    }
+                },
+            }
+        };
+    for e in &spec.edges {
+        let to = resolve(cx.problems, &e.to, "to");
+        let froms: Vec<Option<Endpoint>> = e
+            .from
+            .iter()
+            .map(|f| resolve(cx.problems, f, "from"))
+            .collect();
+        if e.from.is_empty() {
+            cx.problems.push(Problem::new(
+                &e.loc,
+                "an edge needs `from`",
+                "add `from = \"node\"` or a list for a join",
+            ));
+            continue;
+        }
+        if e.default && e.when.is_some() {
+            cx.problems.push(Problem::new(
+                &e.loc,
+                "an edge cannot have both `when` and `default = true`",
+                "the default edge fires when no `when` matched; drop one of them",
+            ));
+        }
+        let when = e
+            .when
+            .as_ref()
+            .and_then(|w| cx.expr(w, Scope::State, "edge condition"));
+        views.push(EdgeView {
+            from: e.from.iter().map(|f| f.value.clone()).collect(),
+            to: e.to.value.clone(),
+            label: e.when.as_ref().map(|w| w.value.clone()),
+            default: e.default,
+        });
+        let (Some(to), true) = (to, froms.iter().all(Option::is_some)) else {
+            continue;
+        };
+        let froms: Vec<Endpoint> = froms.into_iter().flatten().collect();
+        let target = match to {
+            Endpoint::Node(n) => Target::Node(n),
+            // START was refused as a target above.
+            Endpoint::End | Endpoint::Start => Target::End,
+        };
+        if froms.len() > 1 {
+            if e.when.is_some() || e.default {
+                cx.problems.push(Problem::new(
+                    &e.loc,
+                    "a join edge (a list in `from`) cannot have `when` or `default`",
+                    "route after the join node instead",
+                ));
+            }
+            if froms.contains(&Endpoint::Start) {
+                cx.problems.push(Problem::new(
+                    &e.loc,
+                    "START cannot be part of a join",
+                    "join the nodes that START leads to",
+                ));
+                continue;
+            }
+            let join = joins.len() as JoinId;
+            let sources: Vec<NodeId> = froms.iter().filter_map(|f| f.node()).collect();
+            for &f in &sources {
+                nodes[f as usize].joins.push(join);
+            }
+            joins.push(JoinDef {
+                sources,
+                to: target,
+            });
+            continue;
+        }
+        let from = froms[0];
+        direct.push((from, to));
+        let routes = match from {
+            Endpoint::Node(n) => &mut nodes[n as usize].routes,
+            // END was refused as a source above.
+            Endpoint::Start | Endpoint::End => &mut start,
+        };
+        if e.default {
+            if routes.default.is_some() {
+                cx.problems.push(Problem::new(
+                    &e.loc,
+                    format!("`{}` has two `default = true` edges", e.from[0].value),
+                    "keep one default edge per node",
+                ));
+            }
+            routes.default = Some(target);
+        } else if let Some(w) = when {
+            routes.when.push((w, target));
+        } else if e.when.is_none() {
+            routes.always.push(target);
+        }
+    }
+    Edges {
+        start,
+        joins,
+        views,
+        direct,
+    }
+}
+
+/// Every node has an edge out. Judged on the declared edges, so an edge whose condition
+/// failed to compile (already reported) does not also count as missing.
+fn check_every_node_leaves(spec: &GraphSpec, problems: &mut Vec<Problem>) {
+    let sources: HashSet<&str> = spec
+        .edges
+        .iter()
+        .flat_map(|e| e.from.iter().map(|f| f.value.as_str()))
+        .collect();
+    if !sources.contains(START) {
+        problems.push(Problem::new(
+            &spec.name.loc,
+            "no edge leaves START",
+            "add [[edges]] from = \"START\", to = \"first_node\"",
+        ));
+    }
+    for n in &spec.nodes {
+        if !sources.contains(n.name.value.as_str()) {
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{}` has no outgoing edge", n.name.value),
+                format!(
+                    "add [[edges]] from = \"{}\", to = \"END\" (or to the next node)",
+                    n.name.value
+                ),
+            ));
+        }
+    }
+}
+
+/// Every node is reachable from START. A join's target is reached once all its sources
+/// are: the search over direct edges resumes from each join target as it is released.
+fn check_reachable(
+    spec: &GraphSpec,
+    node_index: &HashMap<String, NodeId>,
+    edges: &Edges,
+    problems: &mut Vec<Problem>,
+) {
+    let count = spec.nodes.len();
+    // Vertex i is node i; START is the last vertex. END is not drawn: nothing leaves it.
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(count + 1, edges.direct.len());
+    for _ in 0..=count {
+        graph.add_node(());
+    }
+    let start = NodeIndex::new(count);
+    let vertex = |e: Endpoint| match e {
+        Endpoint::Start => Some(start),
+        Endpoint::Node(n) => Some(NodeIndex::new(n as usize)),
+        Endpoint::End => None,
+    };
+    for &(from, to) in &edges.direct {
+        if let (Some(from), Some(to)) = (vertex(from), vertex(to)) {
+            graph.add_edge(from, to, ());
+        }
+    }
+    let mut reached = vec![false; count];
+    let mut released = vec![false; edges.joins.len()];
+    let mut dfs = Dfs::new(&graph, start);
+    loop {
+        while let Some(v) = dfs.next(&graph) {
+            if v != start {
+                reached[v.index()] = true;
+            }
+        }
+        let mut more = false;
+        for (j, join) in edges.joins.iter().enumerate() {
+            if !released[j] && join.sources.iter().all(|&s| reached[s as usize]) {
+                released[j] = true;
+                if let Target::Node(to) = join.to {
+                    dfs.move_to(NodeIndex::new(to as usize));
+                    more = true;
+                    break;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if !reached[i] && node_index.get(&n.name.value) == Some(&(i as NodeId)) {
+            problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{}` is unreachable from START", n.name.value),
+                "add an edge that leads to it, or remove it",
+            ));
+        }
+    }
+}
+
+/// Where byte `at` of a string value is in the file, when its TOML token is the value in
+/// plain quotes (no escapes, one line): then the token is exactly two bytes longer than
+/// the value. Otherwise, the token's start.
+fn inside_string(loc: &Loc, value: &str, at: Option<usize>) -> Loc {
+    match (loc, at) {
+        (Some(span), Some(at)) if span.len() == value.len() + 2 && at <= value.len() => {
+            Some(span.start + 1 + at..span.end)
+        }
+        _ => loc.clone(),
+    }
+}

@@ -1,0 +1,606 @@
+//! The graph model: a declarative [`GraphSpec`] (what the TOML loader and the Rust
+//! [`GraphBuilder`] produce) and the validated, compiled [`Graph`] the executor runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::channel::{Channel, ChannelType, Reducer, Required};
+use crate::error::{Diagnostic, LoadError, Loc, to_diagnostics};
+use crate::expr::Expr;
+use crate::node::{Node, Registry};
+
+mod compile;
+pub(crate) use compile::compile_spec;
+
+pub type ChannelId = u32;
+pub type NodeId = u32;
+pub type JoinId = u32;
+
+pub const START: &str = "START";
+pub const END: &str = "END";
+const DEFAULT_RECURSION_LIMIT: u32 = 25;
+
+/// A value with the place it was written, when it came from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+impl<T> Located<T> {
+    pub fn new(value: T) -> Self {
+        Located { value, loc: None }
+    }
+
+    pub fn at(value: T, loc: Loc) -> Self {
+        Located { value, loc }
+    }
+}
+
+/// `(key, CEL expression)` pairs, in declaration order.
+pub type Mapping = Vec<(Located<String>, Located<String>)>;
+
+/// A graph as declared, before validation.
+#[derive(Clone, Default)]
+pub struct GraphSpec {
+    pub name: Located<String>,
+    pub description: Option<String>,
+    pub recursion_limit: Option<Located<u32>>,
+    pub channels: Vec<ChannelSpec>,
+    pub nodes: Vec<NodeSpec>,
+    pub edges: Vec<EdgeSpec>,
+}
+
+impl Default for Located<String> {
+    fn default() -> Self {
+        Located::new(String::new())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    pub name: Located<String>,
+    pub ty: Located<ChannelType>,
+    pub reducer: Option<Located<Reducer>>,
+    pub default: Option<Located<Value>>,
+    pub required: Option<Located<Required>>,
+}
+
+/// Retry with exponential backoff and jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+        }
+    }
+}
+
+/// When a node pauses the run for a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterruptWhen {
+    Before,
+    After,
+}
+
+#[derive(Clone)]
+pub enum NodeSpecKind {
+    Set(Mapping),
+    Tool {
+        name: Located<String>,
+        args: Mapping,
+    },
+    Agent {
+        name: Located<String>,
+        input: Mapping,
+    },
+    Ask {
+        question: String,
+    },
+    Subgraph {
+        graph: Arc<Graph>,
+    },
+    /// Rust code; `input` of `None` passes the whole state as a JSON object.
+    Custom {
+        node: Arc<dyn Node>,
+        input: Option<Mapping>,
+    },
+}
+
+#[derive(Clone)]
+pub struct NodeSpec {
+    pub name: Located<String>,
+    pub kind: NodeSpecKind,
+    pub for_each: Option<Located<String>>,
+    pub output: Option<Located<String>>,
+    pub retry: Option<Located<RetryPolicy>>,
+    pub timeout: Option<Located<Duration>>,
+    pub interrupt: Option<Located<InterruptWhen>>,
+}
+
+impl NodeSpec {
+    pub fn new(name: impl Into<String>, kind: NodeSpecKind) -> Self {
+        NodeSpec {
+            name: Located::new(name.into()),
+            kind,
+            for_each: None,
+            output: None,
+            retry: None,
+            timeout: None,
+            interrupt: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EdgeSpec {
+    pub loc: Loc,
+    pub from: Vec<Located<String>>,
+    pub to: Located<String>,
+    pub when: Option<Located<String>>,
+    pub default: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// The compiled graph.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Node(NodeId),
+    End,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    pub always: Vec<Target>,
+    pub when: Vec<(Expr, Target)>,
+    pub default: Option<Target>,
+}
+
+pub(crate) enum Input {
+    Mapping(Vec<(String, Expr)>),
+    WholeState,
+}
+
+pub(crate) enum Kind {
+    Set(Vec<(ChannelId, Expr)>),
+    Call {
+        handler: Arc<dyn Node>,
+        input: Input,
+        output: Option<ChannelId>,
+    },
+    Ask {
+        question: String,
+        output: Option<ChannelId>,
+    },
+    Subgraph {
+        graph: Arc<Graph>,
+        shared: Vec<(ChannelId, ChannelId)>,
+        output: Option<ChannelId>,
+    },
+}
+
+pub(crate) struct CompiledNode {
+    pub name: Arc<str>,
+    pub kind: Kind,
+    pub for_each: Option<Expr>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub interrupt_before: bool,
+    pub interrupt_after: bool,
+    pub routes: Routes,
+    pub joins: Vec<JoinId>,
+    /// Where this node's tasks fold their writes within a step (see [`fold_ranks`]).
+    pub rank: u32,
+}
+
+pub(crate) struct JoinDef {
+    pub sources: Vec<NodeId>,
+    pub to: Target,
+}
+
+/// An edge as drawn by `brainops graph`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeView {
+    pub from: Vec<String>,
+    pub to: String,
+    pub label: Option<String>,
+    pub default: bool,
+}
+
+/// A validated graph, ready to run. Cheap to share behind an `Arc`.
+pub struct Graph {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) recursion_limit: u32,
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) channel_names: Vec<Arc<String>>,
+    pub(crate) channel_index: HashMap<String, ChannelId>,
+    pub(crate) nodes: Vec<CompiledNode>,
+    pub(crate) node_index: HashMap<String, NodeId>,
+    pub(crate) start: Routes,
+    pub(crate) joins: Vec<JoinDef>,
+    pub(crate) edges: Vec<EdgeView>,
+    /// Channels a new run's input must provide (see [`Required`]).
+    pub(crate) required: Vec<ChannelId>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("name", &self.name)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Graph {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    pub fn recursion_limit(&self) -> u32 {
+        self.recursion_limit
+    }
+
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
+        self.channel_index.get(name).copied()
+    }
+
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| &*n.name)
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.node_index.get(name).copied()
+    }
+
+    pub fn edges(&self) -> &[EdgeView] {
+        &self.edges
+    }
+
+    /// A short label of what a node does, for drawings.
+    pub fn node_kind(&self, name: &str) -> Option<&'static str> {
+        let node = &self.nodes[*self.node_index.get(name)? as usize];
+        Some(match node.kind {
+            Kind::Set(_) if node.for_each.is_some() => "for_each",
+            Kind::Set(_) => "set",
+            Kind::Call { .. } => "call",
+            Kind::Ask { .. } => "ask",
+            Kind::Subgraph { .. } => "graph",
+        })
+    }
+
+    /// Validates and compiles a spec. `file` names the source in diagnostics; `source` is its
+    /// text, used to turn byte offsets into lines and columns.
+    pub fn compile(
+        spec: GraphSpec,
+        registry: &Registry,
+        file: &str,
+        source: Option<&str>,
+    ) -> Result<Graph, LoadError> {
+        let mut problems = Vec::new();
+        let graph = compile_spec(spec, registry, &mut problems);
+        if problems.is_empty()
+            && let Some(graph) = graph
+        {
+            return Ok(graph);
+        }
+        let mut diagnostics: Vec<Diagnostic> = to_diagnostics(file, source, problems);
+        if diagnostics.is_empty() {
+            diagnostics.push(Diagnostic {
+                file: file.into(),
+                line: 0,
+                col: 0,
+                message: "the graph could not be compiled".into(),
+                help: None,
+            });
+        }
+        Err(LoadError { diagnostics })
+    }
+}
+
+/// Ranks nodes in the order their tasks' writes are folded within a step, LangGraph's order:
+/// plain nodes by name, then `for_each` nodes (LangGraph's `Send` tasks) by name, each of
+/// those in element order. The same in every step and on resume, whatever the edge order.
+fn fold_ranks(nodes: &mut [CompiledNode]) {
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&nodes[a], &nodes[b]);
+        (a.for_each.is_some(), &*a.name).cmp(&(b.for_each.is_some(), &*b.name))
+    });
+    for (rank, i) in order.into_iter().enumerate() {
+        nodes[i].rank = rank as u32;
+    }
+}
+
+/// Stands in for an unknown tool or agent so validation can go on and report everything;
+/// a graph with one never compiles.
+fn unresolved() -> Arc<dyn Node> {
+    crate::node::node_fn(|_, ctx| {
+        Err(crate::node::NodeError::permanent(format!(
+            "`{}` is not registered",
+            ctx.node()
+        )))
+    })
+}
+
+pub(crate) fn type_name(t: ChannelType) -> &'static str {
+    match t {
+        ChannelType::String => "string",
+        ChannelType::Integer => "integer",
+        ChannelType::Number => "number",
+        ChannelType::Boolean => "boolean",
+        ChannelType::Array => "array",
+        ChannelType::Object => "object",
+        ChannelType::Messages => "messages",
+        ChannelType::Any => "any",
+    }
+}
+
+pub(crate) fn reducer_name(r: Reducer) -> &'static str {
+    match r {
+        Reducer::Replace => "replace",
+        Reducer::Append => "append",
+        Reducer::Merge => "merge",
+        Reducer::Add => "add",
+        Reducer::Messages => "messages",
+    }
+}
+
+/// "did you mean" help from a list of known names.
+pub fn suggest(what: &str, name: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min();
+    match best {
+        Some((_, k)) => format!("did you mean `{k}`?"),
+        None if known.is_empty() => format!("no {what} are registered"),
+        None => {
+            let mut list: Vec<&str> = known.to_vec();
+            list.sort_unstable();
+            let shown: Vec<&str> = list.iter().take(12).copied().collect();
+            format!(
+                "known {what}: {}{}",
+                shown.join(", "),
+                if list.len() > 12 { ", ..." } else { "" }
+            )
+        }
+    }
+}
+
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------
+// Builder.
+
+/// Builds a graph in Rust with the same power as the TOML format.
+///
+/// ```
+/// use engine::{GraphBuilder, ChannelType, Reducer, Registry};
+/// let graph = GraphBuilder::new("counter")
+///     .channel("count", ChannelType::Integer, Reducer::Replace, serde_json::json!(0))
+///     .set("bump", &[("count", "state.count + 1")])
+///     .edge("START", "bump")
+///     .edge_when("bump", "bump", "state.count < 3")
+///     .edge_when("bump", "END", "state.count >= 3")
+///     .build(&Registry::new())
+///     .unwrap();
+/// assert_eq!(graph.name(), "counter");
+/// ```
+pub struct GraphBuilder {
+    spec: GraphSpec,
+}
+
+impl GraphBuilder {
+    pub fn new(name: impl Into<String>) -> Self {
+        GraphBuilder {
+            spec: GraphSpec {
+                name: Located::new(name.into()),
+                ..GraphSpec::default()
+            },
+        }
+    }
+
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.spec.description = Some(text.into());
+        self
+    }
+
+    pub fn recursion_limit(mut self, limit: u32) -> Self {
+        self.spec.recursion_limit = Some(Located::new(limit));
+        self
+    }
+
+    pub fn channel(
+        mut self,
+        name: &str,
+        ty: ChannelType,
+        reducer: Reducer,
+        default: Value,
+    ) -> Self {
+        self.spec.channels.push(ChannelSpec {
+            name: Located::new(name.into()),
+            ty: Located::new(ty),
+            reducer: Some(Located::new(reducer)),
+            default: Some(Located::new(default)),
+            required: None,
+        });
+        self
+    }
+
+    /// Adds a fully described node.
+    pub fn node(mut self, node: NodeSpec) -> Self {
+        self.spec.nodes.push(node);
+        self
+    }
+
+    /// A node that assigns CEL expressions to channels.
+    pub fn set(self, name: &str, assignments: &[(&str, &str)]) -> Self {
+        self.node(NodeSpec::new(name, NodeSpecKind::Set(mapping(assignments))))
+    }
+
+    /// A fan-out node: one task per element of `over`, each assigning with `item` bound.
+    pub fn for_each(self, name: &str, over: &str, assignments: &[(&str, &str)]) -> Self {
+        let mut spec = NodeSpec::new(name, NodeSpecKind::Set(mapping(assignments)));
+        spec.for_each = Some(Located::new(over.into()));
+        self.node(spec)
+    }
+
+    /// A node running Rust code on the whole state; it returns an object of channel updates.
+    pub fn function(self, name: &str, node: Arc<dyn Node>) -> Self {
+        self.node(NodeSpec::new(
+            name,
+            NodeSpecKind::Custom { node, input: None },
+        ))
+    }
+
+    /// A registered tool called with `args`, its result written to `output`.
+    pub fn tool(self, name: &str, tool: &str, args: &[(&str, &str)], output: &str) -> Self {
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Tool {
+                name: Located::new(tool.into()),
+                args: mapping(args),
+            },
+        );
+        spec.output = Some(Located::new(output.into()));
+        self.node(spec)
+    }
+
+    /// A registered agent called with `input`, its result written to `output`.
+    pub fn agent(self, name: &str, agent: &str, input: &[(&str, &str)], output: &str) -> Self {
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Agent {
+                name: Located::new(agent.into()),
+                input: mapping(input),
+            },
+        );
+        spec.output = Some(Located::new(output.into()));
+        self.node(spec)
+    }
+
+    /// A human question; the resume value is written to `output`.
+    pub fn ask(self, name: &str, question: &str, output: &str) -> Self {
+        let mut spec = NodeSpec::new(
+            name,
+            NodeSpecKind::Ask {
+                question: question.into(),
+            },
+        );
+        spec.output = Some(Located::new(output.into()));
+        self.node(spec)
+    }
+
+    /// A subgraph sharing the channels both graphs declare.
+    pub fn subgraph(self, name: &str, graph: Arc<Graph>) -> Self {
+        self.node(NodeSpec::new(name, NodeSpecKind::Subgraph { graph }))
+    }
+
+    pub fn edge(mut self, from: &str, to: &str) -> Self {
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: vec![Located::new(from.into())],
+            to: Located::new(to.into()),
+            when: None,
+            default: false,
+        });
+        self
+    }
+
+    pub fn edge_when(mut self, from: &str, to: &str, when: &str) -> Self {
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: vec![Located::new(from.into())],
+            to: Located::new(to.into()),
+            when: Some(Located::new(when.into())),
+            default: false,
+        });
+        self
+    }
+
+    pub fn edge_default(mut self, from: &str, to: &str) -> Self {
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: vec![Located::new(from.into())],
+            to: Located::new(to.into()),
+            when: None,
+            default: true,
+        });
+        self
+    }
+
+    /// `to` runs once, after every node in `from` has finished.
+    pub fn join(mut self, from: &[&str], to: &str) -> Self {
+        self.spec.edges.push(EdgeSpec {
+            loc: None,
+            from: from
+                .iter()
+                .map(|f| Located::new((*f).to_string()))
+                .collect(),
+            to: Located::new(to.into()),
+            when: None,
+            default: false,
+        });
+        self
+    }
+
+    pub fn spec(&self) -> &GraphSpec {
+        &self.spec
+    }
+
+    pub fn build(self, registry: &Registry) -> Result<Graph, LoadError> {
+        let name = self.spec.name.value.clone();
+        Graph::compile(self.spec, registry, &name, None)
+    }
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> Mapping {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                Located::new((*k).to_string()),
+                Located::new((*v).to_string()),
+            )
+        })
+        .collect()
+}
