@@ -40,6 +40,8 @@ cargo fmt --all --check
 
 echo "==> lints (no unwrap/expect/panic in library code)"
 cargo clippy --release --workspace --lib --bins --locked -- -D warnings
+# The executor alone, as a backend that embeds only it builds it: no SQLite, no Postgres.
+cargo clippy --release --locked -p brainops-engine --no-default-features --lib -- -D warnings
 
 echo "==> tests"
 cargo test --release --workspace --locked

@@ -45,16 +45,18 @@ pub mod expr;
 pub mod graph;
 pub mod loader;
 pub mod node;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pregel;
 pub mod render;
 mod state;
 
 pub use channel::{ChannelType, Reducer};
-pub use checkpoint::{
-    Checkpointer, InterruptInfo, InterruptKind, MemorySaver, PostgresSaver, SqliteSaver,
-    ThreadStatus,
-};
+#[cfg(feature = "postgres")]
+pub use checkpoint::PostgresSaver;
+#[cfg(feature = "sqlite")]
+pub use checkpoint::SqliteSaver;
+pub use checkpoint::{Checkpointer, InterruptInfo, InterruptKind, MemorySaver, ThreadStatus};
 pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{AgentStep, Event, EventSink, EventStream, IntegrationCall, Progress};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};

@@ -7,11 +7,15 @@
 //! re-runs only the tasks that did not finish.
 
 mod memory;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemorySaver;
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresSaver;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSaver;
 
 use async_trait::async_trait;
@@ -348,6 +352,7 @@ impl CheckpointError {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for CheckpointError {
     fn from(e: rusqlite::Error) -> Self {
         CheckpointError::Store(format!("sqlite: {e}"))
@@ -567,6 +572,7 @@ impl EffectStatus {
     }
 
     /// The status stored for outbox entry `key`; an unknown word is a store error.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn stored(text: &str, key: &str) -> Result<Self, CheckpointError> {
         Self::parse(text).ok_or_else(|| {
             CheckpointError::Store(format!(
