@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{Failure, fail};
 
 #[derive(Subcommand)]
-pub enum AgentsCommand {
+pub(crate) enum AgentsCommand {
     /// List agents: name, category, description, tools (with --json: a JSON array).
     List {
         /// Only this category: revenue, operations, technical, customer, financial,
@@ -24,7 +24,7 @@ pub enum AgentsCommand {
 }
 
 #[derive(Subcommand)]
-pub enum ToolsCommand {
+pub(crate) enum ToolsCommand {
     /// List tools: name and description (with --json: also the argument schema).
     List {
         #[arg(long)]
@@ -32,7 +32,7 @@ pub enum ToolsCommand {
     },
 }
 
-pub fn agents(
+pub(crate) fn agents(
     command: AgentsCommand,
     catalog: &Catalog,
     registry: &Registry,
@@ -122,7 +122,7 @@ pub fn agents(
     }
 }
 
-pub fn tools(command: ToolsCommand, registry: &Registry) -> Result<u8, Failure> {
+pub(crate) fn tools(command: ToolsCommand, registry: &Registry) -> Result<u8, Failure> {
     let ToolsCommand::List { json } = command;
     let names = registry.tool_names();
     if json {

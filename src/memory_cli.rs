@@ -13,7 +13,7 @@ use crate::{Failure, fail, parse_age, parse_json};
 const MAX_TTL_MS: u64 = 100 * 365 * 86_400_000;
 
 #[derive(Subcommand)]
-pub enum MemoryCommand {
+pub(crate) enum MemoryCommand {
     /// Store an item (replacing one with the same namespace and key); print it.
     Put {
         #[arg(long, value_name = "PATH")]
@@ -75,7 +75,7 @@ pub enum MemoryCommand {
 
 /// Where memory lives: `--store`/`--memory`, else `$BRAINOPS_MEMORY`, else the embedded
 /// file under `$BRAINOPS_HOME` or `.brainops/`.
-pub fn memory_spec(flag: Option<&str>) -> Option<String> {
+pub(crate) fn memory_spec(flag: Option<&str>) -> Option<String> {
     // An empty flag is kept, so that opening it is refused rather than the default used.
     flag.map(str::to_string).or_else(|| {
         std::env::var("BRAINOPS_MEMORY")
@@ -86,7 +86,7 @@ pub fn memory_spec(flag: Option<&str>) -> Option<String> {
 
 /// The embedder named by `--embedder` (or `$BRAINOPS_EMBEDDER`): `local` (default) or
 /// `openai:MODEL[@DIMS]`.
-pub fn embedder_name(flag: Option<&str>) -> String {
+pub(crate) fn embedder_name(flag: Option<&str>) -> String {
     flag.map(str::to_string)
         .or_else(|| {
             std::env::var("BRAINOPS_EMBEDDER")
@@ -97,7 +97,7 @@ pub fn embedder_name(flag: Option<&str>) -> String {
 }
 
 /// The memory URL: the flag (or `$BRAINOPS_MEMORY`), else the default embedded file.
-pub fn memory_url(spec: Option<&str>) -> String {
+pub(crate) fn memory_url(spec: Option<&str>) -> String {
     spec.map_or_else(
         || brainops::stores::default_file("memory.db"),
         str::to_string,
@@ -125,7 +125,7 @@ fn item_json(item: &memory::Item) -> Value {
     })
 }
 
-pub async fn run(
+pub(crate) async fn run(
     command: MemoryCommand,
     store: Option<String>,
     embedder: Option<String>,

@@ -86,7 +86,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    pub fn new(loc: &Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
+    pub(crate) fn new(loc: &Loc, message: impl Into<String>, help: impl Into<String>) -> Self {
         Problem {
             loc: loc.clone(),
             message: message.into(),
@@ -102,13 +102,13 @@ pub(crate) struct LineIndex<'a> {
 }
 
 impl<'a> LineIndex<'a> {
-    pub fn new(source: &'a str) -> Self {
+    pub(crate) fn new(source: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { source, starts }
     }
 
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
         let line = self
             .starts

@@ -16,7 +16,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub fn new(graph: &Graph) -> Self {
+    pub(crate) fn new(graph: &Graph) -> Self {
         State {
             values: graph.channels.iter().map(|c| c.default.clone()).collect(),
             cel: graph.channels.iter().map(|_| OnceLock::new()).collect(),
@@ -26,7 +26,7 @@ impl State {
 
     /// Rebuilds the state at the last record of `chain` (which starts at a snapshot or at the
     /// thread's first checkpoint).
-    pub fn rebuild(graph: &Graph, chain: &[CheckpointRecord]) -> Result<Self, String> {
+    pub(crate) fn rebuild(graph: &Graph, chain: &[CheckpointRecord]) -> Result<Self, String> {
         let mut state = State::new(graph);
         for record in chain {
             if let Some(snapshot) = &record.snapshot {
@@ -43,7 +43,11 @@ impl State {
         Ok(state)
     }
 
-    pub fn apply_delta(&mut self, graph: &Graph, delta: &ChannelDelta) -> Result<(), String> {
+    pub(crate) fn apply_delta(
+        &mut self,
+        graph: &Graph,
+        delta: &ChannelDelta,
+    ) -> Result<(), String> {
         match delta {
             ChannelDelta::Set { channel, value } => {
                 if let Some(id) = graph.channel_id(channel) {
@@ -67,7 +71,7 @@ impl State {
         Ok(())
     }
 
-    pub fn set(&mut self, id: ChannelId, value: Value) {
+    pub(crate) fn set(&mut self, id: ChannelId, value: Value) {
         self.values[id as usize] = value;
         self.cel[id as usize] = OnceLock::new();
     }
@@ -75,7 +79,7 @@ impl State {
     /// Folds `value` into channel `ch` through its reducer, noting in `undo` how to take it
     /// back (`scratch` is reused between calls); `Err` says why the write does not fit.
     /// Whatever was changed before an error is noted too, so `undo` restores it.
-    pub fn fold_logged(
+    pub(crate) fn fold_logged(
         &mut self,
         graph: &Graph,
         ch: ChannelId,
@@ -99,23 +103,23 @@ impl State {
     }
 
     /// Takes back folds noted by [`crate::channel::Reducer::apply_undoable`], newest first.
-    pub fn undo(&mut self, log: &mut Vec<(ChannelId, crate::channel::Undo)>) {
+    pub(crate) fn undo(&mut self, log: &mut Vec<(ChannelId, crate::channel::Undo)>) {
         while let Some((id, undo)) = log.pop() {
             undo.revert(&mut self.values[id as usize]);
             self.invalidate(id);
         }
     }
 
-    pub fn invalidate(&mut self, id: ChannelId) {
+    pub(crate) fn invalidate(&mut self, id: ChannelId) {
         self.cel[id as usize] = OnceLock::new();
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         Value::Object(self.to_map())
     }
 
     /// The state as one JSON object, moving the values out rather than copying them.
-    pub fn into_json(self) -> Value {
+    pub(crate) fn into_json(self) -> Value {
         Value::Object(
             self.names
                 .iter()
@@ -125,7 +129,7 @@ impl State {
         )
     }
 
-    pub fn to_map(&self) -> Map<String, Value> {
+    pub(crate) fn to_map(&self) -> Map<String, Value> {
         self.names
             .iter()
             .zip(&self.values)

@@ -118,7 +118,7 @@ impl std::io::Write for ByteCount {
 
 /// The largest item a store takes, as JSON. Both stores refuse the same items: Postgres
 /// cannot index text whose `tsvector` passes 1 MB, which a value under this always meets.
-pub const MAX_ITEM_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_ITEM_BYTES: usize = 256 * 1024;
 
 /// What both stores check before a put: a namespace, a key, and a value of bounded size.
 pub(crate) fn check_put(

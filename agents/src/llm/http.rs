@@ -39,7 +39,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 impl Http {
-    pub fn new(config: &ProviderConfig) -> Result<Self, LlmError> {
+    pub(crate) fn new(config: &ProviderConfig) -> Result<Self, LlmError> {
         let client = client_builder()
             .connect_timeout(config.connect_timeout)
             .build()
@@ -58,7 +58,7 @@ impl Http {
         })
     }
 
-    pub fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }
 
@@ -77,7 +77,7 @@ impl Http {
 
     /// Sends a built request and waits for the response headers. A failed status becomes a
     /// classified error keeping the status, `Retry-After` and the (scrubbed) body.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         provider: &str,
         request: reqwest::Request,
@@ -140,7 +140,7 @@ impl Http {
     /// The same response with its body read under the size limit and the key scrubbed
     /// from it, for a reader (like `async-openai`'s client) that reads a body whole and
     /// may log it when it does not parse.
-    pub async fn buffered(
+    pub(crate) async fn buffered(
         &self,
         provider: &str,
         response: reqwest::Response,
@@ -160,7 +160,7 @@ impl Http {
     /// the bytes stream by (an occurrence split across chunks included), for a reader that
     /// takes the body as it comes (`async-openai`'s event streams, which log an event that
     /// does not parse).
-    pub fn scrubbed(response: reqwest::Response, key: &ApiKey) -> reqwest::Response {
+    pub(crate) fn scrubbed(response: reqwest::Response, key: &ApiKey) -> reqwest::Response {
         let (status, version) = (response.status(), response.version());
         let headers = response.headers().clone();
         let scrubber = Scrubber {
@@ -189,7 +189,7 @@ impl Http {
     }
 
     /// POSTs and parses a JSON reply. A body that is not JSON is an error that keeps it.
-    pub async fn json(
+    pub(crate) async fn json(
         &self,
         provider: &str,
         request: reqwest::RequestBuilder,
@@ -206,7 +206,7 @@ impl Http {
     }
 
     /// Runs a whole call under the total timeout.
-    pub async fn in_time<T>(
+    pub(crate) async fn in_time<T>(
         &self,
         provider: &str,
         call: impl Future<Output = Result<T, LlmError>>,
@@ -221,7 +221,7 @@ impl Http {
     }
 
     /// The limits on a stream starting now.
-    pub fn stream_budget(&self, provider: &str) -> StreamBudget {
+    pub(crate) fn stream_budget(&self, provider: &str) -> StreamBudget {
         StreamBudget {
             provider: provider.to_string(),
             idle: self.first_byte,
@@ -233,7 +233,7 @@ impl Http {
 
     /// POSTs and returns the reply's server-sent events. Each event must arrive within the
     /// first-byte timeout of the one before.
-    pub async fn sse(
+    pub(crate) async fn sse(
         &self,
         provider: &str,
         request: reqwest::RequestBuilder,
@@ -320,7 +320,7 @@ pub(crate) struct StreamBudget {
 
 impl StreamBudget {
     /// The stream's next item, or an error when it does not come in time.
-    pub async fn next<S: futures_core::Stream + Unpin>(
+    pub(crate) async fn next<S: futures_core::Stream + Unpin>(
         &self,
         stream: &mut S,
     ) -> Result<Option<S::Item>, LlmError> {
@@ -337,7 +337,7 @@ impl StreamBudget {
     }
 
     /// Counts an event's bytes against the size limit.
-    pub fn count(&mut self, bytes: usize) -> Result<(), LlmError> {
+    pub(crate) fn count(&mut self, bytes: usize) -> Result<(), LlmError> {
         self.seen += bytes;
         if self.seen > self.max_bytes {
             return Err(LlmError::new(
@@ -352,7 +352,7 @@ impl StreamBudget {
 
 impl SseEvent {
     /// The event's data as JSON; an unreadable event is an error that keeps it.
-    pub fn json(&self, provider: &str) -> Result<Value, LlmError> {
+    pub(crate) fn json(&self, provider: &str) -> Result<Value, LlmError> {
         serde_json::from_str(&self.data).map_err(|e| {
             let name = if self.event.is_empty() {
                 ""
