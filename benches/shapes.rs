@@ -4,7 +4,7 @@ use engine::{ChannelType, Graph, GraphBuilder, Reducer, Registry};
 use serde_json::json;
 
 /// `n` `set` nodes in a line, each adding one to `n`.
-pub fn chain(n: usize) -> Graph {
+pub(crate) fn chain(n: usize) -> Graph {
     let mut b = GraphBuilder::new("chain")
         .recursion_limit(n as u32 + 1)
         .channel("n", ChannelType::Integer, Reducer::Replace, json!(0));

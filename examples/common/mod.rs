@@ -12,7 +12,7 @@ use clap::Parser;
 use serde_json::Value;
 
 #[derive(Parser)]
-pub struct Args {
+pub(crate) struct Args {
     /// Input JSON file (default: examples/data/<graph>.json).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 /// What a runner knows about its graph.
-pub struct Business {
+pub(crate) struct Business {
     pub graph: &'static str,
     /// Answers to the graph's questions, by node.
     pub answers: &'static [(&'static str, &'static str)],
@@ -38,7 +38,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn main(business: Business) -> ExitCode {
+pub(crate) fn main(business: Business) -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,7 +207,7 @@ fn preview(value: &Value) -> String {
 }
 
 /// `state[key]` as text for a report line.
-pub fn text(state: &Value, pointer: &str) -> String {
+pub(crate) fn text(state: &Value, pointer: &str) -> String {
     match state.pointer(pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "-".into(),

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 /// `brainops` with `home` as `BRAINOPS_HOME`, run from the workspace root, with none of the
 /// caller's settings that would change what it does: stores, embedder, integrations mode and
 /// the integration keys the tests' graphs could reach.
-pub fn command(home: &Path) -> Command {
+pub(crate) fn command(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_brainops"));
     cmd.env("BRAINOPS_HOME", home)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -25,7 +25,7 @@ pub fn command(home: &Path) -> Command {
 
 /// Runs `brainops ARGS` (see [`command`]).
 #[allow(dead_code)] // not every test binary runs it this way
-pub fn brainops(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn brainops(home: &Path, args: &[&str]) -> Output {
     command(home)
         .args(args)
         .output()

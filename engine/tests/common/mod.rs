@@ -6,20 +6,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engine::{Graph, LoadError, Registry, loader};
 
-pub mod pg;
+pub(crate) mod pg;
 
-pub fn load(toml: &str) -> Graph {
+pub(crate) fn load(toml: &str) -> Graph {
     load_with(toml, &Registry::new())
 }
 
-pub fn load_with(toml: &str, registry: &Registry) -> Graph {
+pub(crate) fn load_with(toml: &str, registry: &Registry) -> Graph {
     match loader::load_str(toml, "test.toml", registry) {
         Ok(g) => g,
         Err(e) => panic!("graph should load:\n{e}"),
     }
 }
 
-pub fn load_err(toml: &str, registry: &Registry) -> LoadError {
+pub(crate) fn load_err(toml: &str, registry: &Registry) -> LoadError {
     match loader::load_str(toml, "test.toml", registry) {
         Ok(_) => panic!("graph should not load"),
         Err(e) => e,
@@ -28,21 +28,21 @@ pub fn load_err(toml: &str, registry: &Registry) -> LoadError {
 
 /// Counts calls per name, to prove which tasks ran.
 #[derive(Default, Clone)]
-pub struct CallCounter(pub Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+pub(crate) struct CallCounter(pub Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
 
 impl CallCounter {
-    pub fn hit(&self, name: &str) {
+    pub(crate) fn hit(&self, name: &str) {
         *self.0.lock().unwrap().entry(name.to_string()).or_default() += 1;
     }
-    pub fn get(&self, name: &str) -> usize {
+    pub(crate) fn get(&self, name: &str) -> usize {
         self.0.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 }
 
-pub fn counter() -> Arc<AtomicUsize> {
+pub(crate) fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
-pub fn count(c: &AtomicUsize) -> usize {
+pub(crate) fn count(c: &AtomicUsize) -> usize {
     c.load(Ordering::SeqCst)
 }

@@ -3,19 +3,19 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The server's admin URL: `$DATABASE_URL`, or what `scripts/postgres.sh` prints.
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
 }
 
 /// The pooler (PgBouncer in transaction mode) URL: `$DATABASE_POOLER_URL` or the default.
-pub fn pooler_url() -> String {
+pub(crate) fn pooler_url() -> String {
     std::env::var("DATABASE_POOLER_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:56432/postgres?pgbouncer=true".into())
 }
 
 /// Swaps the database name in a URL.
-pub fn with_database(url: &str, db: &str) -> String {
+pub(crate) fn with_database(url: &str, db: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -30,7 +30,7 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 /// Creates an empty database that only this test uses; returns its name.
 /// `scripts/test.sh` drops these databases before each run.
-pub async fn fresh_database() -> String {
+pub(crate) async fn fresh_database() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "brainops_t_{}_{}_{}",
