@@ -1,4 +1,6 @@
 //! Graph shapes shared by the benchmarks.
+// Each bench uses some of the shapes (and cargo also builds this file as a bench of its own).
+#![allow(dead_code)]
 
 use engine::{ChannelType, Graph, GraphBuilder, Reducer, Registry};
 use serde_json::json;
