@@ -35,6 +35,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 pub mod stores;
 
@@ -69,17 +71,30 @@ pub enum EngineError {
     Open(#[from] OpenError),
     /// A graph directory could not be read.
     #[error("cannot read the graph directory {dir}: {message}")]
-    GraphDir { dir: String, message: String },
+    GraphDir {
+        /// The directory.
+        dir: String,
+        /// What reading it said.
+        message: String,
+    },
     /// Two files declare the same graph name.
     #[error("graph `{name}` is declared by both {first} and {second}; graph names must be unique")]
     DuplicateGraph {
+        /// The graph name.
         name: String,
+        /// The file loaded first.
         first: String,
+        /// The file that claims the name again.
         second: String,
     },
     /// No graph of that name was loaded.
     #[error("no graph named `{name}`; loaded: {known}")]
-    UnknownGraph { name: String, known: String },
+    UnknownGraph {
+        /// The name asked for.
+        name: String,
+        /// The loaded graphs' names, comma-separated.
+        known: String,
+    },
 }
 
 /// How agents, memory, stores and graphs are put together: see [`Engine::builder`].

@@ -11,6 +11,8 @@
 //!   as tools, with a dry-run mode.
 //!
 //! [`Setup`] puts them together into an [`engine::Registry`] that graphs load against.
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 pub mod agent;
 pub mod integrations;
@@ -27,9 +29,13 @@ pub use agent::{Agent, AgentSpec, Catalog, Category, ModelSource, Providers};
 /// What the built-in registry is made of: where agents get models, and the memory store
 /// behind `memory.*` tools and agent memory (none: those tools are absent).
 pub struct Setup {
+    /// Where agents get their models.
     pub models: Arc<dyn ModelSource>,
+    /// The memory behind `memory.*` tools and agent memory (none: those tools are absent).
     pub memories: Option<LazyMemories>,
+    /// Base URLs and timeouts of model providers.
     pub providers: llm::ProviderConfig,
+    /// How integrations send.
     pub integrations: integrations::IntegrationConfig,
     /// Directories of more agent specs (`<dir>/<category>/<name>.toml`), loaded after the
     /// built-in catalog; a spec with a built-in agent's name replaces it.

@@ -8,11 +8,17 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelType {
+    /// Text.
     String,
+    /// A whole number (64-bit).
     Integer,
+    /// Any number.
     Number,
+    /// `true` or `false`.
     Boolean,
+    /// A list.
     Array,
+    /// A JSON object.
     Object,
     /// A chat transcript: an array of message objects, reduced with [`Reducer::Messages`].
     Messages,
@@ -21,6 +27,7 @@ pub enum ChannelType {
 }
 
 impl ChannelType {
+    /// The type names a `[state]` channel may give, for messages.
     pub const NAMES: &'static str =
         "string, integer, number, boolean, array, object, messages, any";
 
@@ -75,6 +82,7 @@ pub enum Reducer {
 }
 
 impl Reducer {
+    /// The reducer names a `[state]` channel may give, for messages.
     pub const NAMES: &'static str = "replace, append, merge, add, messages";
 
     /// Whether this reducer can fold values of type `ty`.
@@ -233,6 +241,7 @@ pub enum Undo {
 }
 
 impl Undo {
+    /// Takes the write back from `current`.
     pub fn revert(self, current: &mut Value) {
         match (self, current) {
             (Undo::Restore(old), current) => *current = old,
@@ -362,11 +371,15 @@ pub fn kind(value: &Value) -> &'static str {
 /// A write that a reducer could not fold.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReduceError {
+    /// The write has the wrong type.
     #[error("expected {what}, got {got}")]
     Expected {
+        /// What the reducer folds.
         what: &'static str,
+        /// What the write was.
         got: &'static str,
     },
+    /// An `add` channel's sum left the number range.
     #[error("the sum overflows")]
     Overflow,
 }
@@ -374,10 +387,15 @@ pub enum ReduceError {
 /// A declared state channel.
 #[derive(Debug, Clone)]
 pub struct Channel {
+    /// Its name.
     pub name: String,
+    /// Its type.
     pub ty: ChannelType,
+    /// How writes fold into it.
     pub reducer: Reducer,
+    /// Its value before anything writes it.
     pub default: Value,
+    /// What a new run's input must give for it.
     pub required: Option<Required>,
 }
 

@@ -16,8 +16,11 @@ pub struct Diagnostic {
     pub file: String,
     /// 1-based line and column; 0 when the problem has no place in a file.
     pub line: usize,
+    /// The column (characters).
     pub col: usize,
+    /// What is wrong.
     pub message: String,
+    /// What to do about it.
     pub help: Option<String>,
 }
 
@@ -62,6 +65,7 @@ impl fmt::Display for Diagnostic {
 /// A graph that failed to load: every problem found, in file order.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct LoadError {
+    /// Every problem found, in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -154,54 +158,105 @@ pub(crate) fn to_diagnostics(
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RunError {
+    /// A node failed after its last attempt.
     #[error("node `{node}` failed after {attempts} attempt(s): {message}")]
     NodeFailed {
+        /// The node.
         node: String,
+        /// Attempts made.
         attempts: u32,
+        /// The last failure.
         message: String,
     },
+    /// A node's attempt took longer than its `timeout_s`.
     #[error(
         "node `{node}` timed out after {seconds}s (attempt {attempts}); raise `timeout_s` or make the node faster"
     )]
     Timeout {
+        /// The node.
         node: String,
+        /// The timeout.
         seconds: f64,
+        /// Attempts made.
         attempts: u32,
     },
+    /// No edge out of a node matched, and it has no default edge.
     #[error(
         "no edge out of `{node}` matched and it has no `default = true` edge; the conditions saw {seen}"
     )]
-    NoRoute { node: String, seen: Value },
+    NoRoute {
+        /// The node.
+        node: String,
+        /// The channels its conditions read, as they were.
+        seen: Value,
+    },
+    /// Two tasks wrote one `replace` channel in a step.
     #[error(
         "nodes `{first}` and `{second}` both wrote `{channel}` in step {step}; give `{channel}` a reducer (append, merge, add) or let one node write it"
     )]
     ReplaceConflict {
+        /// The channel.
         channel: String,
+        /// The first writer.
         first: String,
+        /// The second writer.
         second: String,
+        /// The step.
         step: u64,
     },
+    /// The run took more super-steps than the graph allows.
     #[error(
         "the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] or check the loop's exit condition"
     )]
-    RecursionLimit { limit: u32 },
+    RecursionLimit {
+        /// The graph's `recursion_limit`.
+        limit: u32,
+    },
+    /// A CEL expression failed at run time.
     #[error("node `{node}`: {message}")]
-    Expression { node: String, message: String },
-    #[error("node `{node}` wrote `{channel}`: {message}")]
-    BadWrite {
+    Expression {
+        /// The node.
         node: String,
-        channel: String,
+        /// What failed.
         message: String,
     },
+    /// A node wrote a value its channel refuses.
+    #[error("node `{node}` wrote `{channel}`: {message}")]
+    BadWrite {
+        /// The node.
+        node: String,
+        /// The channel.
+        channel: String,
+        /// Why the value was refused.
+        message: String,
+    },
+    /// The run's input or resume value was refused before any node ran.
     #[error("invalid input: {message}")]
-    Input { message: String },
+    Input {
+        /// Why.
+        message: String,
+    },
+    /// The run was cancelled with its [`CancelToken`](crate::CancelToken).
     #[error("the run was cancelled")]
     Cancelled,
+    /// The checkpoint store failed.
     #[error("checkpoint store: {message}")]
-    Checkpoint { message: String },
+    Checkpoint {
+        /// What it said.
+        message: String,
+    },
     /// Another run owns the thread, or moved it on first.
     #[error("conflict: {message}")]
-    Conflict { thread_id: String, message: String },
+    Conflict {
+        /// The thread.
+        thread_id: String,
+        /// What happened.
+        message: String,
+    },
+    /// The thread cannot take this run (missing, finished, internal).
     #[error("{message}")]
-    Thread { message: String },
+    Thread {
+        /// Why.
+        message: String,
+    },
 }

@@ -11,28 +11,45 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A run began on a thread.
     RunStarted {
+        /// The thread.
         thread_id: String,
+        /// The graph's name.
         graph: String,
     },
+    /// A super-step began.
     StepStarted {
+        /// The step number.
         step: u64,
+        /// The nodes it runs.
         nodes: Vec<String>,
     },
+    /// A task began.
     NodeStarted {
+        /// The step number.
         step: u64,
+        /// The node.
         node: String,
+        /// The task's id (`node`, or `node[i]` for a `for_each` element).
         task: String,
     },
+    /// A task finished.
     NodeFinished {
+        /// The step number.
         step: u64,
+        /// The node.
         node: String,
+        /// The task's id.
         task: String,
+        /// What the task wrote, by channel.
         update: Value,
     },
     /// Data a node emitted with `NodeContext::emit`.
     Custom {
+        /// The node that emitted it.
         node: String,
+        /// What it emitted.
         data: Value,
     },
     /// What an agent or an integration reports while it works
@@ -40,38 +57,61 @@ pub enum Event {
     /// event whose `data` is the progress object, as before it had a type.
     #[serde(rename = "custom")]
     Progress {
+        /// The node of the agent or integration.
         node: String,
+        /// What it reports.
         #[serde(rename = "data")]
         progress: Progress,
     },
     /// A node paid for something (tokens of a model call), with its cost when known.
     Usage {
+        /// The node that paid.
         node: String,
+        /// The task's id.
         task: String,
+        /// The model that answered (`provider:model`).
         model: String,
+        /// Prompt tokens.
         input_tokens: u64,
+        /// Reply tokens.
         output_tokens: u64,
+        /// What the call cost, when the model's price is known.
         #[serde(skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
     },
+    /// The run stopped to wait for a person (or at an `interrupt` before or after a node).
     Interrupt {
+        /// The node.
         node: String,
+        /// The task waiting.
         task: String,
+        /// What is asked.
         value: Value,
     },
+    /// A checkpoint was stored.
     Checkpoint {
+        /// Its id.
         checkpoint_id: u64,
+        /// The step it closes.
         step: u64,
+        /// Its stored size.
         bytes: usize,
     },
+    /// A super-step committed.
     StepFinished {
+        /// The step number.
         step: u64,
     },
+    /// The run failed.
     Error {
+        /// Why.
         message: String,
     },
+    /// The run ended: the last event.
     RunFinished {
+        /// How it ended.
         status: crate::pregel::RunStatus,
+        /// The thread's state at the end.
         state: Value,
     },
 }
@@ -82,13 +122,17 @@ pub enum Event {
 pub enum Progress {
     /// A step of an agent: `{"agent": NAME, "<step>": ...}`.
     Agent {
+        /// The agent's name.
         agent: String,
+        /// What it did.
         #[serde(flatten)]
         step: AgentStep,
     },
     /// An integration call, recorded (dry run) or sent.
     Integration {
+        /// The integration tool's name.
         integration: String,
+        /// What became of the call.
         #[serde(flatten)]
         call: IntegrationCall,
     },
@@ -102,25 +146,42 @@ pub enum AgentStep {
     Token(String),
     /// The model asked for a tool.
     ToolCall {
+        /// The model's id for the call.
         id: String,
+        /// The tool.
         name: String,
+        /// Its arguments.
         arguments: Value,
     },
     /// A tool's answer (`output`) or failure (`error`).
     ToolResult {
+        /// The model's id for the call.
         id: String,
+        /// The tool.
         name: String,
+        /// What the tool returned.
         #[serde(skip_serializing_if = "Option::is_none")]
         output: Option<Value>,
+        /// Why the tool failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
     /// The model asked for a tool outside the agent's allowlist; it was not called.
-    ToolRefused { id: String, name: String },
+    ToolRefused {
+        /// The model's id for the call.
+        id: String,
+        /// The tool asked for.
+        name: String,
+    },
     /// The answer did not fit the output schema (the problem); the model is asked again.
     SchemaRetry(String),
     /// The answer was written to memory.
-    Remembered { namespace: String, key: String },
+    Remembered {
+        /// Where it was written.
+        namespace: String,
+        /// Its key.
+        key: String,
+    },
     /// Writing the answer to memory failed (the answer is kept).
     MemoryError(String),
 }
@@ -145,10 +206,18 @@ impl AgentStep {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntegrationCall {
     /// Recorded, not sent (dry-run mode, or the vendor is not configured), and why.
-    Recorded { reason: String },
+    Recorded {
+        /// Why it was not sent.
+        reason: String,
+    },
     /// Sent: how many requests, and how many of them were replies recorded before (a task
     /// that ran again) instead of new calls.
-    Sent { requests: usize, replayed: usize },
+    Sent {
+        /// Requests the call made.
+        requests: usize,
+        /// Of those, replies recorded before and returned again.
+        replayed: usize,
+    },
 }
 
 impl Serialize for IntegrationCall {
@@ -183,6 +252,7 @@ impl EventSink {
         (EventSink(tx), EventStream(rx))
     }
 
+    /// Sends an event (dropped when nobody listens).
     pub fn send(&self, event: Event) {
         // A dropped receiver means nobody listens any more; the run goes on.
         let _ = self.0.send(event);
@@ -194,6 +264,7 @@ impl EventSink {
 pub struct EventStream(mpsc::UnboundedReceiver<Event>);
 
 impl EventStream {
+    /// The next event; `None` once the run has ended and everything was read.
     pub async fn next(&mut self) -> Option<Event> {
         self.0.recv().await
     }

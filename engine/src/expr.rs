@@ -143,7 +143,9 @@ impl std::fmt::Debug for Expr {
 /// Why an expression failed to compile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompileError {
+    /// What is wrong.
     pub message: String,
+    /// What to do about it.
     pub help: String,
     /// Where in the expression the problem is: a byte offset into its source.
     pub at: Option<usize>,
@@ -153,7 +155,9 @@ pub struct CompileError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("`{source_text}` failed: {message}")]
 pub struct EvalError {
+    /// The expression.
     pub source_text: String,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -270,6 +274,7 @@ impl Expr {
         })
     }
 
+    /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -416,8 +421,11 @@ fn first_line(text: &str) -> String {
 
 /// Read access to channel values, converted to CEL on demand.
 pub trait StateReader {
+    /// How many channels there are.
     fn channel_count(&self) -> usize;
+    /// A channel's name.
     fn channel_name(&self, id: ChannelId) -> Arc<String>;
+    /// A channel's value as CEL.
     fn cel_value(&self, id: ChannelId) -> Cel;
     /// The channel's JSON value, where the reader has it (for cost estimates).
     fn json_value(&self, id: ChannelId) -> Option<&Value>;

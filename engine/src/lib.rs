@@ -36,6 +36,8 @@
 //! assert_eq!(outcome.state["count"], 3);
 //! # });
 //! ```
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 pub mod channel;
 pub mod checkpoint;

@@ -26,6 +26,7 @@ pub fn record_usage_here(record: UsageRecord) -> bool {
 /// channels to update.
 #[async_trait]
 pub trait Node: Send + Sync {
+    /// Runs the node on `input`; `ctx` says which task this is.
     async fn call(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError>;
 }
 
@@ -34,7 +35,12 @@ pub trait Node: Send + Sync {
 pub enum NodeError {
     /// The node failed. `retryable` failures are retried under the node's `retry` policy.
     #[error("{message}")]
-    Failed { message: String, retryable: bool },
+    Failed {
+        /// Why.
+        message: String,
+        /// Whether trying again may help.
+        retryable: bool,
+    },
     /// The node asks a human (or caller) for a value: the run pauses until it is resumed.
     #[error("interrupted: {0}")]
     Interrupt(Value),
@@ -132,8 +138,11 @@ impl Outbox {
 /// Tokens (and their cost) used by one call, as a node reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UsageRecord {
+    /// The model that answered (`provider:model`).
     pub model: String,
+    /// Prompt tokens.
     pub input_tokens: u64,
+    /// Reply tokens.
     pub output_tokens: u64,
     /// `None` when the model's price is unknown.
     pub cost_usd: Option<f64>,
@@ -142,9 +151,13 @@ pub struct UsageRecord {
 /// Usage summed over calls.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UsageSum {
+    /// Model calls.
     pub calls: u64,
+    /// Prompt tokens.
     pub input_tokens: u64,
+    /// Reply tokens.
     pub output_tokens: u64,
+    /// Their cost, where the models' prices are known.
     pub cost_usd: f64,
     /// Calls whose price was unknown (their cost is not in `cost_usd`).
     pub unpriced_calls: u64,
@@ -165,11 +178,14 @@ impl UsageSum {
 /// A run's usage: in all, and per node.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UsageTotals {
+    /// Over the whole run.
     pub total: UsageSum,
+    /// Per node.
     pub by_node: std::collections::BTreeMap<String, UsageSum>,
 }
 
 impl UsageTotals {
+    /// Whether nothing was used.
     pub fn is_empty(&self) -> bool {
         self.total.calls == 0
     }
@@ -198,14 +214,17 @@ impl NodeContext {
         self.outbox.as_ref()
     }
 
+    /// The thread the task runs on.
     pub fn thread_id(&self) -> &str {
         &self.thread_id
     }
 
+    /// The task's node.
     pub fn node(&self) -> &str {
         &self.node
     }
 
+    /// The super-step.
     pub fn step(&self) -> u64 {
         self.step
     }
@@ -348,12 +367,14 @@ where
 /// models that call tools.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ToolInfo {
+    /// What it does, for people and models.
     pub description: String,
     /// JSON Schema of the arguments object.
     pub parameters: Value,
 }
 
 impl ToolInfo {
+    /// A tool's description and its arguments' JSON Schema.
     pub fn new(description: impl Into<String>, parameters: Value) -> Self {
         ToolInfo {
             description: description.into(),
@@ -371,10 +392,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds (or replaces) a tool.
     pub fn register_tool(&mut self, name: impl Into<String>, tool: Arc<dyn Node>) -> &mut Self {
         self.tools.insert(name.into(), tool);
         self
@@ -398,6 +421,7 @@ impl Registry {
         self.tool_info.get(name)
     }
 
+    /// Adds (or replaces) an agent.
     pub fn register_agent(&mut self, name: impl Into<String>, agent: Arc<dyn Node>) -> &mut Self {
         self.agents.insert(name.into(), agent);
         self
@@ -411,20 +435,24 @@ impl Registry {
         self
     }
 
+    /// A tool by name.
     pub fn tool(&self, name: &str) -> Option<&Arc<dyn Node>> {
         self.tools.get(name)
     }
 
+    /// An agent by name.
     pub fn agent(&self, name: &str) -> Option<&Arc<dyn Node>> {
         self.agents.get(name)
     }
 
+    /// Every tool's name, sorted.
     pub fn tool_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
     }
 
+    /// Every agent's name, sorted.
     pub fn agent_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.agents.keys().map(String::as_str).collect();
         names.sort_unstable();

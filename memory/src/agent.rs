@@ -21,6 +21,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The word stored in an item's `kind` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Episodic => "episodic",
@@ -29,6 +30,7 @@ impl Kind {
         }
     }
 
+    /// Reads a kind word; an unknown one is an error.
     pub fn parse(s: &str) -> Result<Kind, MemoryError> {
         match s {
             "episodic" | "episode" => Ok(Kind::Episodic),
@@ -44,7 +46,9 @@ impl Kind {
 /// The outcome of [`Memories::remember`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remembered {
+    /// Where the memory was written.
     pub namespace: Namespace,
+    /// Its key.
     pub key: String,
     /// True when an existing near-duplicate was updated instead of a new memory written.
     pub merged: bool,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Memories {
 }
 
 impl Memories {
+    /// Memories over `store`, with the default merge threshold and no extra ranking.
     pub fn new(store: Arc<dyn MemoryStore>) -> Self {
         Memories {
             store,
@@ -83,16 +88,19 @@ impl Memories {
         }
     }
 
+    /// How similar (cosine) a new memory must be to an existing one to replace it instead of adding.
     pub fn with_merge_threshold(mut self, threshold: f32) -> Self {
         self.merge_threshold = threshold;
         self
     }
 
+    /// The ranking recall uses.
     pub fn with_ranking(mut self, ranking: Ranking) -> Self {
         self.ranking = ranking;
         self
     }
 
+    /// The store underneath.
     pub fn store(&self) -> &Arc<dyn MemoryStore> {
         &self.store
     }

@@ -23,6 +23,7 @@ pub trait Embedder: Send + Sync {
     /// Identifies the model, e.g. `local:all-minilm-l6-v2`; a store refuses vectors from a
     /// different model than the one that filled it.
     fn name(&self) -> &str;
+    /// The size of the vectors it returns.
     fn dimensions(&self) -> usize;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError>;
@@ -106,6 +107,7 @@ pub struct Cached<E> {
 }
 
 impl<E: Embedder> Cached<E> {
+    /// Wraps `inner`, keeping the vectors of the last `capacity` texts.
     pub fn new(inner: E, capacity: usize) -> Self {
         Cached {
             inner,
@@ -119,6 +121,7 @@ impl<E: Embedder> Cached<E> {
         self.seen.lock().map_or(0, |s| s.len())
     }
 
+    /// Whether no vector is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -201,6 +204,7 @@ pub struct HashingEmbedder {
 }
 
 impl HashingEmbedder {
+    /// A hashing embedder giving vectors of `dimensions` (a test double: no meaning, only words).
     pub fn new(dimensions: usize) -> Self {
         HashingEmbedder {
             name: format!("hashing:{dimensions}"),
@@ -253,6 +257,7 @@ pub struct LocalMiniLm {
 
 #[cfg(feature = "local-embedder")]
 impl LocalMiniLm {
+    /// The model's name in the embedder registry and in stores.
     pub const NAME: &'static str = "local:all-minilm-l6-v2";
 
     /// `BRAINOPS_EMBEDDER_MODEL`, or the cache directory that `scripts/local-embedder.sh` fills.

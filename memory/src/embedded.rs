@@ -105,6 +105,7 @@ impl EmbeddedStore {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -45,10 +45,12 @@ impl Namespace {
         Namespace::new(path.split('/'))
     }
 
+    /// The path's segments, the tenant's first.
     pub fn segments(&self) -> &[String] {
         &self.0
     }
 
+    /// The empty namespace (the root of every other).
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
@@ -150,11 +152,15 @@ impl fmt::Display for Namespace {
 /// A stored memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
+    /// Where it lives.
     pub namespace: Namespace,
+    /// Its key, unique within the namespace.
     pub key: String,
+    /// The JSON it holds.
     pub value: Value,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// When it was last written, in milliseconds since the Unix epoch.
     pub updated_at: i64,
     /// When the item stops being visible, if it has a TTL.
     pub expires_at: Option<i64>,
@@ -175,6 +181,7 @@ pub enum Index {
 /// How to store an item.
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
+    /// What is embedded for semantic search.
     pub index: Index,
     /// The item disappears this long after its last write.
     pub ttl: Option<Duration>,
@@ -185,6 +192,7 @@ pub struct PutOptions {
 pub struct Ranking {
     /// Favour recently written items: `weight × 0.5^(age / half_life)`.
     pub recency_weight: f64,
+    /// The age at which recency counts half.
     pub half_life: Duration,
     /// Favour items whose value carries `"importance": 0..1`.
     pub importance_weight: f64,
@@ -209,8 +217,11 @@ pub struct Search {
     pub query: Option<String>,
     /// JSON containment: every field given must match (`{"kind": "fact", "customer_id": 42}`).
     pub filter: Option<Map<String, Value>>,
+    /// The most hits to return (see [`Search::limit`]).
     pub limit: usize,
+    /// Hits to skip first, for paging.
     pub offset: usize,
+    /// Extra weight for recency and importance.
     pub ranking: Ranking,
     /// Which lists a query ranks by (hybrid by default).
     pub retrieval: Retrieval,
@@ -220,6 +231,7 @@ pub struct Search {
 /// each list alone (`memory/tests/retrieval_eval.rs`) and for callers who know better.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Retrieval {
+    /// Both, fused: cosine similarity plus word evidence (the default).
     #[default]
     Hybrid,
     /// By meaning only (embeddings).
@@ -229,6 +241,7 @@ pub enum Retrieval {
 }
 
 impl Search {
+    /// A search of everything under `namespace_prefix`, newest first until a query is given.
     pub fn new(namespace_prefix: Namespace) -> Self {
         Search {
             namespace_prefix,
@@ -241,16 +254,19 @@ impl Search {
         }
     }
 
+    /// Chooses the lists a query ranks by.
     pub fn retrieval(mut self, retrieval: Retrieval) -> Self {
         self.retrieval = retrieval;
         self
     }
 
+    /// Ranks by this text, by meaning and by keyword.
     pub fn query(mut self, text: impl Into<String>) -> Self {
         self.query = Some(text.into());
         self
     }
 
+    /// Keeps only items whose value contains these fields.
     pub fn filter(mut self, filter: Map<String, Value>) -> Self {
         self.filter = Some(filter);
         self
@@ -268,6 +284,7 @@ impl Search {
         self
     }
 
+    /// The largest limit a search keeps.
     pub const MAX_LIMIT: usize = 10_000;
     /// Keeps `offset + limit` and every SQL bind far from integer overflow.
     pub const MAX_OFFSET: usize = 1 << 40;
@@ -281,6 +298,7 @@ impl Search {
         std::borrow::Cow::Owned(self.clone().limit(self.limit).offset(self.offset))
     }
 
+    /// Adds recency and importance to the ranking.
     pub fn ranking(mut self, ranking: Ranking) -> Self {
         self.ranking = ranking;
         self
@@ -292,9 +310,12 @@ impl Search {
 /// field to the query, when the item was among the semantic matches.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
+    /// The item found.
     #[serde(flatten)]
     pub item: Item,
+    /// Its rank score, higher is better (when the search had a query or ranking weights).
     pub score: Option<f64>,
+    /// The cosine similarity of its closest indexed field to the query.
     pub similarity: Option<f32>,
 }
 

@@ -15,6 +15,8 @@
 //!   and importance.
 //! - [`register_tools`]: `memory.recall` and `memory.remember`, which graph nodes reach
 //!   through `recall = {...}` and `remember = {...}`.
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 mod agent;
 mod embed;
@@ -43,19 +45,27 @@ pub use tools::{LazyMemories, register_tools};
 /// Why a memory operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
+    /// Bad input: a namespace, key, value, TTL or search the caller must fix.
     #[error("{0}")]
     Invalid(String),
+    /// The store's vectors and the embedder's differ in size.
     #[error(
         "the store holds {store_dims}-d vectors from {store_embedder}, but the embedder {embedder} gives {embedder_dims}-d: use the same embedder (--embedder), or a separate store for this one"
     )]
     Dimensions {
+        /// The embedder the store was filled with.
         store_embedder: String,
+        /// Its vectors' size.
         store_dims: usize,
+        /// The embedder given now.
         embedder: String,
+        /// Its vectors' size.
         embedder_dims: usize,
     },
+    /// The embedder failed.
     #[error("embedder: {0}")]
     Embedder(String),
+    /// The store failed (connection, SQL, file).
     #[error("memory store: {0}")]
     Store(String),
 }

@@ -206,6 +206,7 @@ impl PgMemoryStore {
         }
     }
 
+    /// The Postgres connection pool and its settings.
     pub fn pg(&self) -> &PgStore {
         &self.pg
     }

@@ -26,6 +26,7 @@ pub struct LazyMemories {
 }
 
 impl LazyMemories {
+    /// Memories opened by `open` the first time a node needs them.
     pub fn new<F, Fut>(open: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -37,6 +38,7 @@ impl LazyMemories {
         }
     }
 
+    /// Memories already open.
     pub fn ready(memories: Memories) -> Self {
         let cell = OnceCell::new();
         let _ = cell.set(memories.clone());
@@ -49,6 +51,7 @@ impl LazyMemories {
         }
     }
 
+    /// Opens the memories on first use (once; a failed open is tried again next time).
     pub async fn get(&self) -> Result<&Memories, MemoryError> {
         self.cell.get_or_try_init(|| (self.open)()).await
     }

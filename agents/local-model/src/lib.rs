@@ -6,6 +6,8 @@
 //! are decoded, and can be constrained by a GBNF grammar (see [`schema_grammar`]) so that
 //! the output follows a JSON Schema. This crate builds llama.cpp from source; it is kept
 //! apart so crates that do not run the model do not compile it.
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -25,22 +27,35 @@ pub const DEFAULT_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Why the local model could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
+    /// The model file does not exist.
     #[error(
         "the local model file {0} does not exist; fetch it with `eval \"$(scripts/local-model.sh)\"` or point BRAINOPS_LOCAL_MODEL at a GGUF file"
     )]
     Missing(PathBuf),
+    /// The file is there but llama.cpp could not load it.
     #[error("cannot load the local model {path}: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What llama.cpp said.
+        message: String,
+    },
+    /// The prompt and the reply's token budget exceed the model's context.
     #[error(
         "the prompt ({prompt} tokens) and max_tokens ({max}) do not fit the context of {context} tokens"
     )]
     ContextTooLong {
+        /// Tokens in the prompt.
         prompt: usize,
+        /// The reply's token budget.
         max: u32,
+        /// The context size.
         context: u32,
     },
+    /// The output schema could not be turned into a grammar.
     #[error("invalid output schema for constrained decoding: {0}")]
     Schema(String),
+    /// llama.cpp failed while generating.
     #[error("local model: {0}")]
     Inference(String),
 }
@@ -82,12 +97,15 @@ fn backend() -> Result<&'static LlamaBackend, LocalError> {
 /// Sampling and limits for one generation.
 #[derive(Debug, Clone)]
 pub struct GenOptions {
+    /// The most tokens to generate.
     pub max_tokens: u32,
     /// 0 picks the most likely token every time.
     pub temperature: f32,
+    /// Texts that end the generation when produced (not included in the output).
     pub stop: Vec<String>,
     /// A GBNF grammar the output must follow (root rule `root`).
     pub grammar: Option<String>,
+    /// The sampler's seed: the same seed and prompt give the same output.
     pub seed: u32,
 }
 
@@ -108,19 +126,26 @@ impl Default for GenOptions {
 pub enum Finish {
     /// The model produced its end-of-turn token.
     End,
+    /// The token budget ran out.
     MaxTokens,
+    /// A stop sequence appeared.
     StopSequence,
 }
 
 /// What a generation produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
+    /// The generated text.
     pub text: String,
+    /// Tokens in the prompt.
     pub prompt_tokens: usize,
+    /// Tokens generated.
     pub output_tokens: usize,
+    /// Why generation ended.
     pub finish: Finish,
-    /// Time spent reading the prompt, and generating the output.
+    /// Time spent reading the prompt.
     pub prompt_time: std::time::Duration,
+    /// Time spent generating the output.
     pub generation_time: std::time::Duration,
 }
 
@@ -179,6 +204,7 @@ impl LocalModel {
         })
     }
 
+    /// The GGUF file the model was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }

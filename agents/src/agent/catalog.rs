@@ -21,6 +21,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// An empty catalog.
     pub fn new() -> Self {
         Self::default()
     }
@@ -190,14 +191,17 @@ impl Catalog {
         self
     }
 
+    /// An agent by name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Agent>> {
         self.agents.get(name)
     }
 
+    /// How many agents there are.
     pub fn len(&self) -> usize {
         self.agents.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }

@@ -25,8 +25,10 @@ use crate::llm::{ChatModel, LlmError, ProviderConfig};
 /// (valid against `spec().output` when the spec has one).
 #[async_trait]
 pub trait Agent: Send + Sync {
+    /// The agent's spec.
     fn spec(&self) -> &AgentSpec;
 
+    /// Runs the agent on `input` as the task `ctx` describes.
     async fn run(&self, input: Value, ctx: &NodeContext) -> Result<Value, NodeError>;
 }
 
@@ -43,6 +45,7 @@ impl Node for AgentNode {
 /// Where agents get their models. The default, [`Providers`], connects the spec's model
 /// strings; tests use a source of scripted models.
 pub trait ModelSource: Send + Sync {
+    /// The model (chain) for an agent.
     fn model(&self, agent: &AgentSpec) -> Result<Arc<dyn ChatModel>, LlmError>;
 }
 
@@ -55,6 +58,7 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// Providers configured by `config`.
     pub fn new(config: ProviderConfig) -> Self {
         Providers {
             config,
@@ -100,10 +104,12 @@ pub struct ScriptedModels {
 }
 
 impl ScriptedModels {
+    /// No scripted models yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Gives agent `name` this scripted model.
     pub fn agent(mut self, name: &str, model: crate::llm::ScriptedModel) -> Self {
         self.models.insert(name.to_string(), Arc::new(model));
         self

@@ -40,18 +40,26 @@ use super::template::Template;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
+    /// Leads, proposals, follow-ups.
     Revenue,
+    /// Crews, schedules, materials.
     Operations,
+    /// Systems and code.
     Technical,
+    /// Support and customer care.
     Customer,
+    /// Invoices, collections, cash.
     Financial,
+    /// Campaigns and content.
     Marketing,
+    /// Accounts, attacks, compliance.
     Security,
     /// Roofing-specific work and weather analysis.
     Industry,
 }
 
 impl Category {
+    /// Every category, in order.
     pub const ALL: [Category; 8] = [
         Category::Revenue,
         Category::Operations,
@@ -63,6 +71,7 @@ impl Category {
         Category::Industry,
     ];
 
+    /// The category's name, as in agent names.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Revenue => "revenue",
@@ -115,7 +124,9 @@ pub struct MemorySpec {
 /// A worked example: an input and an output valid against the output schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Example {
+    /// The example's input.
     pub input: Value,
+    /// Its output.
     pub output: Value,
 }
 
@@ -124,7 +135,9 @@ pub struct Example {
 pub struct AgentSpec {
     /// `category.name`, as graph nodes name it (`agent = "revenue.lead_qualifier"`).
     pub name: String,
+    /// Its category.
     pub category: Category,
+    /// What it does, for people.
     pub description: String,
     /// The system prompt, a template over the node's input.
     pub instructions: Template,
@@ -134,13 +147,17 @@ pub struct AgentSpec {
     pub output: Option<Value>,
     /// Model strings, tried in order.
     pub models: Vec<String>,
+    /// Sampling temperature.
     pub temperature: Option<f32>,
+    /// The most tokens a reply may have.
     pub max_tokens: Option<u32>,
     /// Model turns that may request tools before an answer is required.
     pub max_tool_rounds: u32,
     /// How often an answer that fails the output schema is sent back to be fixed.
     pub max_schema_retries: u32,
+    /// What it remembers and recalls.
     pub memory: Option<MemorySpec>,
+    /// A worked example shown to the model.
     pub example: Option<Example>,
     /// The file the spec came from.
     pub file: Option<String>,

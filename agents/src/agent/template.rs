@@ -30,7 +30,9 @@ enum Part {
 /// Why a template did not compile: the byte offset of the bad hole in the template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateError {
+    /// Where in the template, in bytes.
     pub offset: usize,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -106,6 +108,7 @@ impl Template {
         })
     }
 
+    /// The template as written.
     pub fn source(&self) -> &str {
         &self.source
     }

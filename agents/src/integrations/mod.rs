@@ -61,9 +61,12 @@ type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 /// How integration tools are configured: mode, where variables come from, timeouts.
 #[derive(Clone)]
 pub struct IntegrationConfig {
+    /// Live, or recording only.
     pub mode: Mode,
     vars: Arc<Lookup>,
+    /// How long one vendor call may take.
     pub timeout: Duration,
+    /// What dry runs recorded, in this process.
     pub outbox: Outbox,
 }
 
@@ -120,8 +123,10 @@ impl IntegrationConfig {
 pub struct Outbox(Arc<Mutex<VecDeque<Value>>>);
 
 impl Outbox {
+    /// The most records kept.
     pub const CAPACITY: usize = 1000;
 
+    /// The records kept, oldest first.
     pub fn records(&self) -> Vec<Value> {
         self.0
             .lock()

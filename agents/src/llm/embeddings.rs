@@ -126,6 +126,7 @@ impl std::fmt::Debug for OpenAiEmbedder {
 }
 
 impl OpenAiEmbedder {
+    /// An OpenAI embedding model from `openai:MODEL[@DIMS]`; the key from `OPENAI_API_KEY` unless given.
     pub fn connect(
         spec: &str,
         config: &ProviderConfig,

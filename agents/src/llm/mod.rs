@@ -48,8 +48,11 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Instructions.
     System,
+    /// The person (or the program speaking for one).
     User,
+    /// The model.
     Assistant,
     /// The result of a tool call, answering `tool_call_id`.
     Tool,
@@ -58,7 +61,9 @@ pub enum Role {
 /// A tool the model asked to call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The model's id for the call, echoed in the tool's result.
     pub id: String,
+    /// The tool.
     pub name: String,
     /// The arguments as JSON (parsed from the provider's string form where it uses one).
     pub arguments: Value,
@@ -67,7 +72,9 @@ pub struct ToolCall {
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who speaks.
     pub role: Role,
+    /// What they say.
     #[serde(default)]
     pub content: String,
     /// Calls requested by an assistant message.
@@ -79,12 +86,15 @@ pub struct Message {
 }
 
 impl Message {
+    /// A system message.
     pub fn system(text: impl Into<String>) -> Self {
         Self::text(Role::System, text)
     }
+    /// A user message.
     pub fn user(text: impl Into<String>) -> Self {
         Self::text(Role::User, text)
     }
+    /// An assistant message.
     pub fn assistant(text: impl Into<String>) -> Self {
         Self::text(Role::Assistant, text)
     }
@@ -110,7 +120,9 @@ impl Message {
 /// A tool the model may call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
+    /// The tool's name.
     pub name: String,
+    /// What it does, for the model.
     pub description: String,
     /// JSON Schema of the arguments object.
     pub parameters: Value,
@@ -120,8 +132,10 @@ pub struct ToolSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolChoice {
+    /// The model decides.
     #[default]
     Auto,
+    /// No tool is called.
     None,
     /// Some tool, the model picks which.
     Required,
@@ -132,23 +146,30 @@ pub enum ToolChoice {
 /// One request, whatever the provider.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChatRequest {
+    /// The conversation so far.
     pub messages: Vec<Message>,
+    /// Tools the model may call.
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// Whether it must, may or must not call one.
     #[serde(default)]
     pub tool_choice: ToolChoice,
     /// When set, the reply's text is JSON valid against this schema.
     #[serde(default)]
     pub output_schema: Option<Value>,
+    /// Sampling temperature, 0 to 2.
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// The most tokens the reply may have.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Texts that end the reply.
     #[serde(default)]
     pub stop: Vec<String>,
 }
 
 impl ChatRequest {
+    /// A request with these messages and nothing else set.
     pub fn new(messages: Vec<Message>) -> Self {
         ChatRequest {
             messages,
@@ -171,13 +192,16 @@ pub enum StopReason {
     StopSequence,
     /// The provider filtered the content.
     ContentFilter,
+    /// Anything else the provider reported.
     Other,
 }
 
 /// Tokens used by one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
+    /// Prompt tokens.
     pub input_tokens: u64,
+    /// Reply tokens.
     pub output_tokens: u64,
 }
 
@@ -193,9 +217,13 @@ impl std::ops::AddAssign for Usage {
 pub struct ChatResponse {
     /// The model that answered, as the provider names it.
     pub model: String,
+    /// The reply's text (the JSON, with an output schema).
     pub text: String,
+    /// Tools the model asked for.
     pub tool_calls: Vec<ToolCall>,
+    /// Why it stopped.
     pub stop_reason: StopReason,
+    /// Tokens used.
     pub usage: Usage,
     /// Sources the answer cites (Perplexity).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,28 +249,43 @@ impl ChatResponse {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
     /// More text.
-    Text { delta: String },
+    Text {
+        /// The text.
+        delta: String,
+    },
     /// More of tool call `index`: its id and name arrive first, the arguments in pieces.
     ToolCall {
+        /// Which call (0, 1, ...).
         index: usize,
+        /// The model's id for the call, in its first piece.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The tool, in the first piece.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// More of the arguments' JSON text.
         arguments_delta: String,
     },
     /// The whole reply, assembled; always the last event.
-    Done { response: ChatResponse },
+    Done {
+        /// The reply.
+        response: ChatResponse,
+    },
 }
 
+/// A streamed reply: its pieces, then the whole.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
 
 /// What a model can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
+    /// It can call tools.
     pub tools: bool,
+    /// It can call several tools in one turn.
     pub parallel_tool_calls: bool,
+    /// It can answer in a given JSON Schema.
     pub structured_output: bool,
+    /// It can stream.
     pub streaming: bool,
 }
 
@@ -278,12 +321,17 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
 #[error("{provider}: {message}{}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
 pub struct LlmError {
+    /// What kind of failure: decides retries.
     pub kind: ErrorKind,
+    /// The provider (`openai`, `anthropic`, ...).
     pub provider: String,
+    /// What happened, with keys scrubbed.
     pub message: String,
+    /// The HTTP status, when there was one.
     pub status: Option<u16>,
     /// The provider's body, as received (cut at 64 KiB).
     pub body: Option<String>,
+    /// How long the provider asked to wait (`Retry-After`).
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
@@ -294,6 +342,7 @@ impl LlmError {
         self.kind == ErrorKind::Transient && self.message.starts_with(http::SILENCE)
     }
 
+    /// An error of `kind` from `provider`.
     pub fn new(kind: ErrorKind, provider: &str, message: impl Into<String>) -> Self {
         LlmError {
             kind,
@@ -312,6 +361,7 @@ impl LlmError {
         e
     }
 
+    /// Whether trying again may help.
     pub fn retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::RateLimited | ErrorKind::Transient)
     }
@@ -323,8 +373,10 @@ pub trait ChatModel: Send + Sync {
     /// `provider:model`, as in model strings.
     fn name(&self) -> String;
 
+    /// What the model can do.
     fn capabilities(&self) -> Capabilities;
 
+    /// One whole reply.
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
 
     /// Streams the reply; the last event is [`StreamEvent::Done`] with the whole reply.
@@ -338,13 +390,19 @@ pub const DEFAULT_MODEL: &str = "local:smollm2-135m";
 /// and for tests against local servers).
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
+    /// The OpenAI API's base URL (`OPENAI_BASE_URL`).
     pub openai_base: String,
+    /// Anthropic's (`ANTHROPIC_BASE_URL`).
     pub anthropic_base: String,
+    /// Gemini's (`GEMINI_BASE_URL`).
     pub gemini_base: String,
+    /// Perplexity's (`PERPLEXITY_BASE_URL`).
     pub perplexity_base: String,
+    /// How long connecting may take.
     pub connect_timeout: Duration,
     /// Until the response headers (or, streaming, the first event) arrive.
     pub first_byte_timeout: Duration,
+    /// How long a whole call may take.
     pub total_timeout: Duration,
     /// Responses larger than this are refused.
     pub max_response_bytes: usize,

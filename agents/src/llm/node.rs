@@ -31,6 +31,7 @@ pub struct ChatNode {
 }
 
 impl ChatNode {
+    /// The `llm.chat` tool over these providers.
     pub fn new(config: ProviderConfig) -> Self {
         ChatNode { config }
     }

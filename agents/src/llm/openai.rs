@@ -39,8 +39,11 @@ use super::{
 /// Which server speaks the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
+    /// OpenAI itself.
     OpenAi,
+    /// Perplexity (OpenAI's wire, its own quirks).
     Perplexity,
+    /// Any OpenAI-compatible server (structured output negotiated).
     Compatible,
 }
 

@@ -12,7 +12,9 @@ use super::{Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, LlmE
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
+    /// The first wait.
     pub initial: Duration,
+    /// The longest wait.
     pub max_delay: Duration,
 }
 
@@ -58,6 +60,7 @@ pub struct Resilient {
 }
 
 impl Resilient {
+    /// Retries `inner` under `policy`.
     pub fn new(inner: Arc<dyn ChatModel>, policy: RetryPolicy) -> Self {
         Resilient { inner, policy }
     }
@@ -116,6 +119,7 @@ pub struct Fallback {
 }
 
 impl Fallback {
+    /// Tries each model in order until one answers.
     pub fn new(models: Vec<Arc<dyn ChatModel>>) -> Self {
         Fallback { models }
     }

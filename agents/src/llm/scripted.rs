@@ -25,6 +25,7 @@ pub struct ScriptedModel {
 }
 
 impl ScriptedModel {
+    /// A scripted model named `scripted:NAME`, with no replies yet.
     pub fn new(name: &str) -> Self {
         ScriptedModel {
             name: name.to_string(),
@@ -81,6 +82,7 @@ impl ScriptedModel {
         self.then(reply)
     }
 
+    /// Adds a reply, given in turn.
     pub fn then(self, reply: ChatResponse) -> Self {
         if let Ok(mut script) = self.script.lock() {
             script.push_back(reply);

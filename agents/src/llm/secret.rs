@@ -6,10 +6,12 @@
 pub struct ApiKey(String);
 
 impl ApiKey {
+    /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
         ApiKey(key.into().trim().to_string())
     }
 
+    /// The key itself, to send.
     pub fn expose(&self) -> &str {
         &self.0
     }

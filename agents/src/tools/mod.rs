@@ -21,9 +21,13 @@ use serde_json::{Value, json};
 
 /// A tool: its name, what it does, its argument schema, and the function.
 pub struct DomainTool {
+    /// The tool's name.
     pub name: &'static str,
+    /// What it does.
     pub description: &'static str,
+    /// Its arguments' JSON Schema.
     pub parameters: fn() -> Value,
+    /// The tool itself.
     pub run: fn(Value) -> Result<Value, NodeError>,
 }
 

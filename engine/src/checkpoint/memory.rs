@@ -31,6 +31,7 @@ pub struct MemorySaver {
 }
 
 impl MemorySaver {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

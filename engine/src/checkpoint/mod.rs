@@ -37,6 +37,7 @@ pub enum CheckpointSource {
 }
 
 impl CheckpointSource {
+    /// The word stored: `input`, `loop`, `update` or `fork`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckpointSource::Input => "input",
@@ -93,29 +94,46 @@ impl From<UnknownWord> for CheckpointError {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ChannelDelta {
     /// The channel's new value.
-    Set { channel: String, value: Value },
+    Set {
+        /// The channel.
+        channel: String,
+        /// Its new value.
+        value: Value,
+    },
     /// Writes to fold into the channel through its reducer, in order.
-    Reduce { channel: String, writes: Vec<Value> },
+    Reduce {
+        /// The channel.
+        channel: String,
+        /// The writes, in fold order.
+        writes: Vec<Value>,
+    },
 }
 
 /// A join's sources that have finished since it last fired.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinProgress {
+    /// The join's index in the graph.
     pub join: u32,
+    /// The sources that finished.
     pub seen: Vec<String>,
 }
 
 /// The state of a thread after a super-step, stored as what changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
+    /// The thread.
     pub thread_id: String,
     /// 0, 1, 2, ... within the thread.
     pub id: u64,
+    /// The checkpoint it follows (none for a thread's first).
     pub parent: Option<u64>,
+    /// The super-step it closes.
     pub step: u64,
+    /// What made it.
     pub source: CheckpointSource,
     /// The nodes that ran in the step that produced this checkpoint.
     pub nodes: Vec<String>,
+    /// What changed, by channel.
     pub deltas: Vec<ChannelDelta>,
     /// Every channel's full value, stored now and then so reads need not fold the whole
     /// history. When present, `deltas` is empty.
@@ -124,6 +142,7 @@ pub struct CheckpointRecord {
     pub next: Vec<String>,
     /// Joins waiting on some of their sources.
     pub joins: Vec<JoinProgress>,
+    /// When it was stored, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
 }
 
@@ -153,13 +172,21 @@ impl std::io::Write for ByteCounter {
 /// A checkpoint as listed in a thread's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointSummary {
+    /// Its id within the thread.
     pub checkpoint_id: u64,
+    /// The checkpoint it follows.
     pub parent: Option<u64>,
+    /// The super-step it closes.
     pub step: u64,
+    /// What made it.
     pub source: CheckpointSource,
+    /// The nodes that ran in that step.
     pub nodes: Vec<String>,
+    /// The nodes that run next.
     pub next: Vec<String>,
+    /// Its stored size.
     pub bytes: usize,
+    /// When it was stored, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
 }
 
@@ -181,8 +208,11 @@ impl From<&CheckpointRecord> for CheckpointSummary {
 /// The writes of a task that finished in a step that has not been checkpointed yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskWrites {
+    /// The task's id (`node` or `node[i]`).
     pub task_id: String,
+    /// Its node.
     pub node: String,
+    /// What it wrote: channel name and value, in order.
     pub writes: Vec<(String, Value)>,
 }
 
@@ -190,14 +220,20 @@ pub struct TaskWrites {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadStatus {
+    /// No run has advanced it yet, or its last run released it.
     Idle,
+    /// A run is advancing it.
     Running,
+    /// It waits for an answer (or at an interrupt before or after a node).
     Interrupted,
+    /// Its last run failed; running it again continues from the last checkpoint.
     Failed,
+    /// It reached END.
     Done,
 }
 
 impl ThreadStatus {
+    /// The word stored: `idle`, `running`, `interrupted`, `failed` or `done`.
     pub fn as_str(self) -> &'static str {
         match self {
             ThreadStatus::Idle => "idle",
@@ -253,7 +289,9 @@ impl InterruptKind {
 pub struct InterruptInfo {
     /// An ask (the task waits for an answer), or a stop before or after a node.
     pub kind: InterruptKind,
+    /// The node waiting.
     pub node: String,
+    /// The task waiting (`node` or `node[i]`).
     pub task: String,
     /// What is asked: the question of an ask node, the payload of a dynamic interrupt.
     pub value: Value,
@@ -268,6 +306,7 @@ pub struct InterruptInfo {
 pub struct Lease {
     /// `HOST/PID/UUID` of the run.
     pub owner: String,
+    /// When the lease runs out unless renewed, in milliseconds since the Unix epoch.
     pub until_ms: u64,
 }
 
@@ -318,17 +357,24 @@ fn host_name() -> &'static str {
 /// A thread's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadInfo {
+    /// The thread's id.
     pub thread_id: String,
+    /// The graph it runs.
     pub graph: String,
+    /// Where it stands.
     pub status: ThreadStatus,
     /// The latest checkpoint (the head). Moved by [`Checkpointer::put`] only.
     pub last_checkpoint: Option<u64>,
+    /// What it waits for, when interrupted.
     pub interrupt: Option<InterruptInfo>,
+    /// Why its last run failed.
     pub error: Option<String>,
     /// The run advancing the thread, if any.
     #[serde(default)]
     pub lease: Option<Lease>,
+    /// When it was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// When it last changed.
     pub updated_at_ms: u64,
 }
 
@@ -340,10 +386,16 @@ pub enum CheckpointError {
     Store(String),
     /// Another run owns the thread, or its head moved: this writer lost the race.
     #[error("{message}")]
-    Conflict { thread_id: String, message: String },
+    Conflict {
+        /// The thread.
+        thread_id: String,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl CheckpointError {
+    /// A conflict on `thread_id`.
     pub fn conflict(thread_id: &str, message: impl Into<String>) -> Self {
         CheckpointError::Conflict {
             thread_id: thread_id.to_string(),
@@ -493,6 +545,7 @@ pub trait Checkpointer: Send + Sync {
     /// Extends the lease; a conflict when the thread is no longer this lease's.
     async fn renew(&self, thread_id: &str, lease: &Lease) -> Result<(), CheckpointError>;
 
+    /// The thread's metadata, if it exists.
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadInfo>, CheckpointError>;
 
     /// All threads, most recently updated first.
@@ -540,22 +593,27 @@ pub trait Checkpointer: Send + Sync {
 /// returns the recorded result instead of sending again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SideEffect {
+    /// Pending or sent.
     pub status: EffectStatus,
     /// The vendor's reply, once sent.
     pub result: Option<Value>,
+    /// When it was last recorded, in milliseconds since the Unix epoch.
     pub updated_at_ms: u64,
 }
 
+/// Where an outside call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectStatus {
     /// About to be sent: a crash after this and before `Sent` leaves it unknown whether the
     /// vendor received it.
     Pending,
+    /// The vendor accepted it; its reply is recorded.
     Sent,
 }
 
 impl EffectStatus {
+    /// The word stored: `pending` or `sent`.
     pub fn as_str(self) -> &'static str {
         match self {
             EffectStatus::Pending => "pending",
@@ -563,6 +621,7 @@ impl EffectStatus {
         }
     }
 
+    /// Reads a stored word; `None` for any other.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(EffectStatus::Pending),

@@ -61,6 +61,7 @@ impl PostgresSaver {
         Ok(PostgresSaver { store })
     }
 
+    /// The connection pool underneath.
     pub fn store(&self) -> &PgStore {
         &self.store
     }

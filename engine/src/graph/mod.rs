@@ -15,26 +15,35 @@ use crate::node::{Node, Registry};
 mod compile;
 pub(crate) use compile::compile_spec;
 
+/// A channel's index in a graph.
 pub type ChannelId = u32;
+/// A node's index in a graph.
 pub type NodeId = u32;
+/// A join's index in a graph.
 pub type JoinId = u32;
 
+/// The name edges start from.
 pub const START: &str = "START";
+/// The name edges end at.
 pub const END: &str = "END";
 const DEFAULT_RECURSION_LIMIT: u32 = 25;
 
 /// A value with the place it was written, when it came from a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Located<T> {
+    /// The value.
     pub value: T,
+    /// Its byte range in the file, when it came from one.
     pub loc: Loc,
 }
 
 impl<T> Located<T> {
+    /// A value built in code (no place in a file).
     pub fn new(value: T) -> Self {
         Located { value, loc: None }
     }
 
+    /// A value and its place.
     pub fn at(value: T, loc: Loc) -> Self {
         Located { value, loc }
     }
@@ -46,11 +55,17 @@ pub type Mapping = Vec<(Located<String>, Located<String>)>;
 /// A graph as declared, before validation.
 #[derive(Clone, Default)]
 pub struct GraphSpec {
+    /// The graph's name (`[graph] name`).
     pub name: Located<String>,
+    /// What it does, for people.
     pub description: Option<String>,
+    /// The most super-steps a run may take.
     pub recursion_limit: Option<Located<u32>>,
+    /// `[state]`: the channels.
     pub channels: Vec<ChannelSpec>,
+    /// `[nodes.*]`.
     pub nodes: Vec<NodeSpec>,
+    /// `[[edges]]`.
     pub edges: Vec<EdgeSpec>,
 }
 
@@ -60,21 +75,31 @@ impl Default for Located<String> {
     }
 }
 
+/// A channel as declared in `[state]`.
 #[derive(Debug, Clone)]
 pub struct ChannelSpec {
+    /// Its name.
     pub name: Located<String>,
+    /// Its type.
     pub ty: Located<ChannelType>,
+    /// Its reducer (else the type's default).
     pub reducer: Option<Located<Reducer>>,
+    /// Its value before anything writes it (else the type's zero).
     pub default: Option<Located<Value>>,
+    /// Whether a new run's input must give it (or some of its fields).
     pub required: Option<Located<Required>>,
 }
 
 /// Retry with exponential backoff and jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
+    /// Attempts in all (1: no retry).
     pub max_attempts: u32,
+    /// The first wait.
     pub initial: Duration,
+    /// The longest wait.
     pub max: Duration,
+    /// How much each wait grows.
     pub multiplier: f32,
 }
 
@@ -93,46 +118,71 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InterruptWhen {
+    /// Before the node runs.
     Before,
+    /// After the node ran and its writes are committed.
     After,
 }
 
+/// What a node does.
 #[derive(Clone)]
 pub enum NodeSpecKind {
+    /// Writes CEL expressions' values to channels.
     Set(Mapping),
+    /// Calls a registered tool.
     Tool {
+        /// The tool.
         name: Located<String>,
+        /// Its arguments, CEL by key.
         args: Mapping,
     },
+    /// Calls a registered agent.
     Agent {
+        /// The agent.
         name: Located<String>,
+        /// Its input, CEL by key.
         input: Mapping,
     },
+    /// Asks a person and waits for the answer.
     Ask {
+        /// The question.
         question: String,
     },
+    /// Runs another graph on its own thread.
     Subgraph {
+        /// The child graph.
         graph: Arc<Graph>,
     },
     /// Rust code; `input` of `None` passes the whole state as a JSON object.
     Custom {
+        /// The code.
         node: Arc<dyn Node>,
+        /// Its input, CEL by key.
         input: Option<Mapping>,
     },
 }
 
+/// A node as declared.
 #[derive(Clone)]
 pub struct NodeSpec {
+    /// Its name.
     pub name: Located<String>,
+    /// What it does.
     pub kind: NodeSpecKind,
+    /// A CEL list: one task per element (LangGraph's `Send`).
     pub for_each: Option<Located<String>>,
+    /// The channel its result goes to.
     pub output: Option<Located<String>>,
+    /// Retries of a failed call.
     pub retry: Option<Located<RetryPolicy>>,
+    /// How long one attempt may take.
     pub timeout: Option<Located<Duration>>,
+    /// Whether the run pauses before or after it.
     pub interrupt: Option<Located<InterruptWhen>>,
 }
 
 impl NodeSpec {
+    /// A node with no options.
     pub fn new(name: impl Into<String>, kind: NodeSpecKind) -> Self {
         NodeSpec {
             name: Located::new(name.into()),
@@ -146,12 +196,18 @@ impl NodeSpec {
     }
 }
 
+/// An edge as declared.
 #[derive(Debug, Clone)]
 pub struct EdgeSpec {
+    /// The `[[edges]]` table's place.
     pub loc: Loc,
+    /// The source, or several for a join.
     pub from: Vec<Located<String>>,
+    /// The target.
     pub to: Located<String>,
+    /// A CEL condition on the state.
     pub when: Option<Located<String>>,
+    /// Taken when no condition of the source matched.
     pub default: bool,
 }
 
@@ -216,9 +272,13 @@ pub(crate) struct JoinDef {
 /// An edge as drawn by `brainops graph`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeView {
+    /// The sources (several for a join).
     pub from: Vec<String>,
+    /// The target.
     pub to: String,
+    /// The condition, as written.
     pub label: Option<String>,
+    /// Whether it is the default edge.
     pub default: bool,
 }
 
@@ -249,34 +309,42 @@ impl std::fmt::Debug for Graph {
 }
 
 impl Graph {
+    /// The graph's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// What it does, for people.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
 
+    /// The most super-steps a run may take.
     pub fn recursion_limit(&self) -> u32 {
         self.recursion_limit
     }
 
+    /// The channels, in declaration order.
     pub fn channels(&self) -> &[Channel] {
         &self.channels
     }
 
+    /// A channel's index by name.
     pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
         self.channel_index.get(name).copied()
     }
 
+    /// The nodes' names, in declaration order.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.nodes.iter().map(|n| &*n.name)
     }
 
+    /// A node's index by name.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.node_index.get(name).copied()
     }
 
+    /// The edges as declared, for drawing.
     pub fn edges(&self) -> &[EdgeView] {
         &self.edges
     }
@@ -430,6 +498,7 @@ pub struct GraphBuilder {
 }
 
 impl GraphBuilder {
+    /// A builder for a graph named `name`.
     pub fn new(name: impl Into<String>) -> Self {
         GraphBuilder {
             spec: GraphSpec {
@@ -439,16 +508,19 @@ impl GraphBuilder {
         }
     }
 
+    /// What the graph does, for people.
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.spec.description = Some(text.into());
         self
     }
 
+    /// The most super-steps a run may take.
     pub fn recursion_limit(mut self, limit: u32) -> Self {
         self.spec.recursion_limit = Some(Located::new(limit));
         self
     }
 
+    /// Declares a channel.
     pub fn channel(
         mut self,
         name: &str,
@@ -535,6 +607,7 @@ impl GraphBuilder {
         self.node(NodeSpec::new(name, NodeSpecKind::Subgraph { graph }))
     }
 
+    /// An edge that always fires.
     pub fn edge(mut self, from: &str, to: &str) -> Self {
         self.spec.edges.push(EdgeSpec {
             loc: None,
@@ -546,6 +619,7 @@ impl GraphBuilder {
         self
     }
 
+    /// An edge that fires when the CEL condition `when` holds.
     pub fn edge_when(mut self, from: &str, to: &str, when: &str) -> Self {
         self.spec.edges.push(EdgeSpec {
             loc: None,
@@ -557,6 +631,7 @@ impl GraphBuilder {
         self
     }
 
+    /// The edge taken when no other edge out of `from` matched.
     pub fn edge_default(mut self, from: &str, to: &str) -> Self {
         self.spec.edges.push(EdgeSpec {
             loc: None,
@@ -583,10 +658,12 @@ impl GraphBuilder {
         self
     }
 
+    /// The graph as declared so far.
     pub fn spec(&self) -> &GraphSpec {
         &self.spec
     }
 
+    /// Validates and compiles the graph against `registry`.
     pub fn build(self, registry: &Registry) -> Result<Graph, LoadError> {
         let name = self.spec.name.value.clone();
         Graph::compile(self.spec, registry, &name, None)

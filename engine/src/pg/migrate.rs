@@ -12,8 +12,11 @@ use super::{PgError, PgStore};
 /// One schema change. Versions only grow; an applied version never runs again.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
+    /// Its number; applied in order.
     pub version: i64,
+    /// What it does.
     pub name: &'static str,
+    /// The statements.
     pub sql: &'static str,
 }
 

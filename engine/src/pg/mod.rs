@@ -32,15 +32,22 @@ pub enum Pooling {
 /// A Postgres connection failed or answered with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    /// The URL cannot be parsed.
     #[error("invalid database URL: {0} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB)")]
     Url(String),
+    /// The server refused a statement or could not be reached.
     #[error("postgres: {}", describe(.0))]
     Sql(#[from] sqlx::Error),
+    /// A schema migration failed.
     #[error("migration {component} {version} ({name}): {}", describe(.source))]
     Migration {
+        /// Whose schema (checkpoints, memory).
         component: String,
+        /// The migration's number.
         version: i64,
+        /// Its name.
         name: String,
+        /// What the server said.
         source: sqlx::Error,
     },
 }
@@ -70,6 +77,7 @@ impl PgStore {
         Self::connect_with(options, pooling).await
     }
 
+    /// Connects with parsed options; `pooling` says whether a transaction pooler is in between.
     pub async fn connect_with(
         options: PgConnectOptions,
         pooling: Pooling,
@@ -100,10 +108,12 @@ impl PgStore {
         self
     }
 
+    /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
+    /// Direct, or through a transaction pooler.
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }

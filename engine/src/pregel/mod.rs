@@ -127,15 +127,18 @@ impl Runner {
         self
     }
 
+    /// Stores a checkpoint after every super-step in `saver`; threads need one.
     pub fn with_checkpointer(mut self, saver: Arc<dyn Checkpointer>) -> Self {
         self.saver = Some(saver);
         self
     }
 
+    /// The graph it runs.
     pub fn graph(&self) -> &Arc<Graph> {
         &self.graph
     }
 
+    /// The checkpoint store, if any.
     pub fn checkpointer(&self) -> Option<&Arc<dyn Checkpointer>> {
         self.saver.as_ref()
     }

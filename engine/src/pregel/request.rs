@@ -11,15 +11,18 @@ pub struct CancelToken {
 }
 
 impl CancelToken {
+    /// A token not yet cancelled.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Cancels the run: its in-flight tasks are dropped and it fails with `Cancelled`.
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 
+    /// Whether `cancel` was called.
     pub fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
@@ -39,9 +42,13 @@ impl CancelToken {
 /// continuation of a thread whose last run did not finish.
 #[derive(Clone, Default, Debug)]
 pub struct RunRequest {
+    /// The thread (a new id when `None`).
     pub thread_id: Option<String>,
+    /// The input of a new run: a JSON object of channel writes.
     pub input: Option<Value>,
+    /// The answer to the question an interrupted thread waits on.
     pub resume: Option<Value>,
+    /// A token that cancels the run.
     pub cancel: Option<CancelToken>,
     /// Take the thread over even while another run's lease on it is live (use when that
     /// run's process is known to be gone).
@@ -49,30 +56,36 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
+    /// A request to continue a thread (add `input` or `resume`).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Runs on thread `id`.
     pub fn thread(mut self, id: impl Into<String>) -> Self {
         self.thread_id = Some(id.into());
         self
     }
 
+    /// Starts with `input`.
     pub fn input(mut self, input: Value) -> Self {
         self.input = Some(input);
         self
     }
 
+    /// Answers the interrupt with `value`.
     pub fn resume(mut self, value: Value) -> Self {
         self.resume = Some(value);
         self
     }
 
+    /// Cancellable with `token`.
     pub fn cancel_with(mut self, token: CancelToken) -> Self {
         self.cancel = Some(token);
         self
     }
 
+    /// Takes the thread over from a run whose process is gone.
     pub fn takeover(mut self, takeover: bool) -> Self {
         self.takeover = takeover;
         self
@@ -83,8 +96,11 @@ impl RunRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// It reached END.
     Done,
+    /// It waits for an answer.
     Interrupted,
+    /// It failed (see the outcome's `error`).
     Failed,
 }
 
@@ -109,13 +125,19 @@ impl PartialEq<str> for RunStatus {
 /// The result of a run: its status, the thread's state, and what it waits for or why it failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunOutcome {
+    /// How it ended.
     pub status: RunStatus,
+    /// The thread.
     pub thread_id: String,
+    /// The thread's state: the last committed one, plus a waiting step's finished writes at an interrupt.
     pub state: Value,
+    /// What it waits for, when interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupt: Option<InterruptInfo>,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RunErrorView>,
+    /// The thread's latest checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_id: Option<u64>,
     /// Super-steps executed by this run.
@@ -128,7 +150,9 @@ pub struct RunOutcome {
 /// A run error as reported in outcomes and on the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunErrorView {
+    /// The error as one line.
     pub message: String,
+    /// The error with its fields.
     pub detail: RunError,
 }
 
@@ -141,6 +165,7 @@ impl RunOutcome {
         }
     }
 
+    /// A channel's value in the final state.
     pub fn get(&self, channel: &str) -> Option<&Value> {
         self.state.get(channel)
     }
@@ -149,12 +174,19 @@ impl RunOutcome {
 /// The state of a thread at a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StateSnapshot {
+    /// The thread.
     pub thread_id: String,
+    /// The checkpoint read.
     pub checkpoint_id: Option<u64>,
+    /// Its super-step.
     pub step: u64,
+    /// The state.
     pub values: Value,
+    /// The nodes that run next.
     pub next: Vec<String>,
+    /// The thread's status (for its latest checkpoint).
     pub status: Option<ThreadStatus>,
+    /// What it waits for, when interrupted.
     pub interrupt: Option<InterruptInfo>,
 }
 

