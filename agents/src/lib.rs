@@ -1,12 +1,13 @@
-//! Agents, tools and model providers that graph nodes dispatch to.
+//! Agents, domain tools and vendor integrations that graph nodes dispatch to.
 //!
 //! - [`agent`]: the [`Agent`](agent::Agent) trait, TOML agent specs, the tool-calling
 //!   runtime and the catalog of built-in agents in eight categories.
 //! - [`tools`]: deterministic domain tools (takeoffs, quotes, storm damage, scheduling,
 //!   invoices, lead scores, attack detection, compliance).
-//! - [`llm`]: one [`ChatModel`](llm::ChatModel) trait over OpenAI, Anthropic, Gemini,
-//!   Perplexity, OpenAI-compatible servers and the local in-process model.
-//!
+//! - [`llm`]: the model layer, re-exported from its own crate (`brainops-llm`, usable
+//!   alone): one [`ChatModel`](llm::ChatModel) trait over OpenAI, Anthropic, Gemini,
+//!   Perplexity, OpenAI-compatible servers and the local in-process model; here too
+//!   [`OpenAiEmbedder`](llm::OpenAiEmbedder), OpenAI embeddings as a memory embedder.
 //! - [`integrations`]: Stripe, SendGrid, Twilio, Slack, ClickUp, Notion, Airtable and GitHub
 //!   as tools, with a dry-run mode.
 //!
@@ -15,9 +16,15 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+mod embedder;
 pub mod integrations;
-pub mod llm;
 pub mod tools;
+
+/// The model layer (the `brainops-llm` crate), with OpenAI embeddings as a memory embedder.
+pub mod llm {
+    pub use crate::embedder::OpenAiEmbedder;
+    pub use ::llm::*;
+}
 
 use std::sync::Arc;
 

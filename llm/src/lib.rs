@@ -1,4 +1,5 @@
-//! LLM providers behind one [`ChatModel`] trait.
+//! LLM providers behind one [`ChatModel`] trait: the model layer, usable alone (it needs
+//! the engine only for the `llm.chat` node and usage records).
 //!
 //! One request shape ([`ChatRequest`]) and one reply shape ([`ChatResponse`]) for every
 //! provider; [`connect`] turns a model string (`local:smollm2-135m`, the default and the
@@ -7,15 +8,17 @@
 //! ([`ErrorKind`]) so callers know what to retry, and keep the provider's status and body.
 //! [`Resilient`] adds retries that honour `Retry-After`, and [`Fallback`] tries models in
 //! order.
+// Every public item of the library is documented (issue #14); CI denies warnings.
+#![warn(missing_docs)]
 
-pub(crate) mod answer;
+pub mod answer;
 mod anthropic;
 mod embeddings;
 mod gemini;
 mod http;
 #[cfg(feature = "local-model")]
 mod local;
-pub(crate) mod node;
+pub mod node;
 mod openai;
 pub mod pricing;
 mod resilient;
@@ -23,10 +26,10 @@ mod scripted;
 mod secret;
 
 pub use anthropic::Anthropic;
-pub use embeddings::{OpenAiEmbedder, OpenAiEmbeddings};
+pub use embeddings::OpenAiEmbeddings;
 pub use gemini::{Gemini, gemini_schema};
 pub use http::client_builder as http_client_builder;
-pub(crate) use http::cut as cut_text;
+pub use http::cut as cut_text;
 #[cfg(feature = "local-model")]
 pub use local::Local;
 pub use node::{ChatNode, chain};

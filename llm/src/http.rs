@@ -388,7 +388,8 @@ where
     }))
 }
 
-pub(crate) fn cut(body: &str) -> String {
+/// `body` cut to a length fit for an error message, on a character boundary.
+pub fn cut(body: &str) -> String {
     if body.len() <= BODY_KEPT {
         return body.to_string();
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// The value in `text` if it is JSON valid against `validator`, or what is wrong with it.
-pub(crate) fn json_answer(validator: &jsonschema::Validator, text: &str) -> Result<Value, String> {
+pub fn json_answer(validator: &jsonschema::Validator, text: &str) -> Result<Value, String> {
     let value: Value = serde_json::from_str(strip_fences(text))
         .map_err(|e| format!("the answer is not JSON ({e})"))?;
     problems(validator, &value)?;
@@ -12,7 +12,7 @@ pub(crate) fn json_answer(validator: &jsonschema::Validator, text: &str) -> Resu
 }
 
 /// What `validator` finds wrong with `value` (at most five problems), with JSON pointers.
-pub(crate) fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
+pub fn problems(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .take(5)

@@ -37,7 +37,8 @@ impl ChatNode {
     }
 }
 
-pub(crate) fn failed(e: &LlmError) -> NodeError {
+/// A model error as a node error: retryable errors stay retryable, others are permanent.
+pub fn failed(e: &LlmError) -> NodeError {
     if e.retryable() {
         NodeError::transient(e.to_string())
     } else {
@@ -147,7 +148,7 @@ pub fn chain(names: &[String], config: &ProviderConfig) -> Result<Arc<dyn ChatMo
 /// Which of the fallback chain's models gave `reported` (the model id in the reply), so a
 /// fallback's tokens are priced at its own rate. Providers report the id they were asked for,
 /// often with a date suffix (`gpt-4o-mini-2024-07-18`); the first model is assumed otherwise.
-pub(crate) fn answered_by(names: &[String], reported: &str) -> String {
+pub fn answered_by(names: &[String], reported: &str) -> String {
     names
         .iter()
         .find(|name| {
