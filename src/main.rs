@@ -86,7 +86,7 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// Answer an interrupted thread with this JSON value (or @FILE).
         #[arg(long, conflicts_with = "input")]
         resume: Option<String>,
-        /// Where checkpoints go: memory, sqlite:PATH, postgres://... (default:
+        /// Where checkpoints go: memory, sqlite:PATH (or a plain file path), postgres://... (default:
         /// $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/). Add
         /// `?pgbouncer=true` (or use port 6543) when connecting through a transaction pooler.
         #[arg(long)]

@@ -15,11 +15,7 @@ impl<'g> Execution<'g> {
         let mut next_frontier: Vec<NodeId> = Vec::new();
         let mut ran: Vec<NodeId> = Vec::new();
         if let Resume::Again(info) = resume {
-            self.emit(|| Event::Interrupt {
-                node: info.node.clone(),
-                task: info.task.clone(),
-                value: info.value.clone(),
-            });
+            self.announce(&info);
             return Ok((Some(info), 0));
         }
         loop {
@@ -48,19 +44,7 @@ impl<'g> Execution<'g> {
                     .iter()
                     .find(|&&n| graph.nodes[n as usize].interrupt_before)
             {
-                let node = graph.nodes[n as usize].name.to_string();
-                let info = InterruptInfo {
-                    kind: InterruptKind::Before,
-                    task: node.clone(),
-                    node,
-                    value: Value::Null,
-                };
-                self.emit(|| Event::Interrupt {
-                    node: info.node.clone(),
-                    task: info.task.clone(),
-                    value: Value::Null,
-                });
-                return Ok((Some(info), steps_run));
+                return Ok((Some(self.stop_at(InterruptKind::Before, n)), steps_run));
             }
             let step = pos.step + 1;
             let resume_task = match std::mem::replace(&mut resume, Resume::None) {
@@ -117,19 +101,7 @@ impl<'g> Execution<'g> {
                 .iter()
                 .find(|&&n| graph.nodes[n as usize].interrupt_after)
             {
-                let node = graph.nodes[n as usize].name.to_string();
-                let info = InterruptInfo {
-                    kind: InterruptKind::After,
-                    task: node.clone(),
-                    node,
-                    value: Value::Null,
-                };
-                self.emit(|| Event::Interrupt {
-                    node: info.node.clone(),
-                    task: info.task.clone(),
-                    value: Value::Null,
-                });
-                return Ok((Some(info), steps_run));
+                return Ok((Some(self.stop_at(InterruptKind::After, n)), steps_run));
             }
         }
     }
@@ -293,6 +265,28 @@ impl<'g> Execution<'g> {
             });
         }
         Ok(())
+    }
+
+    /// The run stops before or after node `n` (`interrupt_before` / `interrupt_after`).
+    fn stop_at(&self, kind: InterruptKind, n: NodeId) -> InterruptInfo {
+        let node = self.graph.nodes[n as usize].name.to_string();
+        let info = InterruptInfo {
+            kind,
+            task: node.clone(),
+            node,
+            value: Value::Null,
+        };
+        self.announce(&info);
+        info
+    }
+
+    /// Tells the run's listeners that it stops at `info`.
+    fn announce(&self, info: &InterruptInfo) {
+        self.emit(|| Event::Interrupt {
+            node: info.node.clone(),
+            task: info.task.clone(),
+            value: info.value.clone(),
+        });
     }
 
     /// One super-step, in three phases: [`plan`](Self::plan) the tasks from the frontier,
@@ -583,11 +577,7 @@ impl<'g> Execution<'g> {
                     task: task_label(node, &tasks[i]),
                     value,
                 };
-                self.emit(|| Event::Interrupt {
-                    node: info.node.clone(),
-                    task: info.task.clone(),
-                    value: info.value.clone(),
-                });
+                self.announce(&info);
                 // As in LangGraph, the state at an interrupt includes what the step's
                 // finished tasks wrote (saved above as pending writes, committed on resume).
                 if self.fold(state, tasks, results, step, false).is_err() {
