@@ -187,6 +187,48 @@ PERPLEXITY_API_KEY. Base URLs: docs/llm.md.")]
         #[arg(long, value_enum, default_value_t = Format::Mermaid)]
         format: Format,
     },
+    /// Serve the graphs as a LangGraph-compatible Agent Server (HTTP + SSE) until SIGTERM.
+    #[command(after_help = "Examples:
+  brainops serve                                  # graphs/ on http://127.0.0.1:2024
+  brainops serve --graphs graphs --port 8123 --checkpoint postgres://user@db:5432/app
+  curl -s localhost:2024/runs/wait -H 'content-type: application/json' \\
+       -d '{\"assistant_id\": \"lead_intake\", \"input\": {...}}'
+
+Every *.toml in --graphs is an assistant (its graph name works as the assistant id).
+Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server.md.")]
+    Serve {
+        /// The directory of graph files to serve.
+        #[arg(long, default_value = "graphs", value_name = "DIR")]
+        graphs: PathBuf,
+        /// The address to listen on. Anything but loopback needs --insecure (no auth yet).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The port (0 picks a free one; the address is printed on stderr).
+        #[arg(long, default_value_t = 2024)]
+        port: u16,
+        /// Where threads, checkpoints and runs are kept (same forms as `run --checkpoint`;
+        /// default: $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/).
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// The memory store behind /store and agent memory (same forms as `memory --store`).
+        #[arg(long)]
+        memory: Option<String>,
+        /// The embedder for memory: local (default) or openai:MODEL.
+        #[arg(long)]
+        embedder: Option<String>,
+        /// Run every agent on this model instead of its spec's (repeat for a fallback chain).
+        #[arg(long)]
+        model: Vec<String>,
+        /// Runs executing at once; more wait in the queue.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_concurrent_runs: usize,
+        /// Allow listening on a non-loopback address although the API has no authentication.
+        #[arg(long)]
+        insecure: bool,
+        /// Integrations record what they would send and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Long-term memory: put, get, search, delete, list namespaces.
     #[command(after_help = "Examples:
   brainops memory put --namespace tenant:acme/customers --key c42 --value '{\"text\": \"Prefers morning calls\", \"kind\": \"fact\"}'
@@ -316,6 +358,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             model,
             dry_run,
             ..
+        }
+        | Command::Serve {
+            memory,
+            embedder,
+            model,
+            dry_run,
+            ..
         } => (memory.clone(), embedder.clone(), model.clone(), *dry_run),
         _ => (None, None, Vec::new(), false),
     };
@@ -368,6 +417,60 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 }
             }
             Ok(if bad == 0 { 0 } else { 1 })
+        }
+        Command::Serve {
+            graphs,
+            host,
+            port,
+            checkpoint,
+            max_concurrent_runs,
+            insecure,
+            ..
+        } => {
+            if !host.is_loopback() && !insecure {
+                return Err(Failure {
+                    message: format!(
+                        "error: --host {host}: the API has no authentication yet, so it listens only on loopback\n  help: use --host 127.0.0.1 behind your own authenticating proxy, or pass --insecure to expose it anyway"
+                    ),
+                    code: 2,
+                });
+            }
+            if !graphs.is_dir() {
+                return Err(Failure {
+                    message: format!(
+                        "error: --graphs {}: not a directory\n  help: give the directory of *.toml graphs to serve",
+                        graphs.display()
+                    ),
+                    code: 2,
+                });
+            }
+            let url = match store_spec(checkpoint.as_deref()) {
+                Some(url) => url,
+                None => format!("sqlite:{}", brainops::stores::default_file("threads.db")),
+            };
+            let memory =
+                memory_cli::memory_url(memory_cli::memory_spec(memory_store.as_deref()).as_deref());
+            let embedder = memory_cli::embedder_name(memory_embedder.as_deref());
+            let engine = builder.graphs(&graphs).checkpointer(url.clone());
+            let engine = engine.build().await.map_err(engine_failure)?;
+            let options = brainops::server::ServeOptions {
+                host,
+                port,
+                checkpoint: url,
+                memory,
+                embedder,
+                max_concurrent_runs,
+                ..Default::default()
+            };
+            let served = engine.graphs().count();
+            brainops::server::serve(engine, options, |addr| {
+                eprintln!(
+                    "brainops serve: {served} graphs on http://{addr} (GET /ok, docs/server.md)"
+                );
+            })
+            .await
+            .map_err(|e| fail(format!("error: {e}")))?;
+            Ok(0)
         }
         Command::Graph { file, format } => {
             let graph = load(&mut engine(builder).await?, &file)?;

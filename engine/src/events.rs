@@ -97,6 +97,15 @@ pub enum Event {
         /// Its stored size.
         bytes: usize,
     },
+    /// The whole state, after the input and after every committed step; sent only when the
+    /// request asks for it ([`RunRequest::emit_values`](crate::RunRequest::emit_values)).
+    Values {
+        /// The step it follows (`None`: the input).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+        /// The state.
+        state: Value,
+    },
     /// A super-step committed.
     StepFinished {
         /// The step number.

@@ -15,7 +15,7 @@ mod schedule;
 mod security;
 mod weather;
 
-use engine::{NodeContext, NodeError, Registry, ToolInfo, node_fn};
+use engine::{NodeContext, NodeError, Registry, ToolInfo, node_async, node_fn};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -64,6 +64,24 @@ pub fn register(registry: &mut Registry) {
             json!({"type": "object"}),
         ),
         node_fn(|input: Value, _: &NodeContext| Ok(input)),
+    );
+    registry.register_described_tool(
+        "util.sleep",
+        ToolInfo::new(
+            "Waits `seconds` (at most 300), then returns its arguments: a pause before a follow-up.",
+            json!({"type": "object", "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 300}}, "required": ["seconds"]}),
+        ),
+        node_async(|input: Value, _: NodeContext| async move {
+            let seconds = input
+                .get("seconds")
+                .and_then(Value::as_f64)
+                .filter(|s| (0.0..=300.0).contains(s))
+                .ok_or_else(|| {
+                    NodeError::permanent("util.sleep: `seconds` must be a number from 0 to 300")
+                })?;
+            tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+            Ok(input)
+        }),
     );
     registry.register_described_tool(
         "util.idempotency_key",

@@ -184,6 +184,9 @@ impl Runner {
             usage: Arc::default(),
             undo: Vec::new(),
             undo_scratch: Vec::new(),
+            emit_values: request.emit_values,
+            break_before: breakpoints(&self.graph, &request.interrupt_before),
+            break_after: breakpoints(&self.graph, &request.interrupt_after),
         };
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
@@ -194,6 +197,12 @@ impl Runner {
             match exec.start(request).await {
                 Ok((mut state, mut pos, resume)) => {
                     let _heartbeat = exec.heartbeat();
+                    if exec.emit_values {
+                        exec.emit(|| Event::Values {
+                            step: None,
+                            state: state.to_json(),
+                        });
+                    }
                     let result = exec.steps(&mut state, &mut pos, resume).await;
                     let (status, interrupt, error, steps) = match result {
                         Ok((Some(i), steps)) => (RunStatus::Interrupted, Some(i), None, steps),
@@ -297,6 +306,19 @@ impl Runner {
     }
 }
 
+/// Per node, whether `names` holds it (`*`: every node); empty when `names` is.
+fn breakpoints(graph: &Graph, names: &[String]) -> Vec<bool> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let all = names.iter().any(|n| n == "*");
+    graph
+        .nodes
+        .iter()
+        .map(|node| all || names.iter().any(|n| **n == *node.name))
+        .collect()
+}
+
 fn cp_err(e: CheckpointError) -> RunError {
     match e {
         CheckpointError::Store(message) => RunError::Checkpoint { message },
@@ -330,6 +352,11 @@ struct Execution<'g> {
     /// a failed run reports the last committed state.
     undo: Vec<(ChannelId, Undo)>,
     undo_scratch: Vec<Undo>,
+    /// Send the whole state after every step.
+    emit_values: bool,
+    /// This run's own breakpoints, by node (empty: none).
+    break_before: Vec<bool>,
+    break_after: Vec<bool>,
 }
 
 /// Stops the lease heartbeat when the run ends.

@@ -53,6 +53,14 @@ pub struct RunRequest {
     /// Take the thread over even while another run's lease on it is live (use when that
     /// run's process is known to be gone).
     pub takeover: bool,
+    /// Send [`Event::Values`](crate::Event::Values), the whole state, after the input and
+    /// after every step (a server's `values` stream mode). Off by default: it copies the
+    /// state once per step.
+    pub emit_values: bool,
+    /// Pause before these nodes in this run, as `interrupt = "before"` would (`*`: all).
+    pub interrupt_before: Vec<String>,
+    /// Pause after these nodes in this run, as `interrupt = "after"` would (`*`: all).
+    pub interrupt_after: Vec<String>,
 }
 
 impl RunRequest {
@@ -88,6 +96,12 @@ impl RunRequest {
     /// Takes the thread over from a run whose process is gone.
     pub fn takeover(mut self, takeover: bool) -> Self {
         self.takeover = takeover;
+        self
+    }
+
+    /// Sends the whole state after the input and after every step.
+    pub fn emit_values(mut self, on: bool) -> Self {
+        self.emit_values = on;
         self
     }
 }

@@ -39,10 +39,10 @@ impl<'g> Execution<'g> {
             // Interrupt before: pause ahead of the step, unless this run resumes from it.
             let pass_before = matches!(resume, Resume::PassBefore);
             if !pass_before
-                && let Some(&n) = pos
-                    .frontier
-                    .iter()
-                    .find(|&&n| graph.nodes[n as usize].interrupt_before)
+                && let Some(&n) = pos.frontier.iter().find(|&&n| {
+                    graph.nodes[n as usize].interrupt_before
+                        || self.break_before.get(n as usize) == Some(&true)
+                })
             {
                 return Ok((Some(self.stop_at(InterruptKind::Before, n)), steps_run));
             }
@@ -96,11 +96,17 @@ impl<'g> Execution<'g> {
                 state.undo(&mut self.undo);
                 return Err((e, steps_run));
             }
+            if self.emit_values {
+                self.emit(|| Event::Values {
+                    step: Some(step),
+                    state: state.to_json(),
+                });
+            }
             self.emit(|| Event::StepFinished { step });
-            if let Some(&n) = ran
-                .iter()
-                .find(|&&n| graph.nodes[n as usize].interrupt_after)
-            {
+            if let Some(&n) = ran.iter().find(|&&n| {
+                graph.nodes[n as usize].interrupt_after
+                    || self.break_after.get(n as usize) == Some(&true)
+            }) {
                 return Ok((Some(self.stop_at(InterruptKind::After, n)), steps_run));
             }
         }

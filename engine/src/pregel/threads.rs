@@ -75,6 +75,73 @@ impl Runner {
         result
     }
 
+    /// Moves the thread's head back to `checkpoint`: a new checkpoint (source `fork`) holds
+    /// the state and the next nodes as they were there, so a run without input replays from
+    /// it and a run with input starts a new run on that state. Returns the new checkpoint.
+    pub async fn rewind(&self, thread_id: &str, checkpoint: u64) -> Result<u64, RunError> {
+        let saver = self.saver()?;
+        let lease = Lease::new(self.lease_ms);
+        let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
+            .await
+            .map_err(cp_err)?;
+        let result = async {
+            let head = saver.chain(thread_id, None).await.map_err(cp_err)?;
+            let chain = saver
+                .chain(thread_id, Some(checkpoint))
+                .await
+                .map_err(cp_err)?;
+            let (Some(head), Some(at)) = (head.last(), chain.last().filter(|c| c.id == checkpoint))
+            else {
+                return Err(RunError::Thread {
+                    message: missing_thread(thread_id, Some(checkpoint)),
+                });
+            };
+            let state = State::rebuild(&self.graph, &chain)
+                .map_err(|message| RunError::Checkpoint { message })?;
+            let record = CheckpointRecord {
+                thread_id: thread_id.into(),
+                id: head.id + 1,
+                parent: Some(head.id),
+                step: at.step,
+                source: CheckpointSource::Fork,
+                nodes: Vec::new(),
+                deltas: Vec::new(),
+                snapshot: Some(state.to_map()),
+                next: at.next.clone(),
+                joins: at.joins.clone(),
+                created_at_ms: now_ms(),
+            };
+            saver.put(&record, Some(&lease)).await.map_err(cp_err)?;
+            Ok(record.id)
+        }
+        .await;
+        let release = ThreadInfo {
+            lease: None,
+            updated_at_ms: now_ms(),
+            status: if result.is_ok() {
+                ThreadStatus::Idle
+            } else {
+                info.status
+            },
+            interrupt: if result.is_ok() {
+                None
+            } else {
+                info.interrupt.clone()
+            },
+            error: if result.is_ok() {
+                None
+            } else {
+                info.error.clone()
+            },
+            ..info
+        };
+        saver
+            .put_thread(&release, Some(&lease))
+            .await
+            .map_err(cp_err)?;
+        result
+    }
+
     async fn update_owned(
         &self,
         saver: &dyn Checkpointer,

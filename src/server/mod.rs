@@ -1,0 +1,236 @@
+//! The agent server behind `brainops serve`: LangGraph's Agent Server API over HTTP and SSE,
+//! so `langgraph-sdk`, `RemoteGraph` and the JS SDK talk to this engine unchanged.
+//!
+//! Every graph in the `--graphs` directory is an assistant. Threads keep their state in the
+//! checkpointer; the server keeps thread metadata and runs beside it (`control`), runs them
+//! in the background with at most one active run per thread (`runs`), and translates the
+//! engine's events into LangGraph's stream modes (`wire`). `docs/server.md` has the API
+//! coverage and what differs from the reference server.
+
+mod api;
+mod control;
+mod runs;
+mod webhook;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use engine::{Checkpointer, Graph, Runner};
+
+use crate::Engine;
+
+/// How `brainops serve` listens and runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to bind (default 127.0.0.1).
+    pub host: std::net::IpAddr,
+    /// The port (default 2024, as `langgraph dev`; 0 picks a free one).
+    pub port: u16,
+    /// Where threads and runs are kept: the same URL as the engine's checkpointer.
+    pub checkpoint: String,
+    /// The memory store behind `/store` (same forms as `--memory`).
+    pub memory: String,
+    /// The embedder for `/store` search.
+    pub embedder: String,
+    /// Runs executing at once.
+    pub max_concurrent_runs: usize,
+    /// Origins allowed to call from a browser (CORS); empty allows none.
+    pub cors_origins: Vec<String>,
+    /// The largest request body, in bytes (413 beyond it).
+    pub body_limit: usize,
+    /// How long SIGTERM waits for running runs before the process exits (they continue from
+    /// their last checkpoint when a server starts again).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            host: std::net::IpAddr::from([127, 0, 0, 1]),
+            port: 2024,
+            checkpoint: "memory".into(),
+            memory: "memory".into(),
+            embedder: "local".into(),
+            max_concurrent_runs: 10,
+            cors_origins: Vec::new(),
+            body_limit: 10 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {message}\n  help: is another server on that port? pick another with --port"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// The server's store could not be opened.
+    #[error("cannot open the server's store: {0}")]
+    Store(String),
+    /// The server failed while serving.
+    #[error("the server stopped: {0}")]
+    Serve(String),
+}
+
+/// A graph served as an assistant.
+pub(crate) struct Assistant {
+    pub(crate) assistant_id: String,
+    pub(crate) graph_id: String,
+    pub(crate) graph: Arc<Graph>,
+    pub(crate) runner: Runner,
+}
+
+/// What every handler shares.
+pub(crate) struct App {
+    pub(crate) assistants: Vec<Assistant>,
+    pub(crate) checkpointer: Arc<dyn Checkpointer>,
+    pub(crate) control: Arc<dyn control::ControlStore>,
+    pub(crate) runs: runs::Runs,
+    pub(crate) options: ServeOptions,
+    pub(crate) memory: tokio::sync::OnceCell<Arc<dyn memory::MemoryStore>>,
+    pub(crate) addr: std::sync::OnceLock<SocketAddr>,
+    pub(crate) started_ms: u64,
+}
+
+impl App {
+    /// The assistant with this id, or the system assistant of the graph with this name.
+    pub(crate) fn assistant(&self, id: &str) -> Option<&Assistant> {
+        self.assistants
+            .iter()
+            .find(|a| a.assistant_id == id || a.graph_id == id)
+    }
+
+    /// The memory store behind `/store`, opened on first use.
+    pub(crate) async fn memory(&self) -> Result<&Arc<dyn memory::MemoryStore>, String> {
+        self.memory
+            .get_or_try_init(|| async {
+                let embedder = crate::stores::open_embedder(&self.options.embedder)
+                    .map_err(|e| e.to_string())?;
+                crate::stores::open_memory_store(&self.options.memory, embedder)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+    }
+}
+
+/// Locks a mutex; `None` when a thread panicked holding it (nothing here panics).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    m.lock().ok()
+}
+
+/// Serves `engine`'s graphs until SIGTERM or Ctrl-C, calling `ready` with the bound address
+/// once `/ok` answers.
+pub async fn serve(
+    engine: Engine,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let control = control::open(&options.checkpoint)
+        .await
+        .map_err(ServeError::Store)?;
+    let checkpointer = engine.checkpointer().clone();
+    let assistants = engine
+        .graphs()
+        .map(|(name, graph)| Assistant {
+            assistant_id: wire::assistant_uuid(name),
+            graph_id: name.to_string(),
+            graph: graph.clone(),
+            runner: engine.runner_for(graph.clone()),
+        })
+        .collect();
+    let app = Arc::new(App {
+        assistants,
+        checkpointer,
+        control,
+        runs: runs::Runs::new(options.max_concurrent_runs),
+        options: options.clone(),
+        memory: tokio::sync::OnceCell::new(),
+        addr: std::sync::OnceLock::new(),
+        started_ms: wire::now_ms(),
+    });
+    let addr = SocketAddr::new(options.host, options.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr,
+            message: e.to_string(),
+        })?;
+    let bound = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr,
+        message: e.to_string(),
+    })?;
+    let _ = app.addr.set(bound);
+    let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;
+    if recovered > 0 {
+        tracing::info!("{recovered} runs left pending or running are queued again");
+    }
+    let dispatcher = tokio::spawn(runs::dispatch(app.clone()));
+    let router = api::router(app.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_http = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_http.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    ready(bound);
+    shutdown_signal().await;
+    // Stop taking requests and starting runs; let running runs end (each step they finish
+    // is checkpointed), then exit. Runs still going after the grace period stay `running`
+    // in the store and continue from their last checkpoint when a server starts again.
+    let _ = stop_tx.send(true);
+    app.runs.stop();
+    let deadline = tokio::time::Instant::now() + options.shutdown_grace;
+    let mut ended = app.runs.ended();
+    while app.runs.running() > 0 {
+        if tokio::time::timeout_at(deadline, ended.changed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} runs still running at shutdown; they continue when the server starts again",
+                app.runs.running()
+            );
+            break;
+        }
+    }
+    dispatcher.abort();
+    // Open streams would hold the graceful shutdown forever; they end with the process.
+    let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

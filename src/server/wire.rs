@@ -1,0 +1,394 @@
+//! How the engine's runs, threads and events look on LangGraph's wire: ids, timestamps,
+//! error names, and the translation of engine events into stream-mode events.
+
+use std::collections::HashSet;
+
+use engine::{AgentStep, Event, InterruptInfo, InterruptKind, Progress, RunError, RunOutcome};
+use serde_json::{Map, Value, json};
+
+/// LangGraph's namespace for system assistant ids: `uuid5(NS, graph_id)`.
+const ASSISTANT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6ba7b821_9dad_11d1_80b4_00c04fd430c8);
+
+/// The reference server's deterministic id of the system assistant of `graph_id`.
+pub(crate) fn assistant_uuid(graph_id: &str) -> String {
+    uuid::Uuid::new_v5(&ASSISTANT_NAMESPACE, graph_id.as_bytes()).to_string()
+}
+
+/// A checkpoint id as clients see it: a UUID-shaped string whose last group is the engine's
+/// per-thread number, so it sorts and round-trips.
+pub(crate) fn checkpoint_wire(id: u64) -> String {
+    format!("1ef00000-0000-6000-8000-{id:012x}")
+}
+
+/// Reads a checkpoint id written by [`checkpoint_wire`] (or a plain number).
+pub(crate) fn checkpoint_parse(text: &str) -> Option<u64> {
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(n);
+    }
+    let (prefix, last) = text.rsplit_once('-')?;
+    (prefix == "1ef00000-0000-6000-8000" && last.len() == 12)
+        .then(|| u64::from_str_radix(last, 16).ok())
+        .flatten()
+}
+
+/// A stable id for the interrupt a task raised at a checkpoint.
+pub(crate) fn interrupt_id(thread_id: &str, checkpoint: Option<u64>, task: &str) -> String {
+    let name = format!("{thread_id}/{}/{task}", checkpoint.unwrap_or(0));
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes())
+        .simple()
+        .to_string()
+}
+
+/// A task id in UUID form, stable for (thread, step, task).
+pub(crate) fn task_id(thread_id: &str, step: u64, task: &str) -> String {
+    let name = format!("{thread_id}/{step}/{task}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+/// `[{"value", "id"}]` for an ask; empty for a stop before or after a node, as LangGraph
+/// reports static breakpoints.
+pub(crate) fn interrupts(
+    thread_id: &str,
+    checkpoint: Option<u64>,
+    interrupt: Option<&InterruptInfo>,
+) -> Vec<Value> {
+    match interrupt {
+        Some(i) if i.kind == InterruptKind::Ask => vec![json!({
+            "value": i.value,
+            "id": interrupt_id(thread_id, checkpoint, &i.task),
+        })],
+        _ => Vec::new(),
+    }
+}
+
+/// ISO-8601 with offset, as the reference server writes timestamps.
+pub(crate) fn iso(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string())
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The exception-like name an `error` event carries for a run error (LangGraph's own name
+/// where one exists).
+pub(crate) fn error_name(e: &RunError) -> &'static str {
+    match e {
+        RunError::NodeFailed { .. } => "NodeError",
+        RunError::Timeout { .. } => "TimeoutError",
+        RunError::NoRoute { .. } => "InvalidUpdateError",
+        RunError::ReplaceConflict { .. } => "InvalidUpdateError",
+        RunError::RecursionLimit { .. } => "GraphRecursionError",
+        RunError::Expression { .. } => "ExpressionError",
+        RunError::BadWrite { .. } => "InvalidUpdateError",
+        RunError::Input { .. } => "ValueError",
+        RunError::Cancelled => "CancelledError",
+        RunError::Checkpoint { .. } => "CheckpointError",
+        RunError::Conflict { .. } => "ConflictError",
+        RunError::Thread { .. } => "ValueError",
+        #[allow(unreachable_patterns)]
+        _ => "RunError",
+    }
+}
+
+/// `{"error", "message"}` for a failed outcome.
+pub(crate) fn outcome_error(outcome: &RunOutcome) -> Option<Value> {
+    outcome
+        .error
+        .as_ref()
+        .map(|e| json!({"error": error_name(&e.detail), "message": e.message}))
+}
+
+/// The stream modes a run was asked for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Modes {
+    pub(crate) values: bool,
+    pub(crate) updates: bool,
+    pub(crate) custom: bool,
+    pub(crate) messages_tuple: bool,
+    pub(crate) messages: bool,
+    pub(crate) tasks: bool,
+    pub(crate) debug: bool,
+}
+
+/// The modes the reference accepts on run endpoints.
+pub(crate) const KNOWN_MODES: &[&str] = &[
+    "values",
+    "updates",
+    "custom",
+    "messages-tuple",
+    "messages",
+    "tasks",
+    "debug",
+    "checkpoints",
+    "events",
+];
+
+impl Modes {
+    pub(crate) fn parse(modes: &[String]) -> Result<Modes, String> {
+        let mut m = Modes::default();
+        for mode in modes {
+            match mode.as_str() {
+                "values" => m.values = true,
+                "updates" => m.updates = true,
+                "custom" => m.custom = true,
+                "messages-tuple" => m.messages_tuple = true,
+                "messages" => m.messages = true,
+                "tasks" => m.tasks = true,
+                "debug" => m.debug = true,
+                // Accepted, with no events: they need LangChain's callback machinery or
+                // LangGraph's checkpoint format (docs/server.md).
+                "checkpoints" | "events" => {}
+                other => {
+                    return Err(format!(
+                        "stream_mode: unknown mode `{other}`; use one of {}",
+                        KNOWN_MODES.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Turns one run's engine events into stream-mode events `(name, data)`.
+pub(crate) struct Translator {
+    modes: Modes,
+    run_id: String,
+    thread_id: String,
+    graph_id: String,
+    assistant_id: String,
+    step: u64,
+    /// Per agent task: the message id its tokens go under, and the text so far.
+    messages: Vec<(String, String, String)>,
+    announced: HashSet<String>,
+}
+
+impl Translator {
+    pub(crate) fn new(
+        modes: Modes,
+        run_id: &str,
+        thread_id: &str,
+        graph_id: &str,
+        assistant_id: &str,
+    ) -> Self {
+        Translator {
+            modes,
+            run_id: run_id.into(),
+            thread_id: thread_id.into(),
+            graph_id: graph_id.into(),
+            assistant_id: assistant_id.into(),
+            step: 0,
+            messages: Vec::new(),
+            announced: HashSet::new(),
+        }
+    }
+
+    fn message_metadata(&self, node: &str) -> Value {
+        json!({
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+            "graph_id": self.graph_id,
+            "assistant_id": self.assistant_id,
+            "langgraph_step": self.step,
+            "langgraph_node": node,
+            "langgraph_triggers": [format!("branch:to:{node}")],
+            "langgraph_path": ["__pregel_pull", node],
+            "langgraph_checkpoint_ns": format!("{node}:{}", task_id(&self.thread_id, self.step, node)),
+            "checkpoint_ns": format!("{node}:{}", task_id(&self.thread_id, self.step, node)),
+        })
+    }
+
+    /// The events `event` becomes, appended to `out`.
+    pub(crate) fn translate(&mut self, event: &Event, out: &mut Vec<(&'static str, Value)>) {
+        match event {
+            Event::StepStarted { step, .. } => self.step = *step,
+            Event::Values { state, .. } if self.modes.values => out.push(("values", state.clone())),
+            Event::NodeStarted { step, node, task } => {
+                if self.modes.tasks || self.modes.debug {
+                    let payload = json!({
+                        "id": task_id(&self.thread_id, *step, task),
+                        "name": node,
+                        "input": Value::Null,
+                        "triggers": [format!("branch:to:{node}")],
+                        "metadata": {},
+                    });
+                    self.push_task(*step, "task", payload, out);
+                }
+            }
+            Event::NodeFinished {
+                step,
+                node,
+                task,
+                update,
+            } => {
+                if self.modes.updates {
+                    let mut m = Map::new();
+                    m.insert(node.clone(), update.clone());
+                    out.push(("updates", Value::Object(m)));
+                }
+                if self.modes.tasks || self.modes.debug {
+                    let payload = json!({
+                        "id": task_id(&self.thread_id, *step, task),
+                        "name": node,
+                        "error": Value::Null,
+                        "result": update,
+                        "interrupts": [],
+                    });
+                    self.push_task(*step, "task_result", payload, out);
+                }
+                // A node's finished message ends its token stream.
+                self.messages.retain(|(n, _, _)| n != node);
+            }
+            Event::Custom { data, .. } if self.modes.custom => out.push(("custom", data.clone())),
+            Event::Progress { node, progress } => {
+                if let Progress::Agent {
+                    step: AgentStep::Token(text),
+                    ..
+                } = progress
+                {
+                    self.token(node, text, out);
+                }
+                if self.modes.custom {
+                    out.push((
+                        "custom",
+                        serde_json::to_value(progress).unwrap_or(Value::Null),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn push_task(
+        &self,
+        step: u64,
+        kind: &str,
+        payload: Value,
+        out: &mut Vec<(&'static str, Value)>,
+    ) {
+        if self.modes.debug {
+            out.push((
+                "debug",
+                json!({"step": step, "timestamp": iso(now_ms()), "type": kind, "payload": payload}),
+            ));
+        }
+        if self.modes.tasks {
+            out.push(("tasks", payload));
+        }
+    }
+
+    fn token(&mut self, node: &str, text: &str, out: &mut Vec<(&'static str, Value)>) {
+        if !self.modes.messages_tuple && !self.modes.messages {
+            return;
+        }
+        let index = match self.messages.iter().position(|(n, _, _)| n == node) {
+            Some(i) => i,
+            None => {
+                let id = format!("run-{}-{node}-{}", self.run_id, self.step);
+                self.messages.push((node.to_string(), id, String::new()));
+                self.messages.len() - 1
+            }
+        };
+        let id = self.messages[index].1.clone();
+        self.messages[index].2.push_str(text);
+        let metadata = self.message_metadata(node);
+        if self.modes.messages_tuple {
+            out.push((
+                "messages",
+                json!([message_chunk(&id, text, "AIMessageChunk"), metadata.clone()]),
+            ));
+        }
+        if self.modes.messages {
+            if self.announced.insert(id.clone()) {
+                out.push((
+                    "messages/metadata",
+                    json!({ id.clone(): {"metadata": metadata} }),
+                ));
+            }
+            let so_far = self.messages[index].2.clone();
+            out.push((
+                "messages/partial",
+                json!([message_chunk(&id, &so_far, "ai")]),
+            ));
+        }
+    }
+
+    /// The events that close a run: its interrupt (in `values` and `updates`) or its error.
+    pub(crate) fn finish(
+        &mut self,
+        outcome: &RunOutcome,
+        cancelled: bool,
+        out: &mut Vec<(&'static str, Value)>,
+    ) {
+        if let Some(error) = outcome_error(outcome)
+            && !cancelled
+        {
+            out.push(("error", error));
+            return;
+        }
+        if let Some(info) = &outcome.interrupt {
+            let list = interrupts(&self.thread_id, outcome.checkpoint_id, Some(info));
+            if self.modes.updates {
+                out.push(("updates", json!({ "__interrupt__": list })));
+            }
+            if self.modes.values && info.kind == InterruptKind::Ask {
+                let mut state = outcome.state.as_object().cloned().unwrap_or_default();
+                state.insert("__interrupt__".into(), Value::Array(list));
+                out.push(("values", Value::Object(state)));
+            }
+        }
+    }
+}
+
+/// A message chunk in LangChain's shape.
+fn message_chunk(id: &str, content: &str, kind: &str) -> Value {
+    json!({
+        "content": content,
+        "additional_kwargs": {},
+        "response_metadata": {},
+        "type": kind,
+        "name": Value::Null,
+        "id": id,
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+        "usage_metadata": Value::Null,
+        "tool_call_chunks": [],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The id the reference server gives the system assistant of a graph named `agent`
+    /// (LangGraph's `uuid5(UUID("6ba7b821-…"), "agent")`, checked with Python's uuid).
+    #[test]
+    fn system_assistant_ids_match_the_reference_server() {
+        assert_eq!(
+            assistant_uuid("agent"),
+            "fe096781-5601-53d2-b2f6-0d3403f7e9ca"
+        );
+    }
+
+    #[test]
+    fn checkpoint_ids_round_trip() {
+        for id in [0, 1, 255, 1 << 40] {
+            assert_eq!(checkpoint_parse(&checkpoint_wire(id)), Some(id));
+        }
+        assert_eq!(checkpoint_parse("7"), Some(7));
+        assert_eq!(checkpoint_parse("not-a-checkpoint"), None);
+    }
+
+    #[test]
+    fn timestamps_have_an_offset() {
+        assert_eq!(iso(1_795_952_814_168), "2026-11-29T11:46:54.168000+00:00");
+    }
+}
