@@ -298,7 +298,12 @@ fn command_parts(kwargs: &Value) -> (Option<Value>, Option<Value>, Option<Value>
     let Some(cmd) = kwargs.get("command").and_then(Value::as_object) else {
         return (None, None, None);
     };
-    let get = |k: &str| cmd.get(k).filter(|v| !v.is_null()).cloned();
+    // RemoteGraph sends every field of its Command: `goto: []` means no goto.
+    let get = |k: &str| {
+        cmd.get(k)
+            .filter(|v| !v.is_null() && !matches!(v, Value::Array(a) if a.is_empty()))
+            .cloned()
+    };
     (get("resume"), get("update"), get("goto"))
 }
 
@@ -459,6 +464,16 @@ async fn run_graph(
     let modes: Vec<String> = strings("stream_mode");
     let modes = Modes::parse(&modes).unwrap_or_default();
     let mut request = RunRequest::new().thread(row.thread_id.clone());
+    // No input at a breakpoint (before or after a node) continues past it, as in LangGraph.
+    let at_breakpoint = matches!(
+        app.checkpointer.thread(&row.thread_id).await,
+        Ok(Some(t)) if t.status == engine::ThreadStatus::Interrupted
+            && t.interrupt.as_ref().is_some_and(|i| i.kind != engine::InterruptKind::Ask)
+    );
+    let resume = match (resume, &input) {
+        (None, None) if at_breakpoint => Some(Value::Null),
+        (resume, _) => resume,
+    };
     request.input = input;
     request.resume = resume;
     request.cancel = Some(token);

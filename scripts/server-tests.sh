@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The agent server's black-box suite: LangGraph's own clients (langgraph-sdk, RemoteGraph)
+# drive `brainops serve` over HTTP and SSE.
+#
+#   scripts/server-tests.sh [pytest args]     # e.g. -k interrupt -x
+#
+# Installs the pinned clients into a virtualenv under $HOME/.cache/brainops (never committed),
+# builds the `brainops` binary, and runs tests/server/*.py with pytest; each test module
+# starts its own server on a free loopback port with the graphs in tests/server/graphs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
+SDK_VERSION=0.4.14
+LANGGRAPH_VERSION=1.2.24
+PYTEST_VERSION=8.4.2
+VENV="$HOME/.cache/brainops/server-tests-sdk-$SDK_VERSION"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "==> installing python3-venv" >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+fi
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import langgraph_sdk, langgraph.pregel.remote, pytest' 2>/dev/null; then
+  echo "==> langgraph-sdk $SDK_VERSION, langgraph $LANGGRAPH_VERSION and pytest into $VENV" >&2
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "langgraph-sdk==$SDK_VERSION" "langgraph==$LANGGRAPH_VERSION" \
+    "pytest==$PYTEST_VERSION" >&2
+fi
+
+if [ -z "${BRAINOPS_EMBEDDER_MODEL:-}" ]; then
+  eval "$(scripts/local-embedder.sh)"
+  export BRAINOPS_EMBEDDER_MODEL
+fi
+if [ -z "${BRAINOPS_LOCAL_MODEL:-}" ]; then
+  eval "$(scripts/local-model.sh)"
+  export BRAINOPS_LOCAL_MODEL
+fi
+cargo build --release --locked --bin brainops >&2
+export BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops"
+exec "$VENV/bin/python" -m pytest -q tests/server "$@"

@@ -1,0 +1,442 @@
+"""The official Python client, langgraph-sdk 0.4.14, against `brainops serve`.
+
+The graphs are in tests/server/graphs: `simple` (a -> b), `hitl` (a -> ask -> record),
+`slow` (sleeps `seconds`, then appends "slow"), `err` (fails), `chat` (a local-model agent).
+"""
+
+import asyncio
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.errors import (
+    ConflictError,
+    NotFoundError,
+    UnprocessableEntityError,
+)
+
+NS = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
+@pytest.fixture
+def client(url):
+    return get_sync_client(url=url)
+
+
+def events(parts):
+    return [(p.event, p.data) for p in parts]
+
+
+def wait_status(client, tid, rid, want, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.runs.get(tid, rid)["status"]
+        if status in want:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"run {rid} never reached {want}: {status}")
+
+
+# ------------------------------------------------------------------------- meta
+
+
+def test_ok_and_info(url):
+    assert httpx.get(url + "/ok").json() == {"ok": True, "services": {}}
+    info = httpx.get(url + "/info").json()
+    assert isinstance(info["flags"], dict)
+
+
+# ------------------------------------------------------------------- assistants
+
+
+def test_system_assistants_have_the_reference_ids(client):
+    found = client.assistants.search(graph_id="simple", metadata={"created_by": "system"})
+    assert [a["assistant_id"] for a in found] == [str(uuid.uuid5(NS, "simple"))]
+    by_name = client.assistants.get("simple")
+    by_id = client.assistants.get(str(uuid.uuid5(NS, "simple")))
+    assert by_name == by_id
+    assert by_id["graph_id"] == "simple" and by_id["version"] == 1
+    names = {a["graph_id"] for a in client.assistants.search(limit=100)}
+    assert {"simple", "hitl", "slow", "err", "chat"} <= names
+
+
+def test_graph_drawing_and_schemas(client, url):
+    graph = client.assistants.get_graph("simple")
+    assert [n["id"] for n in graph["nodes"]] == ["__start__", "a", "b", "__end__"]
+    edges = {(e["source"], e["target"]) for e in graph["edges"]}
+    assert edges == {("__start__", "a"), ("a", "b"), ("b", "__end__")}
+    schemas = client.assistants.get_schemas("simple")
+    assert set(schemas["state_schema"]["properties"]) == {"log", "n"}
+    # RemoteGraph draws from the same data.
+    from langgraph.pregel.remote import RemoteGraph
+
+    drawn = RemoteGraph("simple", url=url).get_graph()
+    assert {"a", "b"} <= set(drawn.nodes)
+
+
+def test_unknown_assistant_is_422_naming_the_graphs(client):
+    # The SDK's wait raises httpx's error (the typed errors subclass it).
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        client.runs.wait(None, "nope", input={})
+    assert e.value.response.status_code == 422
+    with pytest.raises(UnprocessableEntityError):
+        client.assistants.get("nope")
+    assert "nope" in str(e.value.response.json()["detail"])
+    assert "simple" in e.value.response.json()["detail"]
+
+
+# ---------------------------------------------------------------------- threads
+
+
+def test_thread_lifecycle(client):
+    t = client.threads.create(metadata={"customer": "acme"})
+    assert {"thread_id", "created_at", "updated_at", "metadata", "status", "values", "interrupts"} <= set(t)
+    assert t["status"] == "idle" and t["metadata"] == {"customer": "acme"}
+    tid = t["thread_id"]
+    with pytest.raises(ConflictError):
+        client.threads.create(thread_id=tid)
+    same = client.threads.create(thread_id=tid, if_exists="do_nothing")
+    assert same["thread_id"] == tid
+    updated = client.threads.update(tid, metadata={"stage": "quote"})
+    assert updated["metadata"] == {"customer": "acme", "stage": "quote"}
+    found = client.threads.search(metadata={"customer": "acme", "stage": "quote"})
+    assert [x["thread_id"] for x in found] == [tid]
+    assert client.threads.count(metadata={"stage": "quote"}) == 1
+    client.runs.wait(tid, "simple", input={"n": 0})
+    copy = client.threads.copy(tid)
+    assert copy["thread_id"] != tid and "values" not in copy
+    assert client.threads.get_state(copy["thread_id"])["values"] == {"log": ["a", "b"], "n": 1}
+    client.threads.delete(tid)
+    with pytest.raises(NotFoundError):
+        client.threads.get(tid)
+
+
+def test_bad_ids_and_missing_fields(client, url):
+    with pytest.raises(NotFoundError):
+        client.threads.get(str(uuid.uuid4()))
+    r = httpx.get(url + "/threads/not-a-uuid")
+    assert r.status_code == 422 and r.json() == {"detail": "Invalid thread ID: must be a UUID"}
+    r = httpx.post(url + "/runs/wait", json={"input": {}})
+    assert r.status_code == 422 and "assistant_id" in r.json()["detail"]
+    r = httpx.post(url + "/runs/wait", content=b'{"assistant_id": "simple", "input": ')
+    assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
+    r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": {}, "stream_mode": "nope"})
+    assert r.status_code == 422 and "stream_mode" in r.json()["detail"]
+    r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": {}, "interrupt_before": ["zz"]})
+    assert r.status_code == 422 and "zz" in r.json()["detail"]
+    r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": 5})
+    assert r.status_code == 422 and "input" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------------- runs
+
+
+def test_stream_events_match_the_reference_capture(client):
+    tid = client.threads.create()["thread_id"]
+    created = []
+    parts = list(
+        client.runs.stream(
+            tid,
+            "simple",
+            input={"n": 0},
+            stream_mode=["values", "updates", "custom"],
+            on_run_created=lambda meta: created.append(meta),
+        )
+    )
+    assert events(parts)[1:] == [
+        ("values", {"log": [], "n": 0}),
+        ("updates", {"a": {"log": ["a"], "n": 1}}),
+        ("values", {"log": ["a"], "n": 1}),
+        ("updates", {"b": {"log": ["b"]}}),
+        ("values", {"log": ["a", "b"], "n": 1}),
+    ]
+    assert parts[0].event == "metadata"
+    assert parts[0].data == {"run_id": created[0]["run_id"], "attempt": 1}
+    assert created[0]["thread_id"] == tid
+    assert client.runs.get(tid, created[0]["run_id"])["status"] == "success"
+    assert client.threads.get(tid)["status"] == "idle"
+
+
+def test_wait_bodies(client):
+    tid = client.threads.create()["thread_id"]
+    assert client.runs.wait(tid, "simple", input={"n": 0}) == {"log": ["a", "b"], "n": 1}
+    # A second run on the thread folds into its state.
+    assert client.runs.wait(tid, "simple", input={"n": 5}) == {"log": ["a", "b", "a", "b"], "n": 6}
+    assert client.runs.wait(None, "simple", input={"n": 1}) == {"log": ["a", "b"], "n": 2}
+
+
+def test_a_failing_run_reports_its_error(client):
+    tid = client.threads.create()["thread_id"]
+    with pytest.raises(Exception) as e:
+        client.runs.wait(tid, "err", input={})
+    assert "ExpressionError" in str(e.value) and "division by zero" in str(e.value).lower()
+    body = client.runs.wait(tid, "err", input={}, raise_error=False)
+    assert body["__error__"]["error"] == "ExpressionError"
+    assert "division by zero" in body["__error__"]["message"].lower()
+    parts = list(client.runs.stream(tid, "err", input={}))
+    assert parts[-1].event == "error"
+    assert parts[-1].data["error"] == "ExpressionError"
+    thread = client.threads.get(tid)
+    assert thread["status"] == "error"
+    assert thread["error"]["error"] == "ExpressionError"
+    runs = client.runs.list(tid)
+    assert {r["status"] for r in runs} == {"error"}
+
+
+def test_interrupt_and_resume(client):
+    tid = client.threads.create()["thread_id"]
+    parts = list(client.runs.stream(tid, "hitl", input={"n": 0}, stream_mode="values"))
+    last = parts[-1].data
+    assert last["log"] == ["a"] and last["n"] == 1
+    [interrupt] = last["__interrupt__"]
+    assert interrupt["value"] == "approve?" and len(interrupt["id"]) == 32
+    thread = client.threads.get(tid)
+    assert thread["status"] == "interrupted"
+    [(task_id, [pending])] = thread["interrupts"].items()
+    assert pending["id"] == interrupt["id"]
+    state = client.threads.get_state(tid)
+    assert state["next"] == ["ask"]
+    assert state["tasks"][0]["interrupts"][0]["id"] == interrupt["id"]
+    assert state["tasks"][0]["id"] == task_id
+    assert state["interrupts"][0]["id"] == interrupt["id"]
+    # Resuming without a thread is refused; resuming the thread finishes it.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        client.runs.wait(None, "hitl", command={"resume": "yes"})
+    assert e.value.response.status_code == 400
+    assert e.value.response.json() == {"detail": "You must provide a thread_id when resuming."}
+    done = client.runs.wait(tid, "hitl", command={"resume": "yes"})
+    assert done["log"] == ["a", "answer:yes"]
+    assert client.threads.get(tid)["status"] == "idle"
+    # Resuming a thread that waits for nothing is a clear 400.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        client.runs.wait(tid, "hitl", command={"resume": "again"})
+    assert e.value.response.status_code == 400
+    assert "not interrupted" in e.value.response.json()["detail"]
+
+
+def test_resume_by_interrupt_id_and_input_with_resume_is_refused(client, url):
+    tid = client.threads.create()["thread_id"]
+    body = client.runs.wait(tid, "hitl", input={})
+    iid = body["__interrupt__"][0]["id"]
+    r = httpx.post(
+        f"{url}/threads/{tid}/runs/wait",
+        json={"assistant_id": "hitl", "input": {}, "command": {"resume": "x"}},
+    )
+    assert r.status_code == 422 and "resume" in r.json()["detail"]
+    done = client.runs.wait(tid, "hitl", command={"resume": {iid: "ok"}})
+    assert done["log"] == ["a", "answer:ok"]
+
+
+def test_static_breakpoint_per_run(client):
+    tid = client.threads.create()["thread_id"]
+    parts = list(
+        client.runs.stream(tid, "simple", input={"n": 0}, stream_mode=["values", "updates"], interrupt_before=["b"])
+    )
+    assert parts[-1].event == "updates" and parts[-1].data == {"__interrupt__": []}
+    thread = client.threads.get(tid)
+    assert thread["status"] == "interrupted" and thread["interrupts"] == {}
+    assert client.threads.get_state(tid)["next"] == ["b"]
+    assert client.runs.wait(tid, "simple", input=None) == {"log": ["a", "b"], "n": 1}
+
+
+def test_background_run_get_list_join(client):
+    tid = client.threads.create()["thread_id"]
+    run = client.runs.create(tid, "slow", input={"seconds": 0.5})
+    assert run["status"] == "pending" and run["thread_id"] == tid
+    assert client.threads.get(tid)["status"] == "busy"
+    assert client.runs.join(tid, run["run_id"]) == {"log": ["slow"], "seconds": 0.5, "slept": {"seconds": 0.5}}
+    assert client.runs.get(tid, run["run_id"])["status"] == "success"
+    second = client.runs.create(tid, "slow", input={"seconds": 0})
+    client.runs.join(tid, second["run_id"])
+    listed = client.runs.list(tid)
+    assert [r["run_id"] for r in listed] == [second["run_id"], run["run_id"]]
+    client.runs.delete(tid, run["run_id"])
+    with pytest.raises(NotFoundError):
+        client.runs.get(tid, run["run_id"])
+
+
+def test_cancel_a_running_run(client):
+    tid = client.threads.create()["thread_id"]
+    run = client.runs.create(tid, "slow", input={"seconds": 5})
+    wait_status(client, tid, run["run_id"], {"running"})
+    client.runs.cancel(tid, run["run_id"])
+    assert wait_status(client, tid, run["run_id"], {"interrupted", "success", "error"}) == "interrupted"
+    assert client.threads.get(tid)["status"] != "busy"
+
+
+def test_after_seconds_delays_the_start(client):
+    tid = client.threads.create()["thread_id"]
+    run = client.runs.create(tid, "simple", input={"n": 0}, after_seconds=1.5)
+    time.sleep(0.7)
+    assert client.runs.get(tid, run["run_id"])["status"] == "pending"
+    assert wait_status(client, tid, run["run_id"], {"success"}, timeout=5) == "success"
+
+
+@pytest.mark.parametrize("strategy", ["reject", "enqueue", "interrupt", "rollback"])
+def test_double_texting(client, strategy):
+    tid = client.threads.create()["thread_id"]
+    first = client.runs.create(tid, "slow", input={"seconds": 1.5})
+    wait_status(client, tid, first["run_id"], {"running"})
+    if strategy == "reject":
+        with pytest.raises(ConflictError):
+            client.runs.create(tid, "slow", input={"seconds": 0}, multitask_strategy="reject")
+        client.runs.join(tid, first["run_id"])
+        assert client.threads.get_state(tid)["values"]["log"] == ["slow"]
+        return
+    second = client.runs.create(tid, "slow", input={"seconds": 0.2}, multitask_strategy=strategy)
+    assert client.threads.get(tid)["status"] == "busy"
+    client.runs.join(tid, second["run_id"])
+    assert client.runs.get(tid, second["run_id"])["status"] == "success"
+    log = client.threads.get_state(tid)["values"]["log"]
+    if strategy == "enqueue":
+        assert client.runs.get(tid, first["run_id"])["status"] == "success"
+        assert log == ["slow", "slow"]
+    elif strategy == "interrupt":
+        assert client.runs.get(tid, first["run_id"])["status"] == "interrupted"
+        assert log == ["slow"]
+    else:
+        with pytest.raises(NotFoundError):
+            client.runs.get(tid, first["run_id"])
+        assert log == ["slow"]
+
+
+def test_if_not_exists(client):
+    tid = str(uuid.uuid4())
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        client.runs.wait(tid, "simple", input={"n": 0})
+    assert e.value.response.status_code == 404
+    assert client.runs.wait(tid, "simple", input={"n": 0}, if_not_exists="create") == {"log": ["a", "b"], "n": 1}
+    assert client.threads.get(tid)["metadata"]["graph_id"] == "simple"
+
+
+def test_resumable_join_stream_has_no_gap_and_no_duplicate(client):
+    tid = client.threads.create()["thread_id"]
+    run = client.runs.create(
+        tid, "slow", input={"seconds": 0.3}, stream_resumable=True, stream_mode=["values", "updates"]
+    )
+    first = next(iter(client.runs.join_stream(tid, run["run_id"], last_event_id="-1")))
+    assert first.event == "metadata" and first.id == "1"
+    rest = list(client.runs.join_stream(tid, run["run_id"], last_event_id=first.id))
+    ids = [int(p.id) for p in rest]
+    assert ids == list(range(2, 2 + len(ids)))
+    assert [p.event for p in rest] == ["values", "updates", "values", "updates", "values"]
+    # The whole log again, filtered to one mode.
+    only = list(client.runs.join_stream(tid, run["run_id"], last_event_id="-1", stream_mode="updates"))
+    assert [p.event for p in only] == ["metadata", "updates", "updates"]
+
+
+def test_on_disconnect_cancel(url, client):
+    tid = client.threads.create()["thread_id"]
+    with httpx.stream(
+        "POST",
+        f"{url}/threads/{tid}/runs/stream",
+        json={"assistant_id": "slow", "input": {"seconds": 3}, "on_disconnect": "cancel"},
+        timeout=10,
+    ) as r:
+        loc = r.headers["content-location"]
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                break
+    rid = loc.rsplit("/", 1)[1]
+    assert wait_status(client, tid, rid, {"interrupted", "success"}) == "interrupted"
+
+
+def test_heartbeats_keep_a_quiet_stream_alive(url, client):
+    tid = client.threads.create()["thread_id"]
+    seen = []
+    started = time.time()
+    with httpx.stream(
+        "POST",
+        f"{url}/threads/{tid}/runs/stream",
+        json={"assistant_id": "slow", "input": {"seconds": 6}},
+        timeout=20,
+    ) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith(": heartbeat") or line == ":heartbeat":
+                seen.append(time.time() - started)
+                break
+    assert seen and seen[0] < 6.5
+
+
+def test_state_history_update_and_fork(client):
+    tid = client.threads.create()["thread_id"]
+    client.runs.wait(tid, "simple", input={"n": 0})
+    history = client.threads.get_history(tid, limit=3)
+    steps = [h["metadata"]["step"] for h in history]
+    assert len(history) == 3 and steps == sorted(steps, reverse=True)
+    assert history[0]["values"] == {"log": ["a", "b"], "n": 1}
+    past = history[1]
+    assert client.threads.get_state(tid, checkpoint_id=past["checkpoint_id"])["values"] == past["values"]
+    at = client.threads.get_state(tid, checkpoint={"thread_id": tid, "checkpoint_ns": "", "checkpoint_id": past["checkpoint_id"]})
+    assert at["values"] == past["values"] == {"log": ["a"], "n": 1}
+    updated = client.threads.update_state(tid, {"n": 42}, as_node="b")
+    assert updated["checkpoint"]["checkpoint_ns"] == "" and updated["checkpoint"]["thread_id"] == tid
+    state = client.threads.get_state(tid)
+    assert state["values"]["n"] == 42 and state["metadata"]["source"] == "update"
+    # A run from a past checkpoint replays from there.
+    replay = client.runs.wait(tid, "simple", input=None, checkpoint_id=past["checkpoint_id"])
+    assert replay == {"log": ["a", "b"], "n": 1}
+
+
+def test_store_round_trip(client):
+    ns = ["users", "u1"]
+    client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})
+    item = client.store.get_item(ns, "prefs")
+    assert item["value"] == {"text": "prefers morning calls", "kind": "fact"}
+    assert item["namespace"] == ns and item["key"] == "prefs"
+    found = client.store.search_items(["users"], query="when to call?")
+    assert [i["key"] for i in found["items"]] == ["prefs"]
+    assert found["items"][0]["score"] is not None
+    assert client.store.search_items(["users"], filter={"kind": "fact"})["items"][0]["key"] == "prefs"
+    assert ["users", "u1"] in client.store.list_namespaces(prefix=["users"])["namespaces"]
+    client.store.delete_item(ns, "prefs")
+    assert client.store.get_item(ns, "prefs") is None
+
+
+def test_messages_tuple_streams_agent_tokens(client):
+    parts = list(client.runs.stream(None, "chat", input={"question": "Say hello."}, stream_mode="messages-tuple"))
+    messages = [p.data for p in parts if p.event == "messages"]
+    assert messages, [p.event for p in parts]
+    for chunk, meta in messages:
+        assert chunk["type"] == "AIMessageChunk"
+        assert meta["langgraph_node"] == "chat"
+    assert len({chunk["id"] for chunk, _ in messages}) == 1
+    assert "".join(chunk["content"] for chunk, _ in messages).strip()
+
+
+def test_async_client_streams_too(url):
+    async def go():
+        client = get_client(url=url)
+        seen = []
+        async for part in client.runs.stream(None, "simple", input={"n": 0}, stream_mode="updates"):
+            seen.append(part.event)
+        return seen
+
+    assert asyncio.run(go()) == ["metadata", "updates", "updates"]
+
+
+def test_remote_graph_invoke_interrupt_resume_and_state(url):
+    from langgraph.pregel.remote import RemoteGraph
+    from langgraph.types import Command
+
+    remote = RemoteGraph("hitl", url=url)
+    tid = str(uuid.uuid4())
+    config = {"configurable": {"thread_id": tid}}
+    first = remote.invoke({"n": 0}, config)
+    # RemoteGraph passes the values chunk through: the interrupt as the server sent it.
+    assert first["__interrupt__"][0]["value"] == "approve?"
+    snapshot = remote.get_state(config)
+    assert snapshot.next == ("ask",)
+    assert snapshot.values["log"] == ["a"]
+    done = remote.invoke(Command(resume="fine"), config)
+    assert done["log"] == ["a", "answer:fine"]
+    history = list(remote.get_state_history(config))
+    assert history[0].values["log"] == ["a", "answer:fine"]
+    remote.update_state(config, {"n": 7})
+    assert remote.get_state(config).values["n"] == 7
+    streamed = [c for c in RemoteGraph("simple", url=url).stream({"n": 0}, stream_mode="updates")]
+    assert streamed == [{"a": {"log": ["a"], "n": 1}}, {"b": {"log": ["b"]}}]
