@@ -136,6 +136,16 @@ pub async fn serve(
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
+    serve_until(engine, options, ready, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes, then drains as on SIGTERM (for embedding and tests).
+pub async fn serve_until(
+    engine: Engine,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
     let control = control::open(&options.checkpoint)
         .await
         .map_err(ServeError::Store)?;
@@ -187,7 +197,7 @@ pub async fn serve(
             .await
     });
     ready(bound);
-    shutdown_signal().await;
+    shutdown.await;
     // Stop taking requests and starting runs; let running runs end (each step they finish
     // is checkpointed), then exit. Runs still going after the grace period stay `running`
     // in the store and continue from their last checkpoint when a server starts again.

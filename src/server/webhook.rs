@@ -41,7 +41,7 @@ pub(crate) fn send(
     }
     let run_id = row.run_id.clone();
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
+        let client = match agents::llm::http_client_builder()
             .timeout(Duration::from_secs(10))
             .build()
         {
