@@ -38,6 +38,10 @@ if [ -z "${BRAINOPS_LOCAL_MODEL:-}" ]; then
   eval "$(scripts/local-model.sh)"
   export BRAINOPS_LOCAL_MODEL
 fi
+if [ ! -d tests/server/js/node_modules/@langchain/langgraph-sdk ]; then
+  echo "==> @langchain/langgraph-sdk (pinned in tests/server/js/package.json)" >&2
+  (cd tests/server/js && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
 cargo build --release --locked --bin brainops >&2
 export BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops"
 exec "$VENV/bin/python" -m pytest -q tests/server "$@"

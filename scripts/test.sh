@@ -46,6 +46,9 @@ cargo clippy --release --locked -p brainops-engine --no-default-features --lib -
 echo "==> tests"
 cargo test --release --workspace --locked
 
+echo "==> agent server with LangGraph's own clients (langgraph-sdk, RemoteGraph)"
+scripts/server-tests.sh
+
 echo "==> benchmarks compile"
 cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm --bench memory --bench agents
 echo "all checks passed"

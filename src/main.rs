@@ -453,6 +453,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let embedder = memory_cli::embedder_name(memory_embedder.as_deref());
             let engine = builder.graphs(&graphs).checkpointer(url.clone());
             let engine = engine.build().await.map_err(engine_failure)?;
+            // Browser frontends on other origins: BRAINOPS_CORS_ORIGINS="https://a.example,https://b.example".
+            let cors_origins = std::env::var("BRAINOPS_CORS_ORIGINS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(String::from)
+                .collect();
             let options = brainops::server::ServeOptions {
                 host,
                 port,
@@ -460,6 +468,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 memory,
                 embedder,
                 max_concurrent_runs,
+                cors_origins,
                 ..Default::default()
             };
             let served = engine.graphs().count();

@@ -31,7 +31,7 @@ class Server:
         self.url = None
 
     def start(self):
-        env = dict(os.environ, BRAINOPS_HOME=self.home)
+        env = dict(os.environ, BRAINOPS_HOME=self.home, BRAINOPS_CORS_ORIGINS="http://frontend.test")
         self.proc = subprocess.Popen(
             self.args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )

@@ -440,3 +440,70 @@ def test_remote_graph_invoke_interrupt_resume_and_state(url):
     assert remote.get_state(config).values["n"] == 7
     streamed = [c for c in RemoteGraph("simple", url=url).stream({"n": 0}, stream_mode="updates")]
     assert streamed == [{"a": {"log": ["a"], "n": 1}}, {"b": {"log": ["b"]}}]
+
+
+def test_webhook_is_posted_on_completion_and_retried(client):
+    import http.server
+    import json as jsonlib
+    import queue
+
+    received = queue.Queue()
+    failures = {"left": 1}
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                self.send_response(503)
+                self.end_headers()
+                return
+            received.put(jsonlib.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(
+            tid, "simple", input={"n": 0}, webhook=f"http://127.0.0.1:{hook.server_port}/hook"
+        )
+        body = received.get(timeout=10)
+        assert body["run_id"] == run["run_id"] and body["thread_id"] == tid
+        assert body["status"] == "success"
+        assert body["values"] == {"log": ["a", "b"], "n": 1}
+        assert body["error"] is None and body["run_started_at"] <= body["run_ended_at"]
+    finally:
+        hook.shutdown()
+
+
+def test_cors_preflight_echoes_headers_and_exposes_locations(url):
+    r = httpx.options(
+        url + "/threads/search",
+        headers={
+            "Origin": "http://frontend.test",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "http://frontend.test"
+    assert r.headers["access-control-allow-headers"] == "x-api-key,content-type"
+    stranger = httpx.options(
+        url + "/threads/search",
+        headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in stranger.headers
+    r = httpx.post(url + "/threads/search", json={}, headers={"Origin": "http://frontend.test"})
+    exposed = r.headers["access-control-expose-headers"]
+    assert "content-location" in exposed and "x-pagination-total" in exposed
+
+
+def test_request_bodies_over_the_limit_are_413(url):
+    big = b'{"metadata": {"x": "' + b"a" * (11 * 1024 * 1024) + b'"}}'
+    r = httpx.post(url + "/threads", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
