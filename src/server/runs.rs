@@ -474,6 +474,19 @@ async fn run_graph(
         (None, None) if at_breakpoint => Some(Value::Null),
         (resume, _) => resume,
     };
+    // New input on a thread that waits drops the question and starts a new run on its
+    // state, as LangGraph does.
+    if input.is_some()
+        && resume.is_none()
+        && let Ok(Some(t)) = app.checkpointer.thread(&row.thread_id).await
+        && t.status == engine::ThreadStatus::Interrupted
+        && let Some(head) = t.last_checkpoint
+    {
+        runner
+            .rewind(&row.thread_id, head)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     request.input = input;
     request.resume = resume;
     request.cancel = Some(token);

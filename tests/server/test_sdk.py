@@ -507,3 +507,12 @@ def test_request_bodies_over_the_limit_are_413(url):
     big = b'{"metadata": {"x": "' + b"a" * (11 * 1024 * 1024) + b'"}}'
     r = httpx.post(url + "/threads", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+def test_new_input_on_a_waiting_thread_drops_the_question(client):
+    tid = client.threads.create()["thread_id"]
+    client.runs.wait(tid, "hitl", input={"n": 0})
+    assert client.threads.get(tid)["status"] == "interrupted"
+    again = client.runs.wait(tid, "hitl", input={"n": 10})
+    assert again["n"] == 11 and again["log"] == ["a", "a"]
+    assert again["__interrupt__"][0]["value"] == "approve?"
