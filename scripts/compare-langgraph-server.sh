@@ -6,6 +6,7 @@
 #   - resident memory of the server with 1,000 idle SSE streams open.
 #
 #   scripts/compare-langgraph-server.sh            # STREAMS=1000 DURATION=10s
+#   SKIP_REFERENCE=1 scripts/compare-langgraph-server.sh   # ours only
 #
 # The reference server is installed, pinned, into a virtualenv under $HOME/.cache/brainops
 # (never committed); it runs offline with no key. Ours runs with its default embedded
@@ -65,14 +66,17 @@ measure() { # name port pid
   echo "$name measures $m"
 }
 
-echo "==> LangGraph's server (langgraph-api, langgraph dev --no-reload)" >&2
-P=$(free_port)
-(cd benches/server && exec "$VENV/bin/langgraph" dev --port "$P" --no-browser --no-reload --n-jobs-per-worker 64 >"$WORK/ref.log" 2>&1) &
-PIDS+=($!)
-wait_ok "$P"
-REF_PID=$(pgrep -f "langgraph dev --port $P" | head -n1)
-measure langgraph "$P" "$REF_PID" | tee "$WORK/results"
-kill "${PIDS[-1]}" 2>/dev/null || true
+touch "$WORK/results"
+if [ -z "${SKIP_REFERENCE:-}" ]; then
+  echo "==> LangGraph's server (langgraph-api, langgraph dev --no-reload)" >&2
+  P=$(free_port)
+  (cd benches/server && exec "$VENV/bin/langgraph" dev --port "$P" --no-browser --no-reload --n-jobs-per-worker 64 >"$WORK/ref.log" 2>&1) &
+  PIDS+=($!)
+  wait_ok "$P"
+  REF_PID=$(pgrep -f "langgraph dev --port $P" | head -n1)
+  measure langgraph "$P" "$REF_PID" | tee -a "$WORK/results"
+  kill "${PIDS[-1]}" 2>/dev/null || true
+fi
 
 for store in sqlite memory; do
   echo "==> brainops serve ($store)" >&2

@@ -13,6 +13,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
 SDK_VERSION=0.4.14
 LANGGRAPH_VERSION=1.2.24
 PYTEST_VERSION=8.4.2
+FASTAPI_VERSION=0.165.0
+PYJWT_VERSION=2.10.1
 VENV="$HOME/.cache/brainops/server-tests-sdk-$SDK_VERSION"
 
 SUDO=()
@@ -22,12 +24,13 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
 fi
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import langgraph_sdk, langgraph.pregel.remote, pytest' 2>/dev/null; then
-  echo "==> langgraph-sdk $SDK_VERSION, langgraph $LANGGRAPH_VERSION and pytest into $VENV" >&2
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import langgraph_sdk, langgraph.pregel.remote, pytest, fastapi, jwt, cryptography' 2>/dev/null; then
+  echo "==> langgraph-sdk $SDK_VERSION, langgraph $LANGGRAPH_VERSION, pytest, fastapi and pyjwt into $VENV" >&2
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "langgraph-sdk==$SDK_VERSION" "langgraph==$LANGGRAPH_VERSION" \
-    "pytest==$PYTEST_VERSION" >&2
+    "pytest==$PYTEST_VERSION" "fastapi==$FASTAPI_VERSION" \
+    "pyjwt[crypto]==$PYJWT_VERSION" >&2
 fi
 
 if [ -z "${BRAINOPS_EMBEDDER_MODEL:-}" ]; then

@@ -55,6 +55,14 @@ struct Cli {
     agent_dir: Vec<PathBuf>,
 }
 
+/// How `serve` authenticates callers.
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthArg {
+    None,
+    ApiKey,
+    Supabase,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check graph files; print every problem as FILE:LINE:COL: error: ...
@@ -200,7 +208,7 @@ Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server
         /// The directory of graph files to serve.
         #[arg(long, default_value = "graphs", value_name = "DIR")]
         graphs: PathBuf,
-        /// The address to listen on. Anything but loopback needs --insecure (no auth yet).
+        /// The address to listen on. Anything but loopback needs --auth (or --insecure).
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
         /// The port (0 picks a free one; the address is printed on stderr).
@@ -222,7 +230,13 @@ Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server
         /// Runs executing at once; more wait in the queue.
         #[arg(long, default_value_t = 10, value_name = "N")]
         max_concurrent_runs: usize,
-        /// Allow listening on a non-loopback address although the API has no authentication.
+        /// How callers authenticate: none, api-key (keys in BRAINOPS_API_KEYS, `user:key`
+        /// pairs, sent as x-api-key or a bearer token) or supabase (the session JWT, checked
+        /// with SUPABASE_JWT_SECRET or the project's keys at SUPABASE_URL). Each user sees
+        /// only its own threads, runs and store items.
+        #[arg(long, value_enum, default_value_t = AuthArg::None)]
+        auth: AuthArg,
+        /// Allow listening on a non-loopback address with --auth none.
         #[arg(long)]
         insecure: bool,
         /// Integrations record what they would send and send nothing.
@@ -425,12 +439,22 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             checkpoint,
             max_concurrent_runs,
             insecure,
+            auth,
             ..
         } => {
-            if !host.is_loopback() && !insecure {
+            let auth = match auth {
+                AuthArg::None => Ok(brainops::server::Auth::None),
+                AuthArg::ApiKey => brainops::server::Auth::api_keys_from_env(),
+                AuthArg::Supabase => brainops::server::Auth::supabase_from_env(),
+            }
+            .map_err(|e| Failure {
+                message: format!("error: {e}"),
+                code: 2,
+            })?;
+            if !host.is_loopback() && !insecure && !auth.is_on() {
                 return Err(Failure {
                     message: format!(
-                        "error: --host {host}: the API has no authentication yet, so it listens only on loopback\n  help: use --host 127.0.0.1 behind your own authenticating proxy, or pass --insecure to expose it anyway"
+                        "error: --host {host}: without --auth anyone who reaches the port can run graphs and read threads\n  help: add --auth api-key or --auth supabase, or pass --insecure to expose it anyway"
                     ),
                     code: 2,
                 });
@@ -469,6 +493,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 embedder,
                 max_concurrent_runs,
                 cors_origins,
+                auth,
                 ..Default::default()
             };
             let served = engine.graphs().count();

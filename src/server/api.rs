@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use engine::{InterruptKind, ThreadStatus};
 use serde_json::{Map, Value, json};
 
+use super::auth::{caller, may_see};
 use super::control::{RunRow, RunState, ThreadRow};
 use super::runs::{self, CancelAction, RunLog};
 use super::wire::{self, checkpoint_parse, checkpoint_wire, iso, now_ms};
@@ -242,6 +243,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/store/items/search", post(store_search))
         .route("/store/namespaces", post(store_namespaces))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            super::auth::authenticate,
+        ))
         .layer(cors)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
@@ -576,6 +581,7 @@ async fn load_thread(app: &App, tid: &str) -> ApiResult<ThreadRow> {
         .thread(tid)
         .await
         .map_err(store_err)?
+        .filter(|t| may_see(t.owner.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("Thread with ID {tid} not found")))
 }
 
@@ -591,6 +597,13 @@ async fn threads_create(State(app): Shared, body: Bytes) -> ApiResult {
     };
     let if_exists = f.one_of("if_exists", &["raise", "do_nothing"], "raise")?;
     if let Some(existing) = app.control.thread(&tid).await.map_err(store_err)? {
+        if !may_see(existing.owner.as_deref()) {
+            // Another user's thread: say nothing about it.
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Thread with ID {tid} already exists"),
+            ));
+        }
         if if_exists == "do_nothing" {
             return Ok(ok_json(thread_json(&app, &existing, true).await?));
         }
@@ -607,6 +620,7 @@ async fn threads_create(State(app): Shared, body: Bytes) -> ApiResult {
         metadata.insert("graph_id".into(), json!(a.graph_id));
     }
     row.metadata = metadata;
+    row.owner = caller().map(|c| c.user);
     app.control.put_thread(&row).await.map_err(store_err)?;
     Ok(ok_json(thread_json(&app, &row, true).await?))
 }
@@ -628,6 +642,9 @@ async fn matching_threads(app: &App, f: &Fields<'_>) -> ApiResult<Vec<Value>> {
     let ids = f.strings("ids")?;
     let mut out = Vec::new();
     for row in app.control.threads().await.map_err(store_err)? {
+        if !may_see(row.owner.as_deref()) {
+            continue;
+        }
         if let Some(ids) = &ids
             && !ids.contains(&row.thread_id)
         {
@@ -746,6 +763,7 @@ async fn thread_copy(State(app): Shared, Path(tid): Path<String>) -> ApiResult {
     }
     let mut copy = runs::new_thread_row(&new_id, row.metadata.clone());
     copy.graph_id = row.graph_id.clone();
+    copy.owner = row.owner.clone();
     app.control.put_thread(&copy).await.map_err(store_err)?;
     let mut out = thread_json(&app, &copy, false).await?;
     if let Some(m) = out.as_object_mut() {
@@ -1164,20 +1182,30 @@ async fn create_run(app: &Arc<App>, thread: Option<String>, body: Bytes) -> ApiR
             let tid = uuid::Uuid::now_v7().to_string();
             let mut row = runs::new_thread_row(&tid, Map::new());
             row.graph_id = Some(graph_id.clone());
+            row.owner = caller().map(|c| c.user);
             app.control.put_thread(&row).await.map_err(store_err)?;
             (tid, true)
         }
         Some(tid) => {
             check_uuid(&tid, "thread")?;
-            if app.control.thread(&tid).await.map_err(store_err)?.is_none() {
-                if if_not_exists != "create" {
+            match app.control.thread(&tid).await.map_err(store_err)? {
+                Some(t) if !may_see(t.owner.as_deref()) => {
                     return Err(ApiError::not_found(format!(
                         "Thread with ID {tid} not found"
                     )));
                 }
-                let mut row = runs::new_thread_row(&tid, Map::new());
-                row.graph_id = Some(graph_id.clone());
-                app.control.put_thread(&row).await.map_err(store_err)?;
+                Some(_) => {}
+                None if if_not_exists != "create" => {
+                    return Err(ApiError::not_found(format!(
+                        "Thread with ID {tid} not found"
+                    )));
+                }
+                None => {
+                    let mut row = runs::new_thread_row(&tid, Map::new());
+                    row.graph_id = Some(graph_id.clone());
+                    row.owner = caller().map(|c| c.user);
+                    app.control.put_thread(&row).await.map_err(store_err)?;
+                }
             }
             (tid, false)
         }
@@ -1247,7 +1275,7 @@ async fn create_run(app: &Arc<App>, thread: Option<String>, body: Bytes) -> ApiR
         temporary,
         attempt: 0,
         not_before_ms: now + after_ms,
-        owner: None,
+        owner: caller().map(|c| c.user),
         start_checkpoint: None,
         created_at_ms: now,
         updated_at_ms: now,
@@ -1543,7 +1571,7 @@ async fn load_run(app: &App, tid: &str, rid: &str) -> ApiResult<RunRow> {
         .run(rid)
         .await
         .map_err(store_err)?
-        .filter(|r| r.thread_id == tid)
+        .filter(|r| r.thread_id == tid && may_see(r.owner.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("Run {rid} not found")))
 }
 
@@ -1678,6 +1706,7 @@ async fn stateless_join_stream(
         .run(&rid)
         .await
         .map_err(store_err)?
+        .filter(|r| may_see(r.owner.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("Run {rid} not found")))?;
     Ok(join_stream(&app, row, &headers, &q).await)
 }
@@ -1754,7 +1783,10 @@ async fn runs_cancel_many(State(app): Shared, RawQuery(q): RawQuery, body: Bytes
             "give either status, or thread_id and run_ids",
         ));
     }
-    for r in targets.into_iter().filter(|r| r.status.is_active()) {
+    for r in targets
+        .into_iter()
+        .filter(|r| r.status.is_active() && may_see(r.owner.as_deref()))
+    {
         cancel_run(&app, r, action).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1791,9 +1823,36 @@ fn namespace(value: Option<&Value>, field: &str) -> ApiResult<memory::Namespace>
     memory::Namespace::new(segments).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))
 }
 
+/// The memory store and a namespace as the caller may use them: under its tenant (the first
+/// segment) when requests are authenticated, through a handle limited to that tenant.
+async fn scoped(
+    app: &App,
+    ns: memory::Namespace,
+) -> ApiResult<(Arc<dyn memory::MemoryStore>, memory::Namespace)> {
+    let store = app.memory().await.map_err(mem_err)?.clone();
+    let Some(who) = caller() else {
+        return Ok((store, ns));
+    };
+    let scoped = memory::TenantScoped::new(&store, &who.tenant).map_err(mem_err)?;
+    let mut segments = vec![who.tenant.clone()];
+    segments.extend(ns.segments().iter().cloned());
+    let ns = memory::Namespace::new(segments)
+        .map_err(|e| ApiError::unprocessable(format!("namespace: {e}")))?;
+    Ok((Arc::new(scoped), ns))
+}
+
+/// A namespace as the caller sees it (without its tenant segment when authenticated).
+fn visible_namespace(ns: &memory::Namespace) -> &[String] {
+    let segments = ns.segments();
+    match caller() {
+        Some(_) => segments.get(1..).unwrap_or_default(),
+        None => segments,
+    }
+}
+
 fn item_json(item: &memory::Item) -> Value {
     json!({
-        "namespace": item.namespace.segments(),
+        "namespace": visible_namespace(&item.namespace),
         "key": item.key,
         "value": item.value,
         "created_at": iso(item.created_at.max(0) as u64),
@@ -1844,7 +1903,7 @@ async fn store_put(State(app): Shared, body: Bytes) -> ApiResult {
             })? * 60.0,
         )),
     };
-    let store = app.memory().await.map_err(mem_err)?;
+    let (store, ns) = scoped(&app, ns).await?;
     store
         .put(
             &ns,
@@ -1865,7 +1924,7 @@ async fn store_get(State(app): Shared, RawQuery(q): RawQuery) -> ApiResult {
         .map(|n| n.split('.').map(|s| json!(s)).collect())
         .unwrap_or_default();
     let ns = namespace(Some(&Value::Array(ns)), "namespace")?;
-    let store = app.memory().await.map_err(mem_err)?;
+    let (store, ns) = scoped(&app, ns).await?;
     let item = store.get(&ns, key).await.map_err(mem_err)?;
     Ok(ok_json(item.as_ref().map_or(Value::Null, item_json)))
 }
@@ -1877,7 +1936,7 @@ async fn store_delete(State(app): Shared, body: Bytes) -> ApiResult {
     let key = f
         .str("key")?
         .ok_or_else(|| ApiError::unprocessable("key: required"))?;
-    let store = app.memory().await.map_err(mem_err)?;
+    let (store, ns) = scoped(&app, ns).await?;
     store.delete(&ns, key).await.map_err(mem_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1886,6 +1945,7 @@ async fn store_search(State(app): Shared, body: Bytes) -> ApiResult {
     let body = body_object(&body)?;
     let f = Fields(&body);
     let prefix = namespace(f.get("namespace_prefix"), "namespace_prefix")?;
+    let (store, prefix) = scoped(&app, prefix).await?;
     let mut search = memory::Search::new(prefix)
         .limit(f.usize("limit", 10)?)
         .offset(f.usize("offset", 0)?);
@@ -1895,7 +1955,6 @@ async fn store_search(State(app): Shared, body: Bytes) -> ApiResult {
     if let Some(filter) = f.object("filter")? {
         search = search.filter(filter.clone());
     }
-    let store = app.memory().await.map_err(mem_err)?;
     let hits = store.search(&search).await.map_err(mem_err)?;
     let items: Vec<Value> = hits
         .iter()
@@ -1919,16 +1978,17 @@ async fn store_namespaces(State(app): Shared, body: Bytes) -> ApiResult {
         .map(|d| d as usize);
     let limit = f.usize("limit", 100)?;
     let offset = f.usize("offset", 0)?;
-    let store = app.memory().await.map_err(mem_err)?;
+    let (store, prefix) = scoped(&app, prefix).await?;
+    let depth = max_depth.map(|d| d + usize::from(caller().is_some()));
     let list: Vec<Value> = store
-        .list_namespaces(&prefix, max_depth)
+        .list_namespaces(&prefix, depth)
         .await
         .map_err(mem_err)?
         .iter()
         .filter(|n| suffix.as_ref().is_none_or(|s| n.segments().ends_with(s)))
         .skip(offset)
         .take(limit)
-        .map(|n| json!(n.segments()))
+        .map(|n| json!(visible_namespace(n)))
         .collect();
     Ok(ok_json(json!({"namespaces": list})))
 }

@@ -8,6 +8,7 @@
 //! coverage and what differs from the reference server.
 
 mod api;
+mod auth;
 mod control;
 mod runs;
 mod webhook;
@@ -20,6 +21,8 @@ use std::time::Duration;
 use engine::{Checkpointer, Graph, Runner};
 
 use crate::Engine;
+
+pub use auth::{Auth, SupabaseAuth};
 
 /// How `brainops serve` listens and runs.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct ServeOptions {
     /// How long SIGTERM waits for running runs before the process exits (they continue from
     /// their last checkpoint when a server starts again).
     pub shutdown_grace: Duration,
+    /// How callers are authenticated.
+    pub auth: Auth,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +62,7 @@ impl Default for ServeOptions {
             cors_origins: Vec::new(),
             body_limit: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            auth: Auth::None,
         }
     }
 }
@@ -100,6 +106,8 @@ pub(crate) struct App {
     pub(crate) memory: tokio::sync::OnceCell<Arc<dyn memory::MemoryStore>>,
     pub(crate) addr: std::sync::OnceLock<SocketAddr>,
     pub(crate) started_ms: u64,
+    /// The Supabase project's signing keys, once fetched.
+    pub(crate) jwks: tokio::sync::RwLock<Option<jsonwebtoken::jwk::JwkSet>>,
 }
 
 impl App {
@@ -168,6 +176,7 @@ pub async fn serve_until(
         memory: tokio::sync::OnceCell::new(),
         addr: std::sync::OnceLock::new(),
         started_ms: wire::now_ms(),
+        jwks: tokio::sync::RwLock::new(None),
     });
     let addr = SocketAddr::new(options.host, options.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -17,13 +17,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class Server:
     """One `brainops serve` process; `stop()` sends SIGTERM, `kill()` SIGKILL."""
 
-    def __init__(self, home, extra_args=()):
+    def __init__(self, home, extra_args=(), graphs=os.path.join(HERE, "graphs"), env=None):
         self.home = home
+        self.env = env or {}
         self.args = [
             os.environ["BRAINOPS_BIN"],
             "--agent-dir", os.path.join(HERE, "agents"),
             "serve",
-            "--graphs", os.path.join(HERE, "graphs"),
+            "--graphs", graphs,
             "--port", "0",
             *extra_args,
         ]
@@ -32,6 +33,7 @@ class Server:
 
     def start(self):
         env = dict(os.environ, BRAINOPS_HOME=self.home, BRAINOPS_CORS_ORIGINS="http://frontend.test")
+        env.update(self.env)
         self.proc = subprocess.Popen(
             self.args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
