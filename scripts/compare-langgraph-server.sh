@@ -46,7 +46,7 @@ wait_ok() {
     curl -sf "http://127.0.0.1:$1/ok" >/dev/null && return 0
     sleep 0.1
   done
-  echo "server on port $1 never answered /ok" >&2
+  echo "server on port $1 never answered /ok:" >&2; cat "$WORK"/*.log >&2 || true
   return 1
 }
 WORK="$(mktemp -d)"
@@ -82,7 +82,7 @@ for store in sqlite memory; do
   echo "==> brainops serve ($store)" >&2
   P=$(free_port)
   if [ "$store" = sqlite ]; then CP="sqlite:$WORK/threads.db"; else CP=memory; fi
-  "$BIN" serve --graphs tests/server/graphs --port "$P" --checkpoint "$CP" --max-concurrent-runs 64 >"$WORK/ours.log" 2>&1 &
+  "$BIN" --agent-dir tests/server/agents serve --graphs tests/server/graphs --port "$P" --checkpoint "$CP" --max-concurrent-runs 64 >"$WORK/ours.log" 2>&1 &
   PIDS+=($!)
   wait_ok "$P"
   measure "brainops-$store" "$P" "${PIDS[-1]}" | tee -a "$WORK/results"

@@ -31,19 +31,25 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             detail: detail.into(),
         }
     }
-    fn unprocessable(detail: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
     }
-    fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
-    fn internal(detail: impl Into<String>) -> Self {
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
         let detail = detail.into();
         tracing::error!("{detail}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
@@ -215,6 +221,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(thread_get).patch(thread_patch).delete(thread_delete),
         )
         .route("/threads/{tid}/copy", post(thread_copy))
+        .route("/threads/{tid}/commands", post(super::protocol::commands))
+        .route(
+            "/threads/{tid}/stream/events",
+            get(super::protocol::events).post(super::protocol::events),
+        )
         .route("/threads/{tid}/state", get(state_get).post(state_update))
         .route("/threads/{tid}/state/checkpoint", post(state_at_checkpoint))
         .route("/threads/{tid}/state/{cid}", get(state_at))
@@ -872,6 +883,26 @@ async fn thread_state(app: &App, tid: &str, checkpoint: Option<u64>) -> ApiResul
     }))
 }
 
+/// The thread's latest state (the v2 protocol's `state.get`).
+pub(crate) async fn thread_state_value(app: &App, tid: &str) -> ApiResult<Value> {
+    thread_state(app, tid, None).await
+}
+
+/// Refuses a thread id that is not a UUID.
+pub(crate) fn check_thread_id(tid: &str) -> ApiResult<()> {
+    check_uuid(tid, "thread")
+}
+
+/// Whether the caller can see a thread with this id.
+pub(crate) async fn thread_exists(app: &App, tid: &str) -> ApiResult<bool> {
+    Ok(app
+        .control
+        .thread(tid)
+        .await
+        .map_err(store_err)?
+        .is_some_and(|t| may_see(t.owner.as_deref())))
+}
+
 async fn state_get(State(app): Shared, Path(tid): Path<String>) -> ApiResult {
     Ok(ok_json(thread_state(&app, &tid, None).await?))
 }
@@ -1078,7 +1109,11 @@ fn resume_value(resume: Value) -> Value {
 }
 
 /// Validates a run request, applies the double-texting strategy, stores the run and queues it.
-async fn create_run(app: &Arc<App>, thread: Option<String>, body: Bytes) -> ApiResult<RunRow> {
+pub(crate) async fn create_run(
+    app: &Arc<App>,
+    thread: Option<String>,
+    body: Bytes,
+) -> ApiResult<RunRow> {
     let mut body = body_object(&body)?;
     let f = Fields(&body);
     let assistant_id = f
@@ -1284,6 +1319,13 @@ async fn create_run(app: &Arc<App>, thread: Option<String>, body: Bytes) -> ApiR
     app.runs
         .log(&row.run_id)
         .push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
+    if let Some(bus) = app.buses.get(&row.thread_id) {
+        bus.publish(
+            "lifecycle",
+            json!({"event": "running", "graph_name": row.graph_id, "run_id": row.run_id}),
+            true,
+        );
+    }
     app.runs.enqueue(row.clone());
     Ok(row)
 }

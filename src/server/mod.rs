@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod control;
+mod protocol;
 mod runs;
 mod webhook;
 mod wire;
@@ -108,6 +109,8 @@ pub(crate) struct App {
     pub(crate) started_ms: u64,
     /// The Supabase project's signing keys, once fetched.
     pub(crate) jwks: tokio::sync::RwLock<Option<jsonwebtoken::jwk::JwkSet>>,
+    /// The v2 protocol's per-thread event buses.
+    pub(crate) buses: protocol::Buses,
 }
 
 impl App {
@@ -116,6 +119,21 @@ impl App {
         self.assistants
             .iter()
             .find(|a| a.assistant_id == id || a.graph_id == id)
+    }
+
+    /// The graph of a thread's runs (for answering its question over the v2 protocol).
+    pub(crate) async fn latest_assistant(&self, thread_id: &str) -> Option<String> {
+        match self.checkpointer.thread(thread_id).await {
+            Ok(Some(info)) => Some(info.graph),
+            _ => {
+                self.control
+                    .thread(thread_id)
+                    .await
+                    .ok()
+                    .flatten()?
+                    .graph_id
+            }
+        }
     }
 
     /// The memory store behind `/store`, opened on first use.
@@ -177,6 +195,7 @@ pub async fn serve_until(
         addr: std::sync::OnceLock::new(),
         started_ms: wire::now_ms(),
         jwks: tokio::sync::RwLock::new(None),
+        buses: protocol::Buses::default(),
     });
     let addr = SocketAddr::new(options.host, options.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -492,7 +492,8 @@ async fn run_graph(
     request.cancel = Some(token);
     // A restarted server takes its own runs' threads over: the process that held them is gone.
     request.takeover = row.attempt > 1;
-    request.emit_values = modes.values;
+    let bus = app.buses.get(&row.thread_id);
+    request.emit_values = modes.values || bus.is_some();
     request.interrupt_before = strings("interrupt_before");
     request.interrupt_after = strings("interrupt_after");
     let mut translator = Translator::new(
@@ -505,6 +506,9 @@ async fn run_graph(
     let mut stream = runner.stream(request);
     let mut out = Vec::new();
     while let Some(event) = stream.next().await {
+        if let Some(bus) = &bus {
+            super::protocol::publish_event(bus, &event);
+        }
         translator.translate(&event, &mut out);
         for (name, data) in out.drain(..) {
             log.push(name, &data);
@@ -516,6 +520,9 @@ async fn run_graph(
         Some(engine::RunError::Cancelled)
     );
     translator.finish(&outcome, cancelled, &mut out);
+    if let Some(bus) = &bus {
+        super::protocol::publish_end(bus, &row.thread_id, &row.graph_id, &outcome, cancelled);
+    }
     for (name, data) in out.drain(..) {
         log.push(name, &data);
     }

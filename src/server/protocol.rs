@@ -1,0 +1,471 @@
+//! LangGraph's v2 thread-centric streaming protocol, as `client.threads.stream(...)` in
+//! langgraph-sdk speaks it: commands (`run.start`, `input.respond`, `state.get`, …) POSTed to
+//! `/threads/{id}/commands` or sent over the WebSocket, and every event of every run of the
+//! thread on `/threads/{id}/stream/events` (SSE or WebSocket), filtered by channel, each with
+//! a per-thread `seq` to resume from (`since`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use super::App;
+use super::api::{ApiError, create_run};
+use super::wire::now_ms;
+
+/// One event on a thread's bus, stored as the frame clients receive.
+#[derive(Debug, Clone)]
+pub(crate) struct BusEvent {
+    pub(crate) seq: u64,
+    pub(crate) method: &'static str,
+    pub(crate) frame: Arc<str>,
+}
+
+/// Every protocol event of a thread's runs while this process lives.
+#[derive(Debug)]
+pub(crate) struct ThreadBus {
+    events: Mutex<Vec<BusEvent>>,
+    /// The seq of the latest run's first event: where a subscription without `since` starts.
+    run_start: Mutex<u64>,
+    changed: watch::Sender<u64>,
+}
+
+impl ThreadBus {
+    fn new() -> Arc<Self> {
+        Arc::new(ThreadBus {
+            events: Mutex::new(Vec::new()),
+            run_start: Mutex::new(0),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// Publishes `data` on `method`; `run_begins` marks the first event of a run.
+    pub(crate) fn publish(&self, method: &'static str, data: Value, run_begins: bool) {
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        let seq = events.len() as u64 + 1;
+        let now = now_ms();
+        let frame = json!({
+            "type": "event",
+            "event_id": format!("{now}-{seq}"),
+            "seq": seq,
+            "method": method,
+            "params": {"namespace": [], "timestamp": now, "data": data},
+        });
+        events.push(BusEvent {
+            seq,
+            method,
+            frame: Arc::from(frame.to_string()),
+        });
+        drop(events);
+        if run_begins && let Ok(mut start) = self.run_start.lock() {
+            *start = seq - 1;
+        }
+        self.changed.send_replace(seq);
+    }
+
+    fn seq(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    fn after(&self, seq: u64) -> Vec<BusEvent> {
+        self.events
+            .lock()
+            .map(|e| e.get(seq as usize..).map(<[_]>::to_vec).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn default_start(&self) -> u64 {
+        self.run_start.lock().map_or(0, |s| *s)
+    }
+}
+
+/// The buses of threads that use the protocol.
+#[derive(Default)]
+pub(crate) struct Buses(Mutex<HashMap<String, Arc<ThreadBus>>>);
+
+impl Buses {
+    /// The thread's bus, made on first use.
+    pub(crate) fn get_or_make(&self, thread_id: &str) -> Option<Arc<ThreadBus>> {
+        let mut map = self.0.lock().ok()?;
+        Some(
+            map.entry(thread_id.to_string())
+                .or_insert_with(ThreadBus::new)
+                .clone(),
+        )
+    }
+
+    /// The thread's bus, if anything used the protocol on it.
+    pub(crate) fn get(&self, thread_id: &str) -> Option<Arc<ThreadBus>> {
+        self.0.lock().ok()?.get(thread_id).cloned()
+    }
+}
+
+/// Whether an event's method is on one of the subscribed channels (`input` covers
+/// `input.requested`; `custom:NAME` a custom event of that name).
+fn wanted(method: &str, channels: &[String]) -> bool {
+    channels.is_empty()
+        || channels.iter().any(|c| {
+            method == c
+                || method
+                    .strip_prefix(c.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+                || (c.starts_with("custom:") && method == "custom")
+        })
+}
+
+fn success(id: &Value, result: Value, seq: u64) -> Value {
+    json!({"type": "success", "id": id, "result": result, "meta": {"applied_through_seq": seq}})
+}
+
+fn failure(id: &Value, code: &str, message: impl Into<String>) -> Value {
+    json!({"type": "error", "id": id, "error": code, "message": message.into()})
+}
+
+/// Runs one command on a thread; the answer is the protocol's success or error envelope.
+async fn command(app: &Arc<App>, thread_id: &str, cmd: &Value) -> Value {
+    let id = cmd.get("id").cloned().unwrap_or(Value::Null);
+    let method = cmd
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let params = cmd
+        .get("params")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let Some(bus) = app.buses.get_or_make(thread_id) else {
+        return failure(&id, "internal", "the thread's event bus is unavailable");
+    };
+    let run = |body: Map<String, Value>| {
+        let app = app.clone();
+        let thread_id = thread_id.to_string();
+        async move {
+            let body = Bytes::from(Value::Object(body).to_string());
+            create_run(&app, Some(thread_id), body).await
+        }
+    };
+    match method {
+        "run.start" => {
+            let mut body = Map::new();
+            for key in ["assistant_id", "input", "config", "metadata", "context"] {
+                if let Some(v) = params.get(key) {
+                    body.insert(key.into(), v.clone());
+                }
+            }
+            body.insert("if_not_exists".into(), json!("create"));
+            match run(body).await {
+                Ok(row) => success(&id, json!({"run_id": row.run_id}), bus.seq()),
+                Err(e) => failure(&id, "invalid_argument", e.detail()),
+            }
+        }
+        "input.respond" => {
+            let response = params.get("response").cloned().unwrap_or(Value::Null);
+            let Some(assistant) = app.latest_assistant(thread_id).await else {
+                return failure(&id, "no_such_run", "the thread has no run to answer");
+            };
+            let mut command = Map::new();
+            command.insert("resume".into(), response);
+            if let Some(update) = params.get("update") {
+                command.insert("update".into(), update.clone());
+            }
+            let mut body = Map::new();
+            body.insert("assistant_id".into(), json!(assistant));
+            body.insert("command".into(), Value::Object(command));
+            match run(body).await {
+                Ok(_) => success(&id, json!({}), bus.seq()),
+                Err(e) if e.status() == StatusCode::BAD_REQUEST => {
+                    failure(&id, "no_such_interrupt", e.detail())
+                }
+                Err(e) => failure(&id, "invalid_argument", e.detail()),
+            }
+        }
+        "state.get" => match super::api::thread_state_value(app, thread_id).await {
+            Ok(state) => success(&id, state, bus.seq()),
+            Err(e) => failure(&id, "invalid_argument", e.detail()),
+        },
+        "subscription.subscribe" | "subscription.unsubscribe" | "subscription.reconnect" => {
+            // Over HTTP each event stream is its own subscription.
+            success(
+                &id,
+                json!({"subscription_id": uuid::Uuid::new_v4().to_string(), "replayed_events": 0}),
+                bus.seq(),
+            )
+        }
+        "" => failure(&id, "invalid_argument", "a command needs a `method`"),
+        other => failure(
+            &id,
+            "unknown_command",
+            format!(
+                "`{other}` is not supported; supported: run.start, input.respond, state.get, subscription.subscribe"
+            ),
+        ),
+    }
+}
+
+/// `POST /threads/{id}/commands`.
+pub(crate) async fn commands(
+    State(app): State<Arc<App>>,
+    Path(tid): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    super::api::check_thread_id(&tid)?;
+    let cmd: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::unprocessable(format!("the command is not valid JSON: {e}")))?;
+    Ok(axum::Json(command(&app, &tid, &cmd).await).into_response())
+}
+
+/// What a subscription asks for.
+struct Filter {
+    channels: Vec<String>,
+    since: Option<u64>,
+}
+
+fn filter_of(params: &Value) -> Filter {
+    Filter {
+        channels: params
+            .get("channels")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        since: params.get("since").and_then(Value::as_u64),
+    }
+}
+
+/// `/threads/{id}/stream/events`: a WebSocket upgrade, or SSE for a POST.
+pub(crate) async fn events(
+    State(app): State<Arc<App>>,
+    Path(tid): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    super::api::check_thread_id(&tid)?;
+    let (mut parts, body) = request.into_parts();
+    if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+        check_origin(&app, &headers)?;
+        return Ok(upgrade.on_upgrade(move |socket| websocket(app, tid, socket)));
+    }
+    if !super::api::thread_exists(&app, &tid).await? {
+        return Err(ApiError::not_found(format!(
+            "Thread with ID {tid} not found"
+        )));
+    }
+    let body = axum::body::to_bytes(body, app.options.body_limit)
+        .await
+        .map_err(|e| ApiError::unprocessable(format!("cannot read the body: {e}")))?;
+    let params: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::unprocessable(format!("the body is not valid JSON: {e}")))?
+    };
+    let filter = filter_of(&params);
+    let bus = app
+        .buses
+        .get_or_make(&tid)
+        .ok_or_else(|| ApiError::internal("the thread's event bus is unavailable"))?;
+    let start = filter.since.unwrap_or_else(|| bus.default_start());
+    let rx = bus.changed.subscribe();
+    let state = (
+        bus,
+        rx,
+        start,
+        Vec::<BusEvent>::new().into_iter(),
+        filter.channels,
+    );
+    let stream = futures_util::stream::unfold(
+        state,
+        |(bus, mut rx, mut cursor, mut batch, channels)| async move {
+            loop {
+                if let Some(e) = batch.next() {
+                    if !wanted(e.method, &channels) {
+                        continue;
+                    }
+                    let ev = SseEvent::default()
+                        .event(e.method)
+                        .data(&*e.frame)
+                        .id(e.seq.to_string());
+                    return Some((Ok::<_, Infallible>(ev), (bus, rx, cursor, batch, channels)));
+                }
+                let more = bus.after(cursor);
+                if !more.is_empty() {
+                    cursor += more.len() as u64;
+                    batch = more.into_iter();
+                    continue;
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(5))
+                .text("heartbeat"),
+        )
+        .into_response())
+}
+
+/// Browsers send `Origin` on a WebSocket handshake: it must be an allowed origin (or the
+/// server's own host), so another site's page cannot drive a user's agents.
+fn check_origin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let same_host = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest == host);
+    if same_host || app.options.cors_origins.iter().any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed; add it to BRAINOPS_CORS_ORIGINS"),
+        ))
+    }
+}
+
+/// A WebSocket: every inbound frame is a command; `subscription.subscribe` starts (or
+/// widens) the event flow on this socket.
+async fn websocket(app: Arc<App>, tid: String, mut socket: WebSocket) {
+    let Some(bus) = app.buses.get_or_make(&tid) else {
+        return;
+    };
+    let mut rx = bus.changed.subscribe();
+    let mut channels: Option<Vec<String>> = None;
+    let mut cursor = 0u64;
+    loop {
+        // Send what is due, then wait for a frame or a new event.
+        if let Some(ch) = &channels {
+            for e in bus.after(cursor) {
+                cursor = e.seq;
+                if wanted(e.method, ch)
+                    && socket
+                        .send(Message::Text(e.frame.to_string().into()))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let reply = match serde_json::from_str::<Value>(&text) {
+                    Ok(cmd) if cmd.get("method").and_then(Value::as_str) == Some("subscription.subscribe") => {
+                        let params = cmd.get("params").cloned().unwrap_or(Value::Null);
+                        let filter = filter_of(&params);
+                        cursor = filter.since.unwrap_or_else(|| bus.default_start());
+                        let replayed = bus
+                            .after(cursor)
+                            .iter()
+                            .filter(|e| wanted(e.method, &filter.channels))
+                            .count();
+                        channels = Some(filter.channels);
+                        success(
+                            cmd.get("id").unwrap_or(&Value::Null),
+                            json!({"subscription_id": uuid::Uuid::new_v4().to_string(), "replayed_events": replayed}),
+                            bus.seq(),
+                        )
+                    }
+                    Ok(cmd) => command(&app, &tid, &cmd).await,
+                    Err(e) => failure(&Value::Null, "invalid_argument", format!("the frame is not valid JSON: {e}")),
+                };
+                if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Puts an engine event on the bus as the protocol's channels carry it.
+pub(crate) fn publish_event(bus: &ThreadBus, event: &engine::Event) {
+    match event {
+        engine::Event::Values { state, .. } => bus.publish("values", state.clone(), false),
+        engine::Event::NodeFinished { node, update, .. } => {
+            bus.publish("updates", json!({ node.clone(): update }), false)
+        }
+        engine::Event::Custom { data, .. } => bus.publish("custom", data.clone(), false),
+        engine::Event::Progress { progress, .. } => bus.publish(
+            "custom",
+            serde_json::to_value(progress).unwrap_or(Value::Null),
+            false,
+        ),
+        _ => {}
+    }
+}
+
+/// The events that end a run on the bus: its question (`input.requested`) and lifecycle.
+pub(crate) fn publish_end(
+    bus: &ThreadBus,
+    thread_id: &str,
+    graph: &str,
+    outcome: &engine::RunOutcome,
+    cancelled: bool,
+) {
+    if let Some(error) = super::wire::outcome_error(outcome) {
+        let message = if cancelled {
+            "cancelled".to_string()
+        } else {
+            error["message"].as_str().unwrap_or_default().to_string()
+        };
+        bus.publish(
+            "lifecycle",
+            json!({"event": "failed", "graph_name": graph, "error": message}),
+            false,
+        );
+        return;
+    }
+    if let Some(info) = &outcome.interrupt {
+        for i in super::wire::interrupts(thread_id, outcome.checkpoint_id, Some(info)) {
+            bus.publish(
+                "input.requested",
+                json!({"interrupt_id": i["id"], "value": i["value"], "payload": i["value"]}),
+                false,
+            );
+        }
+        bus.publish(
+            "lifecycle",
+            json!({"event": "interrupted", "graph_name": graph}),
+            false,
+        );
+        return;
+    }
+    bus.publish(
+        "lifecycle",
+        json!({"event": "completed", "graph_name": graph}),
+        false,
+    );
+}
