@@ -55,15 +55,16 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WO
 
 measure() { # name port pid
   local name=$1 port=$2 pid=$3
+  # Memory first, on the fresh server; then throughput.
+  local m
+  m=$("$VENV/bin/python" benches/server/measure.py "http://127.0.0.1:$port" "$pid" "$STREAMS")
+  echo "$name measures $m"
   for c in 1 8 64; do
     local t=$(( c < 2 ? 1 : 2 ))
     local rps
     rps=$(wrk -t"$t" -c"$c" -d"$DURATION" -s benches/server/wait.lua "http://127.0.0.1:$port/runs/wait" | awk '/Requests\/sec/ {print $2}')
     echo "$name wait_rps_c$c $rps"
   done
-  local m
-  m=$("$VENV/bin/python" benches/server/measure.py "http://127.0.0.1:$port" "$pid" "$STREAMS")
-  echo "$name measures $m"
 }
 
 touch "$WORK/results"

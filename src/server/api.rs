@@ -1350,6 +1350,8 @@ async fn cancel_run(app: &Arc<App>, mut row: RunRow, action: CancelAction) -> Ap
             );
         }
         app.runs.finish_pending(&row.run_id);
+        app.runs
+            .forget_later(&row.run_id, app.options.stream_retention);
         return Ok(());
     }
     app.runs.cancel(&row.run_id, action);

@@ -459,8 +459,10 @@ impl ControlStore for PgControl {
 }
 
 /// Opens the server's store beside the checkpoints named by `url` (the same forms as
-/// `--checkpoint`): the same SQLite file, the same Postgres database, or (for `memory`) a
-/// private in-memory database.
+/// `--checkpoint`): the same Postgres database; for SQLite a sibling file
+/// (`threads.db` → `threads.server.db`), because two connections writing one SQLite file
+/// wait on each other's write lock (SQLite allows one writer) and throughput collapses;
+/// for `memory`, a private in-memory database.
 pub(crate) async fn open(url: &str) -> Result<Arc<dyn ControlStore>, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PgControl::connect(url).await?));
@@ -468,8 +470,10 @@ pub(crate) async fn open(url: &str) -> Result<Arc<dyn ControlStore>, String> {
     if url == "memory" {
         return Ok(Arc::new(SqliteControl::open(None)?));
     }
-    let path = url.strip_prefix("sqlite:").unwrap_or(url);
-    Ok(Arc::new(SqliteControl::open(Some(std::path::Path::new(
-        path,
-    )))?))
+    let path = std::path::Path::new(url.strip_prefix("sqlite:").unwrap_or(url));
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "threads".into(), |s| s.to_string_lossy().into_owned());
+    let sibling = path.with_file_name(format!("{stem}.server.db"));
+    Ok(Arc::new(SqliteControl::open(Some(&sibling))?))
 }

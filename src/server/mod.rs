@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How callers are authenticated.
     pub auth: Auth,
+    /// How long a finished run's events stay replayable (`Last-Event-ID`, joins).
+    pub stream_retention: Duration,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +66,7 @@ impl Default for ServeOptions {
             body_limit: 10 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             auth: Auth::None,
+            stream_retention: Duration::from_secs(600),
         }
     }
 }
@@ -102,7 +105,7 @@ pub(crate) struct App {
     pub(crate) assistants: Vec<Assistant>,
     pub(crate) checkpointer: Arc<dyn Checkpointer>,
     pub(crate) control: Arc<dyn control::ControlStore>,
-    pub(crate) runs: runs::Runs,
+    pub(crate) runs: Arc<runs::Runs>,
     pub(crate) options: ServeOptions,
     pub(crate) memory: tokio::sync::OnceCell<Arc<dyn memory::MemoryStore>>,
     pub(crate) addr: std::sync::OnceLock<SocketAddr>,
@@ -189,7 +192,7 @@ pub async fn serve_until(
         assistants,
         checkpointer,
         control,
-        runs: runs::Runs::new(options.max_concurrent_runs),
+        runs: Arc::new(runs::Runs::new(options.max_concurrent_runs)),
         options: options.clone(),
         memory: tokio::sync::OnceCell::new(),
         addr: std::sync::OnceLock::new(),
@@ -217,8 +220,23 @@ pub async fn serve_until(
     let router = api::router(app.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_http = stop_rx.clone();
+    // Responses are written in pieces (headers, then a streamed body): without NODELAY,
+    // Nagle's algorithm holds the last piece for the client's delayed ACK, ~40 ms a request.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // Served as a plain service: handing axum the Router itself makes it deep-copy the
+        // whole route table for every connection (~85 KB each), since `with_state` unwraps a
+        // shared Arc by cloning it. The service is an Arc clone per connection.
+        use axum::ServiceExt;
+        let service = router
+            .into_service::<axum::body::Body>()
+            .into_make_service();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stop_http.wait_for(|s| *s).await;
             })

@@ -30,10 +30,15 @@ pub(crate) struct BusEvent {
     pub(crate) frame: Arc<str>,
 }
 
-/// Every protocol event of a thread's runs while this process lives.
+/// The most events a thread's bus keeps; older ones are dropped (the thread's state is
+/// durable, the bus only feeds live subscribers and short reconnects).
+const MAX_BUS_EVENTS: usize = 10_000;
+
+/// The protocol events of a thread's recent runs while this process lives.
 #[derive(Debug)]
 pub(crate) struct ThreadBus {
-    events: Mutex<Vec<BusEvent>>,
+    /// Consecutive events, oldest first.
+    events: Mutex<std::collections::VecDeque<BusEvent>>,
     /// The seq of the latest run's first event: where a subscription without `since` starts.
     run_start: Mutex<u64>,
     changed: watch::Sender<u64>,
@@ -42,7 +47,7 @@ pub(crate) struct ThreadBus {
 impl ThreadBus {
     fn new() -> Arc<Self> {
         Arc::new(ThreadBus {
-            events: Mutex::new(Vec::new()),
+            events: Mutex::new(std::collections::VecDeque::new()),
             run_start: Mutex::new(0),
             changed: watch::channel(0).0,
         })
@@ -53,7 +58,7 @@ impl ThreadBus {
         let Ok(mut events) = self.events.lock() else {
             return;
         };
-        let seq = events.len() as u64 + 1;
+        let seq = *self.changed.borrow() + 1;
         let now = now_ms();
         let frame = json!({
             "type": "event",
@@ -62,27 +67,34 @@ impl ThreadBus {
             "method": method,
             "params": {"namespace": [], "timestamp": now, "data": data},
         });
-        events.push(BusEvent {
+        events.push_back(BusEvent {
             seq,
             method,
             frame: Arc::from(frame.to_string()),
         });
+        if events.len() > MAX_BUS_EVENTS {
+            events.pop_front();
+        }
+        // Sent while the lock is held, so seqs stay in the order of the events.
+        self.changed.send_replace(seq);
         drop(events);
         if run_begins && let Ok(mut start) = self.run_start.lock() {
             *start = seq - 1;
         }
-        self.changed.send_replace(seq);
     }
 
     fn seq(&self) -> u64 {
         *self.changed.borrow()
     }
 
+    /// The kept events after `seq`.
     fn after(&self, seq: u64) -> Vec<BusEvent> {
-        self.events
-            .lock()
-            .map(|e| e.get(seq as usize..).map(<[_]>::to_vec).unwrap_or_default())
-            .unwrap_or_default()
+        let Ok(events) = self.events.lock() else {
+            return Vec::new();
+        };
+        let first = events.front().map_or(seq + 1, |e| e.seq);
+        let skip = (seq + 1).saturating_sub(first) as usize;
+        events.iter().skip(skip).cloned().collect()
     }
 
     fn default_start(&self) -> u64 {
@@ -103,6 +115,13 @@ impl Buses {
                 .or_insert_with(ThreadBus::new)
                 .clone(),
         )
+    }
+
+    /// Forgets a deleted thread's bus.
+    pub(crate) fn remove(&self, thread_id: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(thread_id);
+        }
     }
 
     /// The thread's bus, if anything used the protocol on it.
@@ -303,7 +322,7 @@ pub(crate) async fn events(
                 }
                 let more = bus.after(cursor);
                 if !more.is_empty() {
-                    cursor += more.len() as u64;
+                    cursor = more.last().map_or(cursor, |e| e.seq);
                     batch = more.into_iter();
                     continue;
                 }

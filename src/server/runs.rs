@@ -148,6 +148,21 @@ impl Runs {
         }
     }
 
+    /// Drops a finished run's log after `retention`: a stream can resume or replay it until
+    /// then; afterwards a join answers from the stored run and thread.
+    pub(crate) fn forget_later(self: &Arc<Self>, run_id: &str, retention: Duration) {
+        let runs = Arc::clone(self);
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(retention).await;
+            if let Some(mut logs) = lock(&runs.logs)
+                && logs.get(&run_id).is_some_and(|l| l.is_finished())
+            {
+                logs.remove(&run_id);
+            }
+        });
+    }
+
     /// The log of a run, if this process has one.
     pub(crate) fn existing_log(&self, run_id: &str) -> Option<Arc<RunLog>> {
         lock(&self.logs).and_then(|l| l.get(run_id).cloned())
@@ -403,6 +418,15 @@ async fn execute(app: &Arc<App>, mut row: RunRow) {
         delete_thread_everywhere(app, &row.thread_id).await;
     }
     log.finish();
+    // A resumable run's events stay for `Last-Event-ID` and joins; any other run's only
+    // long enough for the streams and waits already reading it to finish.
+    let resumable = row.kwargs.get("stream_resumable").and_then(Value::as_bool) == Some(true);
+    let keep = if resumable {
+        app.options.stream_retention
+    } else {
+        Duration::from_secs(5)
+    };
+    app.runs.forget_later(&row.run_id, keep);
 }
 
 /// Runs the graph for `row`, streaming into `log`. `Err` is a run refused before it started
@@ -590,6 +614,7 @@ async fn rollback(app: &Arc<App>, row: &RunRow) {
 
 /// Deletes a thread's checkpoints, record and runs.
 pub(crate) async fn delete_thread_everywhere(app: &Arc<App>, thread_id: &str) {
+    app.buses.remove(thread_id);
     if let Err(e) = app.checkpointer.delete_thread(thread_id).await {
         tracing::warn!(thread = %thread_id, "cannot delete checkpoints: {e}");
     }
