@@ -494,6 +494,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 max_concurrent_runs,
                 cors_origins,
                 auth,
+                run_timeout: run_timeout(),
                 ..Default::default()
             };
             let served = engine.graphs().count();
@@ -953,6 +954,17 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
 }
 
 /// Which store to use: `--checkpoint`, else `$BRAINOPS_CHECKPOINT`, else the default file.
+/// The longest a served run may take: `BRAINOPS_RUN_TIMEOUT_SECS` (default one day, as the
+/// reference server's `BG_JOB_TIMEOUT_SECS`).
+fn run_timeout() -> std::time::Duration {
+    let secs = std::env::var("BRAINOPS_RUN_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(86_400.0);
+    std::time::Duration::from_secs_f64(secs)
+}
+
 fn store_spec(flag: Option<&str>) -> Option<String> {
     let from_env = std::env::var("BRAINOPS_CHECKPOINT")
         .ok()

@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub auth: Auth,
     /// How long a finished run's events stay replayable (`Last-Event-ID`, joins).
     pub stream_retention: Duration,
+    /// The longest a run may take; it then ends with status `timeout`.
+    pub run_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +69,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(30),
             auth: Auth::None,
             stream_retention: Duration::from_secs(600),
+            run_timeout: Duration::from_secs(86_400),
         }
     }
 }

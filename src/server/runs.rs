@@ -101,6 +101,8 @@ impl RunLog {
 pub(crate) enum CancelAction {
     Interrupt,
     Rollback,
+    /// The run outlived `--run-timeout`.
+    Timeout,
 }
 
 /// The queue and the runs in flight.
@@ -351,27 +353,48 @@ async fn execute(app: &Arc<App>, mut row: RunRow) {
             tracing::error!(run = %row.run_id, "cannot store the run's start: {e}");
         }
     }
+    // A run longer than the limit is cancelled at its next await and ends `timeout`.
+    let limit = app.options.run_timeout;
+    let timer = {
+        let runs = app.runs.clone();
+        let run_id = row.run_id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            runs.cancel(&run_id, CancelAction::Timeout);
+        })
+    };
     let outcome = run_graph(app, &row, &log, token.clone()).await;
+    timer.abort();
     let action = lock(&app.runs.cancels)
         .and_then(|mut c| c.remove(&row.run_id))
         .and_then(|(_, how)| how);
     let (status, rolled_back) = match (&outcome, action) {
         (_, Some(CancelAction::Rollback)) => (RunState::Interrupted, true),
         (_, Some(CancelAction::Interrupt)) => (RunState::Interrupted, false),
+        (_, Some(CancelAction::Timeout)) => (RunState::Timeout, false),
         (Ok(o), None) if o.status == RunStatus::Failed => (RunState::Error, false),
         (Ok(_), None) => (RunState::Success, false),
         (Err(_), None) => (RunState::Error, false),
     };
     let error = match &outcome {
+        _ if action == Some(CancelAction::Timeout) => Some(json!({
+            "error": "TimeoutError",
+            "message": format!("the run took longer than {} s (BRAINOPS_RUN_TIMEOUT_SECS)", limit.as_secs()),
+        })),
         Ok(o) if action.is_none() => wire::outcome_error(o),
         Ok(_) => None,
         Err(message) => Some(json!({"error": "ValueError", "message": message})),
     };
-    if let (Err(_), Some(e)) = (&outcome, &error) {
+    // The engine's own failures reached the stream through the translator already.
+    if let Some(e) = &error
+        && (outcome.is_err() || status == RunState::Timeout)
+    {
         log.push("error", e);
     }
     log.set_result(match (&outcome, &error) {
-        (_, Some(e)) if status == RunState::Error => json!({ "__error__": e }),
+        (_, Some(e)) if matches!(status, RunState::Error | RunState::Timeout) => {
+            json!({ "__error__": e })
+        }
         (Ok(o), _) => final_values(&row.thread_id, o),
         (Err(_), _) => json!({}),
     });

@@ -61,3 +61,17 @@ def test_sigterm_lets_the_running_run_finish(fresh_home):
         assert client.threads.get_state(tid)["values"]["log"] == ["slow"]
     finally:
         again.stop()
+
+
+def test_a_run_past_the_time_limit_ends_timeout(fresh_home):
+    server = Server(fresh_home, env={"BRAINOPS_RUN_TIMEOUT_SECS": "0.5"}).start()
+    try:
+        client = get_sync_client(url=server.url, timeout=30)
+        tid = client.threads.create()["thread_id"]
+        body = client.runs.wait(tid, "slow", input={"seconds": 5}, raise_error=False)
+        assert body["__error__"]["error"] == "TimeoutError"
+        [run] = client.runs.list(tid)
+        assert run["status"] == "timeout"
+        assert client.threads.get(tid)["status"] != "busy"
+    finally:
+        server.stop()
