@@ -552,21 +552,20 @@ async fn thread_json(app: &App, row: &ThreadRow, with_values: bool) -> ApiResult
         && let Some(info) = &info
         && info.last_checkpoint.is_some()
         && let Some(a) = app.assistant(&info.graph)
+        && let Ok(snap) = a.runner.state(&row.thread_id, None).await
     {
-        if let Ok(snap) = a.runner.state(&row.thread_id, None).await {
-            values = snap.values;
-            if let Some(i) = &snap.interrupt
-                && i.kind == InterruptKind::Ask
-            {
-                interrupts.insert(
-                    wire::task_id(&row.thread_id, snap.step + 1, &i.task),
-                    Value::Array(wire::interrupts(
-                        &row.thread_id,
-                        snap.checkpoint_id,
-                        Some(i),
-                    )),
-                );
-            }
+        values = snap.values;
+        if let Some(i) = &snap.interrupt
+            && i.kind == InterruptKind::Ask
+        {
+            interrupts.insert(
+                wire::task_id(&row.thread_id, snap.step + 1, &i.task),
+                Value::Array(wire::interrupts(
+                    &row.thread_id,
+                    snap.checkpoint_id,
+                    Some(i),
+                )),
+            );
         }
     }
     let mut out = json!({

@@ -210,17 +210,15 @@ impl Translator {
         match event {
             Event::StepStarted { step, .. } => self.step = *step,
             Event::Values { state, .. } if self.modes.values => out.push(("values", state.clone())),
-            Event::NodeStarted { step, node, task } => {
-                if self.modes.tasks || self.modes.debug {
-                    let payload = json!({
-                        "id": task_id(&self.thread_id, *step, task),
-                        "name": node,
-                        "input": Value::Null,
-                        "triggers": [format!("branch:to:{node}")],
-                        "metadata": {},
-                    });
-                    self.push_task(*step, "task", payload, out);
-                }
+            Event::NodeStarted { step, node, task } if self.modes.tasks || self.modes.debug => {
+                let payload = json!({
+                    "id": task_id(&self.thread_id, *step, task),
+                    "name": node,
+                    "input": Value::Null,
+                    "triggers": [format!("branch:to:{node}")],
+                    "metadata": {},
+                });
+                self.push_task(*step, "task", payload, out);
             }
             Event::NodeFinished {
                 step,
