@@ -45,6 +45,10 @@ if [ ! -d tests/server/js/node_modules/@langchain/langgraph-sdk ]; then
   echo "==> @langchain/langgraph-sdk (pinned in tests/server/js/package.json)" >&2
   (cd tests/server/js && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
-cargo build --release --locked --bin brainops >&2
-export BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops"
+# scripts/test.sh passes the binary its `cargo test` built; alone, build it.
+if [ -z "${BRAINOPS_BIN:-}" ]; then
+  cargo build --release --locked --bin brainops >&2
+  BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops"
+fi
+export BRAINOPS_BIN
 exec "$VENV/bin/python" -m pytest -q tests/server "$@"

@@ -47,7 +47,8 @@ echo "==> tests"
 cargo test --release --workspace --locked
 
 echo "==> agent server with LangGraph's own clients (langgraph-sdk, RemoteGraph)"
-scripts/server-tests.sh
+# The binary `cargo test` just built (a plain `cargo build` would rebuild it with other features).
+BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops" scripts/server-tests.sh
 
 echo "==> benchmarks compile"
 cargo bench --no-run --locked --bench executor --bench checkpoint_postgres --bench llm --bench memory --bench agents

@@ -116,6 +116,14 @@ pub(crate) fn caller() -> Option<Identity> {
     CALLER.try_with(Clone::clone).ok().flatten()
 }
 
+/// Runs `work` as `identity` (a WebSocket's session outlives the request that opened it).
+pub(crate) async fn as_caller<F: std::future::Future>(
+    identity: Option<Identity>,
+    work: F,
+) -> F::Output {
+    CALLER.scope(identity, work).await
+}
+
 /// Whether the current caller may see a record owned by `owner`.
 pub(crate) fn may_see(owner: Option<&str>) -> bool {
     match caller() {

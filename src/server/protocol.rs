@@ -276,7 +276,18 @@ pub(crate) async fn events(
     let (mut parts, body) = request.into_parts();
     if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
         check_origin(&app, &headers)?;
-        return Ok(upgrade.on_upgrade(move |socket| websocket(app, tid, socket)));
+        // The thread may not exist yet (`run.start` creates it), but another user's is hidden.
+        if let Some(t) = app.control.thread(&tid).await.map_err(ApiError::internal)?
+            && !super::auth::may_see(t.owner.as_deref())
+        {
+            return Err(ApiError::not_found(format!(
+                "Thread with ID {tid} not found"
+            )));
+        }
+        let caller = super::auth::caller();
+        return Ok(upgrade.on_upgrade(move |socket| {
+            super::auth::as_caller(caller, websocket(app, tid, socket))
+        }));
     }
     if !super::api::thread_exists(&app, &tid).await? {
         return Err(ApiError::not_found(format!(

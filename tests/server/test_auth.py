@@ -142,3 +142,39 @@ def test_non_loopback_without_auth_is_refused(fresh_home):
         env={k: v for k, v in os.environ.items() if k != "BRAINOPS_API_KEYS"},
     )
     assert done.returncode == 2 and "BRAINOPS_API_KEYS" in done.stderr
+
+
+def test_websocket_sessions_run_as_their_caller(keyed):
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    alice = get_sync_client(url=keyed.url, api_key=ALICE)
+    tid = alice.threads.create()["thread_id"]
+    ws_url = keyed.url.replace("http://", "ws://") + f"/threads/{tid}/stream/events"
+
+    async def open_as(key):
+        async with connect(ws_url, additional_headers={"x-api-key": key}) as ws:
+            await ws.send(json.dumps({"id": 1, "method": "state.get", "params": {}}))
+            return json.loads(await ws.recv())
+
+    with pytest.raises(InvalidStatus) as e:
+        asyncio.run(open_as(BOB))
+    assert e.value.response.status_code == 404
+    with pytest.raises(InvalidStatus) as e:
+        asyncio.run(open_as("wrong-key-0123456789abc"))
+    assert e.value.response.status_code == 401
+    assert asyncio.run(open_as(ALICE))["type"] == "success"
+    # A thread Bob creates over his socket is his alone.
+    other = str(__import__("uuid").uuid4())
+
+    async def start_as_bob():
+        url = keyed.url.replace("http://", "ws://") + f"/threads/{other}/stream/events"
+        async with connect(url, additional_headers={"x-api-key": BOB}) as ws:
+            await ws.send(json.dumps({"id": 1, "method": "run.start", "params": {"assistant_id": "simple", "input": {"n": 0}}}))
+            return json.loads(await ws.recv())
+
+    assert asyncio.run(start_as_bob())["type"] == "success"
+    with pytest.raises(NotFoundError):
+        alice.threads.get(other)
