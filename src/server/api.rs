@@ -241,6 +241,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/threads/{tid}/runs/{rid}/stream", get(run_join_stream))
         .route("/threads/{tid}/runs/{rid}/cancel", post(run_cancel))
         .route("/runs", post(stateless_create))
+        .route("/runs/batch", post(stateless_batch))
+        .route("/threads/prune", post(threads_prune))
         .route("/runs/stream", post(stateless_stream))
         .route("/runs/wait", post(stateless_wait))
         .route("/runs/cancel", post(runs_cancel_many))
@@ -711,6 +713,46 @@ async fn threads_count(State(app): Shared, body: Bytes) -> ApiResult {
     Ok(ok_json(json!(
         matching_threads(&app, &Fields(&body)).await?.len()
     )))
+}
+
+/// `POST /threads/prune`: `delete` removes the threads, `keep_latest` keeps only each
+/// thread's latest checkpoint. Answers how many threads were pruned.
+async fn threads_prune(State(app): Shared, body: Bytes) -> ApiResult {
+    let body = body_object(&body)?;
+    let f = Fields(&body);
+    let ids = f
+        .strings("thread_ids")?
+        .ok_or_else(|| ApiError::unprocessable("thread_ids: required (a list of thread ids)"))?;
+    let strategy = f.one_of("strategy", &["delete", "keep_latest"], "delete")?;
+    let mut pruned = 0;
+    for tid in &ids {
+        let Ok(row) = load_thread(&app, tid).await else {
+            continue;
+        };
+        let active = app
+            .control
+            .runs_of(tid)
+            .await
+            .map_err(store_err)?
+            .iter()
+            .any(|r| r.status.is_active());
+        if active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("thread {tid} has a pending or running run; cancel it first"),
+            ));
+        }
+        if strategy == "delete" {
+            runs::delete_thread_everywhere(&app, tid).await;
+        } else if let Some(a) = thread_assistant(&app, &row).await? {
+            a.runner
+                .prune(tid, 1)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        pruned += 1;
+    }
+    Ok(ok_json(json!({"pruned_count": pruned})))
 }
 
 async fn thread_get(State(app): Shared, Path(tid): Path<String>) -> ApiResult {
@@ -1373,6 +1415,43 @@ async fn runs_create(State(app): Shared, Path(tid): Path<String>, body: Bytes) -
 async fn stateless_create(State(app): Shared, body: Bytes) -> ApiResult {
     let row = create_run(&app, None, body).await?;
     Ok(created_response(&row))
+}
+
+/// `POST /runs/batch`: thread-less runs, one per body. Every body is checked before any run
+/// is created, so a bad one creates nothing.
+async fn stateless_batch(State(app): Shared, body: Bytes) -> ApiResult {
+    let items = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "the request body must be a list of run requests, not {}",
+                type_name(&other)
+            )));
+        }
+        Err(e) => {
+            return Err(ApiError::unprocessable(format!(
+                "the request body is not valid JSON: {e}"
+            )));
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        let f = item.as_object().ok_or_else(|| {
+            ApiError::unprocessable(format!("[{i}]: expected a run request object"))
+        })?;
+        let fields = Fields(f);
+        let assistant = fields
+            .str("assistant_id")
+            .map_err(|e| ApiError::unprocessable(format!("[{i}].{}", e.detail)))?
+            .ok_or_else(|| ApiError::unprocessable(format!("[{i}].assistant_id: required")))?;
+        find_assistant(&app, assistant)
+            .map_err(|e| ApiError::new(e.status, format!("[{i}].assistant_id: {}", e.detail)))?;
+    }
+    let mut runs = Vec::with_capacity(items.len());
+    for item in items {
+        let row = create_run(&app, None, Bytes::from(item.to_string())).await?;
+        runs.push(run_json(&row));
+    }
+    Ok(ok_json(Value::Array(runs)))
 }
 
 fn created_response(row: &RunRow) -> Response {

@@ -516,3 +516,23 @@ def test_new_input_on_a_waiting_thread_drops_the_question(client):
     again = client.runs.wait(tid, "hitl", input={"n": 10})
     assert again["n"] == 11 and again["log"] == ["a", "a"]
     assert again["__interrupt__"][0]["value"] == "approve?"
+
+
+def test_batch_of_thread_less_runs_and_prune(client, url):
+    runs = client.runs.create_batch(
+        [{"assistant_id": "simple", "input": {"n": i}} for i in range(3)]
+    )
+    assert len(runs) == 3 and {r["status"] for r in runs} == {"pending"}
+    r = httpx.post(url + "/runs/batch", json=[{"assistant_id": "simple"}, {"assistant_id": "nope"}])
+    assert r.status_code == 422 and r.json()["detail"].startswith("[1].assistant_id")
+    keep = client.threads.create()["thread_id"]
+    gone = client.threads.create()["thread_id"]
+    for tid in (keep, gone):
+        client.runs.wait(tid, "simple", input={"n": 0})
+    assert len(client.threads.get_history(keep, limit=10)) == 3
+    assert client.threads.prune([keep], strategy="keep_latest") == {"pruned_count": 1}
+    history = client.threads.get_history(keep, limit=10)
+    assert len(history) == 1 and history[0]["values"] == {"log": ["a", "b"], "n": 1}
+    assert client.threads.prune([gone]) == {"pruned_count": 1}
+    with pytest.raises(NotFoundError):
+        client.threads.get(gone)
