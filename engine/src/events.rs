@@ -116,6 +116,14 @@ pub enum Event {
         /// Why.
         message: String,
     },
+    /// An event of a subgraph's run, sent only when the request asks for them
+    /// ([`RunRequest::stream_subgraphs`](crate::RunRequest::stream_subgraphs)).
+    Subgraph {
+        /// Where it happened: `node:task` of each subgraph task from the top, joined by `|`.
+        namespace: String,
+        /// The subgraph's event.
+        inner: Box<Event>,
+    },
     /// The run ended: the last event.
     RunFinished {
         /// How it ended.
@@ -252,19 +260,63 @@ impl Serialize for IntegrationCall {
 
 /// The sending half handed to the executor and to nodes.
 #[derive(Clone, Debug)]
-pub struct EventSink(mpsc::UnboundedSender<Event>);
+pub struct EventSink {
+    tx: mpsc::UnboundedSender<Event>,
+    /// Set on a subgraph's sink: its events arrive wrapped in [`Event::Subgraph`].
+    namespace: Option<std::sync::Arc<str>>,
+    /// Whether subgraph runs send their events here too.
+    subgraphs: bool,
+}
 
 impl EventSink {
     /// A sink and the stream that receives what is sent into it.
     pub fn channel() -> (EventSink, EventStream) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink(tx), EventStream(rx))
+        (
+            EventSink {
+                tx,
+                namespace: None,
+                subgraphs: false,
+            },
+            EventStream(rx),
+        )
     }
 
     /// Sends an event (dropped when nobody listens).
     pub fn send(&self, event: Event) {
+        let event = match &self.namespace {
+            Some(namespace) => Event::Subgraph {
+                namespace: namespace.to_string(),
+                inner: Box::new(event),
+            },
+            None => event,
+        };
         // A dropped receiver means nobody listens any more; the run goes on.
-        let _ = self.0.send(event);
+        let _ = self.tx.send(event);
+    }
+
+    /// Whether this is a subgraph's sink (it keeps forwarding its own subgraphs' events).
+    pub(crate) fn namespace_is_set(&self) -> bool {
+        self.namespace.is_some()
+    }
+
+    /// The same sink, forwarding subgraph events (`on`) or not.
+    pub(crate) fn with_subgraphs(mut self, on: bool) -> Self {
+        self.subgraphs = on;
+        self
+    }
+
+    /// A sink for the subgraph run of task `segment` (`node:task`), when subgraph events
+    /// are wanted.
+    pub(crate) fn nested(&self, segment: &str) -> Option<EventSink> {
+        self.subgraphs.then(|| EventSink {
+            tx: self.tx.clone(),
+            namespace: Some(match &self.namespace {
+                Some(outer) => format!("{outer}|{segment}").into(),
+                None => segment.into(),
+            }),
+            subgraphs: true,
+        })
     }
 }
 

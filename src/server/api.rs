@@ -1543,11 +1543,11 @@ fn stream_response(
                 loop {
                     if let Some(e) = batch.next() {
                         if let Some(modes) = &modes
-                            && !modes.iter().any(|m| mode_matches(e.event, m))
+                            && !modes.iter().any(|m| mode_matches(&e.event, m))
                         {
                             continue;
                         }
-                        let mut ev = SseEvent::default().event(e.event).data(&*e.data);
+                        let mut ev = SseEvent::default().event(&*e.event).data(&*e.data);
                         if resumable {
                             ev = ev.id(e.seq.to_string());
                         }

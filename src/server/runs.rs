@@ -19,7 +19,7 @@ use super::{App, lock};
 pub(crate) struct LogEvent {
     /// Its position in the run's log, from 1: the SSE `id`.
     pub(crate) seq: u64,
-    pub(crate) event: &'static str,
+    pub(crate) event: wire::Name,
     pub(crate) data: Arc<str>,
 }
 
@@ -43,7 +43,8 @@ impl RunLog {
         })
     }
 
-    pub(crate) fn push(&self, event: &'static str, data: &Value) {
+    pub(crate) fn push(&self, event: impl Into<wire::Name>, data: &Value) {
+        let event = event.into();
         let data: Arc<str> = Arc::from(serde_json::to_string(data).unwrap_or_default());
         let len = {
             let Ok(mut events) = self.events.lock() else {
@@ -541,6 +542,7 @@ async fn run_graph(
     request.takeover = row.attempt > 1;
     let bus = app.buses.get(&row.thread_id);
     request.emit_values = modes.values || bus.is_some();
+    request.stream_subgraphs = kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");
     request.interrupt_after = strings("interrupt_after");
     let mut translator = Translator::new(

@@ -6,6 +6,10 @@ use std::collections::HashSet;
 use engine::{AgentStep, Event, InterruptInfo, InterruptKind, Progress, RunError, RunOutcome};
 use serde_json::{Map, Value, json};
 
+/// A stream event's name: a mode (`updates`), or a mode and a subgraph namespace
+/// (`updates|sub:sub`).
+pub(crate) type Name = std::borrow::Cow<'static, str>;
+
 /// LangGraph's namespace for system assistant ids: `uuid5(NS, graph_id)`.
 const ASSISTANT_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6ba7b821_9dad_11d1_80b4_00c04fd430c8);
@@ -206,10 +210,23 @@ impl Translator {
     }
 
     /// The events `event` becomes, appended to `out`.
-    pub(crate) fn translate(&mut self, event: &Event, out: &mut Vec<(&'static str, Value)>) {
+    pub(crate) fn translate(&mut self, event: &Event, out: &mut Vec<(Name, Value)>) {
         match event {
             Event::StepStarted { step, .. } => self.step = *step,
-            Event::Values { state, .. } if self.modes.values => out.push(("values", state.clone())),
+            // A subgraph's events carry its namespace in the event name (`updates|sub:sub`).
+            Event::Subgraph { namespace, inner } => match &**inner {
+                Event::NodeFinished { node, update, .. } if self.modes.updates => out.push((
+                    Name::Owned(format!("updates|{namespace}")),
+                    json!({ node.clone(): update }),
+                )),
+                Event::Custom { data, .. } if self.modes.custom => {
+                    out.push((Name::Owned(format!("custom|{namespace}")), data.clone()))
+                }
+                _ => {}
+            },
+            Event::Values { state, .. } if self.modes.values => {
+                out.push((Name::Borrowed("values"), state.clone()))
+            }
             Event::NodeStarted { step, node, task } if self.modes.tasks || self.modes.debug => {
                 let payload = json!({
                     "id": task_id(&self.thread_id, *step, task),
@@ -229,7 +246,7 @@ impl Translator {
                 if self.modes.updates {
                     let mut m = Map::new();
                     m.insert(node.clone(), update.clone());
-                    out.push(("updates", Value::Object(m)));
+                    out.push((Name::Borrowed("updates"), Value::Object(m)));
                 }
                 if self.modes.tasks || self.modes.debug {
                     let payload = json!({
@@ -244,7 +261,9 @@ impl Translator {
                 // A node's finished message ends its token stream.
                 self.messages.retain(|(n, _, _)| n != node);
             }
-            Event::Custom { data, .. } if self.modes.custom => out.push(("custom", data.clone())),
+            Event::Custom { data, .. } if self.modes.custom => {
+                out.push((Name::Borrowed("custom"), data.clone()))
+            }
             Event::Progress { node, progress } => {
                 if let Progress::Agent {
                     step: AgentStep::Token(text),
@@ -255,7 +274,7 @@ impl Translator {
                 }
                 if self.modes.custom {
                     out.push((
-                        "custom",
+                        Name::Borrowed("custom"),
                         serde_json::to_value(progress).unwrap_or(Value::Null),
                     ));
                 }
@@ -264,25 +283,19 @@ impl Translator {
         }
     }
 
-    fn push_task(
-        &self,
-        step: u64,
-        kind: &str,
-        payload: Value,
-        out: &mut Vec<(&'static str, Value)>,
-    ) {
+    fn push_task(&self, step: u64, kind: &str, payload: Value, out: &mut Vec<(Name, Value)>) {
         if self.modes.debug {
             out.push((
-                "debug",
+                Name::Borrowed("debug"),
                 json!({"step": step, "timestamp": iso(now_ms()), "type": kind, "payload": payload}),
             ));
         }
         if self.modes.tasks {
-            out.push(("tasks", payload));
+            out.push((Name::Borrowed("tasks"), payload));
         }
     }
 
-    fn token(&mut self, node: &str, text: &str, out: &mut Vec<(&'static str, Value)>) {
+    fn token(&mut self, node: &str, text: &str, out: &mut Vec<(Name, Value)>) {
         if !self.modes.messages_tuple && !self.modes.messages {
             return;
         }
@@ -299,20 +312,20 @@ impl Translator {
         let metadata = self.message_metadata(node);
         if self.modes.messages_tuple {
             out.push((
-                "messages",
+                Name::Borrowed("messages"),
                 json!([message_chunk(&id, text, "AIMessageChunk"), metadata.clone()]),
             ));
         }
         if self.modes.messages {
             if self.announced.insert(id.clone()) {
                 out.push((
-                    "messages/metadata",
+                    Name::Borrowed("messages/metadata"),
                     json!({ id.clone(): {"metadata": metadata} }),
                 ));
             }
             let so_far = self.messages[index].2.clone();
             out.push((
-                "messages/partial",
+                Name::Borrowed("messages/partial"),
                 json!([message_chunk(&id, &so_far, "ai")]),
             ));
         }
@@ -323,23 +336,23 @@ impl Translator {
         &mut self,
         outcome: &RunOutcome,
         cancelled: bool,
-        out: &mut Vec<(&'static str, Value)>,
+        out: &mut Vec<(Name, Value)>,
     ) {
         if let Some(error) = outcome_error(outcome)
             && !cancelled
         {
-            out.push(("error", error));
+            out.push((Name::Borrowed("error"), error));
             return;
         }
         if let Some(info) = &outcome.interrupt {
             let list = interrupts(&self.thread_id, outcome.checkpoint_id, Some(info));
             if self.modes.updates {
-                out.push(("updates", json!({ "__interrupt__": list })));
+                out.push((Name::Borrowed("updates"), json!({ "__interrupt__": list })));
             }
             if self.modes.values && info.kind == InterruptKind::Ask {
                 let mut state = outcome.state.as_object().cloned().unwrap_or_default();
                 state.insert("__interrupt__".into(), Value::Array(list));
-                out.push(("values", Value::Object(state)));
+                out.push((Name::Borrowed("values"), Value::Object(state)));
             }
         }
     }

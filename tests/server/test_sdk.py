@@ -60,7 +60,7 @@ def test_system_assistants_have_the_reference_ids(client):
     assert by_name == by_id
     assert by_id["graph_id"] == "simple" and by_id["version"] == 1
     names = {a["graph_id"] for a in client.assistants.search(limit=100)}
-    assert {"simple", "hitl", "slow", "err", "chat"} <= names
+    assert {"simple", "hitl", "slow", "err", "chat", "parent"} <= names
 
 
 def test_graph_drawing_and_schemas(client, url):
@@ -536,3 +536,20 @@ def test_batch_of_thread_less_runs_and_prune(client, url):
     assert client.threads.prune([gone]) == {"pruned_count": 1}
     with pytest.raises(NotFoundError):
         client.threads.get(gone)
+
+
+def test_stream_subgraphs_names_events_by_namespace(client):
+    parts = list(
+        client.runs.stream(None, "parent", input={"n": 0}, stream_mode="updates", stream_subgraphs=True)
+    )
+    assert [p.event for p in parts] == ["metadata", "updates", "updates|sub:sub", "updates"]
+    assert parts[2].data == {"c1": {"log": ["b"]}}
+    assert parts[3].data == {"sub": {"log": ["b"]}}
+    plain = list(client.runs.stream(None, "parent", input={"n": 0}, stream_mode="updates"))
+    assert [p.event for p in plain] == ["metadata", "updates", "updates"]
+    v2 = list(
+        client.runs.stream(
+            None, "parent", input={"n": 0}, stream_mode="updates", stream_subgraphs=True, version="v2"
+        )
+    )
+    assert [part["ns"] for part in v2 if part["type"] == "updates"] == [[], ["sub:sub"], []]

@@ -164,6 +164,10 @@ impl Runner {
 
     /// Runs, sending events into `events` when given.
     pub async fn run(&self, request: RunRequest, events: Option<EventSink>) -> RunOutcome {
+        let events = events.map(|e| {
+            let on = request.stream_subgraphs || e.namespace_is_set();
+            e.with_subgraphs(on)
+        });
         let thread_id = request
             .thread_id
             .clone()
@@ -294,8 +298,9 @@ impl Runner {
     fn run_boxed(
         &self,
         request: RunRequest,
+        events: Option<EventSink>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RunOutcome> + Send + '_>> {
-        Box::pin(self.run(request, None))
+        Box::pin(self.run(request, events))
     }
 
     fn saver(&self) -> Result<&dyn Checkpointer, RunError> {

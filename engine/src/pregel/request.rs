@@ -57,6 +57,8 @@ pub struct RunRequest {
     /// after every step (a server's `values` stream mode). Off by default: it copies the
     /// state once per step.
     pub emit_values: bool,
+    /// Send the events of subgraph runs too, as [`Event::Subgraph`](crate::Event::Subgraph).
+    pub stream_subgraphs: bool,
     /// Pause before these nodes in this run, as `interrupt = "before"` would (`*`: all).
     pub interrupt_before: Vec<String>,
     /// Pause after these nodes in this run, as `interrupt = "after"` would (`*`: all).

@@ -61,7 +61,11 @@ pub(super) async fn run_subgraph(
         }
         None => request = request.input(input.clone()),
     }
-    let outcome = runner.run_boxed(request).await;
+    let events = ctx
+        .events
+        .as_ref()
+        .and_then(|sink| sink.nested(&format!("{}:{}", ctx.node, ctx.task_id)));
+    let outcome = runner.run_boxed(request, events).await;
     match outcome.status {
         RunStatus::Done => Ok(JobOutput::Subgraph(outcome.state, input.clone())),
         RunStatus::Interrupted => Err(JobError::Interrupt(
