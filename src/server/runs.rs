@@ -542,7 +542,8 @@ async fn run_graph(
     request.takeover = row.attempt > 1;
     let bus = app.buses.get(&row.thread_id);
     request.emit_values = modes.values || bus.is_some();
-    request.stream_subgraphs = kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
+    request.stream_subgraphs =
+        kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");
     request.interrupt_after = strings("interrupt_after");
     let mut translator = Translator::new(
