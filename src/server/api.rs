@@ -1465,13 +1465,31 @@ fn created_response(row: &RunRow) -> Response {
 async fn runs_stream(State(app): Shared, Path(tid): Path<String>, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, Some(tid), body).await?;
-    Ok(stream_response(&app, &row, 0, None, on_disconnect, true))
+    let log = app.runs.log(&row.run_id);
+    Ok(stream_response(
+        &app,
+        &row,
+        log,
+        0,
+        None,
+        on_disconnect,
+        true,
+    ))
 }
 
 async fn stateless_stream(State(app): Shared, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, None, body).await?;
-    Ok(stream_response(&app, &row, 0, None, on_disconnect, true))
+    let log = app.runs.log(&row.run_id);
+    Ok(stream_response(
+        &app,
+        &row,
+        log,
+        0,
+        None,
+        on_disconnect,
+        true,
+    ))
 }
 
 fn disconnect_policy(body: &Bytes) -> bool {
@@ -1516,12 +1534,12 @@ impl Drop for CancelOnDrop {
 fn stream_response(
     app: &Arc<App>,
     row: &RunRow,
+    log: Arc<RunLog>,
     from: usize,
     modes: Option<Vec<String>>,
     cancel_on_disconnect: bool,
     created: bool,
 ) -> Response {
-    let log = app.runs.log(&row.run_id);
     let resumable = row.kwargs.get("stream_resumable").and_then(Value::as_bool) == Some(true);
     let guard = CancelOnDrop {
         app: app.clone(),
@@ -1800,10 +1818,16 @@ async fn join_stream(
     q: &Option<String>,
 ) -> Response {
     let pairs = query_pairs(q);
-    let log = app.runs.log(&row.run_id);
+    // A run that ended with no log here (dropped after its retention, or from before a
+    // restart) has nothing left to stream: the join is empty, as the reference's.
+    let log = match app.runs.existing_log(&row.run_id) {
+        Some(log) => log,
+        None if !row.status.is_active() => RunLog::ended(),
+        None => app.runs.log(&row.run_id),
+    };
     let from = join_start(headers, &log);
     let cancel = query_bool(&pairs, "cancel_on_disconnect");
-    stream_response(app, &row, from, join_modes(&pairs), cancel, false)
+    stream_response(app, &row, log, from, join_modes(&pairs), cancel, false)
 }
 
 async fn run_join_stream(

@@ -43,6 +43,13 @@ impl RunLog {
         })
     }
 
+    /// An empty log of a run that has ended.
+    pub(crate) fn ended() -> Arc<Self> {
+        let log = RunLog::new();
+        log.finish();
+        log
+    }
+
     pub(crate) fn push(&self, event: impl Into<wire::Name>, data: &Value) {
         let event = event.into();
         let data: Arc<str> = Arc::from(serde_json::to_string(data).unwrap_or_default());

@@ -39,6 +39,8 @@ def test_sigkill_mid_run_is_finished_after_restart(fresh_home):
         assert row["status"] == "success"
         assert client.threads.get_state(tid)["values"] == expected
         assert client.threads.get(tid)["status"] == "idle"
+        # Its events were in the killed process: a join of the finished run is empty, not stuck.
+        assert list(client.runs.join_stream(tid, run["run_id"])) == []
     finally:
         again.stop()
 
