@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Prints a line to stdout; see [`write_stdout`].
 macro_rules! outln {
@@ -239,6 +240,43 @@ Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server
         /// Allow listening on a non-loopback address with --auth none.
         #[arg(long)]
         insecure: bool,
+        /// Serve the API only; `brainops worker` processes on the same Postgres execute the
+        /// runs.
+        #[arg(long)]
+        no_worker: bool,
+        /// Integrations record what they would send and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Execute the runs that `brainops serve` processes queue in a shared Postgres, until
+    /// SIGTERM (which lets running runs finish, or hands them to another process).
+    #[command(after_help = "Examples:
+  brainops worker --checkpoint postgres://user@db:6543/app?pgbouncer=true
+  BRAINOPS_LISTEN_URL=postgres://user@db:5432/app brainops worker --max-concurrent-runs 20
+
+Any number of workers and `serve` processes may share one database; each run is claimed by
+exactly one of them. A worker that dies mid-run is replaced after its lease
+(BRAINOPS_LEASE_SECS, 30 s): another process continues the run from its last checkpoint.
+See docs/deploy.md.")]
+    Worker {
+        /// The directory of graph files (the same as the servers').
+        #[arg(long, default_value = "graphs", value_name = "DIR")]
+        graphs: PathBuf,
+        /// The shared Postgres of threads, checkpoints and runs (or $BRAINOPS_CHECKPOINT).
+        #[arg(long)]
+        checkpoint: Option<String>,
+        /// The memory store agents use (same forms as `memory --store`).
+        #[arg(long)]
+        memory: Option<String>,
+        /// The embedder for memory: local (default) or openai:MODEL.
+        #[arg(long)]
+        embedder: Option<String>,
+        /// Run every agent on this model instead of its spec's (repeat for a fallback chain).
+        #[arg(long)]
+        model: Vec<String>,
+        /// Runs executing at once in this process.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_concurrent_runs: usize,
         /// Integrations record what they would send and send nothing.
         #[arg(long)]
         dry_run: bool,
@@ -364,6 +402,127 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `serve` and `worker` were given.
+struct ServeArgs {
+    role: brainops::server::Role,
+    graphs: PathBuf,
+    host: std::net::IpAddr,
+    port: u16,
+    checkpoint: Option<String>,
+    max_concurrent_runs: usize,
+    insecure: bool,
+    auth: AuthArg,
+    memory_store: Option<String>,
+    memory_embedder: Option<String>,
+}
+
+/// One process of the agent server: `serve` (API, runs or both) and `worker`.
+async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Result<u8, Failure> {
+    let ServeArgs {
+        role,
+        graphs,
+        host,
+        port,
+        checkpoint,
+        max_concurrent_runs,
+        insecure,
+        auth,
+        memory_store,
+        memory_embedder,
+    } = args;
+    // Operators read a server's or worker's warnings (a takeover, a lost connection) on
+    // stderr; BRAINOPS_LOG (e.g. `info`, `brainops=debug`) sets the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRAINOPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    {
+        let auth = match auth {
+            AuthArg::None => Ok(brainops::server::Auth::None),
+            AuthArg::ApiKey => brainops::server::Auth::api_keys_from_env(),
+            AuthArg::Supabase => brainops::server::Auth::supabase_from_env(),
+        }
+        .map_err(|e| Failure {
+            message: format!("error: {e}"),
+            code: 2,
+        })?;
+        if !host.is_loopback() && !insecure && !auth.is_on() {
+            return Err(Failure {
+                message: format!(
+                    "error: --host {host}: without --auth anyone who reaches the port can run graphs and read threads\n  help: add --auth api-key or --auth supabase, or pass --insecure to expose it anyway"
+                ),
+                code: 2,
+            });
+        }
+        if !graphs.is_dir() {
+            return Err(Failure {
+                message: format!(
+                    "error: --graphs {}: not a directory\n  help: give the directory of *.toml graphs to serve",
+                    graphs.display()
+                ),
+                code: 2,
+            });
+        }
+        let url = match store_spec(checkpoint.as_deref()) {
+            Some(url) => url,
+            None => format!("sqlite:{}", brainops::stores::default_file("threads.db")),
+        };
+        let memory =
+            memory_cli::memory_url(memory_cli::memory_spec(memory_store.as_deref()).as_deref());
+        let embedder = memory_cli::embedder_name(memory_embedder.as_deref());
+        let engine = builder.graphs(&graphs).checkpointer(url.clone());
+        let engine = engine.build().await.map_err(engine_failure)?;
+        // Browser frontends on other origins: BRAINOPS_CORS_ORIGINS="https://a.example,https://b.example".
+        let cors_origins = std::env::var("BRAINOPS_CORS_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect();
+        let listen_url = std::env::var("BRAINOPS_LISTEN_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        let options = brainops::server::ServeOptions {
+            host,
+            port,
+            checkpoint: url,
+            memory,
+            embedder,
+            max_concurrent_runs,
+            cors_origins,
+            auth,
+            run_timeout: run_timeout(),
+            role,
+            lease: env_duration("BRAINOPS_LEASE_SECS", 1000.0).unwrap_or(Duration::from_secs(30)),
+            poll: env_duration("BRAINOPS_POLL_MS", 1.0).unwrap_or(if listen_url.is_some() {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_millis(500)
+            }),
+            listen_url,
+            ..Default::default()
+        };
+        let served = engine.graphs().count();
+        brainops::server::serve(engine, options, |addr| match role {
+                brainops::server::Role::Worker => eprintln!(
+                    "brainops worker: {served} graphs, executing queued runs (SIGTERM stops it)"
+                ),
+                brainops::server::Role::Api => eprintln!(
+                    "brainops serve: {served} graphs on http://{addr} (API only; workers execute the runs)"
+                ),
+                brainops::server::Role::Both => eprintln!(
+                    "brainops serve: {served} graphs on http://{addr} (GET /ok, docs/server.md)"
+                ),
+            })
+            .await
+            .map_err(|e| fail(format!("error: {e}")))?;
+        Ok(0)
+    }
+}
+
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let (memory_store, memory_embedder, models, dry_run) = match &cli.command {
         Command::Run {
@@ -374,6 +533,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             ..
         }
         | Command::Serve {
+            memory,
+            embedder,
+            model,
+            dry_run,
+            ..
+        }
+        | Command::Worker {
             memory,
             embedder,
             model,
@@ -432,6 +598,31 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(if bad == 0 { 0 } else { 1 })
         }
+        Command::Worker {
+            graphs,
+            checkpoint,
+            max_concurrent_runs,
+            ..
+        } => {
+            let role = brainops::server::Role::Worker;
+            let (host, port) = (std::net::IpAddr::from([127, 0, 0, 1]), 0);
+            serve_command(
+                builder,
+                ServeArgs {
+                    role,
+                    graphs,
+                    host,
+                    port,
+                    checkpoint,
+                    max_concurrent_runs,
+                    insecure: false,
+                    auth: AuthArg::None,
+                    memory_store,
+                    memory_embedder,
+                },
+            )
+            .await
+        }
         Command::Serve {
             graphs,
             host,
@@ -440,72 +631,30 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             max_concurrent_runs,
             insecure,
             auth,
+            no_worker,
             ..
         } => {
-            let auth = match auth {
-                AuthArg::None => Ok(brainops::server::Auth::None),
-                AuthArg::ApiKey => brainops::server::Auth::api_keys_from_env(),
-                AuthArg::Supabase => brainops::server::Auth::supabase_from_env(),
-            }
-            .map_err(|e| Failure {
-                message: format!("error: {e}"),
-                code: 2,
-            })?;
-            if !host.is_loopback() && !insecure && !auth.is_on() {
-                return Err(Failure {
-                    message: format!(
-                        "error: --host {host}: without --auth anyone who reaches the port can run graphs and read threads\n  help: add --auth api-key or --auth supabase, or pass --insecure to expose it anyway"
-                    ),
-                    code: 2,
-                });
-            }
-            if !graphs.is_dir() {
-                return Err(Failure {
-                    message: format!(
-                        "error: --graphs {}: not a directory\n  help: give the directory of *.toml graphs to serve",
-                        graphs.display()
-                    ),
-                    code: 2,
-                });
-            }
-            let url = match store_spec(checkpoint.as_deref()) {
-                Some(url) => url,
-                None => format!("sqlite:{}", brainops::stores::default_file("threads.db")),
+            let role = if no_worker {
+                brainops::server::Role::Api
+            } else {
+                brainops::server::Role::Both
             };
-            let memory =
-                memory_cli::memory_url(memory_cli::memory_spec(memory_store.as_deref()).as_deref());
-            let embedder = memory_cli::embedder_name(memory_embedder.as_deref());
-            let engine = builder.graphs(&graphs).checkpointer(url.clone());
-            let engine = engine.build().await.map_err(engine_failure)?;
-            // Browser frontends on other origins: BRAINOPS_CORS_ORIGINS="https://a.example,https://b.example".
-            let cors_origins = std::env::var("BRAINOPS_CORS_ORIGINS")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(String::from)
-                .collect();
-            let options = brainops::server::ServeOptions {
-                host,
-                port,
-                checkpoint: url,
-                memory,
-                embedder,
-                max_concurrent_runs,
-                cors_origins,
-                auth,
-                run_timeout: run_timeout(),
-                ..Default::default()
-            };
-            let served = engine.graphs().count();
-            brainops::server::serve(engine, options, |addr| {
-                eprintln!(
-                    "brainops serve: {served} graphs on http://{addr} (GET /ok, docs/server.md)"
-                );
-            })
+            serve_command(
+                builder,
+                ServeArgs {
+                    role,
+                    graphs,
+                    host,
+                    port,
+                    checkpoint,
+                    max_concurrent_runs,
+                    insecure,
+                    auth,
+                    memory_store,
+                    memory_embedder,
+                },
+            )
             .await
-            .map_err(|e| fail(format!("error: {e}")))?;
-            Ok(0)
         }
         Command::Graph { file, format } => {
             let graph = load(&mut engine(builder).await?, &file)?;
@@ -956,6 +1105,15 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
 /// Which store to use: `--checkpoint`, else `$BRAINOPS_CHECKPOINT`, else the default file.
 /// The longest a served run may take: `BRAINOPS_RUN_TIMEOUT_SECS` (default one day, as the
 /// reference server's `BG_JOB_TIMEOUT_SECS`).
+/// A positive number of `unit_ms` milliseconds from the environment variable `name`.
+fn env_duration(name: &str, unit_ms: f64) -> Option<Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .map(|v| Duration::from_secs_f64(v * unit_ms / 1000.0))
+}
+
 fn run_timeout() -> std::time::Duration {
     let secs = std::env::var("BRAINOPS_RUN_TIMEOUT_SECS")
         .ok()

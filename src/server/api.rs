@@ -790,8 +790,7 @@ async fn thread_delete(State(app): Shared, Path(tid): Path<String>) -> ApiResult
     load_thread(&app, &tid).await?;
     for r in app.control.runs_of(&tid).await.map_err(store_err)? {
         if r.status.is_active() {
-            app.runs.dequeue(&r.run_id);
-            app.runs.cancel(&r.run_id, CancelAction::Interrupt);
+            cancel_run(&app, r, CancelAction::Interrupt).await?;
         }
     }
     runs::delete_thread_everywhere(&app, &tid).await;
@@ -1352,14 +1351,14 @@ pub(crate) async fn create_run(
         attempt: 0,
         not_before_ms: now + after_ms,
         owner: caller().map(|c| c.user),
+        worker: None,
+        error: None,
         start_checkpoint: None,
         created_at_ms: now,
         updated_at_ms: now,
     };
     app.control.put_run(&row).await.map_err(store_err)?;
-    app.runs
-        .log(&row.run_id)
-        .push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
+    runs::log(app, &row.run_id).push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
     if let Some(bus) = app.buses.get(&row.thread_id) {
         bus.publish(
             "lifecycle",
@@ -1367,35 +1366,55 @@ pub(crate) async fn create_run(
             true,
         );
     }
-    app.runs.enqueue(row.clone());
+    app.runs.enqueue();
+    if app.control.shared() {
+        let app = app.clone();
+        tokio::spawn(async move { app.control.notify("run").await });
+    }
     Ok(row)
 }
 
-/// Cancels a run: a pending one never starts; a running one stops at its next await.
-async fn cancel_run(app: &Arc<App>, mut row: RunRow, action: CancelAction) -> ApiResult<()> {
-    if row.status == RunState::Pending && app.runs.dequeue(&row.run_id) {
-        if action == CancelAction::Rollback {
-            app.control
-                .delete_run(&row.run_id)
-                .await
-                .map_err(store_err)?;
-        } else {
-            row.status = RunState::Interrupted;
-            row.updated_at_ms = now_ms();
-            app.control.put_run(&row).await.map_err(store_err)?;
-        }
-        if let Some(log) = app.runs.existing_log(&row.run_id) {
-            log.push(
-                "metadata",
-                &json!({"status": "cancelled", "run_id": row.run_id}),
-            );
-        }
+/// Cancels a run: a pending one never starts; a running one stops at its next await, here
+/// or in the process executing it (told through the store, at its next heartbeat, or at
+/// once when it listens).
+async fn cancel_run(app: &Arc<App>, row: RunRow, action: CancelAction) -> ApiResult<()> {
+    let rollback = action == CancelAction::Rollback;
+    if row.status == RunState::Pending
+        && app
+            .control
+            .cancel_pending(&row.run_id, rollback, now_ms())
+            .await
+            .map_err(store_err)?
+    {
+        let log = runs::log(app, &row.run_id);
+        log.push(
+            "metadata",
+            &json!({"status": "cancelled", "run_id": row.run_id}),
+        );
         app.runs.finish_pending(&row.run_id);
         app.runs
             .forget_later(&row.run_id, app.options.stream_retention);
         return Ok(());
     }
-    app.runs.cancel(&row.run_id, action);
+    if app.runs.cancel(&row.run_id, action) {
+        return Ok(());
+    }
+    // Not here (or it started a moment ago): the process holding it reads the request.
+    if app
+        .control
+        .request_cancel(&row.run_id, action.as_str())
+        .await
+        .map_err(store_err)?
+    {
+        if app.runs.cancel(&row.run_id, action) {
+            return Ok(());
+        }
+        if app.control.shared() {
+            app.control
+                .notify(&format!("cancel:{}:{}", action.as_str(), row.run_id))
+                .await;
+        }
+    }
     Ok(())
 }
 
@@ -1465,7 +1484,7 @@ fn created_response(row: &RunRow) -> Response {
 async fn runs_stream(State(app): Shared, Path(tid): Path<String>, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, Some(tid), body).await?;
-    let log = app.runs.log(&row.run_id);
+    let log = runs::log(app, &row.run_id);
     Ok(stream_response(
         &app,
         &row,
@@ -1480,7 +1499,7 @@ async fn runs_stream(State(app): Shared, Path(tid): Path<String>, body: Bytes) -
 async fn stateless_stream(State(app): Shared, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, None, body).await?;
-    let log = app.runs.log(&row.run_id);
+    let log = runs::log(app, &row.run_id);
     Ok(stream_response(
         &app,
         &row,
@@ -1642,7 +1661,7 @@ fn wait_response(
     location: String,
     cancel_on_disconnect: bool,
 ) -> Response {
-    let log = app.runs.log(&row.run_id);
+    let log = runs::log(app, &row.run_id);
     let app2 = app.clone();
     let row2 = row.clone();
     let guard = CancelOnDrop {
@@ -1823,7 +1842,7 @@ async fn join_stream(
     let log = match app.runs.existing_log(&row.run_id) {
         Some(log) => log,
         None if !row.status.is_active() => RunLog::ended(),
-        None => app.runs.log(&row.run_id),
+        None => runs::log(app, &row.run_id),
     };
     let from = join_start(headers, &log);
     let cancel = query_bool(&pairs, "cancel_on_disconnect");
@@ -1880,7 +1899,7 @@ async fn run_cancel(
         cancel_run(&app, row.clone(), action).await?;
     }
     if wait {
-        let log = app.runs.log(&row.run_id);
+        let log = runs::log(app, &row.run_id);
         let mut rx = log.subscribe();
         if row.status.is_active() {
             while !rx.borrow_and_update().1 {

@@ -1,8 +1,10 @@
 //! The server's own records beside the checkpoints: threads (metadata, owner) and runs
-//! (the queue). Rows are JSON documents keyed by id, with the columns a query filters on
-//! (thread, status, creation time) kept beside them, in the same database as the threads'
-//! checkpoints: SQLite by default, Postgres in production. See `docs/server.md` for how the
-//! runs table is shared by several processes.
+//! (the queue). Rows are JSON documents keyed by id, with the columns a query filters on or
+//! a worker changes (thread, status, times, the claiming worker, its attempt and lease, a
+//! cancel request) kept beside them, in the same database as the threads' checkpoints:
+//! SQLite by default (one process), Postgres when servers and workers on several machines
+//! share the queue. Every change of a run is one statement, so it works through a
+//! transaction-mode pooler. `docs/deploy.md` explains the queue.
 
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +75,12 @@ pub(crate) struct RunRow {
     /// Not started before this time (`after_seconds`).
     pub(crate) not_before_ms: u64,
     pub(crate) owner: Option<String>,
+    /// The process that claimed it (`HOST/PID/UUID`), while it runs and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) worker: Option<String>,
+    /// Why it failed (`{"error", "message"}`), once it ended `error` or `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<Value>,
     /// The thread's head when the run last started (`None`: it had no checkpoint), so a
     /// rollback can put it back.
     #[serde(default)]
@@ -80,6 +88,9 @@ pub(crate) struct RunRow {
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
 }
+
+/// One stored stream event of a run: `(seq, event, data)`.
+pub(crate) type StoredEvent = (u64, String, String);
 
 /// Where threads and runs are kept.
 #[async_trait]
@@ -90,13 +101,64 @@ pub(crate) trait ControlStore: Send + Sync {
     async fn threads(&self) -> Result<Vec<ThreadRow>, String>;
     /// Deletes the thread and its runs.
     async fn delete_thread(&self, thread_id: &str) -> Result<bool, String>;
+    /// Stores a new run (or replaces one no worker holds).
     async fn put_run(&self, row: &RunRow) -> Result<(), String>;
+    /// Stores a claimed run's progress if `row.worker` still holds it at `row.attempt`.
+    /// `false`: another process took it over (its lease expired), and this one must stop.
+    async fn update_claimed(&self, row: &RunRow) -> Result<bool, String>;
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, String>;
     async fn delete_run(&self, run_id: &str) -> Result<bool, String>;
     /// A thread's runs, newest first.
     async fn runs_of(&self, thread_id: &str) -> Result<Vec<RunRow>, String>;
-    /// Pending and running runs, oldest first: the queue as a restarted server finds it.
+    /// Pending and running runs, oldest first.
     async fn active_runs(&self) -> Result<Vec<RunRow>, String>;
+    /// Claims for `worker`, until `lease_until_ms`, the oldest pending run that may start at
+    /// `now_ms`: its delay has passed, its thread runs nothing and has no older pending run.
+    /// The claim counts an attempt.
+    async fn claim(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Option<RunRow>, String>;
+    /// When the next delayed run becomes due, if one is waiting.
+    async fn next_due(&self, now_ms: u64) -> Result<Option<u64>, String>;
+    /// Extends `worker`'s lease on `run_ids`; answers those it still holds, each with the
+    /// cancel another process asked for (`interrupt`/`rollback`).
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[String],
+        lease_until_ms: u64,
+    ) -> Result<Vec<(String, Option<String>)>, String>;
+    /// Puts back to `pending` the running runs whose worker stopped renewing its lease (or is
+    /// a process of this host that exited); answers their ids.
+    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String>;
+    /// Ends a run that has not started: `interrupted`, or deleted (`delete`, for a rollback).
+    /// `false`: it was no longer pending.
+    async fn cancel_pending(&self, run_id: &str, delete: bool, now_ms: u64)
+    -> Result<bool, String>;
+    /// Asks the worker running `run_id` to cancel it; `false`: it is not running.
+    async fn request_cancel(&self, run_id: &str, action: &str) -> Result<bool, String>;
+    /// Whether processes other than this one may share the queue (so events, cancels and
+    /// run ends travel through the store).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Appends a run's stream events (shared stores only).
+    async fn append_events(&self, _run_id: &str, _events: &[StoredEvent]) -> Result<(), String> {
+        Ok(())
+    }
+    /// A run's stream events after `after` (shared stores only).
+    async fn events_since(&self, _run_id: &str, _after: u64) -> Result<Vec<StoredEvent>, String> {
+        Ok(Vec::new())
+    }
+    /// Drops the events of runs that ended before `before_ms`.
+    async fn purge_events(&self, _before_ms: u64) -> Result<u64, String> {
+        Ok(0)
+    }
+    /// Wakes listening workers (`NOTIFY`; shared stores only).
+    async fn notify(&self, _payload: &str) {}
 }
 
 const SQLITE_SCHEMA: &str = "
@@ -110,15 +172,46 @@ CREATE TABLE IF NOT EXISTS server_runs (
     thread_id TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    worker TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL DEFAULT 0,
+    lease_until_ms INTEGER,
+    cancel TEXT
 );
 CREATE INDEX IF NOT EXISTS server_runs_thread ON server_runs (thread_id, created_at_ms);
 CREATE INDEX IF NOT EXISTS server_runs_status ON server_runs (status, created_at_ms);
 ";
 
+/// Adds the queue's columns to a table made before they existed.
+const SQLITE_QUEUE_COLUMNS: &str = "
+ALTER TABLE server_runs ADD COLUMN worker TEXT;
+ALTER TABLE server_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE server_runs ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE server_runs ADD COLUMN lease_until_ms INTEGER;
+ALTER TABLE server_runs ADD COLUMN cancel TEXT;
+UPDATE server_runs SET attempt = COALESCE(json_extract(doc, '$.attempt'), 0),
+    not_before_ms = COALESCE(json_extract(doc, '$.not_before_ms'), 0);
+";
+
+/// A run's document with the columns workers change laid over it.
+const SQLITE_RUN_DOC: &str =
+    "json_patch(doc, json_object('status', status, 'attempt', attempt, 'worker', worker))";
+
+/// The oldest pending run that may start: due, and first in line on an idle thread.
+/// Shared by both stores; `{lock}` is where Postgres skips rows other claimers hold.
+const CLAIMABLE: &str = "SELECT c.run_id FROM {runs} c
+    WHERE c.status = 'pending' AND c.not_before_ms <= {now}
+      AND NOT EXISTS (SELECT 1 FROM {runs} o
+          WHERE o.thread_id = c.thread_id AND o.run_id <> c.run_id
+            AND (o.status = 'running'
+                 OR (o.status = 'pending' AND (o.created_at_ms, o.run_id) < (c.created_at_ms, c.run_id))))
+    ORDER BY c.created_at_ms, c.run_id LIMIT 1 {lock}";
+
 /// Threads and runs in an SQLite file (the checkpoints' file by default).
 pub(crate) struct SqliteControl {
     conn: Mutex<rusqlite::Connection>,
+    claim_sql: String,
 }
 
 impl SqliteControl {
@@ -132,9 +225,31 @@ impl SqliteControl {
             .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|()| conn.execute_batch(SQLITE_SCHEMA))
+            .and_then(|()| {
+                let has_worker = conn
+                    .prepare(
+                        "SELECT 1 FROM pragma_table_info('server_runs') WHERE name = 'worker'",
+                    )?
+                    .exists([])?;
+                if has_worker {
+                    Ok(())
+                } else {
+                    conn.execute_batch(&format!("BEGIN; {SQLITE_QUEUE_COLUMNS} COMMIT;"))
+                }
+            })
             .map_err(|e| format!("cannot prepare the server's SQLite store: {e}"))?;
+        let claimable = CLAIMABLE
+            .replace("{runs}", "server_runs")
+            .replace("{now}", "?2")
+            .replace("{lock}", "");
         Ok(SqliteControl {
             conn: Mutex::new(conn),
+            claim_sql: format!(
+                "UPDATE server_runs SET status = 'running', worker = ?1, attempt = attempt + 1,
+                     lease_until_ms = ?3, cancel = NULL
+                 WHERE run_id = ({claimable})
+                 RETURNING {SQLITE_RUN_DOC}"
+            ),
         })
     }
 
@@ -148,6 +263,15 @@ impl SqliteControl {
             .map_err(|_| "the server store's lock was poisoned".to_string())?;
         f(&conn).map_err(|e| format!("server store (sqlite): {e}"))
     }
+
+    fn run_docs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RunRow>, String> {
+        let docs = self.with(|c| {
+            let mut q = c.prepare_cached(sql)?;
+            q.query_map(params, |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        from_docs(docs)
+    }
 }
 
 fn to_doc<T: Serialize>(row: &T) -> Result<String, String> {
@@ -160,6 +284,19 @@ fn from_docs<T: for<'de> Deserialize<'de>>(docs: Vec<String>) -> Result<Vec<T>, 
         .collect()
 }
 
+fn sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Whether the worker holding a lease until `until_ms` can no longer be running it.
+fn abandoned(worker: &str, until_ms: Option<i64>, now_ms: u64) -> bool {
+    engine::checkpoint::Lease {
+        owner: worker.to_string(),
+        until_ms: until_ms.map_or(0, |u| u64::try_from(u).unwrap_or(0)),
+    }
+    .is_abandoned(now_ms)
+}
+
 #[async_trait]
 impl ControlStore for SqliteControl {
     async fn put_thread(&self, row: &ThreadRow) -> Result<(), String> {
@@ -168,7 +305,7 @@ impl ControlStore for SqliteControl {
             c.execute(
                 "INSERT INTO server_threads (thread_id, created_at_ms, doc) VALUES (?1, ?2, ?3)
                  ON CONFLICT (thread_id) DO UPDATE SET doc = excluded.doc",
-                rusqlite::params![row.thread_id, row.created_at_ms as i64, doc],
+                rusqlite::params![row.thread_id, sql_ms(row.created_at_ms), doc],
             )
             .map(|_| ())
         })
@@ -208,28 +345,51 @@ impl ControlStore for SqliteControl {
         let doc = to_doc(row)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO server_runs (run_id, thread_id, status, created_at_ms, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, doc = excluded.doc",
+                "INSERT INTO server_runs (run_id, thread_id, status, created_at_ms, doc, worker,
+                     attempt, not_before_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, doc = excluded.doc,
+                     worker = excluded.worker, attempt = excluded.attempt,
+                     not_before_ms = excluded.not_before_ms",
                 rusqlite::params![
                     row.run_id,
                     row.thread_id,
                     row.status.as_str(),
-                    row.created_at_ms as i64,
-                    doc
+                    sql_ms(row.created_at_ms),
+                    doc,
+                    row.worker,
+                    row.attempt,
+                    sql_ms(row.not_before_ms),
                 ],
             )
             .map(|_| ())
         })
     }
 
+    async fn update_claimed(&self, row: &RunRow) -> Result<bool, String> {
+        let doc = to_doc(row)?;
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE server_runs SET status = ?4, doc = ?5
+                 WHERE run_id = ?1 AND worker IS ?2 AND attempt = ?3",
+                rusqlite::params![
+                    row.run_id,
+                    row.worker,
+                    row.attempt,
+                    row.status.as_str(),
+                    doc
+                ],
+            )? > 0)
+        })
+    }
+
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached("SELECT doc FROM server_runs WHERE run_id = ?1")?;
-            q.query_map([run_id], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(from_docs(docs)?.pop())
+        Ok(self
+            .run_docs(
+                &format!("SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE run_id = ?1"),
+                [run_id],
+            )?
+            .pop())
     }
 
     async fn delete_run(&self, run_id: &str) -> Result<bool, String> {
@@ -237,34 +397,137 @@ impl ControlStore for SqliteControl {
     }
 
     async fn runs_of(&self, thread_id: &str) -> Result<Vec<RunRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT doc FROM server_runs WHERE thread_id = ?1
-                 ORDER BY created_at_ms DESC, run_id DESC",
-            )?;
-            q.query_map([thread_id], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        from_docs(docs)
+        self.run_docs(
+            &format!(
+                "SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE thread_id = ?1
+                 ORDER BY created_at_ms DESC, run_id DESC"
+            ),
+            [thread_id],
+        )
     }
 
     async fn active_runs(&self) -> Result<Vec<RunRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT doc FROM server_runs WHERE status IN ('pending', 'running')
-                 ORDER BY created_at_ms, run_id",
-            )?;
-            q.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
+        self.run_docs(
+            &format!(
+                "SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE status IN ('pending', 'running')
+                 ORDER BY created_at_ms, run_id"
+            ),
+            [],
+        )
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Option<RunRow>, String> {
+        Ok(self
+            .run_docs(
+                &self.claim_sql,
+                rusqlite::params![worker, sql_ms(now_ms), sql_ms(lease_until_ms)],
+            )?
+            .pop())
+    }
+
+    async fn next_due(&self, now_ms: u64) -> Result<Option<u64>, String> {
+        let due: Option<i64> = self.with(|c| {
+            c.prepare_cached(
+                "SELECT min(not_before_ms) FROM server_runs
+                 WHERE status = 'pending' AND not_before_ms > ?1",
+            )?
+            .query_row([sql_ms(now_ms)], |r| r.get(0))
         })?;
-        from_docs(docs)
+        Ok(due.and_then(|d| u64::try_from(d).ok()))
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[String],
+        lease_until_ms: u64,
+    ) -> Result<Vec<(String, Option<String>)>, String> {
+        let ids = serde_json::to_string(run_ids).map_err(|e| e.to_string())?;
+        self.with(|c| {
+            let mut q = c.prepare_cached(
+                "UPDATE server_runs SET lease_until_ms = ?3
+                 WHERE worker = ?1 AND status = 'running'
+                   AND run_id IN (SELECT value FROM json_each(?2))
+                 RETURNING run_id, cancel",
+            )?;
+            q.query_map(
+                rusqlite::params![worker, ids, sql_ms(lease_until_ms)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect()
+        })
+    }
+
+    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String> {
+        self.with(|c| {
+            let running: Vec<(String, Option<String>, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT run_id, worker, lease_until_ms FROM server_runs WHERE status = 'running'",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut swept = Vec::new();
+            for (run_id, worker, until) in running {
+                let worker = worker.unwrap_or_default();
+                if abandoned(&worker, until, now_ms)
+                    && c.execute(
+                        "UPDATE server_runs SET status = 'pending', worker = NULL,
+                             lease_until_ms = NULL
+                         WHERE run_id = ?1 AND worker IS ?2 AND status = 'running'",
+                        rusqlite::params![run_id, worker],
+                    )? > 0
+                {
+                    swept.push(run_id);
+                }
+            }
+            Ok(swept)
+        })
+    }
+
+    async fn cancel_pending(
+        &self,
+        run_id: &str,
+        delete: bool,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        self.with(|c| {
+            let n = if delete {
+                c.execute(
+                    "DELETE FROM server_runs WHERE run_id = ?1 AND status = 'pending'",
+                    [run_id],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE server_runs SET status = 'interrupted',
+                         doc = json_set(doc, '$.updated_at_ms', ?2)
+                     WHERE run_id = ?1 AND status = 'pending'",
+                    rusqlite::params![run_id, sql_ms(now_ms)],
+                )?
+            };
+            Ok(n > 0)
+        })
+    }
+
+    async fn request_cancel(&self, run_id: &str, action: &str) -> Result<bool, String> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE server_runs SET cancel = ?2 WHERE run_id = ?1 AND status = 'running'",
+                [run_id, action],
+            )? > 0)
+        })
     }
 }
 
-const PG_MIGRATIONS: &[engine::pg::Migration] = &[engine::pg::Migration {
-    version: 1,
-    name: "server threads and runs",
-    sql: "
+const PG_MIGRATIONS: &[engine::pg::Migration] = &[
+    engine::pg::Migration {
+        version: 1,
+        name: "server threads and runs",
+        sql: "
 CREATE TABLE IF NOT EXISTS brainops_server_threads (
     thread_id text PRIMARY KEY,
     created_at_ms bigint NOT NULL,
@@ -280,12 +543,48 @@ CREATE TABLE IF NOT EXISTS brainops_server_runs (
 CREATE INDEX IF NOT EXISTS brainops_server_runs_thread ON brainops_server_runs (thread_id, created_at_ms);
 CREATE INDEX IF NOT EXISTS brainops_server_runs_status ON brainops_server_runs (status, created_at_ms);
 ",
-}];
+    },
+    engine::pg::Migration {
+        version: 2,
+        name: "a run queue shared by workers, and run events",
+        sql: "
+ALTER TABLE brainops_server_runs
+    ADD COLUMN IF NOT EXISTS worker text,
+    ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS not_before_ms bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS lease_until_ms bigint,
+    ADD COLUMN IF NOT EXISTS cancel text;
+UPDATE brainops_server_runs SET attempt = COALESCE((doc->>'attempt')::integer, 0),
+    not_before_ms = COALESCE((doc->>'not_before_ms')::bigint, 0);
+CREATE UNIQUE INDEX IF NOT EXISTS brainops_server_runs_one_running
+    ON brainops_server_runs (thread_id) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS brainops_server_run_events (
+    run_id text NOT NULL,
+    seq bigint NOT NULL,
+    event text NOT NULL,
+    data text NOT NULL,
+    created_at_ms bigint NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS brainops_server_run_events_age ON brainops_server_run_events (created_at_ms);
+",
+    },
+];
 
-/// Threads and runs in Postgres, beside the checkpoints.
+/// A run's document with the columns workers change laid over it.
+const PG_RUN_DOC: &str =
+    "(doc || jsonb_build_object('status', status, 'attempt', attempt, 'worker', worker))";
+
+/// The channel `NOTIFY` wakes workers on.
+pub(crate) const PG_CHANNEL: &str = "brainops_server";
+
+/// Threads and runs in Postgres, beside the checkpoints, shared by every server and worker.
 pub(crate) struct PgControl {
     pg: engine::pg::PgStore,
+    claim_sql: String,
 }
+
+type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl PgControl {
     pub(crate) async fn connect(url: &str) -> Result<Self, String> {
@@ -295,13 +594,22 @@ impl PgControl {
         engine::pg::migrate(&pg, "server", PG_MIGRATIONS)
             .await
             .map_err(|e| format!("server store (postgres): {e}"))?;
-        Ok(PgControl { pg })
+        let claimable = CLAIMABLE
+            .replace("{runs}", "brainops_server_runs")
+            .replace("{now}", "$2")
+            .replace("{lock}", "FOR UPDATE SKIP LOCKED");
+        Ok(PgControl {
+            pg,
+            claim_sql: format!(
+                "UPDATE brainops_server_runs SET status = 'running', worker = $1,
+                     attempt = attempt + 1, lease_until_ms = $3, cancel = NULL
+                 WHERE run_id = ({claimable})
+                 RETURNING {PG_RUN_DOC}"
+            ),
+        })
     }
 
-    async fn docs(
-        &self,
-        make: impl Fn() -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Vec<Value>, String> {
+    async fn docs(&self, make: impl Fn() -> PgQuery) -> Result<Vec<Value>, String> {
         use sqlx::Row;
         let rows = self.pg.fetch(make).await.map_err(pg_err)?;
         rows.iter()
@@ -309,10 +617,7 @@ impl PgControl {
             .collect()
     }
 
-    async fn exec(
-        &self,
-        make: impl Fn() -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<usize, String> {
+    async fn exec(&self, make: impl Fn() -> PgQuery) -> Result<usize, String> {
         Ok(self.pg.fetch(make).await.map_err(pg_err)?.len())
     }
 }
@@ -327,12 +632,16 @@ fn from_values<T: for<'de> Deserialize<'de>>(docs: Vec<Value>) -> Result<Vec<T>,
         .collect()
 }
 
+fn to_value<T: Serialize>(row: &T) -> Result<Value, String> {
+    serde_json::to_value(row).map_err(|e| format!("cannot encode a server row: {e}"))
+}
+
 #[async_trait]
 impl ControlStore for PgControl {
     async fn put_thread(&self, row: &ThreadRow) -> Result<(), String> {
-        let doc = serde_json::to_value(row).map_err(|e| e.to_string())?;
+        let doc = to_value(row)?;
         let id = row.thread_id.clone();
-        let at = row.created_at_ms as i64;
+        let at = sql_ms(row.created_at_ms);
         self.exec(|| {
             sqlx::query(
                 "INSERT INTO brainops_server_threads (thread_id, created_at_ms, doc) VALUES ($1, $2, $3)
@@ -385,36 +694,59 @@ impl ControlStore for PgControl {
     }
 
     async fn put_run(&self, row: &RunRow) -> Result<(), String> {
-        let doc = serde_json::to_value(row).map_err(|e| e.to_string())?;
-        let (id, thread, status, at) = (
-            row.run_id.clone(),
-            row.thread_id.clone(),
-            row.status.as_str(),
-            row.created_at_ms as i64,
-        );
+        let doc = to_value(row)?;
+        let r = row.clone();
         self.exec(|| {
             sqlx::query(
-                "INSERT INTO brainops_server_runs (run_id, thread_id, status, created_at_ms, doc)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, doc = excluded.doc
+                "INSERT INTO brainops_server_runs (run_id, thread_id, status, created_at_ms, doc,
+                     worker, attempt, not_before_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, doc = excluded.doc,
+                     worker = excluded.worker, attempt = excluded.attempt,
+                     not_before_ms = excluded.not_before_ms
                  RETURNING 1",
             )
-            .bind(id.clone())
-            .bind(thread.clone())
-            .bind(status)
-            .bind(at)
+            .bind(r.run_id.clone())
+            .bind(r.thread_id.clone())
+            .bind(r.status.as_str())
+            .bind(sql_ms(r.created_at_ms))
             .bind(doc.clone())
+            .bind(r.worker.clone())
+            .bind(r.attempt as i32)
+            .bind(sql_ms(r.not_before_ms))
         })
         .await
         .map(|_| ())
+    }
+
+    async fn update_claimed(&self, row: &RunRow) -> Result<bool, String> {
+        let doc = to_value(row)?;
+        let r = row.clone();
+        Ok(self
+            .exec(|| {
+                sqlx::query(
+                    "UPDATE brainops_server_runs SET status = $4, doc = $5
+                     WHERE run_id = $1 AND worker IS NOT DISTINCT FROM $2 AND attempt = $3
+                     RETURNING 1",
+                )
+                .bind(r.run_id.clone())
+                .bind(r.worker.clone())
+                .bind(r.attempt as i32)
+                .bind(r.status.as_str())
+                .bind(doc.clone())
+            })
+            .await?
+            > 0)
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, String> {
         let id = run_id.to_string();
         let docs = self
             .docs(|| {
-                sqlx::query("SELECT doc FROM brainops_server_runs WHERE run_id = $1")
-                    .bind(id.clone())
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PG_RUN_DOC} FROM brainops_server_runs WHERE run_id = $1"
+                )))
+                .bind(id.clone())
             })
             .await?;
         Ok(from_values(docs)?.pop())
@@ -435,10 +767,10 @@ impl ControlStore for PgControl {
         let id = thread_id.to_string();
         let docs = self
             .docs(|| {
-                sqlx::query(
-                    "SELECT doc FROM brainops_server_runs WHERE thread_id = $1
-                     ORDER BY created_at_ms DESC, run_id DESC",
-                )
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PG_RUN_DOC} FROM brainops_server_runs WHERE thread_id = $1
+                     ORDER BY created_at_ms DESC, run_id DESC"
+                )))
                 .bind(id.clone())
             })
             .await?;
@@ -448,16 +780,256 @@ impl ControlStore for PgControl {
     async fn active_runs(&self) -> Result<Vec<RunRow>, String> {
         let docs = self
             .docs(|| {
-                sqlx::query(
-                    "SELECT doc FROM brainops_server_runs WHERE status IN ('pending', 'running')
-                     ORDER BY created_at_ms, run_id",
-                )
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PG_RUN_DOC} FROM brainops_server_runs
+                     WHERE status IN ('pending', 'running') ORDER BY created_at_ms, run_id"
+                )))
             })
             .await?;
         from_values(docs)
     }
-}
 
+    async fn claim(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Option<RunRow>, String> {
+        let worker = worker.to_string();
+        let result = self
+            .docs(|| {
+                sqlx::query(sqlx::AssertSqlSafe(self.claim_sql.clone()))
+                    .bind(worker.clone())
+                    .bind(sql_ms(now_ms))
+                    .bind(sql_ms(lease_until_ms))
+            })
+            .await;
+        match result {
+            Ok(docs) => Ok(from_values(docs)?.pop()),
+            // Another process claimed a run of the same thread at the same moment: the
+            // one-running-run-per-thread index refused ours; the next claim finds another.
+            Err(e) if e.contains("brainops_server_runs_one_running") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn next_due(&self, now_ms: u64) -> Result<Option<u64>, String> {
+        use sqlx::Row;
+        let rows = self
+            .pg
+            .fetch(|| {
+                sqlx::query(
+                    "SELECT min(not_before_ms) FROM brainops_server_runs
+                     WHERE status = 'pending' AND not_before_ms > $1",
+                )
+                .bind(sql_ms(now_ms))
+            })
+            .await
+            .map_err(pg_err)?;
+        let due: Option<i64> = match rows.first() {
+            Some(r) => r.try_get(0).map_err(pg_err)?,
+            None => None,
+        };
+        Ok(due.and_then(|d| u64::try_from(d).ok()))
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[String],
+        lease_until_ms: u64,
+    ) -> Result<Vec<(String, Option<String>)>, String> {
+        use sqlx::Row;
+        let (worker, ids) = (worker.to_string(), run_ids.to_vec());
+        let rows = self
+            .pg
+            .fetch(|| {
+                sqlx::query(
+                    "UPDATE brainops_server_runs SET lease_until_ms = $3
+                     WHERE worker = $1 AND status = 'running' AND run_id = ANY($2)
+                     RETURNING run_id, cancel",
+                )
+                .bind(worker.clone())
+                .bind(ids.clone())
+                .bind(sql_ms(lease_until_ms))
+            })
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+            .collect()
+    }
+
+    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String> {
+        use sqlx::Row;
+        let rows = self
+            .pg
+            .fetch(|| {
+                sqlx::query(
+                    "SELECT run_id, worker, lease_until_ms FROM brainops_server_runs
+                     WHERE status = 'running'",
+                )
+            })
+            .await
+            .map_err(pg_err)?;
+        let mut swept = Vec::new();
+        for r in rows {
+            let run_id: String = r.try_get(0).map_err(pg_err)?;
+            let worker: Option<String> = r.try_get(1).map_err(pg_err)?;
+            let until: Option<i64> = r.try_get(2).map_err(pg_err)?;
+            let worker = worker.unwrap_or_default();
+            if !abandoned(&worker, until, now_ms) {
+                continue;
+            }
+            let n = self
+                .exec(|| {
+                    sqlx::query(
+                        "UPDATE brainops_server_runs SET status = 'pending', worker = NULL,
+                             lease_until_ms = NULL
+                         WHERE run_id = $1 AND worker = $2 AND status = 'running' RETURNING 1",
+                    )
+                    .bind(run_id.clone())
+                    .bind(worker.clone())
+                })
+                .await?;
+            if n > 0 {
+                swept.push(run_id);
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn cancel_pending(
+        &self,
+        run_id: &str,
+        delete: bool,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let id = run_id.to_string();
+        let n = if delete {
+            self.exec(|| {
+                sqlx::query(
+                    "DELETE FROM brainops_server_runs WHERE run_id = $1 AND status = 'pending'
+                     RETURNING 1",
+                )
+                .bind(id.clone())
+            })
+            .await?
+        } else {
+            self.exec(|| {
+                sqlx::query(
+                    "UPDATE brainops_server_runs SET status = 'interrupted',
+                         doc = doc || jsonb_build_object('updated_at_ms', $2::bigint)
+                     WHERE run_id = $1 AND status = 'pending' RETURNING 1",
+                )
+                .bind(id.clone())
+                .bind(sql_ms(now_ms))
+            })
+            .await?
+        };
+        Ok(n > 0)
+    }
+
+    async fn request_cancel(&self, run_id: &str, action: &str) -> Result<bool, String> {
+        let (id, action) = (run_id.to_string(), action.to_string());
+        Ok(self
+            .exec(|| {
+                sqlx::query(
+                    "UPDATE brainops_server_runs SET cancel = $2
+                     WHERE run_id = $1 AND status = 'running' RETURNING 1",
+                )
+                .bind(id.clone())
+                .bind(action.clone())
+            })
+            .await?
+            > 0)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn append_events(&self, run_id: &str, events: &[StoredEvent]) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let id = run_id.to_string();
+        let seqs: Vec<i64> = events.iter().map(|e| sql_ms(e.0)).collect();
+        let names: Vec<String> = events.iter().map(|e| e.1.clone()).collect();
+        let datas: Vec<String> = events.iter().map(|e| e.2.clone()).collect();
+        let at = sql_ms(super::wire::now_ms());
+        self.exec(|| {
+            sqlx::query(
+                "INSERT INTO brainops_server_run_events (run_id, seq, event, data, created_at_ms)
+                 SELECT $1, s, e, d, $5 FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS t(s, e, d)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id.clone())
+            .bind(seqs.clone())
+            .bind(names.clone())
+            .bind(datas.clone())
+            .bind(at)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn events_since(&self, run_id: &str, after: u64) -> Result<Vec<StoredEvent>, String> {
+        use sqlx::Row;
+        let id = run_id.to_string();
+        let rows = self
+            .pg
+            .fetch(|| {
+                sqlx::query(
+                    "SELECT seq, event, data FROM brainops_server_run_events
+                     WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(id.clone())
+                .bind(sql_ms(after))
+            })
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get(0).map_err(pg_err)?;
+                Ok((
+                    u64::try_from(seq).unwrap_or(0),
+                    r.try_get(1).map_err(pg_err)?,
+                    r.try_get(2).map_err(pg_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn purge_events(&self, before_ms: u64) -> Result<u64, String> {
+        let n = self
+            .exec(|| {
+                sqlx::query(
+                    "DELETE FROM brainops_server_run_events e WHERE created_at_ms < $1
+                       AND NOT EXISTS (SELECT 1 FROM brainops_server_runs r
+                           WHERE r.run_id = e.run_id AND r.status IN ('pending', 'running'))
+                     RETURNING 1",
+                )
+                .bind(sql_ms(before_ms))
+            })
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn notify(&self, payload: &str) {
+        let payload = payload.to_string();
+        if let Err(e) = self
+            .exec(|| {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(PG_CHANNEL)
+                    .bind(payload.clone())
+            })
+            .await
+        {
+            tracing::warn!("cannot notify workers: {e}");
+        }
+    }
+}
 /// Opens the server's store beside the checkpoints named by `url` (the same forms as
 /// `--checkpoint`): the same Postgres database; for SQLite a sibling file
 /// (`threads.db` → `threads.server.db`), because two connections writing one SQLite file

@@ -53,6 +53,28 @@ pub struct ServeOptions {
     pub stream_retention: Duration,
     /// The longest a run may take; it then ends with status `timeout`.
     pub run_timeout: Duration,
+    /// What this process does: serve the API, execute runs, or both.
+    pub role: Role,
+    /// How long a process's claim on a run lasts unless renewed (renewed every second): how
+    /// soon another process continues the runs of one that stopped without a word.
+    pub lease: Duration,
+    /// How often an idle process looks for runs other processes queued, when nothing wakes
+    /// it (shared store only).
+    pub poll: Duration,
+    /// A direct or session-mode Postgres URL to `LISTEN` on, so runs start and cancels land
+    /// at once instead of at the next poll or heartbeat (`BRAINOPS_LISTEN_URL`).
+    pub listen_url: Option<String>,
+}
+
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves the API and executes runs (`brainops serve`).
+    Both,
+    /// Serves the API only (`brainops serve --no-worker`): other processes execute runs.
+    Api,
+    /// Executes runs only (`brainops worker`).
+    Worker,
 }
 
 impl Default for ServeOptions {
@@ -70,6 +92,10 @@ impl Default for ServeOptions {
             auth: Auth::None,
             stream_retention: Duration::from_secs(600),
             run_timeout: Duration::from_secs(86_400),
+            role: Role::Both,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+            listen_url: None,
         }
     }
 }
@@ -90,6 +116,9 @@ pub enum ServeError {
     /// The server's store could not be opened.
     #[error("cannot open the server's store: {0}")]
     Store(String),
+    /// The options do not fit together.
+    #[error("{0}")]
+    Options(String),
     /// The server failed while serving.
     #[error("the server stopped: {0}")]
     Serve(String),
@@ -181,6 +210,17 @@ pub async fn serve_until(
     let control = control::open(&options.checkpoint)
         .await
         .map_err(ServeError::Store)?;
+    if options.role != Role::Both && !control.shared() {
+        return Err(ServeError::Options(format!(
+            "{} needs a store other processes share: give --checkpoint postgres://… \
+             (SQLite and memory belong to one process)",
+            if options.role == Role::Worker {
+                "a worker"
+            } else {
+                "--no-worker"
+            }
+        )));
+    }
     let checkpointer = engine.checkpointer().clone();
     let assistants = engine
         .graphs()
@@ -188,7 +228,7 @@ pub async fn serve_until(
             assistant_id: wire::assistant_uuid(name),
             graph_id: name.to_string(),
             graph: graph.clone(),
-            runner: engine.runner_for(graph.clone()),
+            runner: engine.runner_for(graph.clone()).with_lease(options.lease),
         })
         .collect();
     let app = Arc::new(App {
@@ -203,72 +243,103 @@ pub async fn serve_until(
         jwks: tokio::sync::RwLock::new(None),
         buses: protocol::Buses::default(),
     });
-    let addr = SocketAddr::new(options.host, options.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Bind {
+    let executes = options.role != Role::Api;
+    let listener = if options.role == Role::Worker {
+        None
+    } else {
+        let addr = SocketAddr::new(options.host, options.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Bind {
+                addr,
+                message: e.to_string(),
+            })?;
+        let bound = listener.local_addr().map_err(|e| ServeError::Bind {
             addr,
             message: e.to_string(),
         })?;
-    let bound = listener.local_addr().map_err(|e| ServeError::Bind {
-        addr,
-        message: e.to_string(),
-    })?;
-    let _ = app.addr.set(bound);
-    let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;
-    if recovered > 0 {
-        tracing::info!("{recovered} runs left pending or running are queued again");
-    }
-    let dispatcher = tokio::spawn(runs::dispatch(app.clone()));
-    let router = api::router(app.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_http = stop_rx.clone();
-    // Responses are written in pieces (headers, then a streamed body): without NODELAY,
-    // Nagle's algorithm holds the last piece for the client's delayed ACK, ~40 ms a request.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        let _ = app.addr.set(bound);
+        Some((listener, bound))
+    };
+    let mut background = Vec::new();
+    if executes {
+        let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;
+        if recovered > 0 {
+            tracing::info!("{recovered} runs left running are queued again");
         }
-    });
-    let server = tokio::spawn(async move {
-        // Served as a plain service: handing axum the Router itself makes it deep-copy the
-        // whole route table for every connection (~85 KB each), since `with_state` unwraps a
-        // shared Arc by cloning it. The service is an Arc clone per connection.
-        use axum::ServiceExt;
-        let service = router
-            .into_service::<axum::body::Body>()
-            .into_make_service();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stop_http.wait_for(|s| *s).await;
-            })
-            .await
-    });
+        background.push(tokio::spawn(runs::dispatch(app.clone())));
+        background.push(tokio::spawn(runs::heartbeat(app.clone())));
+        if let Some(url) = options.listen_url.clone() {
+            background.push(tokio::spawn(runs::listen(app.clone(), url)));
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server = None;
+    let bound = match listener {
+        Some((listener, bound)) => {
+            let router = api::router(app.clone());
+            let mut stop_http = stop_rx.clone();
+            // Responses are written in pieces (headers, then a streamed body): without
+            // NODELAY, Nagle's algorithm holds the last piece for the client's delayed ACK,
+            // ~40 ms a request.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("cannot set TCP_NODELAY: {e}");
+                }
+            });
+            server = Some(tokio::spawn(async move {
+                // Served as a plain service: handing axum the Router itself makes it
+                // deep-copy the whole route table for every connection (~85 KB each), since
+                // `with_state` unwraps a shared Arc by cloning it. The service is an Arc
+                // clone per connection.
+                use axum::ServiceExt;
+                let service = router
+                    .into_service::<axum::body::Body>()
+                    .into_make_service();
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_http.wait_for(|s| *s).await;
+                    })
+                    .await
+            }));
+            bound
+        }
+        None => SocketAddr::new(options.host, 0),
+    };
     ready(bound);
     shutdown.await;
     // Stop taking requests and starting runs; let running runs end (each step they finish
-    // is checkpointed), then exit. Runs still going after the grace period stay `running`
-    // in the store and continue from their last checkpoint when a server starts again.
+    // is checkpointed), then exit. Runs still going after the grace period continue from
+    // their last checkpoint in the next process that claims them.
     let _ = stop_tx.send(true);
     app.runs.stop();
     let deadline = tokio::time::Instant::now() + options.shutdown_grace;
     let mut ended = app.runs.ended();
+    let mut left_running = false;
     while app.runs.running() > 0 {
         if tokio::time::timeout_at(deadline, ended.changed())
             .await
             .is_err()
         {
             tracing::warn!(
-                "{} runs still running at shutdown; they continue when the server starts again",
+                "{} runs still running at shutdown; another process (or the next start) continues them",
                 app.runs.running()
             );
+            left_running = true;
             break;
         }
     }
-    dispatcher.abort();
+    for task in background {
+        task.abort();
+    }
+    if left_running && app.control.shared() {
+        runs::hand_over(&app).await;
+    }
     // Open streams would hold the graceful shutdown forever; they end with the process.
-    let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    if let Some(server) = server {
+        let _ = tokio::time::timeout(Duration::from_millis(200), server).await;
+    }
     Ok(())
 }
 

@@ -1,8 +1,11 @@
-//! Runs in the background: a queue with at most one active run per thread, a pool of
-//! `--max-concurrent-runs`, cancellation, and each run's event log that streams read,
-//! join and resume from.
+//! Runs in the background. The queue is the runs table: each process that executes runs
+//! claims the oldest one that may start (at most one active run per thread), up to
+//! `--max-concurrent-runs`, holds it with a lease it renews, and gives it up if another
+//! process took it over. Cancels, run ends and events travel through the table when several
+//! processes share it, and each run's event log is what streams read, join and resume from.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +13,7 @@ use engine::{CancelToken, RunOutcome, RunRequest, RunStatus};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::control::{RunRow, RunState, ThreadRow};
+use super::control::{RunRow, RunState, StoredEvent, ThreadRow};
 use super::wire::{self, Modes, Translator, now_ms};
 use super::{App, lock};
 
@@ -24,7 +27,8 @@ pub(crate) struct LogEvent {
 }
 
 /// Everything a run streamed, kept while the process lives so a dropped stream can resume
-/// (`Last-Event-ID`) and a join can replay it.
+/// (`Last-Event-ID`) and a join can replay it. The process executing the run writes it (and,
+/// with a shared store, copies it there); any other process mirrors it from the store.
 #[derive(Debug)]
 pub(crate) struct RunLog {
     events: Mutex<Vec<LogEvent>>,
@@ -32,6 +36,10 @@ pub(crate) struct RunLog {
     result: Mutex<Option<Value>>,
     /// (events so far, finished).
     changed: watch::Sender<(usize, bool)>,
+    /// How many events are in the shared store already.
+    stored: AtomicUsize,
+    /// Whether this process executes the run (its mirror, if any, stops).
+    local: AtomicBool,
 }
 
 impl RunLog {
@@ -40,6 +48,8 @@ impl RunLog {
             events: Mutex::new(Vec::new()),
             result: Mutex::new(None),
             changed: watch::channel((0, false)).0,
+            stored: AtomicUsize::new(0),
+            local: AtomicBool::new(false),
         })
     }
 
@@ -51,17 +61,46 @@ impl RunLog {
     }
 
     pub(crate) fn push(&self, event: impl Into<wire::Name>, data: &Value) {
-        let event = event.into();
         let data: Arc<str> = Arc::from(serde_json::to_string(data).unwrap_or_default());
+        self.append(None, event.into(), data);
+    }
+
+    /// Adds an event copied from the store, unless the log has it already.
+    fn push_stored(&self, seq: u64, event: String, data: String) {
+        self.append(Some(seq), event.into(), Arc::from(data));
+    }
+
+    fn append(&self, seq: Option<u64>, event: wire::Name, data: Arc<str>) {
         let len = {
             let Ok(mut events) = self.events.lock() else {
                 return;
             };
-            let seq = events.len() as u64 + 1;
-            events.push(LogEvent { seq, event, data });
+            let next = events.len() as u64 + 1;
+            if seq.is_some_and(|s| s != next) {
+                return;
+            }
+            events.push(LogEvent {
+                seq: next,
+                event,
+                data,
+            });
             events.len()
         };
         self.changed.send_modify(|s| s.0 = len);
+    }
+
+    /// Events not yet copied to the shared store; marks them copied.
+    fn take_unstored(&self) -> Vec<StoredEvent> {
+        let Ok(events) = self.events.lock() else {
+            return Vec::new();
+        };
+        let from = self.stored.swap(events.len(), Ordering::AcqRel);
+        events
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| (e.seq, e.event.to_string(), e.data.to_string()))
+            .collect()
     }
 
     /// The run's final body for `/wait` and `/join`, once it ended here.
@@ -111,50 +150,79 @@ pub(crate) enum CancelAction {
     Rollback,
     /// The run outlived `--run-timeout`.
     Timeout,
+    /// Another process took the run over (this one stopped renewing its lease in time):
+    /// this process must stop and write nothing more of it.
+    Lost,
 }
 
-/// The queue and the runs in flight.
+impl CancelAction {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "interrupt" => Some(CancelAction::Interrupt),
+            "rollback" => Some(CancelAction::Rollback),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CancelAction::Interrupt => "interrupt",
+            CancelAction::Rollback => "rollback",
+            CancelAction::Timeout => "timeout",
+            CancelAction::Lost => "lost",
+        }
+    }
+}
+
+/// How often a process renews its runs' leases, reads cancel requests and sweeps.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How often a mirrored run's log is read from the shared store.
+const MIRROR_POLL: Duration = Duration::from_millis(100);
+
+/// This process's side of the run queue: the runs it executes, their cancels, and the logs
+/// its streams read.
 pub(crate) struct Runs {
-    queue: Mutex<Queue>,
+    /// This process in the runs table (`HOST/PID/UUID`).
+    pub(crate) worker_id: String,
     wake: Notify,
     pool: Arc<Semaphore>,
     logs: Mutex<HashMap<String, Arc<RunLog>>>,
+    /// The runs executing here.
     cancels: Mutex<HashMap<String, (CancelToken, Option<CancelAction>)>>,
+    running: AtomicUsize,
     /// Woken when any run ends (joins, waits, shutdown).
     ended: watch::Sender<u64>,
     stopping: watch::Sender<bool>,
-}
-
-#[derive(Default)]
-struct Queue {
-    /// Pending runs, oldest first.
-    pending: Vec<RunRow>,
-    busy_threads: HashSet<String>,
-    running: usize,
 }
 
 impl Runs {
     pub(crate) fn new(max_concurrent: usize) -> Self {
         let max = max_concurrent.max(1);
         Runs {
-            queue: Mutex::new(Queue::default()),
+            worker_id: engine::checkpoint::Lease::new(0).owner,
             wake: Notify::new(),
             pool: Arc::new(Semaphore::new(max)),
             logs: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
             ended: watch::channel(0).0,
             stopping: watch::channel(false).0,
         }
     }
 
     /// The log of a run (a new one when it has none in this process).
-    pub(crate) fn log(&self, run_id: &str) -> Arc<RunLog> {
+    fn local_log(&self, run_id: &str) -> (Arc<RunLog>, bool) {
         match lock(&self.logs) {
-            Some(mut logs) => logs
-                .entry(run_id.to_string())
-                .or_insert_with(RunLog::new)
-                .clone(),
-            None => RunLog::new(),
+            Some(mut logs) => match logs.get(run_id) {
+                Some(l) => (l.clone(), false),
+                None => {
+                    let l = RunLog::new();
+                    logs.insert(run_id.to_string(), l.clone());
+                    (l, true)
+                }
+            },
+            None => (RunLog::new(), true),
         }
     }
 
@@ -178,23 +246,9 @@ impl Runs {
         lock(&self.logs).and_then(|l| l.get(run_id).cloned())
     }
 
-    /// Queues a pending run.
-    pub(crate) fn enqueue(&self, row: RunRow) {
-        if let Some(mut q) = lock(&self.queue) {
-            q.pending.push(row);
-        }
+    /// A run was stored as pending: look for work.
+    pub(crate) fn enqueue(&self) {
         self.wake.notify_one();
-    }
-
-    /// Takes a pending run off the queue (cancelled before it started); says whether it was
-    /// there.
-    pub(crate) fn dequeue(&self, run_id: &str) -> bool {
-        let Some(mut q) = lock(&self.queue) else {
-            return false;
-        };
-        let before = q.pending.len();
-        q.pending.retain(|r| r.run_id != run_id);
-        before != q.pending.len()
     }
 
     /// Ends the log of a run cancelled before it started, so its streams and waits end.
@@ -205,14 +259,17 @@ impl Runs {
         self.ended.send_modify(|n| *n += 1);
     }
 
-    /// Cancels a running run; says whether it was running here.
+    /// Cancels a run executing here; says whether it was.
     pub(crate) fn cancel(&self, run_id: &str, action: CancelAction) -> bool {
         let Some(mut cancels) = lock(&self.cancels) else {
             return false;
         };
         match cancels.get_mut(run_id) {
             Some((token, how)) => {
-                *how = Some(action);
+                // A takeover outranks any cancel: nothing more may be written.
+                if *how != Some(CancelAction::Lost) {
+                    *how = Some(action);
+                }
                 token.cancel();
                 true
             }
@@ -225,9 +282,14 @@ impl Runs {
         self.ended.subscribe()
     }
 
-    /// How many runs are executing.
+    /// How many runs are executing here.
     pub(crate) fn running(&self) -> usize {
-        lock(&self.queue).map_or(0, |q| q.running)
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// The runs executing here.
+    fn running_ids(&self) -> Vec<String> {
+        lock(&self.cancels).map_or_else(Vec::new, |c| c.keys().cloned().collect())
     }
 
     /// Stop starting runs (shutdown); running ones go on to their end.
@@ -236,54 +298,79 @@ impl Runs {
         self.wake.notify_one();
     }
 
-    /// Takes the next run that may start: the oldest pending one whose thread has no
-    /// active run and whose delay has passed. Otherwise how long to wait.
-    fn next_ready(&self) -> Result<RunRow, Option<Duration>> {
-        let Some(mut q) = lock(&self.queue) else {
-            return Err(None);
-        };
-        let now = now_ms();
-        let mut wait: Option<u64> = None;
-        let mut blocked: HashSet<&str> = HashSet::new();
-        let mut pick = None;
-        for (i, row) in q.pending.iter().enumerate() {
-            if q.busy_threads.contains(&row.thread_id) || blocked.contains(row.thread_id.as_str()) {
-                continue;
-            }
-            if row.not_before_ms > now {
-                // Later runs of this thread wait behind it.
-                blocked.insert(&row.thread_id);
-                let w = row.not_before_ms - now;
-                wait = Some(wait.map_or(w, |x| x.min(w)));
-                continue;
-            }
-            pick = Some(i);
-            break;
+    fn release(&self, run_id: &str) {
+        if let Some(mut c) = lock(&self.cancels) {
+            c.remove(run_id);
         }
-        match pick {
-            Some(i) => {
-                let row = q.pending.remove(i);
-                q.busy_threads.insert(row.thread_id.clone());
-                q.running += 1;
-                Ok(row)
-            }
-            None => Err(wait.map(Duration::from_millis)),
-        }
-    }
-
-    fn release(&self, thread_id: &str) {
-        if let Some(mut q) = lock(&self.queue) {
-            q.busy_threads.remove(thread_id);
-            q.running = q.running.saturating_sub(1);
-        }
+        self.running.fetch_sub(1, Ordering::AcqRel);
         self.ended.send_modify(|n| *n += 1);
         self.wake.notify_one();
     }
 }
 
-/// Starts queued runs as the pool allows, until the server stops.
+/// The log streams of `run_id` read. With a shared store, a run that does not execute here
+/// is mirrored from the store until it ends.
+pub(crate) fn log(app: &Arc<App>, run_id: &str) -> Arc<RunLog> {
+    let (log, created) = app.runs.local_log(run_id);
+    if created && app.control.shared() {
+        tokio::spawn(mirror(app.clone(), run_id.to_string(), log.clone()));
+    }
+    log
+}
+
+/// Copies the events of a run executing in another process into `log` until it ends.
+async fn mirror(app: Arc<App>, run_id: String, log: Arc<RunLog>) {
+    loop {
+        if log.local.load(Ordering::Acquire) || log.is_finished() {
+            return;
+        }
+        let events = match app.control.events_since(&run_id, log.len() as u64).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(run = %run_id, "cannot read the run's events: {e}");
+                Vec::new()
+            }
+        };
+        if log.local.load(Ordering::Acquire) {
+            return;
+        }
+        let quiet = events.is_empty();
+        for (seq, event, data) in events {
+            log.push_stored(seq, event, data);
+        }
+        if quiet {
+            // Nothing new: has it ended? Its end is stored after its last events.
+            let row = app.control.run(&run_id).await;
+            let ended = match &row {
+                Ok(Some(r)) => !r.status.is_active(),
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if ended && !log.local.load(Ordering::Acquire) {
+                if let Ok(rest) = app.control.events_since(&run_id, log.len() as u64).await {
+                    for (seq, event, data) in rest {
+                        log.push_stored(seq, event, data);
+                    }
+                }
+                if let Ok(Some(r)) = row
+                    && let Some(e) = r.error
+                {
+                    log.set_result(json!({ "__error__": e }));
+                }
+                log.finish();
+                app.runs.ended.send_modify(|n| *n += 1);
+                app.runs.forget_later(&run_id, app.options.stream_retention);
+                return;
+            }
+        }
+        tokio::time::sleep(MIRROR_POLL).await;
+    }
+}
+
+/// Claims runs from the store and starts them as the pool allows, until the process stops.
 pub(crate) async fn dispatch(app: Arc<App>) {
     let runs = &app.runs;
+    let lease = app.options.lease;
     let mut stopping = runs.stopping.subscribe();
     loop {
         if *stopping.borrow() {
@@ -296,25 +383,180 @@ pub(crate) async fn dispatch(app: Arc<App>) {
             if *stopping.borrow() {
                 return;
             }
-            match runs.next_ready() {
-                Ok(row) => break row,
-                Err(wait) => {
-                    let wait = wait.unwrap_or(Duration::from_secs(3600));
-                    tokio::select! {
-                        _ = runs.wake.notified() => {}
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stopping.changed() => {}
-                    }
+            let now = now_ms();
+            let wait = match app
+                .control
+                .claim(&runs.worker_id, now, now + lease.as_millis() as u64)
+                .await
+            {
+                Ok(Some(row)) => break row,
+                Ok(None) => {
+                    // Nothing to start: sleep until woken, the next delayed run is due, or
+                    // (shared) the next poll, since other processes add runs too.
+                    let due = app.control.next_due(now).await.ok().flatten();
+                    let idle = if app.control.shared() {
+                        app.options.poll
+                    } else {
+                        Duration::from_secs(3600)
+                    };
+                    due.map_or(idle, |d| {
+                        Duration::from_millis(d.saturating_sub(now)).min(idle)
+                    })
                 }
+                Err(e) => {
+                    tracing::warn!("cannot claim a run: {e}");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = runs.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.changed() => {}
             }
         };
+        let token = CancelToken::new();
+        if let Some(mut c) = lock(&runs.cancels) {
+            c.insert(row.run_id.clone(), (token.clone(), None));
+        }
+        runs.running.fetch_add(1, Ordering::AcqRel);
         let app = app.clone();
         tokio::spawn(async move {
-            let thread_id = row.thread_id.clone();
-            execute(&app, row).await;
-            app.runs.release(&thread_id);
+            let run_id = row.run_id.clone();
+            execute(&app, row, token).await;
+            app.runs.release(&run_id);
             drop(permit);
         });
+    }
+}
+
+/// Renews the leases of the runs executing here, applies cancels other processes asked for,
+/// stops runs another process took over, and returns abandoned runs to the queue.
+pub(crate) async fn heartbeat(app: Arc<App>) {
+    let runs = &app.runs;
+    let lease = app.options.lease.as_millis() as u64;
+    let period = HEARTBEAT.min(app.options.lease / 3);
+    let mut last_purge = now_ms();
+    loop {
+        tokio::time::sleep(period).await;
+        let ids = runs.running_ids();
+        if !ids.is_empty() {
+            match app
+                .control
+                .heartbeat(&runs.worker_id, &ids, now_ms() + lease)
+                .await
+            {
+                Ok(held) => {
+                    for id in &ids {
+                        match held.iter().find(|(r, _)| r == id) {
+                            None => {
+                                tracing::warn!(run = %id, "another process took this run over; stopping it here");
+                                runs.cancel(id, CancelAction::Lost);
+                            }
+                            Some((_, Some(how))) => {
+                                if let Some(action) = CancelAction::parse(how) {
+                                    runs.cancel(id, action);
+                                }
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot renew the runs' leases: {e}"),
+            }
+        }
+        if app.control.shared() {
+            match app.control.sweep(now_ms()).await {
+                Ok(swept) if !swept.is_empty() => {
+                    tracing::warn!(
+                        "{} runs whose process stopped renewing its lease are queued again: {}",
+                        swept.len(),
+                        swept.join(", ")
+                    );
+                    runs.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot sweep abandoned runs: {e}"),
+            }
+            if now_ms().saturating_sub(last_purge) > 60_000 {
+                last_purge = now_ms();
+                let before =
+                    now_ms().saturating_sub(app.options.stream_retention.as_millis() as u64);
+                if let Err(e) = app.control.purge_events(before).await {
+                    tracing::warn!("cannot purge old run events: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Hands the runs still executing here at shutdown to the next process: their leases end
+/// now, so a sweep anywhere queues them again and they continue from their last checkpoint.
+pub(crate) async fn hand_over(app: &Arc<App>) {
+    let ids = app.runs.running_ids();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = app.control.heartbeat(&app.runs.worker_id, &ids, 0).await {
+        tracing::warn!("cannot hand the running runs over: {e}");
+    }
+}
+
+/// Wakes the dispatcher on `NOTIFY` from other processes (`BRAINOPS_LISTEN_URL`: a direct
+/// or session-mode connection, since a transaction pooler cannot hold a LISTEN).
+pub(crate) async fn listen(app: Arc<App>, url: String) {
+    use sqlx::postgres::PgListener;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let listener = match PgListener::connect(&url).await {
+            Ok(mut l) => match l.listen(super::control::PG_CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!("LISTEN failed: {}", engine::pg::describe(&e));
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "cannot connect to BRAINOPS_LISTEN_URL: {}",
+                    engine::pg::describe(&e)
+                );
+                None
+            }
+        };
+        let Some(mut listener) = listener else {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            continue;
+        };
+        delay = Duration::from_millis(200);
+        // Notifications sent while disconnected are lost: look for work once.
+        app.runs.wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => on_notice(&app, n.payload()),
+                Ok(None) => {
+                    app.runs.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!("LISTEN connection lost: {}", engine::pg::describe(&e));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A wake-up from another process: `run` (a run was queued) or `cancel:ACTION:RUN_ID`.
+pub(crate) fn on_notice(app: &App, payload: &str) {
+    match payload.split_once(':') {
+        Some(("cancel", rest)) => {
+            if let Some((how, run_id)) = rest.split_once(':')
+                && let Some(action) = CancelAction::parse(how)
+            {
+                app.runs.cancel(run_id, action);
+            }
+        }
+        _ => app.runs.wake.notify_one(),
     }
 }
 
@@ -332,24 +574,59 @@ fn command_parts(kwargs: &Value) -> (Option<Value>, Option<Value>, Option<Value>
     (get("resume"), get("update"), get("goto"))
 }
 
-/// Runs one run to its end: status rows, events, thread bookkeeping, webhook.
-async fn execute(app: &Arc<App>, mut row: RunRow) {
-    let log = app.runs.log(&row.run_id);
-    row.status = RunState::Running;
-    row.attempt += 1;
-    row.updated_at_ms = now_ms();
-    if let Err(e) = app.control.put_run(&row).await {
-        tracing::error!(run = %row.run_id, "cannot mark the run running: {e}");
+/// Copies a run's new events to the shared store every few milliseconds while it runs, so
+/// streams on other processes follow it and another process can continue its log.
+fn store_events(
+    app: &Arc<App>,
+    run_id: &str,
+    log: &Arc<RunLog>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !app.control.shared() {
+        return None;
     }
+    let (app, run_id, log) = (app.clone(), run_id.to_string(), log.clone());
+    Some(tokio::spawn(async move {
+        let mut rx = log.subscribe();
+        loop {
+            let batch = log.take_unstored();
+            if let Err(e) = app.control.append_events(&run_id, &batch).await {
+                tracing::warn!(run = %run_id, "cannot store the run's events: {e}");
+            }
+            if rx.changed().await.is_err() || log.is_finished() {
+                return;
+            }
+            // Coalesce: one insert for what a burst of tokens adds.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }))
+}
+
+/// Runs one claimed run to its end: status rows, events, thread bookkeeping, webhook.
+async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
+    let log = app.runs.local_log(&row.run_id).0;
+    log.local.store(true, Ordering::Release);
+    if app.control.shared() {
+        // What earlier attempts, or the process that queued it, streamed already.
+        match app
+            .control
+            .events_since(&row.run_id, log.len() as u64)
+            .await
+        {
+            Ok(events) => {
+                for (seq, event, data) in events {
+                    log.push_stored(seq, event, data);
+                }
+            }
+            Err(e) => tracing::warn!(run = %row.run_id, "cannot read the run's events: {e}"),
+        }
+    }
+    let flusher = store_events(app, &row.run_id, &log);
+    row.updated_at_ms = now_ms();
     if row.attempt > 1 || log.len() == 0 {
         log.push(
             "metadata",
             &json!({"run_id": row.run_id, "attempt": row.attempt}),
         );
-    }
-    let token = CancelToken::new();
-    if let Some(mut c) = lock(&app.runs.cancels) {
-        c.insert(row.run_id.clone(), (token.clone(), None));
     }
     let started_at = now_ms();
     if row.attempt == 1 {
@@ -357,9 +634,13 @@ async fn execute(app: &Arc<App>, mut row: RunRow) {
             Ok(Some(t)) => t.last_checkpoint,
             _ => None,
         };
-        if let Err(e) = app.control.put_run(&row).await {
-            tracing::error!(run = %row.run_id, "cannot store the run's start: {e}");
+    }
+    match app.control.update_claimed(&row).await {
+        Ok(true) => {}
+        Ok(false) => {
+            app.runs.cancel(&row.run_id, CancelAction::Lost);
         }
+        Err(e) => tracing::error!(run = %row.run_id, "cannot store the run's start: {e}"),
     }
     // A run longer than the limit is cancelled at its next await and ends `timeout`.
     let limit = app.options.run_timeout;
@@ -371,15 +652,28 @@ async fn execute(app: &Arc<App>, mut row: RunRow) {
             runs.cancel(&run_id, CancelAction::Timeout);
         })
     };
-    let outcome = run_graph(app, &row, &log, token.clone()).await;
+    let outcome = if token.is_cancelled() {
+        Err("the run was taken over by another process".to_string())
+    } else {
+        run_graph(app, &row, &log, token.clone()).await
+    };
     timer.abort();
-    let action = lock(&app.runs.cancels)
-        .and_then(|mut c| c.remove(&row.run_id))
-        .and_then(|(_, how)| how);
+    let action = lock(&app.runs.cancels).and_then(|c| c.get(&row.run_id).and_then(|(_, how)| *how));
+    if action == Some(CancelAction::Lost) {
+        // Another process continues it: this one leaves the run, its thread and its
+        // stored events alone.
+        if let Some(f) = flusher {
+            f.abort();
+        }
+        log.finish();
+        app.runs.forget_later(&row.run_id, Duration::from_secs(5));
+        return;
+    }
     let (status, rolled_back) = match (&outcome, action) {
         (_, Some(CancelAction::Rollback)) => (RunState::Interrupted, true),
         (_, Some(CancelAction::Interrupt)) => (RunState::Interrupted, false),
         (_, Some(CancelAction::Timeout)) => (RunState::Timeout, false),
+        (_, Some(CancelAction::Lost)) => (RunState::Interrupted, false),
         (Ok(o), None) if o.status == RunStatus::Failed => (RunState::Error, false),
         (Ok(_), None) => (RunState::Success, false),
         (Err(_), None) => (RunState::Error, false),
@@ -429,17 +723,33 @@ async fn execute(app: &Arc<App>, mut row: RunRow) {
             tracing::error!(thread = %thread.thread_id, "cannot update the thread: {e}");
         }
     }
+    // Every event is stored before the run is marked ended: a process mirroring the run
+    // reads its end as "nothing more will come".
+    if let Some(f) = flusher {
+        f.abort();
+        let rest = log.take_unstored();
+        if let Err(e) = app.control.append_events(&row.run_id, &rest).await {
+            tracing::warn!(run = %row.run_id, "cannot store the run's events: {e}");
+        }
+    }
     row.status = status;
     row.updated_at_ms = now_ms();
+    row.error = error
+        .clone()
+        .filter(|_| matches!(status, RunState::Error | RunState::Timeout));
     // The run is marked finished before its stream closes: the SDK reconnects to a stream
     // that closed while the run still looked active.
     let stored = if rolled_back {
-        app.control.delete_run(&row.run_id).await.map(|_| ())
+        app.control.delete_run(&row.run_id).await.map(|_| true)
     } else {
-        app.control.put_run(&row).await
+        app.control.update_claimed(&row).await
     };
-    if let Err(e) = stored {
-        tracing::error!(run = %row.run_id, "cannot store the run's end: {e}");
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(run = %row.run_id, "the run was taken over as it ended; its end is not stored here")
+        }
+        Err(e) => tracing::error!(run = %row.run_id, "cannot store the run's end: {e}"),
     }
     if let Some(url) = row.kwargs.get("webhook").and_then(Value::as_str) {
         let values = outcome.as_ref().ok().map(|o| o.state.clone());
@@ -472,7 +782,26 @@ async fn run_graph(
         .assistant(&row.assistant_id)
         .ok_or_else(|| format!("assistant `{}` is gone", row.assistant_id))?;
     let runner = assistant.runner.clone();
-    let kwargs = &row.kwargs;
+    // A later attempt of a run whose earlier attempt checkpointed progress continues from
+    // its last checkpoint: applying the input (or answer, update, rewind) again would
+    // repeat the finished steps and their side effects.
+    let continuing = row.attempt > 1
+        && matches!(
+            app.checkpointer.thread(&row.thread_id).await,
+            Ok(Some(t)) if t.last_checkpoint.is_some() && t.last_checkpoint != row.start_checkpoint
+        );
+    let kwargs = if continuing {
+        let mut options = row.kwargs.clone();
+        if let Some(o) = options.as_object_mut() {
+            for key in ["input", "command", "checkpoint_id"] {
+                o.remove(key);
+            }
+        }
+        std::borrow::Cow::Owned(options)
+    } else {
+        std::borrow::Cow::Borrowed(&row.kwargs)
+    };
+    let kwargs = kwargs.as_ref();
     let (resume, update, goto) = command_parts(kwargs);
     if goto.is_some() {
         return Err("command.goto is not supported yet: this engine routes only along the graph's edges (issue #17)".into());
@@ -656,18 +985,16 @@ pub(crate) async fn delete_thread_everywhere(app: &Arc<App>, thread_id: &str) {
     }
 }
 
-/// Puts the runs a previous process left pending or running back in the queue.
+/// At start with a private store (SQLite, memory): the runs a previous process left
+/// running are queued again at once, since no other process can hold them; they continue
+/// from their last checkpoint. A shared store leaves that to the sweep (leases).
 pub(crate) async fn recover(app: &Arc<App>) -> Result<usize, String> {
-    let active = app.control.active_runs().await?;
-    let n = active.len();
-    for mut row in active {
-        if row.status == RunState::Running {
-            // It was running when its process died: it continues from its last checkpoint.
-            row.status = RunState::Pending;
-            app.control.put_run(&row).await?;
-        }
-        app.runs.enqueue(row);
+    if app.control.shared() {
+        app.runs.wake.notify_one();
+        return Ok(0);
     }
+    let n = app.control.sweep(u64::MAX).await?.len();
+    app.runs.wake.notify_one();
     Ok(n)
 }
 

@@ -1,0 +1,283 @@
+"""Servers and workers on several processes sharing one Postgres through PgBouncer
+(transaction mode, like Supabase's port 6543): each run is claimed by exactly one process,
+streams follow a run executing elsewhere, a worker killed with SIGKILL or frozen with
+SIGSTOP past its lease is replaced without losing or repeating anything, and the queue
+survives a Postgres restart."""
+
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GRAPHS = os.path.join(HERE, "worker_graphs")
+DIRECT = os.environ.get("DATABASE_URL")
+POOLER = os.environ.get("DATABASE_POOLER_URL")
+
+pytestmark = pytest.mark.skipif(
+    not (DIRECT and POOLER),
+    reason="needs DATABASE_URL and DATABASE_POOLER_URL (eval \"$(scripts/postgres.sh)\")",
+)
+
+
+def psql(url, sql):
+    out = subprocess.run(
+        ["psql", url.split("?")[0], "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+def with_db(url, name):
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A Slack incoming webhook that counts the messages it gets."""
+
+    posts = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        Hook.posts.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def hook():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/test"
+    server.shutdown()
+
+
+@pytest.fixture
+def db():
+    """A fresh database; processes reach it through PgBouncer."""
+    name = "brainops_workers_" + uuid.uuid4().hex[:10]
+    psql(DIRECT, f"CREATE DATABASE {name}")
+    psql(with_db(DIRECT, name), "CREATE EXTENSION IF NOT EXISTS vector")
+    yield with_db(POOLER, name), with_db(DIRECT, name)
+    subprocess.run(
+        ["psql", DIRECT.split("?")[0], "-XAtq", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+        capture_output=True,
+    )
+
+
+class Proc:
+    """One `brainops serve` or `brainops worker` process."""
+
+    def __init__(self, home, command, store, hook, extra=(), lease=2):
+        self.args = [
+            os.environ["BRAINOPS_BIN"], command, "--graphs", GRAPHS, "--checkpoint", store,
+            *(["--port", "0"] if command == "serve" else []), *extra,
+        ]
+        self.env = dict(
+            os.environ, BRAINOPS_HOME=home, SLACK_WEBHOOK_URL=hook,
+            BRAINOPS_INTEGRATIONS="live", BRAINOPS_LEASE_SECS=str(lease), BRAINOPS_POLL_MS="200",
+        )
+        self.proc = None
+        self.url = None
+        self.err = []
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        line = self.proc.stderr.readline()
+        assert "brainops" in line, f"did not start: {line}{self.proc.stderr.read()}"
+        threading.Thread(target=self._drain, daemon=True).start()
+        match = re.search(r"http://[0-9.:]+", line)
+        if match:
+            self.url = match.group(0)
+            deadline = time.time() + 10
+            while httpx.get(self.url + "/ok").status_code != 200:
+                assert time.time() < deadline
+                time.sleep(0.05)
+        return self
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def spawn(procs, *args, **kwargs):
+    p = Proc(*args, **kwargs).start()
+    procs.append(p)
+    return p
+
+
+def run_row(direct, run_id):
+    out = psql(direct, f"SELECT status, attempt, coalesce(worker, '') FROM brainops_server_runs WHERE run_id = '{run_id}'")
+    status, attempt, worker = out.split("|")
+    return status, int(attempt), worker
+
+
+def wait_for(cond, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def history_shape(client, tid):
+    return [(len(h["next"]), tuple(sorted(h["values"].get("log", [])))) for h in client.threads.get_history(tid, limit=50)]
+
+
+def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, tmp_path):
+    store, direct = db
+    api_a = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    api_b = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    w1 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"])
+    w2 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"])
+    a, b = get_sync_client(url=api_a.url), get_sync_client(url=api_b.url)
+
+    runs = []
+    for i in range(8):
+        tid = a.threads.create()["thread_id"]
+        runs.append((tid, a.runs.create(tid, "effect", input={"seconds": 0.4, "name": f"job{i}"})["run_id"]))
+    for tid, rid in runs:
+        # Joined through the other API process: the run ends in whichever worker took it.
+        assert b.runs.join(tid, rid)["log"] == ["done"]
+    rows = [run_row(direct, rid) for _, rid in runs]
+    assert all(r[0] == "success" and r[1] == 1 for r in rows), rows
+    workers = {r[2] for r in rows}
+    assert len(workers) == 2, f"both workers should have taken runs: {workers}"
+    assert {w.split("/")[1] for w in workers} == {str(w1.pid), str(w2.pid)}
+
+    # A run streamed through an API process that executes nothing: every event arrives, in
+    # order, from the worker through Postgres.
+    tid = b.threads.create()["thread_id"]
+    parts = list(b.runs.stream(tid, "effect", input={"seconds": 0.2, "name": "streamed"}, stream_mode=["values", "updates"]))
+    events = [p.event for p in parts]
+    assert events[0] == "metadata"
+    assert [list(p.data) for p in parts if p.event == "updates"] == [["notify"], ["wait"], ["mark"]]
+    assert [p.data for p in parts if p.event == "updates"][-1] == {"mark": {"log": ["done"]}}
+    assert parts[-1].event == "values" and parts[-1].data["log"] == ["done"]
+
+    # Waiting through one API process for a run created through the other.
+    tid = a.threads.create()["thread_id"]
+    assert a.runs.wait(tid, "effect", input={"seconds": 0.1})["log"] == ["done"]
+
+    # A cancel through an API process reaches the worker running the run.
+    tid = a.threads.create()["thread_id"]
+    rid = a.runs.create(tid, "effect", input={"seconds": 30})["run_id"]
+    wait_for(lambda: run_row(direct, rid)[0] == "running", what="the run to start")
+    started = time.time()
+    b.runs.cancel(tid, rid)
+    wait_for(lambda: run_row(direct, rid)[0] == "interrupted", what="the cancel")
+    assert time.time() - started < 5
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path):
+    store, direct = db
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    client = get_sync_client(url=api.url, timeout=60)
+    spawn(procs, str(tmp_path), "worker", store, hook)
+    spawn(procs, str(tmp_path), "worker", store, hook)
+    by_pid = {p.pid: p for p in procs}
+
+    calm = client.threads.create()["thread_id"]
+    expected = client.runs.wait(calm, "effect", input={"seconds": 2, "name": "calm"})
+    calm_history = history_shape(client, calm)
+
+    Hook.posts.clear()
+    tid = client.threads.create()["thread_id"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 2, "name": "kill"}, stream_resumable=True)["run_id"]
+    wait_for(lambda: Hook.posts, what="the side effect")
+    time.sleep(0.5)  # inside the sleeping node
+    status, attempt, worker = run_row(direct, rid)
+    assert (status, attempt) == ("running", 1)
+    victim = by_pid[int(worker.split("/")[1])]
+    victim.signal(signal.SIGKILL)
+    victim.proc.wait(timeout=10)
+
+    final = client.runs.join(tid, rid)
+    assert {k: v for k, v in final.items() if k not in ("name", "posted", "slept")} == {
+        k: v for k, v in expected.items() if k not in ("name", "posted", "slept")
+    }
+    status, attempt, worker = run_row(direct, rid)
+    assert (status, attempt) == ("success", 2)
+    assert str(victim.pid) not in worker
+    assert len(Hook.posts) == 1, f"the message was sent {len(Hook.posts)} times"
+    assert history_shape(client, tid) == calm_history
+    # The resumable stream replays both attempts' events, numbered without a gap.
+    replay = list(client.runs.join_stream(tid, rid, last_event_id="-1"))
+    metas = [p.data for p in replay if p.event == "metadata"]
+    assert [m["attempt"] for m in metas] == [1, 2]
+    assert replay[-1].event == "values" and replay[-1].data["log"] == ["done"]
+
+
+def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path):
+    store, direct = db
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    client = get_sync_client(url=api.url, timeout=60)
+    frozen = spawn(procs, str(tmp_path), "worker", store, hook)
+
+    Hook.posts.clear()
+    tid = client.threads.create()["thread_id"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 3, "name": "frozen"})["run_id"]
+    wait_for(lambda: Hook.posts, what="the side effect")
+    time.sleep(0.3)
+    frozen.signal(signal.SIGSTOP)
+    spare = spawn(procs, str(tmp_path), "worker", store, hook)
+    # The spare takes the run over once the frozen worker's lease (2 s) runs out.
+    wait_for(lambda: run_row(direct, rid)[1] == 2, timeout=15, what="the takeover")
+    assert str(spare.pid) in run_row(direct, rid)[2]
+    final = client.runs.join(tid, rid)
+    assert final["log"] == ["done"]
+    history = history_shape(client, tid)
+
+    # The frozen worker wakes after the run ended elsewhere: whatever it had in flight is
+    # refused, so the thread keeps one line of checkpoints and one "done".
+    frozen.signal(signal.SIGCONT)
+    time.sleep(4)
+    assert client.threads.get_state(tid)["values"]["log"] == ["done"]
+    assert history_shape(client, tid) == history
+    assert run_row(direct, rid)[:2] == ("success", 2)
+    assert len(Hook.posts) == 1
+    assert any("took this run over" in line or "taken over" in line for line in frozen.err), frozen.err
