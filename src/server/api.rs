@@ -1484,7 +1484,7 @@ fn created_response(row: &RunRow) -> Response {
 async fn runs_stream(State(app): Shared, Path(tid): Path<String>, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, Some(tid), body).await?;
-    let log = runs::log(app, &row.run_id);
+    let log = runs::log(&app, &row.run_id);
     Ok(stream_response(
         &app,
         &row,
@@ -1499,7 +1499,7 @@ async fn runs_stream(State(app): Shared, Path(tid): Path<String>, body: Bytes) -
 async fn stateless_stream(State(app): Shared, body: Bytes) -> ApiResult {
     let on_disconnect = disconnect_policy(&body);
     let row = create_run(&app, None, body).await?;
-    let log = runs::log(app, &row.run_id);
+    let log = runs::log(&app, &row.run_id);
     Ok(stream_response(
         &app,
         &row,
@@ -1899,7 +1899,7 @@ async fn run_cancel(
         cancel_run(&app, row.clone(), action).await?;
     }
     if wait {
-        let log = runs::log(app, &row.run_id);
+        let log = runs::log(&app, &row.run_id);
         let mut rx = log.subscribe();
         if row.status.is_active() {
             while !rx.borrow_and_update().1 {
