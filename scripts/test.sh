@@ -3,7 +3,7 @@
 #
 # Sets up what the tests need first: a local PostgreSQL 15 + pgvector + PgBouncer on
 # 127.0.0.1 (scripts/postgres.sh), the local chat model (scripts/local-model.sh), the
-# local embedding model (scripts/local-embedder.sh) and llama.cpp's llama-server
+# local embedding model (scripts/local-embedder.sh), Redis (scripts/redis.sh) and llama.cpp's llama-server
 # (scripts/llama-server.sh, built once, ~9 min); all are idempotent. The embedded SQLite
 # is compiled in.
 #
@@ -22,6 +22,15 @@ export DATABASE_URL DATABASE_POOLER_URL
 for db in $(psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'brainops\_t\_%'"); do
   psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
 done
+
+# The workers' tests drop theirs as they end; a killed run may leave one.
+for db in $(psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'brainops\_workers\_%'"); do
+  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+done
+
+echo "==> Redis on 127.0.0.1 (the optional accelerator of servers and workers)"
+eval "$(scripts/redis.sh)"
+export REDIS_URL
 
 echo "==> local model"
 eval "$(scripts/local-model.sh)"

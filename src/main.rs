@@ -503,6 +503,9 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
                 Duration::from_millis(500)
             }),
             listen_url,
+            redis_url: std::env::var("REDIS_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty()),
             ..Default::default()
         };
         let served = engine.graphs().count();

@@ -1369,7 +1369,7 @@ pub(crate) async fn create_run(
     app.runs.enqueue();
     if app.control.shared() {
         let app = app.clone();
-        tokio::spawn(async move { app.control.notify("run").await });
+        tokio::spawn(async move { app.tell("run").await });
     }
     Ok(row)
 }
@@ -1410,8 +1410,7 @@ async fn cancel_run(app: &Arc<App>, row: RunRow, action: CancelAction) -> ApiRes
             return Ok(());
         }
         if app.control.shared() {
-            app.control
-                .notify(&format!("cancel:{}:{}", action.as_str(), row.run_id))
+            app.tell(&format!("cancel:{}:{}", action.as_str(), row.run_id))
                 .await;
         }
     }

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod control;
+mod fanout;
 mod protocol;
 mod runs;
 mod webhook;
@@ -64,6 +65,9 @@ pub struct ServeOptions {
     /// A direct or session-mode Postgres URL to `LISTEN` on, so runs start and cancels land
     /// at once instead of at the next poll or heartbeat (`BRAINOPS_LISTEN_URL`).
     pub listen_url: Option<String>,
+    /// Redis (`REDIS_URL`): instant wake-ups and cancels, and live event fan-out between
+    /// processes. Optional; Postgres alone does everything, more slowly.
+    pub redis_url: Option<String>,
 }
 
 /// What a process does.
@@ -96,6 +100,7 @@ impl Default for ServeOptions {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             listen_url: None,
+            redis_url: None,
         }
     }
 }
@@ -146,9 +151,21 @@ pub(crate) struct App {
     pub(crate) jwks: tokio::sync::RwLock<Option<jsonwebtoken::jwk::JwkSet>>,
     /// The v2 protocol's per-thread event buses.
     pub(crate) buses: protocol::Buses,
+    /// Redis, when `REDIS_URL` is set.
+    pub(crate) redis: Option<Arc<fanout::Redis>>,
 }
 
 impl App {
+    /// Tells the other processes `run` (one was queued) or `cancel:ACTION:RUN_ID`: through
+    /// Redis when there is one, else through Postgres (`NOTIFY`, heard where a process
+    /// listens).
+    pub(crate) async fn tell(&self, payload: &str) {
+        match &self.redis {
+            Some(r) => r.control(payload).await,
+            None => self.control.notify(payload).await,
+        }
+    }
+
     /// The assistant with this id, or the system assistant of the graph with this name.
     pub(crate) fn assistant(&self, id: &str) -> Option<&Assistant> {
         self.assistants
@@ -221,6 +238,12 @@ pub async fn serve_until(
             }
         )));
     }
+    let redis = match options.redis_url.as_deref() {
+        Some(url) if control.shared() => {
+            Some(fanout::Redis::open(url).map_err(ServeError::Options)?)
+        }
+        _ => None,
+    };
     let checkpointer = engine.checkpointer().clone();
     let assistants = engine
         .graphs()
@@ -242,6 +265,7 @@ pub async fn serve_until(
         started_ms: wire::now_ms(),
         jwks: tokio::sync::RwLock::new(None),
         buses: protocol::Buses::default(),
+        redis: redis.as_ref().map(|(r, _)| r.clone()),
     });
     let executes = options.role != Role::Api;
     let listener = if options.role == Role::Worker {
@@ -262,6 +286,9 @@ pub async fn serve_until(
         Some((listener, bound))
     };
     let mut background = Vec::new();
+    if let Some((r, client)) = redis {
+        background.push(tokio::spawn(fanout::subscribe(app.clone(), r, client)));
+    }
     if executes {
         let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;
         if recovered > 0 {

@@ -251,6 +251,11 @@ impl Runs {
         self.wake.notify_one();
     }
 
+    /// Something may have been missed (a reconnect): look for work.
+    pub(crate) fn poke(&self) {
+        self.wake.notify_one();
+    }
+
     /// Ends the log of a run cancelled before it started, so its streams and waits end.
     pub(crate) fn finish_pending(&self, run_id: &str) {
         if let Some(log) = self.existing_log(run_id) {
@@ -318,53 +323,108 @@ pub(crate) fn log(app: &Arc<App>, run_id: &str) -> Arc<RunLog> {
     log
 }
 
-/// Copies the events of a run executing in another process into `log` until it ends.
+/// How often a mirrored run is read from the store when Redis brings its events.
+const MIRROR_SAFETY_POLL: Duration = Duration::from_secs(2);
+
+/// Copies the events of a run executing in another process into `log` until it ends: as
+/// Redis delivers them when there is Redis, otherwise by reading the store every 100 ms.
 async fn mirror(app: Arc<App>, run_id: String, log: Arc<RunLog>) {
-    loop {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut frames = match &app.redis {
+        Some(r) => Some(r.follow(&run_id).await),
+        None => None,
+    };
+    let poll = if frames.is_some() {
+        MIRROR_SAFETY_POLL
+    } else {
+        MIRROR_POLL
+    };
+    let mut end_hint = false;
+    'catch_up: loop {
         if log.local.load(Ordering::Acquire) || log.is_finished() {
-            return;
+            break;
         }
-        let events = match app.control.events_since(&run_id, log.len() as u64).await {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::warn!(run = %run_id, "cannot read the run's events: {e}");
-                Vec::new()
-            }
-        };
-        if log.local.load(Ordering::Acquire) {
-            return;
+        let found = copy_stored(&app, &run_id, &log).await;
+        if (!found || end_hint) && mirror_ended(&app, &run_id, &log).await {
+            break;
         }
-        let quiet = events.is_empty();
-        for (seq, event, data) in events {
-            log.push_stored(seq, event, data);
-        }
-        if quiet {
-            // Nothing new: has it ended? Its end is stored after its last events.
-            let row = app.control.run(&run_id).await;
-            let ended = match &row {
-                Ok(Some(r)) => !r.status.is_active(),
-                Ok(None) => true,
-                Err(_) => false,
+        end_hint = false;
+        loop {
+            let Some(rx) = frames.as_mut() else {
+                tokio::time::sleep(poll).await;
+                continue 'catch_up;
             };
-            if ended && !log.local.load(Ordering::Acquire) {
-                if let Ok(rest) = app.control.events_since(&run_id, log.len() as u64).await {
-                    for (seq, event, data) in rest {
-                        log.push_stored(seq, event, data);
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    Ok(super::fanout::Frame::Events(events)) => {
+                        let next = log.len() as u64 + 1;
+                        let contiguous = events.first().is_none_or(|e| e.0 <= next);
+                        if log.local.load(Ordering::Acquire) {
+                            break 'catch_up;
+                        }
+                        for (seq, event, data) in events {
+                            log.push_stored(seq, event, data);
+                        }
+                        if !contiguous {
+                            continue 'catch_up;
+                        }
                     }
-                }
-                if let Ok(Some(r)) = row
-                    && let Some(e) = r.error
-                {
-                    log.set_result(json!({ "__error__": e }));
-                }
-                log.finish();
-                app.runs.ended.send_modify(|n| *n += 1);
-                app.runs.forget_later(&run_id, app.options.stream_retention);
-                return;
+                    Ok(super::fanout::Frame::End) => {
+                        end_hint = true;
+                        continue 'catch_up;
+                    }
+                    Ok(super::fanout::Frame::Gap) | Err(RecvError::Lagged(_)) => continue 'catch_up,
+                    Err(RecvError::Closed) => {
+                        frames = None;
+                        continue 'catch_up;
+                    }
+                },
+                _ = tokio::time::sleep(poll) => continue 'catch_up,
             }
         }
-        tokio::time::sleep(MIRROR_POLL).await;
     }
+    if let Some(r) = &app.redis {
+        drop(frames);
+        r.unfollow(&run_id).await;
+    }
+}
+
+/// Copies the run's events the log lacks from the store; says whether there were any.
+async fn copy_stored(app: &App, run_id: &str, log: &RunLog) -> bool {
+    match app.control.events_since(run_id, log.len() as u64).await {
+        Ok(events) => {
+            let found = !events.is_empty();
+            if !log.local.load(Ordering::Acquire) {
+                for (seq, event, data) in events {
+                    log.push_stored(seq, event, data);
+                }
+            }
+            found
+        }
+        Err(e) => {
+            tracing::warn!(run = %run_id, "cannot read the run's events: {e}");
+            false
+        }
+    }
+}
+
+/// Ends a mirrored log if the run's end is stored (its events are stored before it).
+async fn mirror_ended(app: &Arc<App>, run_id: &str, log: &RunLog) -> bool {
+    let row = match app.control.run(run_id).await {
+        Ok(row) => row,
+        Err(_) => return false,
+    };
+    if row.as_ref().is_some_and(|r| r.status.is_active()) || log.local.load(Ordering::Acquire) {
+        return false;
+    }
+    copy_stored(app, run_id, log).await;
+    if let Some(e) = row.and_then(|r| r.error) {
+        log.set_result(json!({ "__error__": e }));
+    }
+    log.finish();
+    app.runs.ended.send_modify(|n| *n += 1);
+    app.runs.forget_later(run_id, app.options.stream_retention);
+    true
 }
 
 /// Claims runs from the store and starts them as the pool allows, until the process stops.
@@ -592,11 +652,14 @@ fn store_events(
             if let Err(e) = app.control.append_events(&run_id, &batch).await {
                 tracing::warn!(run = %run_id, "cannot store the run's events: {e}");
             }
+            if let Some(r) = &app.redis {
+                r.events(&run_id, &batch).await;
+            }
             if rx.changed().await.is_err() || log.is_finished() {
                 return;
             }
-            // Coalesce: one insert for what a burst of tokens adds.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Coalesce: one insert (and one publish) for what a burst of tokens adds.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }))
 }
@@ -731,6 +794,9 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         if let Err(e) = app.control.append_events(&row.run_id, &rest).await {
             tracing::warn!(run = %row.run_id, "cannot store the run's events: {e}");
         }
+        if let Some(r) = &app.redis {
+            r.events(&row.run_id, &rest).await;
+        }
     }
     row.status = status;
     row.updated_at_ms = now_ms();
@@ -744,6 +810,9 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     } else {
         app.control.update_claimed(&row).await
     };
+    if let Some(r) = &app.redis {
+        r.ended(&row.run_id).await;
+    }
     match stored {
         Ok(true) => {}
         Ok(false) => {

@@ -1,8 +1,10 @@
 """Servers and workers on several processes sharing one Postgres through PgBouncer
 (transaction mode, like Supabase's port 6543): each run is claimed by exactly one process,
 streams follow a run executing elsewhere, a worker killed with SIGKILL or frozen with
-SIGSTOP past its lease is replaced without losing or repeating anything, and the queue
-survives a Postgres restart."""
+SIGSTOP past its lease is replaced without losing or repeating anything. Each test runs
+with Postgres alone (polling), with LISTEN on a direct connection, and with Redis (a
+private redis-server per module, so it can be killed); Redis killed mid-run changes
+nothing but latency."""
 
 import http.server
 import json
@@ -68,6 +70,62 @@ def hook():
     server.shutdown()
 
 
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server (installed by scripts/redis.sh) that a test may kill."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", self.tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
+                                        capture_output=True, text=True).stdout.strip() == "PONG",
+                 what="redis-server")
+        return self
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args],
+                              capture_output=True, text=True).stdout.strip()
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(params=["poll", "listen", "redis"])
+def accel(request, redis_server):
+    """How processes wake each other: Postgres polling, LISTEN/NOTIFY, or Redis."""
+    if request.param == "redis":
+        return {"REDIS_URL": redis_server.url}
+    if request.param == "listen":
+        return {"LISTEN": True}
+    return {}
+
+
 @pytest.fixture
 def db():
     """A fresh database; processes reach it through PgBouncer."""
@@ -84,7 +142,7 @@ def db():
 class Proc:
     """One `brainops serve` or `brainops worker` process."""
 
-    def __init__(self, home, command, store, hook, extra=(), lease=2):
+    def __init__(self, home, command, store, hook, extra=(), lease=2, accel=None, direct=None):
         self.args = [
             os.environ["BRAINOPS_BIN"], command, "--graphs", GRAPHS, "--checkpoint", store,
             *(["--port", "0"] if command == "serve" else []), *extra,
@@ -93,6 +151,10 @@ class Proc:
             os.environ, BRAINOPS_HOME=home, SLACK_WEBHOOK_URL=hook,
             BRAINOPS_INTEGRATIONS="live", BRAINOPS_LEASE_SECS=str(lease), BRAINOPS_POLL_MS="200",
         )
+        accel = dict(accel or {})
+        if accel.pop("LISTEN", False):
+            self.env["BRAINOPS_LISTEN_URL"] = direct
+        self.env.update(accel)
         self.proc = None
         self.url = None
         self.err = []
@@ -168,12 +230,13 @@ def history_shape(client, tid):
     return [(len(h["next"]), tuple(sorted(h["values"].get("log", [])))) for h in client.threads.get_history(tid, limit=50)]
 
 
-def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, tmp_path):
+def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, tmp_path, accel):
     store, direct = db
-    api_a = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
-    api_b = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
-    w1 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"])
-    w2 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"])
+    kw = dict(accel=accel, direct=direct)
+    api_a = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    api_b = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    w1 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"], **kw)
+    w2 = spawn(procs, str(tmp_path), "worker", store, hook, ["--max-concurrent-runs", "2"], **kw)
     a, b = get_sync_client(url=api_a.url), get_sync_client(url=api_b.url)
 
     runs = []
@@ -190,9 +253,16 @@ def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, t
     assert {w.split("/")[1] for w in workers} == {str(w1.pid), str(w2.pid)}
 
     # A run streamed through an API process that executes nothing: every event arrives, in
-    # order, from the worker through Postgres.
+    # order, from the worker, as it happens (the first update well before the run's 2 s
+    # sleep ends).
     tid = b.threads.create()["thread_id"]
-    parts = list(b.runs.stream(tid, "effect", input={"seconds": 0.2, "name": "streamed"}, stream_mode=["values", "updates"]))
+    started = time.time()
+    parts, first_update = [], None
+    for p in b.runs.stream(tid, "effect", input={"seconds": 2, "name": "streamed"}, stream_mode=["values", "updates"]):
+        if p.event == "updates" and first_update is None:
+            first_update = time.time() - started
+        parts.append(p)
+    assert first_update < 1.5, f"the first update came after {first_update:.2f} s"
     events = [p.event for p in parts]
     assert events[0] == "metadata"
     assert [list(p.data) for p in parts if p.event == "updates"] == [["notify"], ["wait"], ["mark"]]
@@ -213,12 +283,13 @@ def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, t
     assert time.time() - started < 5
 
 
-def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path):
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path, accel):
     store, direct = db
-    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    kw = dict(accel=accel, direct=direct)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
     client = get_sync_client(url=api.url, timeout=60)
-    spawn(procs, str(tmp_path), "worker", store, hook)
-    spawn(procs, str(tmp_path), "worker", store, hook)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
     by_pid = {p.pid: p for p in procs}
 
     calm = client.threads.create()["thread_id"]
@@ -252,11 +323,12 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook
     assert replay[-1].event == "values" and replay[-1].data["log"] == ["done"]
 
 
-def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path):
+def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path, accel):
     store, direct = db
-    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    kw = dict(accel=accel, direct=direct)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
     client = get_sync_client(url=api.url, timeout=60)
-    frozen = spawn(procs, str(tmp_path), "worker", store, hook)
+    frozen = spawn(procs, str(tmp_path), "worker", store, hook, **kw)
 
     Hook.posts.clear()
     tid = client.threads.create()["thread_id"]
@@ -264,7 +336,7 @@ def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path):
     wait_for(lambda: Hook.posts, what="the side effect")
     time.sleep(0.3)
     frozen.signal(signal.SIGSTOP)
-    spare = spawn(procs, str(tmp_path), "worker", store, hook)
+    spare = spawn(procs, str(tmp_path), "worker", store, hook, **kw)
     # The spare takes the run over once the frozen worker's lease (2 s) runs out.
     wait_for(lambda: run_row(direct, rid)[1] == 2, timeout=15, what="the takeover")
     assert str(spare.pid) in run_row(direct, rid)[2]
@@ -281,3 +353,45 @@ def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path):
     assert run_row(direct, rid)[:2] == ("success", 2)
     assert len(Hook.posts) == 1
     assert any("took this run over" in line or "taken over" in line for line in frozen.err), frozen.err
+
+
+def test_redis_killed_mid_run_changes_nothing_but_latency(db, procs, hook, tmp_path, redis_server):
+    store, direct = db
+    kw = dict(accel={"REDIS_URL": redis_server.url})
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client = get_sync_client(url=api.url, timeout=60)
+    # Idle processes only hold their subscriptions: no polling commands.
+    before = int(redis_server.cli("INFO", "stats").split("total_commands_processed:")[1].split()[0])
+    time.sleep(3)
+    after = int(redis_server.cli("INFO", "stats").split("total_commands_processed:")[1].split()[0])
+    assert after - before <= 2, f"idle processes sent {after - before} commands in 3 s"  # the INFO itself
+
+    tid = client.threads.create()["thread_id"]
+    parts = []
+    for p in client.runs.stream(tid, "effect", input={"seconds": 2, "name": "redis"}, stream_mode="updates"):
+        parts.append(p)
+        if p.event == "updates" and "notify" in p.data:
+            redis_server.kill()  # mid-run, while the API process streams it
+    assert [list(p.data) for p in parts if p.event == "updates"] == [["notify"], ["wait"], ["mark"]]
+    assert client.threads.get_state(tid)["values"]["log"] == ["done"]
+
+    # Without Redis, runs still start and cancels still land (through Postgres).
+    tid = client.threads.create()["thread_id"]
+    assert client.runs.wait(tid, "effect", input={"seconds": 0.1})["log"] == ["done"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 30})["run_id"]
+    wait_for(lambda: run_row(direct, rid)[0] == "running", what="the run to start")
+    client.runs.cancel(tid, rid)
+    wait_for(lambda: run_row(direct, rid)[0] == "interrupted", timeout=5, what="the cancel")
+
+    # Redis back on the same port: the processes resubscribe and use it again.
+    redis_server.start()
+    wait_for(lambda: int(redis_server.cli("PUBSUB", "NUMSUB", "brainops:control").split()[-1]) == 2,
+             timeout=20, what="both processes to resubscribe")
+    tid = client.threads.create()["thread_id"]
+    assert client.runs.wait(tid, "effect", input={"seconds": 0.1})["log"] == ["done"]
+    # The wake-up and the run's events went through Redis: run queued, event frames, end.
+    stats = redis_server.cli("INFO", "commandstats")
+    assert "cmdstat_publish:calls=" in stats, stats
+    publishes = int(stats.split("cmdstat_publish:calls=")[1].split(",")[0])
+    assert publishes >= 3, stats
