@@ -62,14 +62,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
 fn ok_json(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
 /// A JSON request body as an object; an empty body is an empty object.
-fn body_object(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
+pub(crate) fn body_object(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -196,7 +196,7 @@ fn check_uuid(id: &str, what: &str) -> ApiResult<()> {
         .map_err(|_| ApiError::unprocessable(format!("Invalid {what} ID: must be a UUID")))
 }
 
-fn store_err(e: String) -> ApiError {
+pub(crate) fn store_err(e: String) -> ApiError {
     ApiError::internal(e)
 }
 
@@ -247,6 +247,19 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/runs/wait", post(stateless_wait))
         .route("/runs/cancel", post(runs_cancel_many))
         .route("/runs/{rid}/stream", get(stateless_join_stream))
+        .route("/runs/crons", post(super::crons::create))
+        .route("/runs/crons/search", post(super::crons::search))
+        .route("/runs/crons/count", post(super::crons::count))
+        .route(
+            "/runs/crons/{cron_id}",
+            get(super::crons::get)
+                .patch(super::crons::update)
+                .delete(super::crons::delete),
+        )
+        .route(
+            "/threads/{tid}/runs/crons",
+            post(super::crons::create_for_thread),
+        )
         .route(
             "/store/items",
             axum::routing::put(store_put)
@@ -297,7 +310,7 @@ async fn info(State(app): Shared) -> Response {
     ok_json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "brainops_version": env!("CARGO_PKG_VERSION"),
-        "flags": {"assistants": true, "crons": false, "langsmith": false},
+        "flags": {"assistants": true, "crons": true, "langsmith": false},
         "host": {"kind": "self-hosted", "project_id": null},
         "started_at": iso(app.started_ms),
     }))
@@ -390,7 +403,12 @@ async fn assistants_search(State(app): Shared, body: Bytes) -> ApiResult {
 }
 
 /// A page of `items` with the pagination headers, keeping only `select` fields if given.
-fn paged(items: Vec<Value>, limit: usize, offset: usize, select: Option<Vec<String>>) -> Response {
+pub(crate) fn paged(
+    items: Vec<Value>,
+    limit: usize,
+    offset: usize,
+    select: Option<Vec<String>>,
+) -> Response {
     let total = items.len();
     let page: Vec<Value> = items
         .into_iter()
@@ -1149,13 +1167,26 @@ fn resume_value(resume: Value) -> Value {
 }
 
 /// Validates a run request, applies the double-texting strategy, stores the run and queues it.
-pub(crate) async fn create_run(
-    app: &Arc<App>,
-    thread: Option<String>,
-    body: Bytes,
-) -> ApiResult<RunRow> {
-    let mut body = body_object(&body)?;
-    let f = Fields(&body);
+/// What a run request asks, checked.
+struct RunAsk {
+    assistant_id: String,
+    graph_id: String,
+    resume: Option<Value>,
+    modes: Vec<String>,
+    strategy: String,
+    if_not_exists: String,
+    after_ms: u64,
+    metadata: Map<String, Value>,
+    checkpoint_id: Option<String>,
+}
+
+/// Checks a run request without making anything (crons check theirs when created).
+pub(crate) fn check_run_body(app: &App, body: &Map<String, Value>) -> ApiResult<()> {
+    read_run_request(app, body).map(|_| ())
+}
+
+fn read_run_request(app: &App, body: &Map<String, Value>) -> ApiResult<RunAsk> {
+    let f = Fields(body);
     let assistant_id = f
         .str("assistant_id")?
         .ok_or_else(|| ApiError::unprocessable("assistant_id: required"))?;
@@ -1245,6 +1276,36 @@ pub(crate) async fn create_run(
     if let Some(c) = &checkpoint_id {
         parse_cp(c)?;
     }
+    Ok(RunAsk {
+        assistant_id,
+        graph_id,
+        resume,
+        modes,
+        strategy,
+        if_not_exists,
+        after_ms,
+        metadata,
+        checkpoint_id,
+    })
+}
+
+pub(crate) async fn create_run(
+    app: &Arc<App>,
+    thread: Option<String>,
+    body: Bytes,
+) -> ApiResult<RunRow> {
+    let mut body = body_object(&body)?;
+    let RunAsk {
+        assistant_id,
+        graph_id,
+        resume,
+        modes,
+        strategy,
+        if_not_exists,
+        after_ms,
+        metadata,
+        checkpoint_id,
+    } = read_run_request(app, &body)?;
     let now = now_ms();
     let (thread_id, temporary) = match thread {
         None => {
@@ -1415,6 +1476,14 @@ async fn cancel_run(app: &Arc<App>, row: RunRow, action: CancelAction) -> ApiRes
         }
     }
     Ok(())
+}
+
+/// Cancels a run that is still active (a cron's overlap policy), logging a failure.
+pub(crate) async fn cancel_active(app: &Arc<App>, row: RunRow) {
+    let run_id = row.run_id.clone();
+    if let Err(e) = cancel_run(app, row, CancelAction::Interrupt).await {
+        tracing::warn!(run = %run_id, "cannot cancel: {}", e.detail());
+    }
 }
 
 fn run_location(row: &RunRow) -> String {

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::crons::CronRow;
+
 /// A thread as the API knows it; its state lives in the checkpointer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct ThreadRow {
@@ -159,6 +161,18 @@ pub(crate) trait ControlStore: Send + Sync {
     }
     /// Wakes listening workers (`NOTIFY`; shared stores only).
     async fn notify(&self, _payload: &str) {}
+    /// Stores a cron (its due time and state with it).
+    async fn put_cron(&self, row: &CronRow) -> Result<(), String>;
+    async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String>;
+    /// Every cron, oldest first.
+    async fn crons(&self) -> Result<Vec<CronRow>, String>;
+    async fn delete_cron(&self, cron_id: &str) -> Result<bool, String>;
+    /// Enabled crons due at `now_ms`.
+    async fn due_crons(&self, now_ms: u64) -> Result<Vec<CronRow>, String>;
+    /// Replaces a cron by `row` if it is still due at `due_ms`: the one process whose
+    /// replacement lands owns that tick.
+    async fn advance_cron(&self, cron_id: &str, due_ms: u64, row: &CronRow)
+    -> Result<bool, String>;
 }
 
 const SQLITE_SCHEMA: &str = "
@@ -181,6 +195,14 @@ CREATE TABLE IF NOT EXISTS server_runs (
 );
 CREATE INDEX IF NOT EXISTS server_runs_thread ON server_runs (thread_id, created_at_ms);
 CREATE INDEX IF NOT EXISTS server_runs_status ON server_runs (status, created_at_ms);
+CREATE TABLE IF NOT EXISTS server_crons (
+    cron_id TEXT PRIMARY KEY,
+    thread_id TEXT,
+    next_run_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS server_crons_due ON server_crons (next_run_ms);
 ";
 
 /// Adds the queue's columns to a table made before they existed.
@@ -334,6 +356,7 @@ impl ControlStore for SqliteControl {
     async fn delete_thread(&self, thread_id: &str) -> Result<bool, String> {
         self.with(|c| {
             c.execute("DELETE FROM server_runs WHERE thread_id = ?1", [thread_id])?;
+            c.execute("DELETE FROM server_crons WHERE thread_id = ?1", [thread_id])?;
             Ok(c.execute(
                 "DELETE FROM server_threads WHERE thread_id = ?1",
                 [thread_id],
@@ -521,6 +544,76 @@ impl ControlStore for SqliteControl {
             )? > 0)
         })
     }
+
+    async fn put_cron(&self, row: &CronRow) -> Result<(), String> {
+        let doc = to_doc(row)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO server_crons (cron_id, thread_id, next_run_ms, created_at_ms, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (cron_id) DO UPDATE SET next_run_ms = excluded.next_run_ms,
+                     doc = excluded.doc",
+                rusqlite::params![
+                    row.cron_id,
+                    row.thread_id,
+                    row.next_run_ms.map(sql_ms),
+                    sql_ms(row.created_at_ms),
+                    doc
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String> {
+        let docs = self.with(|c| {
+            let mut q = c.prepare_cached("SELECT doc FROM server_crons WHERE cron_id = ?1")?;
+            q.query_map([cron_id], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(from_docs(docs)?.pop())
+    }
+
+    async fn crons(&self) -> Result<Vec<CronRow>, String> {
+        let docs = self.with(|c| {
+            let mut q =
+                c.prepare_cached("SELECT doc FROM server_crons ORDER BY created_at_ms, cron_id")?;
+            q.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        from_docs(docs)
+    }
+
+    async fn delete_cron(&self, cron_id: &str) -> Result<bool, String> {
+        self.with(|c| Ok(c.execute("DELETE FROM server_crons WHERE cron_id = ?1", [cron_id])? > 0))
+    }
+
+    async fn due_crons(&self, now_ms: u64) -> Result<Vec<CronRow>, String> {
+        let docs = self.with(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT doc FROM server_crons WHERE next_run_ms <= ?1 ORDER BY next_run_ms",
+            )?;
+            q.query_map([sql_ms(now_ms)], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        from_docs(docs)
+    }
+
+    async fn advance_cron(
+        &self,
+        cron_id: &str,
+        due_ms: u64,
+        row: &CronRow,
+    ) -> Result<bool, String> {
+        let doc = to_doc(row)?;
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE server_crons SET next_run_ms = ?3, doc = ?4
+                 WHERE cron_id = ?1 AND next_run_ms = ?2",
+                rusqlite::params![cron_id, sql_ms(due_ms), row.next_run_ms.map(sql_ms), doc],
+            )? > 0)
+        })
+    }
 }
 
 const PG_MIGRATIONS: &[engine::pg::Migration] = &[
@@ -567,6 +660,20 @@ CREATE TABLE IF NOT EXISTS brainops_server_run_events (
     PRIMARY KEY (run_id, seq)
 );
 CREATE INDEX IF NOT EXISTS brainops_server_run_events_age ON brainops_server_run_events (created_at_ms);
+",
+    },
+    engine::pg::Migration {
+        version: 3,
+        name: "crons",
+        sql: "
+CREATE TABLE IF NOT EXISTS brainops_server_crons (
+    cron_id text PRIMARY KEY,
+    thread_id text,
+    next_run_ms bigint,
+    created_at_ms bigint NOT NULL,
+    doc jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS brainops_server_crons_due ON brainops_server_crons (next_run_ms);
 ",
     },
 ];
@@ -681,6 +788,11 @@ impl ControlStore for PgControl {
         let id = thread_id.to_string();
         self.exec(|| {
             sqlx::query("DELETE FROM brainops_server_runs WHERE thread_id = $1 RETURNING 1")
+                .bind(id.clone())
+        })
+        .await?;
+        self.exec(|| {
+            sqlx::query("DELETE FROM brainops_server_crons WHERE thread_id = $1 RETURNING 1")
                 .bind(id.clone())
         })
         .await?;
@@ -1029,7 +1141,96 @@ impl ControlStore for PgControl {
             tracing::warn!("cannot notify workers: {e}");
         }
     }
+
+    async fn put_cron(&self, row: &CronRow) -> Result<(), String> {
+        let doc = to_value(row)?;
+        let r = row.clone();
+        self.exec(|| {
+            sqlx::query(
+                "INSERT INTO brainops_server_crons (cron_id, thread_id, next_run_ms, created_at_ms, doc)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (cron_id) DO UPDATE SET next_run_ms = excluded.next_run_ms,
+                     doc = excluded.doc
+                 RETURNING 1",
+            )
+            .bind(r.cron_id.clone())
+            .bind(r.thread_id.clone())
+            .bind(r.next_run_ms.map(sql_ms))
+            .bind(sql_ms(r.created_at_ms))
+            .bind(doc.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String> {
+        let id = cron_id.to_string();
+        let docs = self
+            .docs(|| {
+                sqlx::query("SELECT doc FROM brainops_server_crons WHERE cron_id = $1")
+                    .bind(id.clone())
+            })
+            .await?;
+        Ok(from_values(docs)?.pop())
+    }
+
+    async fn crons(&self) -> Result<Vec<CronRow>, String> {
+        let docs = self
+            .docs(|| {
+                sqlx::query("SELECT doc FROM brainops_server_crons ORDER BY created_at_ms, cron_id")
+            })
+            .await?;
+        from_values(docs)
+    }
+
+    async fn delete_cron(&self, cron_id: &str) -> Result<bool, String> {
+        let id = cron_id.to_string();
+        Ok(self
+            .exec(|| {
+                sqlx::query("DELETE FROM brainops_server_crons WHERE cron_id = $1 RETURNING 1")
+                    .bind(id.clone())
+            })
+            .await?
+            > 0)
+    }
+
+    async fn due_crons(&self, now_ms: u64) -> Result<Vec<CronRow>, String> {
+        let docs = self
+            .docs(|| {
+                sqlx::query(
+                    "SELECT doc FROM brainops_server_crons WHERE next_run_ms <= $1
+                     ORDER BY next_run_ms",
+                )
+                .bind(sql_ms(now_ms))
+            })
+            .await?;
+        from_values(docs)
+    }
+
+    async fn advance_cron(
+        &self,
+        cron_id: &str,
+        due_ms: u64,
+        row: &CronRow,
+    ) -> Result<bool, String> {
+        let doc = to_value(row)?;
+        let (id, next) = (cron_id.to_string(), row.next_run_ms.map(sql_ms));
+        Ok(self
+            .exec(|| {
+                sqlx::query(
+                    "UPDATE brainops_server_crons SET next_run_ms = $3, doc = $4
+                     WHERE cron_id = $1 AND next_run_ms = $2 RETURNING 1",
+                )
+                .bind(id.clone())
+                .bind(sql_ms(due_ms))
+                .bind(next)
+                .bind(doc.clone())
+            })
+            .await?
+            > 0)
+    }
 }
+
 /// Opens the server's store beside the checkpoints named by `url` (the same forms as
 /// `--checkpoint`): the same Postgres database; for SQLite a sibling file
 /// (`threads.db` → `threads.server.db`), because two connections writing one SQLite file

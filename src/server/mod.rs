@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod control;
+mod crons;
 mod fanout;
 mod protocol;
 mod runs;

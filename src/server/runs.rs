@@ -524,6 +524,7 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
                 Err(e) => tracing::warn!("cannot renew the runs' leases: {e}"),
             }
         }
+        super::crons::tick(&app).await;
         if app.control.shared() {
             match app.control.sweep(now_ms()).await {
                 Ok(swept) if !swept.is_empty() => {

@@ -6,6 +6,7 @@ with Postgres alone (polling), with LISTEN on a direct connection, and with Redi
 private redis-server per module, so it can be killed); Redis killed mid-run changes
 nothing but latency."""
 
+import datetime
 import http.server
 import json
 import os
@@ -395,3 +396,21 @@ def test_redis_killed_mid_run_changes_nothing_but_latency(db, procs, hook, tmp_p
     assert "cmdstat_publish:calls=" in stats, stats
     publishes = int(stats.split("cmdstat_publish:calls=")[1].split(",")[0])
     assert publishes >= 3, stats
+
+
+def test_a_cron_ticks_once_per_tick_across_three_replicas(db, procs, hook, tmp_path, accel):
+    store, direct = db
+    kw = dict(accel=accel, direct=direct)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, **kw)  # a replica that also works
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client = get_sync_client(url=api.url)
+    cron = client.crons.create("effect", schedule="* * * * * *", input={"seconds": 0}, on_run_completed="keep")
+    time.sleep(6)
+    client.crons.delete(cron["cron_id"])
+    time.sleep(1)
+    ticks = psql(direct, f"SELECT doc->'metadata'->>'cron_tick' FROM brainops_server_runs WHERE doc->'metadata'->>'cron_id' = '{cron['cron_id']}' ORDER BY 1").split()
+    assert len(ticks) == len(set(ticks)), f"a tick ran twice: {ticks}"
+    seconds = sorted(datetime.datetime.fromisoformat(t).timestamp() for t in ticks)
+    assert 4 <= len(seconds) <= 7, ticks
+    assert all(b - a == 1 for a, b in zip(seconds, seconds[1:])), f"a tick was missed: {ticks}"
