@@ -726,6 +726,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             });
             if let Some(i) = &outcome.interrupt {
                 out["interrupt"] = json!(i);
+                if i.kind == engine::InterruptKind::Wait {
+                    eprintln!(
+                        "note: node `{}` sleeps until {}; continue the thread after that with --thread {} and no input (`brainops serve` and `brainops worker` continue it by themselves)",
+                        i.node,
+                        i.value
+                            .get("until")
+                            .and_then(Value::as_str)
+                            .unwrap_or("its due time"),
+                        outcome.thread_id
+                    );
+                }
             }
             if !outcome.usage.is_empty() {
                 out["usage"] = json!(outcome.usage);

@@ -33,6 +33,7 @@ const NODE_KEYS: &[&str] = &[
     "args",
     "output",
     "ask",
+    "wait",
     "graph",
     "retry",
     "timeout_s",
@@ -98,6 +99,7 @@ struct RawNode {
     args: Option<Spanned<RawMapping>>,
     output: Option<Spanned<String>>,
     ask: Option<Spanned<String>>,
+    wait: Option<Spanned<RawMapping>>,
     graph: Option<Spanned<String>>,
     retry: Option<Spanned<RawRetry>>,
     timeout_s: Option<Spanned<f64>>,
@@ -521,6 +523,30 @@ fn to_spec(
                 },
             ));
         }
+        if let Some(wait) = &n.wait {
+            let (mut seconds, mut until) = (None, None);
+            for (key, value) in wait.get_ref() {
+                match key.get_ref().as_str() {
+                    "seconds" => seconds = Some(located(value)),
+                    "until" => until = Some(located(value)),
+                    other => problems.push(Problem::new(
+                        &loc(key),
+                        format!("node `{node_name}`: `wait.{other}` is not a wait setting"),
+                        "give `seconds = CEL` (a duration) or `until = CEL` (an RFC 3339 time or Unix seconds)",
+                    )),
+                }
+            }
+            if seconds.is_some() == until.is_some() {
+                problems.push(Problem::new(
+                    &loc(wait),
+                    format!(
+                        "node `{node_name}`: `wait` needs exactly one of `seconds` and `until`"
+                    ),
+                    "e.g. wait = { seconds = \"state.delay_s\" } or wait = { until = \"state.visit_at\" }",
+                ));
+            }
+            kinds.push(("wait", NodeSpecKind::Wait { seconds, until }));
+        }
         if let Some(sub) = &n.graph {
             match load_subgraph(base, sub, registry, stack, problems, nested) {
                 Some(graph) => kinds.push(("graph", NodeSpecKind::Subgraph { graph })),
@@ -547,7 +573,7 @@ fn to_spec(
                 problems.push(Problem::new(
                     &loc(name),
                     format!("node `{node_name}` does nothing"),
-                    "give it one of `set`, `tool`, `agent`, `ask`, `graph`, `recall` or `remember`",
+                    "give it one of `set`, `tool`, `agent`, `ask`, `wait`, `graph`, `recall` or `remember`",
                 ));
                 continue;
             }

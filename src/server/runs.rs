@@ -821,12 +821,29 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         }
         Err(e) => tracing::error!(run = %row.run_id, "cannot store the run's end: {e}"),
     }
-    if let Some(url) = row.kwargs.get("webhook").and_then(Value::as_str) {
-        let values = outcome.as_ref().ok().map(|o| o.state.clone());
-        super::webhook::send(app, url, &row, status, started_at, values, error.clone());
-    }
-    if row.temporary && row.kwargs.get("on_completion").and_then(Value::as_str) != Some("keep") {
-        delete_thread_everywhere(app, &row.thread_id).await;
+    // A run that reached a `wait` node parks its thread: a run due at the wake-up time
+    // continues it, and that one reports (webhook) and cleans up.
+    let wake_at = match (&outcome, action) {
+        (Ok(o), None) => o
+            .interrupt
+            .as_ref()
+            .filter(|i| i.kind == engine::InterruptKind::Wait)
+            .map(|i| i.value.get("until_ms").and_then(Value::as_u64).unwrap_or(0)),
+        _ => None,
+    };
+    match wake_at {
+        Some(at) => queue_wake_up(app, &row, at).await,
+        None => {
+            if let Some(url) = row.kwargs.get("webhook").and_then(Value::as_str) {
+                let values = outcome.as_ref().ok().map(|o| o.state.clone());
+                super::webhook::send(app, url, &row, status, started_at, values, error.clone());
+            }
+            if row.temporary
+                && row.kwargs.get("on_completion").and_then(Value::as_str) != Some("keep")
+            {
+                delete_thread_everywhere(app, &row.thread_id).await;
+            }
+        }
     }
     log.finish();
     // A resumable run's events stay for `Last-Event-ID` and joins; any other run's only
@@ -838,6 +855,54 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         Duration::from_secs(5)
     };
     app.runs.forget_later(&row.run_id, keep);
+}
+
+/// Queues the run that continues `row`'s parked thread at `at_ms` (a `wait` node's due
+/// time). It is a row like any other: it survives restarts, and the first process free
+/// when it is due takes it.
+async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
+    let now = now_ms();
+    let mut kwargs = Map::new();
+    for key in [
+        "stream_mode",
+        "stream_resumable",
+        "webhook",
+        "on_completion",
+        "stream_subgraphs",
+    ] {
+        if let Some(v) = row.kwargs.get(key) {
+            kwargs.insert(key.into(), v.clone());
+        }
+    }
+    let mut metadata = row.metadata.clone();
+    metadata.insert("wakes".into(), json!(row.run_id));
+    let wake = RunRow {
+        run_id: uuid::Uuid::now_v7().to_string(),
+        status: RunState::Pending,
+        metadata,
+        kwargs: Value::Object(kwargs),
+        multitask_strategy: "enqueue".into(),
+        attempt: 0,
+        not_before_ms: at_ms,
+        worker: None,
+        error: None,
+        start_checkpoint: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        ..row.clone()
+    };
+    match app.control.put_run(&wake).await {
+        Ok(()) => {
+            tracing::info!(run = %wake.run_id, thread = %wake.thread_id, "the thread sleeps until {}", wire::iso(at_ms));
+            app.runs.enqueue();
+            if app.control.shared() {
+                app.tell("run").await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(thread = %row.thread_id, "cannot queue the wake-up of a waiting thread: {e}")
+        }
+    }
 }
 
 /// Runs the graph for `row`, streaming into `log`. `Err` is a run refused before it started

@@ -414,3 +414,28 @@ def test_a_cron_ticks_once_per_tick_across_three_replicas(db, procs, hook, tmp_p
     seconds = sorted(datetime.datetime.fromisoformat(t).timestamp() for t in ticks)
     assert 4 <= len(seconds) <= 7, ticks
     assert all(b - a == 1 for a, b in zip(seconds, seconds[1:])), f"a tick was missed: {ticks}"
+
+
+def test_a_parked_thread_wakes_on_another_process_even_after_a_full_outage(db, procs, hook, tmp_path, accel):
+    store, direct = db
+    kw = dict(accel=accel, direct=direct)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    worker = spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client = get_sync_client(url=api.url)
+    # Woken on time by whichever worker is free, holding none meanwhile.
+    tid = client.threads.create()["thread_id"]
+    started = time.time()
+    assert client.runs.wait(tid, "nap", input={"seconds": 1})["log"] == ["dozing"]
+    wait_for(lambda: client.threads.get_state(tid)["values"]["log"][-1] == "woke", timeout=5, what="the wake-up")
+    assert time.time() - started < 2.5
+
+    # Every process down when it falls due: it runs when one comes back.
+    tid = client.threads.create()["thread_id"]
+    client.runs.wait(tid, "nap", input={"seconds": 1})
+    worker.stop()
+    api.stop()
+    time.sleep(2)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client = get_sync_client(url=api.url)
+    wait_for(lambda: client.threads.get_state(tid)["values"]["log"][-1] == "woke", timeout=5, what="the overdue wake-up")

@@ -271,6 +271,9 @@ pub enum InterruptKind {
     Before,
     /// `interrupt_after`: the node ran and its writes are committed.
     After,
+    /// A `wait` node: the thread sleeps until a time (`value.until_ms`); continuing it
+    /// before then parks it again.
+    Wait,
 }
 
 impl InterruptKind {
@@ -280,6 +283,7 @@ impl InterruptKind {
             InterruptKind::Ask => "ask",
             InterruptKind::Before => "before",
             InterruptKind::After => "after",
+            InterruptKind::Wait => "wait",
         }
     }
 }

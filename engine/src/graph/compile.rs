@@ -369,6 +369,25 @@ fn compile_nodes(
                     output,
                 }
             }
+            NodeSpecKind::Wait { seconds, until } => {
+                if let Some(f) = &n.for_each {
+                    cx.problems.push(Problem::new(
+                        &f.loc,
+                        format!("`for_each` is not supported on the wait node `{name}`"),
+                        "one wait per node; compute the latest time in one expression",
+                    ));
+                }
+                let what = format!("node `{name}` wait");
+                Kind::Wait {
+                    seconds: seconds
+                        .as_ref()
+                        .and_then(|e| cx.expr(e, scope, &format!("{what}.seconds"))),
+                    until: until
+                        .as_ref()
+                        .and_then(|e| cx.expr(e, scope, &format!("{what}.until"))),
+                    output,
+                }
+            }
             NodeSpecKind::Subgraph { graph } => {
                 if let Some(f) = &n.for_each {
                     cx.problems.push(Problem::new(

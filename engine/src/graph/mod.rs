@@ -148,6 +148,14 @@ pub enum NodeSpecKind {
         /// The question.
         question: String,
     },
+    /// Sleeps, durably, for `seconds` or until `until` (CEL): the thread is parked and a
+    /// later run continues it once the time has come.
+    Wait {
+        /// How long, in seconds (a CEL number).
+        seconds: Option<Located<String>>,
+        /// Until when (a CEL RFC 3339 timestamp string, or Unix seconds).
+        until: Option<Located<String>>,
+    },
     /// Runs another graph on its own thread.
     Subgraph {
         /// The child graph.
@@ -241,6 +249,11 @@ pub(crate) enum Kind {
     },
     Ask {
         question: String,
+        output: Option<ChannelId>,
+    },
+    Wait {
+        seconds: Option<Expr>,
+        until: Option<Expr>,
         output: Option<ChannelId>,
     },
     Subgraph {
@@ -357,6 +370,7 @@ impl Graph {
             Kind::Set(_) => "set",
             Kind::Call { .. } => "call",
             Kind::Ask { .. } => "ask",
+            Kind::Wait { .. } => "wait",
             Kind::Subgraph { .. } => "graph",
         })
     }

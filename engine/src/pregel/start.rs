@@ -87,7 +87,13 @@ impl<'g> Execution<'g> {
             .as_ref()
             .filter(|i| i.status == ThreadStatus::Interrupted)
             .and_then(|i| i.interrupt.clone());
+        // A parked wait continues with the due time it stored, whatever is passed.
+        let parked = interrupted
+            .as_ref()
+            .filter(|i| i.kind == InterruptKind::Wait && request.input.is_none())
+            .map(|i| Resume::Task(i.task.clone(), i.value.clone()));
         let resume = match (&request.resume, &request.input) {
+            _ if parked.is_some() => parked.unwrap_or(Resume::None),
             (Some(_), Some(_)) => {
                 return Err(RunError::Input {
                     message: "give either an input (a new run) or a resume value, not both".into(),

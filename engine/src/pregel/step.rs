@@ -452,6 +452,40 @@ impl<'g> Execution<'g> {
                     ),
                     _ => TaskResult::Interrupted(Value::String(question.clone())),
                 },
+                Kind::Wait {
+                    seconds,
+                    until,
+                    output,
+                } => {
+                    // On a later run the due time is the one fixed when the wait began.
+                    let due = match &resume {
+                        Some((task_id, value)) if *task_id == id => value
+                            .get("until_ms")
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| RunError::Expression {
+                                node: node.name.to_string(),
+                                message: "the stored wait has no `until_ms`".into(),
+                            }),
+                        _ => wait_due(seconds.as_ref(), until.as_ref(), state, item).map_err(
+                            |message| RunError::Expression {
+                                node: node.name.to_string(),
+                                message,
+                            },
+                        ),
+                    };
+                    match due {
+                        Err(e) => TaskResult::Failed(e),
+                        Ok(due) if due <= crate::checkpoint::now_ms() => TaskResult::Done(
+                            output
+                                .map(|ch| vec![(ch, Value::String(rfc3339(due)))])
+                                .unwrap_or_default(),
+                        ),
+                        Ok(due) => TaskResult::Interrupted(serde_json::json!({
+                            "until_ms": due,
+                            "until": rfc3339(due),
+                        })),
+                    }
+                }
                 Kind::Call { handler, input, .. } => {
                     let input = match input {
                         Input::Mapping(mapping) => {
@@ -578,7 +612,11 @@ impl<'g> Execution<'g> {
             {
                 let node = &graph.nodes[tasks[i].node as usize];
                 let info = InterruptInfo {
-                    kind: InterruptKind::Ask,
+                    kind: if matches!(node.kind, Kind::Wait { .. }) {
+                        InterruptKind::Wait
+                    } else {
+                        InterruptKind::Ask
+                    },
                     node: node.name.to_string(),
                     task: task_label(node, &tasks[i]),
                     value,
@@ -693,4 +731,53 @@ impl<'g> Execution<'g> {
         }
         Ok(deltas)
     }
+}
+
+/// When a `wait` node's sleep ends, in Unix milliseconds: now plus `seconds`, or `until`
+/// (an RFC 3339 time, or Unix seconds).
+fn wait_due(
+    seconds: Option<&crate::expr::Expr>,
+    until: Option<&crate::expr::Expr>,
+    state: &State,
+    item: Option<(&Value, usize)>,
+) -> Result<u64, String> {
+    let now = crate::checkpoint::now_ms();
+    if let Some(expr) = seconds {
+        let v = expr.eval(state, item).map_err(|e| e.to_string())?;
+        return match v.as_f64() {
+            Some(s) if s >= 0.0 && s.is_finite() => Ok(now.saturating_add((s * 1000.0) as u64)),
+            _ => Err(format!(
+                "wait.seconds: expected a non-negative number of seconds, got {v}"
+            )),
+        };
+    }
+    let Some(expr) = until else {
+        return Ok(now);
+    };
+    let v = expr.eval(state, item).map_err(|e| e.to_string())?;
+    match &v {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| (s * 1000.0) as u64)
+            .ok_or_else(|| format!("wait.until: expected Unix seconds, got {v}")),
+        Value::String(text) => text
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond().max(0) as u64)
+            .map_err(|e| {
+                format!(
+                    "wait.until: `{text}` is not an RFC 3339 time ({e}); e.g. 2026-12-24T09:00:00-06:00"
+                )
+            }),
+        _ => Err(format!(
+            "wait.until: expected an RFC 3339 time or Unix seconds, got {v}"
+        )),
+    }
+}
+
+/// A Unix-milliseconds time as RFC 3339 in UTC.
+fn rfc3339(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
