@@ -430,6 +430,8 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
         memory_store,
         memory_embedder,
     } = args;
+    // Bad settings are reported before the graphs load.
+    let cleanup = cleanup_policy()?;
     // Operators read a server's or worker's warnings (a takeover, a lost connection) on
     // stderr; BRAINOPS_LOG (e.g. `info`, `brainops=debug`) sets the level.
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRAINOPS_LOG")
@@ -506,6 +508,7 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
             redis_url: std::env::var("REDIS_URL")
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
+            cleanup,
             ..Default::default()
         };
         let served = engine.graphs().count();
@@ -1119,6 +1122,32 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, Failure> {
 /// Which store to use: `--checkpoint`, else `$BRAINOPS_CHECKPOINT`, else the default file.
 /// The longest a served run may take: `BRAINOPS_RUN_TIMEOUT_SECS` (default one day, as the
 /// reference server's `BG_JOB_TIMEOUT_SECS`).
+/// Scheduled cleanup from BRAINOPS_CLEANUP_EVERY (default 1h), BRAINOPS_THREAD_TTL and
+/// BRAINOPS_KEEP_CHECKPOINTS (both off unless set).
+fn cleanup_policy() -> Result<brainops::server::Cleanup, Failure> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut policy = brainops::server::Cleanup::default();
+    if let Some(every) = var("BRAINOPS_CLEANUP_EVERY") {
+        policy.every =
+            Duration::from_millis(parse_age("BRAINOPS_CLEANUP_EVERY", every.trim())?.max(1000));
+    }
+    if let Some(ttl) = var("BRAINOPS_THREAD_TTL") {
+        policy.thread_ttl = Some(Duration::from_millis(parse_age(
+            "BRAINOPS_THREAD_TTL",
+            ttl.trim(),
+        )?));
+    }
+    if let Some(keep) = var("BRAINOPS_KEEP_CHECKPOINTS") {
+        policy.keep_checkpoints = Some(keep.trim().parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| {
+            Failure {
+                message: format!("error: BRAINOPS_KEEP_CHECKPOINTS `{keep}` is not a count\n  help: give how many of each thread's latest checkpoints to keep, at least 1"),
+                code: 2,
+            }
+        })?);
+    }
+    Ok(policy)
+}
+
 /// A positive number of `unit_ms` milliseconds from the environment variable `name`.
 fn env_duration(name: &str, unit_ms: f64) -> Option<Duration> {
     std::env::var(name)

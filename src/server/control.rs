@@ -161,6 +161,9 @@ pub(crate) trait ControlStore: Send + Sync {
     }
     /// Wakes listening workers (`NOTIFY`; shared stores only).
     async fn notify(&self, _payload: &str) {}
+    /// Claims the periodic job `name` if it is due at `now_ms` (or has never run), moving its
+    /// due time to `next_ms`; `true` for the one process that wins.
+    async fn claim_job(&self, name: &str, now_ms: u64, next_ms: u64) -> Result<bool, String>;
     /// Stores a cron (its due time and state with it).
     async fn put_cron(&self, row: &CronRow) -> Result<(), String>;
     async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String>;
@@ -203,6 +206,10 @@ CREATE TABLE IF NOT EXISTS server_crons (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS server_crons_due ON server_crons (next_run_ms);
+CREATE TABLE IF NOT EXISTS server_jobs (
+    name TEXT PRIMARY KEY,
+    next_run_ms INTEGER NOT NULL
+);
 ";
 
 /// Adds the queue's columns to a table made before they existed.
@@ -545,6 +552,17 @@ impl ControlStore for SqliteControl {
         })
     }
 
+    async fn claim_job(&self, name: &str, now_ms: u64, next_ms: u64) -> Result<bool, String> {
+        self.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO server_jobs (name, next_run_ms) VALUES (?1, ?3)
+                 ON CONFLICT (name) DO UPDATE SET next_run_ms = excluded.next_run_ms
+                 WHERE server_jobs.next_run_ms <= ?2",
+                rusqlite::params![name, sql_ms(now_ms), sql_ms(next_ms)],
+            )? > 0)
+        })
+    }
+
     async fn put_cron(&self, row: &CronRow) -> Result<(), String> {
         let doc = to_doc(row)?;
         self.with(|c| {
@@ -674,6 +692,10 @@ CREATE TABLE IF NOT EXISTS brainops_server_crons (
     doc jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS brainops_server_crons_due ON brainops_server_crons (next_run_ms);
+CREATE TABLE IF NOT EXISTS brainops_server_jobs (
+    name text PRIMARY KEY,
+    next_run_ms bigint NOT NULL
+);
 ",
     },
 ];
@@ -1140,6 +1162,24 @@ impl ControlStore for PgControl {
         {
             tracing::warn!("cannot notify workers: {e}");
         }
+    }
+
+    async fn claim_job(&self, name: &str, now_ms: u64, next_ms: u64) -> Result<bool, String> {
+        let name = name.to_string();
+        Ok(self
+            .exec(|| {
+                sqlx::query(
+                    "INSERT INTO brainops_server_jobs (name, next_run_ms) VALUES ($1, $3)
+                     ON CONFLICT (name) DO UPDATE SET next_run_ms = excluded.next_run_ms
+                     WHERE brainops_server_jobs.next_run_ms <= $2
+                     RETURNING 1",
+                )
+                .bind(name.clone())
+                .bind(sql_ms(now_ms))
+                .bind(sql_ms(next_ms))
+            })
+            .await?
+            > 0)
     }
 
     async fn put_cron(&self, row: &CronRow) -> Result<(), String> {

@@ -9,6 +9,7 @@
 
 mod api;
 mod auth;
+mod cleanup;
 mod control;
 mod crons;
 mod fanout;
@@ -26,6 +27,7 @@ use engine::{Checkpointer, Graph, Runner};
 use crate::Engine;
 
 pub use auth::{Auth, SupabaseAuth};
+pub use cleanup::Cleanup;
 
 /// How `brainops serve` listens and runs.
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub struct ServeOptions {
     /// Redis (`REDIS_URL`): instant wake-ups and cancels, and live event fan-out between
     /// processes. Optional; Postgres alone does everything, more slowly.
     pub redis_url: Option<String>,
+    /// Scheduled cleanup: idle threads, old checkpoints, expired memories.
+    pub cleanup: Cleanup,
 }
 
 /// What a process does.
@@ -102,6 +106,7 @@ impl Default for ServeOptions {
             poll: Duration::from_millis(500),
             listen_url: None,
             redis_url: None,
+            cleanup: Cleanup::default(),
         }
     }
 }

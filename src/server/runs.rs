@@ -495,7 +495,6 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
     let runs = &app.runs;
     let lease = app.options.lease.as_millis() as u64;
     let period = HEARTBEAT.min(app.options.lease / 3);
-    let mut last_purge = now_ms();
     loop {
         tokio::time::sleep(period).await;
         let ids = runs.running_ids();
@@ -525,6 +524,7 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
             }
         }
         super::crons::tick(&app).await;
+        super::cleanup::tick(&app).await;
         if app.control.shared() {
             match app.control.sweep(now_ms()).await {
                 Ok(swept) if !swept.is_empty() => {
@@ -537,14 +537,6 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot sweep abandoned runs: {e}"),
-            }
-            if now_ms().saturating_sub(last_purge) > 60_000 {
-                last_purge = now_ms();
-                let before =
-                    now_ms().saturating_sub(app.options.stream_retention.as_millis() as u64);
-                if let Err(e) = app.control.purge_events(before).await {
-                    tracing::warn!("cannot purge old run events: {e}");
-                }
             }
         }
     }

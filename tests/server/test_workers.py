@@ -439,3 +439,13 @@ def test_a_parked_thread_wakes_on_another_process_even_after_a_full_outage(db, p
     spawn(procs, str(tmp_path), "worker", store, hook, **kw)
     client = get_sync_client(url=api.url)
     wait_for(lambda: client.threads.get_state(tid)["values"]["log"][-1] == "woke", timeout=5, what="the overdue wake-up")
+
+
+def test_scheduled_cleanup_runs_once_per_interval_across_workers(db, procs, hook, tmp_path, accel):
+    store, direct = db
+    env = dict(accel, BRAINOPS_LOG="warn,brainops=info", BRAINOPS_CLEANUP_EVERY="1s")
+    workers = [spawn(procs, str(tmp_path), "worker", store, hook, accel=env, direct=direct) for _ in range(2)]
+    time.sleep(5)
+    runs = sum(1 for w in workers for line in w.err if "cleanup:" in line)
+    # One per second in all (not one per second in each).
+    assert 3 <= runs <= 7, [line for w in workers for line in w.err if "cleanup:" in line]

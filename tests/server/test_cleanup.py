@@ -1,0 +1,48 @@
+"""Scheduled cleanup inside the server: idle threads past BRAINOPS_THREAD_TTL are deleted
+(unless a run is pending on them), each thread keeps its latest BRAINOPS_KEEP_CHECKPOINTS
+checkpoints, every BRAINOPS_CLEANUP_EVERY. (Once across replicas: test_workers.py.)"""
+
+import time
+
+import httpx
+from langgraph_sdk import get_sync_client
+
+from conftest import Server
+
+
+def test_idle_threads_expire_and_histories_are_pruned(fresh_home):
+    server = Server(fresh_home, env={
+        "BRAINOPS_CLEANUP_EVERY": "1s", "BRAINOPS_THREAD_TTL": "3s", "BRAINOPS_KEEP_CHECKPOINTS": "2",
+    }).start()
+    try:
+        client = get_sync_client(url=server.url)
+        busy = client.threads.create()["thread_id"]
+        client.runs.wait(busy, "simple", input={"n": 1})
+        client.runs.create(busy, "simple", input={"n": 2}, after_seconds=60)  # pending
+        idle = client.threads.create()["thread_id"]
+        client.runs.wait(idle, "simple", input={"n": 1})
+        assert len(client.threads.get_history(idle, limit=10)) > 2
+        time.sleep(2)
+        # Pruned to the latest two checkpoints; the state is the same.
+        assert len(client.threads.get_history(idle, limit=10)) == 2
+        assert client.threads.get_state(idle)["values"]["log"] == ["a", "b"]
+        deadline = time.time() + 8
+        while httpx.get(f"{server.url}/threads/{idle}").status_code != 404:
+            assert time.time() < deadline, "the idle thread outlived its TTL"
+            time.sleep(0.2)
+        # The thread with a pending run is not idle, however old.
+        assert client.threads.get(busy)["thread_id"] == busy
+    finally:
+        server.stop()
+
+
+def test_a_bad_policy_is_refused_at_start(fresh_home):
+    import os
+    import subprocess
+    out = subprocess.run(
+        [os.environ["BRAINOPS_BIN"], "serve", "--port", "0", "--graphs", "tests/server/graphs"],
+        env=dict(os.environ, BRAINOPS_HOME=fresh_home, BRAINOPS_THREAD_TTL="a week"),
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 2
+    assert "BRAINOPS_THREAD_TTL `a week` is not an age" in out.stderr
