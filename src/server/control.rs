@@ -134,8 +134,8 @@ pub(crate) trait ControlStore: Send + Sync {
         lease_until_ms: u64,
     ) -> Result<Vec<(String, Option<String>)>, String>;
     /// Puts back to `pending` the running runs whose worker stopped renewing its lease (or is
-    /// a process of this host that exited); answers their ids.
-    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String>;
+    /// a process of this host that exited), except `me`'s own; answers their ids.
+    async fn sweep(&self, me: &str, now_ms: u64) -> Result<Vec<String>, String>;
     /// Ends a run that has not started: `interrupted`, or deleted (`delete`, for a rollback).
     /// `false`: it was no longer pending.
     async fn cancel_pending(&self, run_id: &str, delete: bool, now_ms: u64)
@@ -493,7 +493,7 @@ impl ControlStore for SqliteControl {
         })
     }
 
-    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String> {
+    async fn sweep(&self, me: &str, now_ms: u64) -> Result<Vec<String>, String> {
         self.with(|c| {
             let running: Vec<(String, Option<String>, Option<i64>)> = c
                 .prepare_cached(
@@ -504,7 +504,8 @@ impl ControlStore for SqliteControl {
             let mut swept = Vec::new();
             for (run_id, worker, until) in running {
                 let worker = worker.unwrap_or_default();
-                if abandoned(&worker, until, now_ms)
+                if worker != me
+                    && abandoned(&worker, until, now_ms)
                     && c.execute(
                         "UPDATE server_runs SET status = 'pending', worker = NULL,
                              lease_until_ms = NULL
@@ -994,7 +995,7 @@ impl ControlStore for PgControl {
             .collect()
     }
 
-    async fn sweep(&self, now_ms: u64) -> Result<Vec<String>, String> {
+    async fn sweep(&self, me: &str, now_ms: u64) -> Result<Vec<String>, String> {
         use sqlx::Row;
         let rows = self
             .pg
@@ -1012,7 +1013,7 @@ impl ControlStore for PgControl {
             let worker: Option<String> = r.try_get(1).map_err(pg_err)?;
             let until: Option<i64> = r.try_get(2).map_err(pg_err)?;
             let worker = worker.unwrap_or_default();
-            if !abandoned(&worker, until, now_ms) {
+            if worker == me || !abandoned(&worker, until, now_ms) {
                 continue;
             }
             let n = self

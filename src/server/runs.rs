@@ -526,7 +526,7 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
         super::crons::tick(&app).await;
         super::cleanup::tick(&app).await;
         if app.control.shared() {
-            match app.control.sweep(now_ms()).await {
+            match app.control.sweep(&runs.worker_id, now_ms()).await {
                 Ok(swept) if !swept.is_empty() => {
                     tracing::warn!(
                         "{} runs whose process stopped renewing its lease are queued again: {}",
@@ -1120,7 +1120,8 @@ pub(crate) async fn recover(app: &Arc<App>) -> Result<usize, String> {
         app.runs.wake.notify_one();
         return Ok(0);
     }
-    let n = app.control.sweep(u64::MAX).await?.len();
+    // Any worker id but this process's: every run left running is from the last one.
+    let n = app.control.sweep("", u64::MAX).await?.len();
     app.runs.wake.notify_one();
     Ok(n)
 }

@@ -449,3 +449,32 @@ def test_scheduled_cleanup_runs_once_per_interval_across_workers(db, procs, hook
     runs = sum(1 for w in workers for line in w.err if "cleanup:" in line)
     # One per second in all (not one per second in each).
     assert 3 <= runs <= 7, [line for w in workers for line in w.err if "cleanup:" in line]
+
+
+def restart_postgres():
+    root = os.environ.get("BRAINOPS_PG_ROOT", "/var/tmp/brainops-postgres")
+    cmd = ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", f"{root}/data", "-l", f"{root}/postgres.log",
+           "-m", "fast", "-w", "-s", "restart"]
+    if os.getuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_postgres_restarted_mid_run_loses_nothing(db, procs, hook, tmp_path, accel):
+    store, direct = db
+    kw = dict(accel=accel, direct=direct, lease=10)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client = get_sync_client(url=api.url, timeout=60)
+    Hook.posts.clear()
+    tid = client.threads.create()["thread_id"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 2, "name": "pg"}, stream_resumable=True)["run_id"]
+    wait_for(lambda: Hook.posts, what="the side effect")
+    restart_postgres()  # while the run sleeps, and the API process follows it
+    final = client.runs.join(tid, rid)
+    assert final["log"] == ["done"]
+    assert run_row(direct, rid)[:2] == ("success", 1)
+    assert len(Hook.posts) == 1
+    # The queue works after it, too.
+    tid = client.threads.create()["thread_id"]
+    assert client.runs.wait(tid, "effect", input={"seconds": 0})["log"] == ["done"]
