@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 mod agents_cli;
+mod cron_cli;
 mod memory_cli;
 
 /// Writes to stdout. A reader that went away (`brainops threads history | head`) ends the
@@ -124,6 +125,23 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// send nothing (same as BRAINOPS_INTEGRATIONS=dry-run).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The crons of a running agent server: runs of a graph on a schedule.
+    #[command(after_help = "Examples:
+  brainops cron create --assistant lead_intake --schedule '0 9 * * 1-5' --timezone America/Chicago --input '{\"lead\": {}}'
+  brainops cron create --assistant weather_watch --schedule '*/15 * * * *' --thread 0b6c…  # one thread for every tick
+  brainops cron list
+  brainops cron enable CRON_ID --on false
+  brainops cron delete CRON_ID
+
+Talks to the server at --url (default http://127.0.0.1:2024); BRAINOPS_API_KEY authenticates.
+Every replica and worker sees the same crons; each tick runs once. See docs/deploy.md.")]
+    Cron {
+        /// The agent server.
+        #[arg(long, default_value = "http://127.0.0.1:2024", global = true)]
+        url: String,
+        #[command(subcommand)]
+        command: cron_cli::CronCommand,
     },
     /// The agent catalog: list agents, show one agent's spec.
     #[command(after_help = "Examples:
@@ -767,6 +785,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             store,
             embedder,
         } => memory_cli::run(command, store, embedder).await,
+        Command::Cron { url, command } => cron_cli::run(command, &url).await,
         Command::Agents { command } => {
             let (registry, catalog) = builder.catalog().map_err(engine_failure)?;
             agents_cli::agents(command, &catalog, &registry)

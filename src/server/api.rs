@@ -1414,6 +1414,7 @@ pub(crate) async fn create_run(
         owner: caller().map(|c| c.user),
         worker: None,
         error: None,
+        started_at_ms: None,
         start_checkpoint: None,
         created_at_ms: now,
         updated_at_ms: now,

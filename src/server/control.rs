@@ -83,6 +83,9 @@ pub(crate) struct RunRow {
     /// Why it failed (`{"error", "message"}`), once it ended `error` or `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<Value>,
+    /// When its latest attempt started executing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) started_at_ms: Option<u64>,
     /// The thread's head when the run last started (`None`: it had no checkpoint), so a
     /// rollback can put it back.
     #[serde(default)]

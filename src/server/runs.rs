@@ -678,6 +678,7 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     }
     let flusher = store_events(app, &row.run_id, &log);
     row.updated_at_ms = now_ms();
+    row.started_at_ms = Some(row.updated_at_ms);
     if row.attempt > 1 || log.len() == 0 {
         log.push(
             "metadata",
@@ -878,6 +879,7 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
         not_before_ms: at_ms,
         worker: None,
         error: None,
+        started_at_ms: None,
         start_checkpoint: None,
         created_at_ms: now,
         updated_at_ms: now,

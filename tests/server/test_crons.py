@@ -116,3 +116,33 @@ def test_bad_cron_requests_name_the_field(client, url):
     with pytest.raises(UnprocessableEntityError):
         client.crons.create("simple", schedule="61 * * * *")
     assert httpx.get(f"{url}/runs/crons/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_the_cron_cli_talks_to_the_server(url, client):
+    import json
+    import os
+    import subprocess
+
+    def cli(*args):
+        return subprocess.run([os.environ["BRAINOPS_BIN"], "cron", *args, "--url", url],
+                              capture_output=True, text=True, timeout=30)
+
+    tid = client.threads.create()["thread_id"]
+    made = cli("create", "--assistant", "simple", "--schedule", "0 9 * * 1-5",
+               "--timezone", "America/Chicago", "--thread", tid, "--input", '{"n": 2}')
+    assert made.returncode == 0, made.stderr
+    cron = json.loads(made.stdout)
+    assert cron["thread_id"] == tid and cron["payload"]["input"] == {"n": 2}
+    listed = json.loads(cli("list", "--thread", tid).stdout)
+    assert [c["cron_id"] for c in listed] == [cron["cron_id"]]
+    paused = cli("enable", cron["cron_id"], "--on", "false")
+    assert json.loads(paused.stdout)["enabled"] is False
+    assert cli("delete", cron["cron_id"]).returncode == 0
+    assert json.loads(cli("list", "--thread", tid).stdout) == []
+
+    bad = cli("create", "--assistant", "simple", "--schedule", "daily at nine")
+    assert bad.returncode == 2
+    assert "schedule `daily at nine`" in bad.stderr and "5 fields" in bad.stderr
+    gone = subprocess.run([os.environ["BRAINOPS_BIN"], "cron", "list", "--url", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=30)
+    assert gone.returncode != 0 and "cannot reach the server" in gone.stderr
