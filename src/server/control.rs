@@ -1294,3 +1294,7 @@ pub(crate) async fn open(url: &str) -> Result<Arc<dyn ControlStore>, String> {
     let sibling = path.with_file_name(format!("{stem}.server.db"));
     Ok(Arc::new(SqliteControl::open(Some(&sibling))?))
 }
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;
