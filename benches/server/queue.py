@@ -68,7 +68,8 @@ def throughput(workers):
         client = httpx.Client(base_url=url, timeout=120)
         # Queue first, then start the workers: the queue is measured, not the client.
         for i in range(0, RUNS, 500):
-            batch = [{"assistant_id": "tiny", "input": {"n": i + j}} for j in range(min(500, RUNS - i))]
+            batch = [{"assistant_id": "tiny", "input": {"n": i + j}, "on_completion": "keep"}
+                     for j in range(min(500, RUNS - i))]
             r = client.post("/runs/batch", json=batch)
             r.raise_for_status()
         started = time.time()
@@ -98,7 +99,7 @@ def create_to_start(mode):
         client = httpx.Client(base_url=url, timeout=60)
         time.sleep(1)
         for _ in range(SAMPLES):
-            client.post("/runs", json={"assistant_id": "tiny", "input": {}}).raise_for_status()
+            client.post("/runs", json={"assistant_id": "tiny", "input": {}, "on_completion": "keep"}).raise_for_status()
             time.sleep(0.05)
         time.sleep(2)
         rows = psql(direct, "SELECT (doc->>'started_at_ms')::bigint - created_at_ms FROM brainops_server_runs WHERE doc ? 'started_at_ms'")

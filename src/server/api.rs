@@ -1420,7 +1420,12 @@ pub(crate) async fn create_run(
         updated_at_ms: now,
     };
     app.control.put_run(&row).await.map_err(store_err)?;
-    runs::log(app, &row.run_id).push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
+    // A stream sees the run's `metadata` first even while it waits in the queue. With a
+    // shared store the process that executes the run writes it (and no log is made for a
+    // run nobody streams: each would follow the store).
+    if !app.control.shared() {
+        runs::log(app, &row.run_id).push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
+    }
     if let Some(bus) = app.buses.get(&row.thread_id) {
         bus.publish(
             "lifecycle",

@@ -334,7 +334,9 @@ async fn mirror(app: Arc<App>, run_id: String, log: Arc<RunLog>) {
         Some(r) => Some(r.follow(&run_id).await),
         None => None,
     };
-    let poll = if frames.is_some() {
+    // Without Redis the store is read every 100 ms while the run streams, backing off to
+    // 1 s while nothing comes (a run waiting in the queue).
+    let mut poll = if frames.is_some() {
         MIRROR_SAFETY_POLL
     } else {
         MIRROR_POLL
@@ -347,6 +349,13 @@ async fn mirror(app: Arc<App>, run_id: String, log: Arc<RunLog>) {
         let found = copy_stored(&app, &run_id, &log).await;
         if (!found || end_hint) && mirror_ended(&app, &run_id, &log).await {
             break;
+        }
+        if frames.is_none() {
+            poll = if found {
+                MIRROR_POLL
+            } else {
+                (poll * 2).min(Duration::from_secs(1))
+            };
         }
         end_hint = false;
         loop {
@@ -686,11 +695,10 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         );
     }
     let started_at = now_ms();
+    // The thread as the run finds it, read once (each read is a round trip to the store).
+    let thread = app.checkpointer.thread(&row.thread_id).await.ok().flatten();
     if row.attempt == 1 {
-        row.start_checkpoint = match app.checkpointer.thread(&row.thread_id).await {
-            Ok(Some(t)) => t.last_checkpoint,
-            _ => None,
-        };
+        row.start_checkpoint = thread.as_ref().and_then(|t| t.last_checkpoint);
     }
     match app.control.update_claimed(&row).await {
         Ok(true) => {}
@@ -712,10 +720,14 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     let outcome = if token.is_cancelled() {
         Err("the run was taken over by another process".to_string())
     } else {
-        run_graph(app, &row, &log, token.clone()).await
+        run_graph(app, &row, &log, token.clone(), thread).await
     };
     timer.abort();
-    let action = lock(&app.runs.cancels).and_then(|c| c.get(&row.run_id).and_then(|(_, how)| *how));
+    // From here the run is ending: the heartbeat stops renewing it (its row may be deleted
+    // with a temporary thread), and a late cancel finds nothing to stop.
+    let action = lock(&app.runs.cancels)
+        .and_then(|mut c| c.remove(&row.run_id))
+        .and_then(|(_, how)| how);
     if action == Some(CancelAction::Lost) {
         // Another process continues it: this one leaves the run, its thread and its
         // stored events alone.
@@ -906,6 +918,7 @@ async fn run_graph(
     row: &RunRow,
     log: &RunLog,
     token: CancelToken,
+    mut thread: Option<engine::checkpoint::ThreadInfo>,
 ) -> Result<RunOutcome, String> {
     let assistant = app
         .assistant(&row.assistant_id)
@@ -915,10 +928,9 @@ async fn run_graph(
     // its last checkpoint: applying the input (or answer, update, rewind) again would
     // repeat the finished steps and their side effects.
     let continuing = row.attempt > 1
-        && matches!(
-            app.checkpointer.thread(&row.thread_id).await,
-            Ok(Some(t)) if t.last_checkpoint.is_some() && t.last_checkpoint != row.start_checkpoint
-        );
+        && thread.as_ref().is_some_and(|t| {
+            t.last_checkpoint.is_some() && t.last_checkpoint != row.start_checkpoint
+        });
     let kwargs = if continuing {
         let mut options = row.kwargs.clone();
         if let Some(o) = options.as_object_mut() {
@@ -942,11 +954,9 @@ async fn run_graph(
             .rewind(&row.thread_id, id)
             .await
             .map_err(|e| e.to_string())?;
+        thread = app.checkpointer.thread(&row.thread_id).await.ok().flatten();
     }
-    let has_state = matches!(
-        app.checkpointer.thread(&row.thread_id).await,
-        Ok(Some(t)) if t.last_checkpoint.is_some()
-    );
+    let has_state = thread.as_ref().is_some_and(|t| t.last_checkpoint.is_some());
     let mut input = kwargs.get("input").filter(|v| !v.is_null()).cloned();
     if let Some(update) = update {
         let update = update_object(update)?;
@@ -955,6 +965,7 @@ async fn run_graph(
                 .update_state(&row.thread_id, &update)
                 .await
                 .map_err(|e| e.to_string())?;
+            thread = app.checkpointer.thread(&row.thread_id).await.ok().flatten();
         } else {
             // No state yet: the update is the input.
             let mut merged = input
@@ -978,11 +989,12 @@ async fn run_graph(
     let modes = Modes::parse(&modes).unwrap_or_default();
     let mut request = RunRequest::new().thread(row.thread_id.clone());
     // No input at a breakpoint (before or after a node) continues past it, as in LangGraph.
-    let at_breakpoint = matches!(
-        app.checkpointer.thread(&row.thread_id).await,
-        Ok(Some(t)) if t.status == engine::ThreadStatus::Interrupted
-            && t.interrupt.as_ref().is_some_and(|i| i.kind != engine::InterruptKind::Ask)
-    );
+    let at_breakpoint = thread.as_ref().is_some_and(|t| {
+        t.status == engine::ThreadStatus::Interrupted
+            && t.interrupt
+                .as_ref()
+                .is_some_and(|i| i.kind != engine::InterruptKind::Ask)
+    });
     let resume = match (resume, &input) {
         (None, None) if at_breakpoint => Some(Value::Null),
         (resume, _) => resume,
@@ -991,7 +1003,7 @@ async fn run_graph(
     // state, as LangGraph does.
     if input.is_some()
         && resume.is_none()
-        && let Ok(Some(t)) = app.checkpointer.thread(&row.thread_id).await
+        && let Some(t) = &thread
         && t.status == engine::ThreadStatus::Interrupted
         && let Some(head) = t.last_checkpoint
     {
