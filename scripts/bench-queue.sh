@@ -4,7 +4,7 @@
 # and Redis commands per idle hour. Uses the local Postgres + PgBouncer and Redis that
 # scripts/postgres.sh and scripts/redis.sh start, and the server tests' virtualenv.
 #
-#   scripts/bench-queue.sh            # RUNS=10000 SAMPLES=300
+#   scripts/bench-queue.sh [throughput] [latency] [idle]   # RUNS=10000 SAMPLES=300; all three by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/brainops/target}"
@@ -18,4 +18,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 cargo build --release --locked --bin brainops >&2
 export BRAINOPS_BIN="$CARGO_TARGET_DIR/release/brainops"
-exec "$VENV/bin/python" benches/server/queue.py
+exec "$VENV/bin/python" benches/server/run_queue.py "$@"

@@ -146,3 +146,49 @@ def test_the_cron_cli_talks_to_the_server(url, client):
     gone = subprocess.run([os.environ["BRAINOPS_BIN"], "cron", "list", "--url", "http://127.0.0.1:9"],
                           capture_output=True, text=True, timeout=30)
     assert gone.returncode != 0 and "cannot reach the server" in gone.stderr
+
+
+def test_overlap_cancel_stops_the_previous_run(client, url):
+    tid = client.threads.create()["thread_id"]
+    # `overlap` is ours (the SDK's keyword is multitask_strategy, which maps onto it).
+    cron = httpx.post(f"{url}/threads/{tid}/runs/crons", json={
+        "assistant_id": "slow", "schedule": "*/2 * * * * *", "input": {"seconds": 30}, "overlap": "cancel",
+    }).json()
+    assert cron["overlap"] == "cancel"
+    deadline = time.time() + 10
+    while len(cron_runs(client, tid, cron["cron_id"])) < 2:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    client.crons.delete(cron["cron_id"])
+    runs = sorted(cron_runs(client, tid, cron["cron_id"]), key=lambda r: r["created_at"])
+    deadline = time.time() + 5
+    while client.runs.get(tid, runs[0]["run_id"])["status"] != "interrupted":
+        assert time.time() < deadline, "the next tick should cancel the previous run"
+        time.sleep(0.1)
+    client.runs.cancel(tid, runs[-1]["run_id"])
+
+
+@pytest.mark.parametrize("window, expected", [(60, 1), (0, 0)])
+def test_a_tick_missed_while_down_is_caught_up_within_the_window(fresh_home, window, expected):
+    from conftest import Server
+    server = Server(fresh_home).start()
+    client = get_sync_client(url=server.url)
+    tid = client.threads.create()["thread_id"]
+    # Once a minute, at a second 3 s from now; the server is down then.
+    second = (int(time.time()) + 3) % 60
+    cron = httpx.post(f"{server.url}/threads/{tid}/runs/crons", json={
+        "assistant_id": "simple", "schedule": f"{second} * * * * *", "input": {"n": 1},
+        "catchup_window_seconds": window,
+    }).json()
+    server.stop()
+    time.sleep(5)
+    again = Server(fresh_home).start()
+    try:
+        client = get_sync_client(url=again.url)
+        time.sleep(2)
+        assert len(cron_runs(client, tid, cron["cron_id"])) == expected
+        # Either way the next tick is a minute on, not a burst.
+        nxt = datetime.datetime.fromisoformat(client.crons.search(thread_id=tid)[0]["next_run_date"])
+        assert nxt.timestamp() > time.time() + 40
+    finally:
+        again.stop()

@@ -46,7 +46,9 @@ def start(command, store, env, home):
     args = [BIN, command, "--graphs", GRAPHS, "--checkpoint", store]
     if command == "serve":
         args += ["--port", "0", "--no-worker"]
-    proc = subprocess.Popen(args, env=dict(os.environ, BRAINOPS_HOME=home, **env),
+    # REDIS_URL only where a measurement asks for it.
+    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BRAINOPS_LISTEN_URL")}
+    proc = subprocess.Popen(args, env=dict(base, BRAINOPS_HOME=home, **env),
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     line = proc.stderr.readline()
     url = re.search(r"http://[0-9.:]+", line)
@@ -132,14 +134,18 @@ def redis_idle_commands():
 
 
 def main():
-    print(f"queue throughput, {RUNS} tiny background runs (queued first, then drained):")
-    for workers in (1, 2):
+    parts = sys.argv[1:] or ["throughput", "latency", "idle"]
+    if "throughput" in parts:
+        print(f"queue throughput, {RUNS} tiny background runs (queued first, then drained):")
+    for workers in (1, 2) if "throughput" in parts else ():
         print(f"  {workers} worker process(es), 10 concurrent runs each: {throughput(workers):.0f} runs/s", flush=True)
-    print(f"create -> start, {SAMPLES} runs created one at a time (20/s) with an idle worker:")
-    for mode in ("poll", "listen", "redis"):
+    if "latency" in parts:
+        print(f"create -> start, {SAMPLES} runs created one at a time (20/s) with an idle worker:")
+    for mode in ("poll", "listen", "redis") if "latency" in parts else ():
         p50, p99, n = create_to_start(mode)
         print(f"  {mode:6}: p50 {p50} ms, p99 {p99} ms ({n} runs)", flush=True)
-    print(f"Redis commands per idle hour, 1 server + 2 workers: {redis_idle_commands()}")
+    if "idle" in parts:
+        print(f"Redis commands per idle hour, 1 server + 2 workers: {redis_idle_commands()}")
 
 
 if __name__ == "__main__":
