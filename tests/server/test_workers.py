@@ -478,3 +478,44 @@ def test_postgres_restarted_mid_run_loses_nothing(db, procs, hook, tmp_path, acc
     # The queue works after it, too.
     tid = client.threads.create()["thread_id"]
     assert client.runs.wait(tid, "effect", input={"seconds": 0})["log"] == ["done"]
+
+
+def can_unshare():
+    return os.getuid() == 0 and subprocess.run(
+        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "true"], capture_output=True
+    ).returncode == 0
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare (util-linux) for a second 'machine'")
+def test_a_worker_on_another_machine_killed_mid_run_is_replaced_after_its_lease(db, procs, hook, tmp_path):
+    """The victim runs in its own UTS and PID namespaces with another host name, as on another
+    machine: the dead-process shortcut cannot apply, so only its lease running out (2 s) lets
+    the surviving worker take the run over."""
+    store, direct = db
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    client = get_sync_client(url=api.url, timeout=60)
+    remote = Proc(str(tmp_path), "worker", store, hook)
+    inner = " ".join(f"'{a}'" for a in remote.args)
+    remote.args = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                   f"hostname other-machine && exec {inner}"]
+    remote.proc = subprocess.Popen(remote.args, env=remote.env, stderr=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    assert "brainops worker" in remote.proc.stderr.readline()
+    procs.append(remote)
+
+    Hook.posts.clear()
+    tid = client.threads.create()["thread_id"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 3, "name": "remote"})["run_id"]
+    wait_for(lambda: Hook.posts, what="the side effect")
+    assert run_row(direct, rid)[2].startswith("other-machine/")
+    local = spawn(procs, str(tmp_path), "worker", store, hook)
+    time.sleep(0.3)
+    os.killpg(remote.proc.pid, signal.SIGKILL)
+    killed = time.time()
+    wait_for(lambda: run_row(direct, rid)[1] == 2, timeout=15, what="the takeover")
+    waited = time.time() - killed
+    assert waited >= 1.0, f"taken over after {waited:.2f} s: before the lease could expire"
+    assert client.runs.join(tid, rid)["log"] == ["done"]
+    status, attempt, worker = run_row(direct, rid)
+    assert (status, attempt) == ("success", 2) and worker.split("/")[1] == str(local.pid)
+    assert len(Hook.posts) == 1
