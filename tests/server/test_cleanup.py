@@ -46,3 +46,25 @@ def test_a_bad_policy_is_refused_at_start(fresh_home):
     )
     assert out.returncode == 2
     assert "BRAINOPS_THREAD_TTL `a week` is not an age" in out.stderr
+
+
+def test_expired_memories_are_swept_on_schedule(fresh_home):
+    import os
+    import sqlite3
+    server = Server(fresh_home, env={"BRAINOPS_CLEANUP_EVERY": "1s"}).start()
+    try:
+        put = lambda key, **extra: httpx.put(f"{server.url}/store/items", json={
+            "namespace": ["acme", "notes"], "key": key, "value": {"text": key}, "index": False, **extra,
+        })
+        assert put("brief", ttl=0.02).status_code == 204  # 1.2 s
+        assert put("lasting").status_code == 204
+        db = os.path.join(fresh_home, "memory.db")
+        count = lambda: sqlite3.connect(db).execute("SELECT count(*) FROM memory_items").fetchone()[0]
+        assert count() == 2
+        deadline = time.time() + 8
+        while count() != 1:
+            assert time.time() < deadline, "the expired memory was never swept"
+            time.sleep(0.2)
+        assert httpx.get(f"{server.url}/store/items", params={"namespace": "acme.notes", "key": "lasting"}).json()["value"] == {"text": "lasting"}
+    finally:
+        server.stop()
