@@ -1433,7 +1433,7 @@ pub(crate) async fn create_run(
             true,
         );
     }
-    app.runs.enqueue();
+    app.runs.poke();
     if app.control.shared() {
         let app = app.clone();
         tokio::spawn(async move { app.tell("run").await });

@@ -296,7 +296,12 @@ impl SqliteControl {
         f(&conn).map_err(|e| format!("server store (sqlite): {e}"))
     }
 
-    fn run_docs(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RunRow>, String> {
+    /// The rows of documents `sql` selects (its first column).
+    fn rows<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, String> {
         let docs = self.with(|c| {
             let mut q = c.prepare_cached(sql)?;
             q.query_map(params, |r| r.get::<_, String>(0))?
@@ -344,23 +349,19 @@ impl ControlStore for SqliteControl {
     }
 
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached("SELECT doc FROM server_threads WHERE thread_id = ?1")?;
-            q.query_map([thread_id], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(from_docs(docs)?.pop())
+        Ok(self
+            .rows(
+                "SELECT doc FROM server_threads WHERE thread_id = ?1",
+                [thread_id],
+            )?
+            .pop())
     }
 
     async fn threads(&self) -> Result<Vec<ThreadRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT doc FROM server_threads ORDER BY created_at_ms DESC, thread_id DESC",
-            )?;
-            q.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        from_docs(docs)
+        self.rows(
+            "SELECT doc FROM server_threads ORDER BY created_at_ms DESC, thread_id DESC",
+            [],
+        )
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<bool, String> {
@@ -418,7 +419,7 @@ impl ControlStore for SqliteControl {
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, String> {
         Ok(self
-            .run_docs(
+            .rows(
                 &format!("SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE run_id = ?1"),
                 [run_id],
             )?
@@ -430,7 +431,7 @@ impl ControlStore for SqliteControl {
     }
 
     async fn runs_of(&self, thread_id: &str) -> Result<Vec<RunRow>, String> {
-        self.run_docs(
+        self.rows(
             &format!(
                 "SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE thread_id = ?1
                  ORDER BY created_at_ms DESC, run_id DESC"
@@ -440,7 +441,7 @@ impl ControlStore for SqliteControl {
     }
 
     async fn active_runs(&self) -> Result<Vec<RunRow>, String> {
-        self.run_docs(
+        self.rows(
             &format!(
                 "SELECT {SQLITE_RUN_DOC} FROM server_runs WHERE status IN ('pending', 'running')
                  ORDER BY created_at_ms, run_id"
@@ -456,7 +457,7 @@ impl ControlStore for SqliteControl {
         lease_until_ms: u64,
     ) -> Result<Option<RunRow>, String> {
         Ok(self
-            .run_docs(
+            .rows(
                 &self.claim_sql,
                 rusqlite::params![worker, sql_ms(now_ms), sql_ms(lease_until_ms)],
             )?
@@ -588,22 +589,16 @@ impl ControlStore for SqliteControl {
     }
 
     async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached("SELECT doc FROM server_crons WHERE cron_id = ?1")?;
-            q.query_map([cron_id], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        Ok(from_docs(docs)?.pop())
+        Ok(self
+            .rows("SELECT doc FROM server_crons WHERE cron_id = ?1", [cron_id])?
+            .pop())
     }
 
     async fn crons(&self) -> Result<Vec<CronRow>, String> {
-        let docs = self.with(|c| {
-            let mut q =
-                c.prepare_cached("SELECT doc FROM server_crons ORDER BY created_at_ms, cron_id")?;
-            q.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        from_docs(docs)
+        self.rows(
+            "SELECT doc FROM server_crons ORDER BY created_at_ms, cron_id",
+            [],
+        )
     }
 
     async fn delete_cron(&self, cron_id: &str) -> Result<bool, String> {
@@ -611,14 +606,10 @@ impl ControlStore for SqliteControl {
     }
 
     async fn due_crons(&self, now_ms: u64) -> Result<Vec<CronRow>, String> {
-        let docs = self.with(|c| {
-            let mut q = c.prepare_cached(
-                "SELECT doc FROM server_crons WHERE next_run_ms <= ?1 ORDER BY next_run_ms",
-            )?;
-            q.query_map([sql_ms(now_ms)], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        from_docs(docs)
+        self.rows(
+            "SELECT doc FROM server_crons WHERE next_run_ms <= ?1 ORDER BY next_run_ms",
+            [sql_ms(now_ms)],
+        )
     }
 
     async fn advance_cron(
@@ -750,6 +741,22 @@ impl PgControl {
             .collect()
     }
 
+    /// The document `sql` selects for `id`, if any.
+    async fn one<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &'static str,
+        id: &str,
+    ) -> Result<Option<T>, String> {
+        let id = id.to_string();
+        let docs = self.docs(|| sqlx::query(sql).bind(id.clone())).await?;
+        Ok(from_values(docs)?.pop())
+    }
+
+    /// Every document `sql` selects.
+    async fn all<T: for<'de> Deserialize<'de>>(&self, sql: &'static str) -> Result<Vec<T>, String> {
+        from_values(self.docs(|| sqlx::query(sql)).await?)
+    }
+
     async fn exec(&self, make: impl Fn() -> PgQuery) -> Result<usize, String> {
         Ok(self.pg.fetch(make).await.map_err(pg_err)?.len())
     }
@@ -789,25 +796,18 @@ impl ControlStore for PgControl {
     }
 
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadRow>, String> {
-        let id = thread_id.to_string();
-        let docs = self
-            .docs(|| {
-                sqlx::query("SELECT doc FROM brainops_server_threads WHERE thread_id = $1")
-                    .bind(id.clone())
-            })
-            .await?;
-        Ok(from_values(docs)?.pop())
+        self.one(
+            "SELECT doc FROM brainops_server_threads WHERE thread_id = $1",
+            thread_id,
+        )
+        .await
     }
 
     async fn threads(&self) -> Result<Vec<ThreadRow>, String> {
-        let docs = self
-            .docs(|| {
-                sqlx::query(
-                    "SELECT doc FROM brainops_server_threads ORDER BY created_at_ms DESC, thread_id DESC",
-                )
-            })
-            .await?;
-        from_values(docs)
+        self.all(
+            "SELECT doc FROM brainops_server_threads ORDER BY created_at_ms DESC, thread_id DESC",
+        )
+        .await
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<bool, String> {
@@ -1208,23 +1208,16 @@ impl ControlStore for PgControl {
     }
 
     async fn cron(&self, cron_id: &str) -> Result<Option<CronRow>, String> {
-        let id = cron_id.to_string();
-        let docs = self
-            .docs(|| {
-                sqlx::query("SELECT doc FROM brainops_server_crons WHERE cron_id = $1")
-                    .bind(id.clone())
-            })
-            .await?;
-        Ok(from_values(docs)?.pop())
+        self.one(
+            "SELECT doc FROM brainops_server_crons WHERE cron_id = $1",
+            cron_id,
+        )
+        .await
     }
 
     async fn crons(&self) -> Result<Vec<CronRow>, String> {
-        let docs = self
-            .docs(|| {
-                sqlx::query("SELECT doc FROM brainops_server_crons ORDER BY created_at_ms, cron_id")
-            })
-            .await?;
-        from_values(docs)
+        self.all("SELECT doc FROM brainops_server_crons ORDER BY created_at_ms, cron_id")
+            .await
     }
 
     async fn delete_cron(&self, cron_id: &str) -> Result<bool, String> {

@@ -235,8 +235,9 @@ pub async fn serve_until(
         .map_err(ServeError::Store)?;
     if options.role != Role::Both && !control.shared() {
         return Err(ServeError::Options(format!(
-            "{} needs a store other processes share: give --checkpoint postgres://… \
-             (SQLite and memory belong to one process)",
+            "{} needs a store other processes share; SQLite and memory belong to one process\n  \
+             help: give --checkpoint postgres://… (the same database for every server and worker), \
+             or run plain `brainops serve`",
             if options.role == Role::Worker {
                 "a worker"
             } else {

@@ -246,12 +246,7 @@ impl Runs {
         lock(&self.logs).and_then(|l| l.get(run_id).cloned())
     }
 
-    /// A run was stored as pending: look for work.
-    pub(crate) fn enqueue(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Something may have been missed (a reconnect): look for work.
+    /// Look for work: a run was queued, or a wake-up may have been missed (a reconnect).
     pub(crate) fn poke(&self) {
         self.wake.notify_one();
     }
@@ -740,9 +735,8 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     }
     let (status, rolled_back) = match (&outcome, action) {
         (_, Some(CancelAction::Rollback)) => (RunState::Interrupted, true),
-        (_, Some(CancelAction::Interrupt)) => (RunState::Interrupted, false),
+        (_, Some(CancelAction::Interrupt | CancelAction::Lost)) => (RunState::Interrupted, false),
         (_, Some(CancelAction::Timeout)) => (RunState::Timeout, false),
-        (_, Some(CancelAction::Lost)) => (RunState::Interrupted, false),
         (Ok(o), None) if o.status == RunStatus::Failed => (RunState::Error, false),
         (Ok(_), None) => (RunState::Success, false),
         (Err(_), None) => (RunState::Error, false),
@@ -900,7 +894,7 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
     match app.control.put_run(&wake).await {
         Ok(()) => {
             tracing::info!(run = %wake.run_id, thread = %wake.thread_id, "the thread sleeps until {}", wire::iso(at_ms));
-            app.runs.enqueue();
+            app.runs.poke();
             if app.control.shared() {
                 app.tell("run").await;
             }
