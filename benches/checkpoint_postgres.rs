@@ -92,6 +92,7 @@ fn step_record(thread: &str, id: u64) -> CheckpointRecord {
         ],
         snapshot: None,
         next: vec!["estimate".into()],
+        sends: Vec::new(),
         joins: vec![],
         created_at_ms: 0,
     }

@@ -196,9 +196,9 @@ async fn bad_requests_get_the_reference_status_and_name_the_field() {
         ),
         (
             format!("{u}/runs/wait"),
-            json!({"assistant_id": "simple", "command": {"goto": "b"}}),
+            json!({"assistant_id": "simple", "command": {"goto": 5}}),
             422,
-            "command.goto",
+            "command.goto: expected a node name or a Send",
         ),
         (
             format!("{u}/threads/{}/runs/wait", uuid::Uuid::new_v4()),

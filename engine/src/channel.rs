@@ -65,8 +65,46 @@ impl ChannelType {
     }
 }
 
+/// A reducer written in Rust: folds one write into the current value. It must be
+/// deterministic: checkpoints store the writes and replay them through it.
+pub type ReduceFn = dyn Fn(&mut Value, Value) -> Result<(), String> + Send + Sync;
+
+/// A reducer registered by name ([`crate::Registry::register_reducer`]) and named in
+/// `[state]` (`reducer = "NAME"`). Until the graph compiles against a registry it is only
+/// a name.
+#[derive(Clone)]
+pub struct CustomReducer {
+    /// Its registered name.
+    pub name: std::sync::Arc<str>,
+    pub(crate) fold: Option<std::sync::Arc<ReduceFn>>,
+}
+
+impl CustomReducer {
+    /// A reducer named `name`, resolved when the graph compiles.
+    pub fn named(name: impl Into<std::sync::Arc<str>>) -> Self {
+        CustomReducer {
+            name: name.into(),
+            fold: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CustomReducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomReducer({})", self.name)
+    }
+}
+
+impl PartialEq for CustomReducer {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for CustomReducer {}
+
 /// How the writes of a step are folded into a channel's value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reducer {
     /// The write becomes the value; two writes in one step are a conflict.
@@ -79,6 +117,9 @@ pub enum Reducer {
     Add,
     /// Messages are appended; a message whose `id` is already present replaces it.
     Messages,
+    /// A reducer written in Rust, registered by name.
+    #[serde(skip)]
+    Custom(CustomReducer),
 }
 
 impl Reducer {
@@ -86,31 +127,32 @@ impl Reducer {
     pub const NAMES: &'static str = "replace, append, merge, add, messages";
 
     /// Whether this reducer can fold values of type `ty`.
-    pub fn fits(self, ty: ChannelType) -> bool {
+    pub fn fits(&self, ty: ChannelType) -> bool {
         use ChannelType as T;
         match self {
             Reducer::Replace => true,
             Reducer::Append => matches!(ty, T::Array | T::Messages | T::Any),
             Reducer::Merge => matches!(ty, T::Object | T::Any),
-            Reducer::Add => matches!(ty, T::Integer | T::Number | T::Any),
+            Reducer::Add => matches!(ty, T::Integer | T::Number | T::String | T::Any),
             Reducer::Messages => matches!(ty, T::Messages | T::Array | T::Any),
+            Reducer::Custom(_) => true,
         }
     }
 
     /// Whether checkpoints store this channel's writes rather than its whole value.
-    pub fn stores_delta(self) -> bool {
+    pub fn stores_delta(&self) -> bool {
         !matches!(self, Reducer::Replace)
     }
 
     /// Folds `update` into `current`.
-    pub fn apply(self, current: &mut Value, update: Value) -> Result<(), ReduceError> {
+    pub fn apply(&self, current: &mut Value, update: Value) -> Result<(), ReduceError> {
         self.fold(current, update, None)
     }
 
     /// Folds `update` into `current`, noting in `undo` how to take the fold back. What is
     /// noted is what the fold displaced (moved, not copied), or a length to cut back to.
     pub fn apply_undoable(
-        self,
+        &self,
         current: &mut Value,
         update: Value,
         undo: &mut Vec<Undo>,
@@ -119,7 +161,7 @@ impl Reducer {
     }
 
     fn fold(
-        self,
+        &self,
         current: &mut Value,
         update: Value,
         undo: Option<&mut Vec<Undo>>,
@@ -127,6 +169,14 @@ impl Reducer {
         let mut log = UndoLog(undo);
         let logging = log.0.is_some();
         let mut note = |u: Undo| log.note(u);
+        // LangGraph's `Overwrite`: the value replaces the channel's, bypassing the reducer.
+        let update = match overwrite(update) {
+            Ok(value) => {
+                note(Undo::Restore(std::mem::replace(current, value)));
+                return Ok(());
+            }
+            Err(update) => update,
+        };
         match self {
             Reducer::Replace => {
                 note(Undo::Restore(std::mem::replace(current, update)));
@@ -195,6 +245,19 @@ impl Reducer {
                 }
                 add(current, &update)
             }
+            Reducer::Custom(custom) => {
+                let Some(fold) = &custom.fold else {
+                    return Err(ReduceError::Custom {
+                        message: format!("reducer `{}` is not registered", custom.name),
+                    });
+                };
+                if logging {
+                    note(Undo::Restore(current.clone()));
+                }
+                fold(current, update).map_err(|message| ReduceError::Custom {
+                    message: format!("reducer `{}`: {message}", custom.name),
+                })
+            }
             Reducer::Messages => {
                 let was_null = current.is_null();
                 let list = as_array(current)?;
@@ -236,6 +299,8 @@ pub enum Undo {
     Truncate(usize),
     /// Put this element back at this index of the array.
     Element(usize, Value),
+    /// Put this element back at this index of the array, moving the rest up.
+    Insert(usize, Value),
     /// Put this key's old value back, or remove the key when it had none.
     Key(String, Option<Value>),
 }
@@ -251,6 +316,7 @@ impl Undo {
                     *slot = old;
                 }
             }
+            (Undo::Insert(i, old), Value::Array(list)) => list.insert(i.min(list.len()), old),
             (Undo::Key(key, Some(old)), Value::Object(map)) => {
                 map.insert(key, old);
             }
@@ -277,9 +343,25 @@ fn as_array(current: &mut Value) -> Result<&mut Vec<Value>, ReduceError> {
 }
 
 fn add(current: &mut Value, update: &Value) -> Result<(), ReduceError> {
+    if let Value::String(tail) = update {
+        return match current {
+            Value::Null => {
+                *current = update.clone();
+                Ok(())
+            }
+            Value::String(text) => {
+                text.push_str(tail);
+                Ok(())
+            }
+            other => Err(ReduceError::Expected {
+                what: "a string channel to concatenate to",
+                got: kind(other),
+            }),
+        };
+    }
     let Value::Number(delta) = update else {
         return Err(ReduceError::Expected {
-            what: "a number to add",
+            what: "a number to add or a string to concatenate",
             got: kind(update),
         });
     };
@@ -332,6 +414,9 @@ fn upsert_message(
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
+    if is_removal(&message) {
+        return remove_message(list, id, note);
+    }
     match id {
         Some(id) => {
             let existing = list.iter().rposition(|m| match m.get("id") {
@@ -353,6 +438,80 @@ fn upsert_message(
         }
     }
     Ok(())
+}
+
+/// The id that removes every message (LangGraph's `REMOVE_ALL_MESSAGES`).
+pub const REMOVE_ALL_MESSAGES: &str = "__remove_all__";
+
+/// LangGraph's `RemoveMessage`: `{"type": "remove", "id": ...}` (or `"role": "remove"`).
+fn is_removal(message: &Map<String, Value>) -> bool {
+    [message.get("type"), message.get("role")]
+        .into_iter()
+        .flatten()
+        .any(|v| v.as_str() == Some("remove"))
+}
+
+/// Deletes the message with `id`, or every message for [`REMOVE_ALL_MESSAGES`]. Deleting a
+/// message that is not there is an error, as in LangGraph.
+fn remove_message(
+    list: &mut Vec<Value>,
+    id: Option<String>,
+    note: &mut impl FnMut(Undo),
+) -> Result<(), ReduceError> {
+    let Some(id) = id else {
+        return Err(ReduceError::Removal {
+            message: "a removal needs the `id` of the message to delete".into(),
+        });
+    };
+    if id == REMOVE_ALL_MESSAGES {
+        note(Undo::Restore(Value::Array(std::mem::take(list))));
+        return Ok(());
+    }
+    let position = list.iter().position(|m| match m.get("id") {
+        Some(Value::String(other)) => *other == id,
+        Some(Value::Number(n)) => n.to_string() == id,
+        _ => false,
+    });
+    match position {
+        Some(i) => {
+            let old = list.remove(i);
+            note(Undo::Insert(i, old));
+            Ok(())
+        }
+        None => Err(ReduceError::Removal {
+            message: format!("there is no message with id `{id}` to delete"),
+        }),
+    }
+}
+
+/// The key of LangGraph's `Overwrite` in JSON: `{"__overwrite__": value}`.
+pub const OVERWRITE: &str = "__overwrite__";
+
+/// The value of an overwrite (`{"__overwrite__": v}`, or the serialised dataclass
+/// `{"type": "__overwrite__", "value": v}`), or the write unchanged when it is not one.
+pub fn overwrite(write: Value) -> Result<Value, Value> {
+    if !is_overwrite(&write) {
+        return Err(write);
+    }
+    match write {
+        Value::Object(mut map) => Ok(map
+            .shift_remove(OVERWRITE)
+            .or_else(|| map.shift_remove("value"))
+            .unwrap_or(Value::Null)),
+        other => Err(other),
+    }
+}
+
+/// Whether a write is an overwrite (see [`overwrite`]).
+pub fn is_overwrite(write: &Value) -> bool {
+    match write {
+        Value::Object(map) => {
+            (map.len() == 1 && map.contains_key(OVERWRITE))
+                || (map.get("type").and_then(Value::as_str) == Some(OVERWRITE)
+                    && map.contains_key("value"))
+        }
+        _ => false,
+    }
 }
 
 /// A name for the JSON kind of `value`, for error messages.
@@ -382,6 +541,18 @@ pub enum ReduceError {
     /// An `add` channel's sum left the number range.
     #[error("the sum overflows")]
     Overflow,
+    /// A Rust reducer refused the write.
+    #[error("{message}")]
+    Custom {
+        /// Why.
+        message: String,
+    },
+    /// A message removal that cannot be applied.
+    #[error("{message}")]
+    Removal {
+        /// Why.
+        message: String,
+    },
 }
 
 /// A declared state channel.

@@ -201,6 +201,14 @@ pub enum AgentStep {
     },
     /// Writing the answer to memory failed (the answer is kept).
     MemoryError(String),
+    /// The agent handed the conversation to another agent.
+    Handoff {
+        /// The agent it handed to.
+        to: String,
+        /// Why, in the model's words.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl AgentStep {
@@ -213,6 +221,7 @@ impl AgentStep {
             AgentStep::ToolRefused { .. } => "tool_refused",
             AgentStep::SchemaRetry(_) => "schema_retry",
             AgentStep::Remembered { .. } => "remembered",
+            AgentStep::Handoff { .. } => "handoff",
             AgentStep::MemoryError(_) => "memory_error",
         }
     }

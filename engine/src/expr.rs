@@ -21,6 +21,8 @@ pub enum Scope {
     State,
     /// `state`, `item` and `index` (inside a `for_each` node).
     Item,
+    /// `state`, `item`, `index` and `answer` (an `ask` node's question and check).
+    Answer,
 }
 
 /// A compiled CEL expression. Clones share the program: a graph that writes the same
@@ -226,13 +228,28 @@ impl Expr {
         let mut refs = References::default();
         refs.walk(program.expression(), &mut Vec::new());
         for (name, id) in &refs.free {
-            let allowed = match scope {
-                Scope::State => name == "state",
-                Scope::Item => matches!(name.as_str(), "state" | "item" | "index"),
-            };
+            // CEL's type names, for `type(x) == int`.
+            const TYPES: &[&str] = &[
+                "int",
+                "uint",
+                "double",
+                "string",
+                "bool",
+                "bytes",
+                "list",
+                "map",
+                "null_type",
+                "type",
+            ];
+            let allowed = TYPES.contains(&name.as_str())
+                || match scope {
+                    Scope::State => name == "state",
+                    Scope::Item => matches!(name.as_str(), "state" | "item" | "index"),
+                    Scope::Answer => matches!(name.as_str(), "state" | "item" | "index" | "answer"),
+                };
             if !allowed {
                 let help = if matches!(name.as_str(), "item" | "index") {
-                    "`item` and `index` exist only in a node with `for_each`".to_string()
+                    "`item` and `index` exist only in a node with `for_each` or one that receives work items (named in a `goto` list)".to_string()
                 } else {
                     format!("read channels through `state`, e.g. `state.{name}`")
                 };
@@ -290,13 +307,24 @@ impl Expr {
         state: &dyn StateReader,
         item: Option<(&Value, usize)>,
     ) -> Result<Value, EvalError> {
-        let cel = self.eval_cel(state, item)?;
+        let cel = self.eval_cel(state, item, None)?;
+        cel_to_json(&cel).map_err(|message| self.error(message))
+    }
+
+    /// Evaluates with `answer` bound too (an `ask` node's question and check).
+    pub fn eval_answer(
+        &self,
+        state: &dyn StateReader,
+        item: Option<(&Value, usize)>,
+        answer: Option<&Value>,
+    ) -> Result<Value, EvalError> {
+        let cel = self.eval_cel(state, item, answer)?;
         cel_to_json(&cel).map_err(|message| self.error(message))
     }
 
     /// Evaluates to a boolean (edge conditions).
     pub fn eval_bool(&self, state: &dyn StateReader) -> Result<bool, EvalError> {
-        match self.eval_cel(state, None)? {
+        match self.eval_cel(state, None, None)? {
             Cel::Bool(b) => Ok(b),
             other => Err(self.error(format!("a condition must be true or false, got {other:?}"))),
         }
@@ -339,6 +367,7 @@ impl Expr {
         &self,
         state: &dyn StateReader,
         item: Option<(&Value, usize)>,
+        answer: Option<&Value>,
     ) -> Result<Cel, EvalError> {
         if self.loops >= 2 {
             self.check_cost(state, item)?;
@@ -362,6 +391,9 @@ impl Expr {
         if let Some((value, index)) = item {
             ctx.add_variable_from_value("item", json_to_cel(value));
             ctx.add_variable_from_value("index", Cel::Int(index as i64));
+        }
+        if let Some(answer) = answer {
+            ctx.add_variable_from_value("answer", json_to_cel(answer));
         }
         self.program
             .execute(&ctx)

@@ -63,8 +63,8 @@ pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{AgentStep, Event, EventSink, EventStream, IntegrationCall, Progress};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};
 pub use node::{
-    AsyncFnNode, FnNode, Node, NodeContext, NodeError, Outbox, Registry, ToolInfo, UsageRecord,
-    UsageSum, UsageTotals, node_async, node_fn, record_usage_here,
+    AsyncFnNode, FnNode, Goto, Node, NodeContext, NodeError, Outbox, Registry, ToolInfo,
+    UsageRecord, UsageSum, UsageTotals, node_async, node_fn, record_usage_here,
 };
 pub use pregel::{
     CancelToken, RunOutcome, RunRequest, RunStatus, RunStream, Runner, StateSnapshot,

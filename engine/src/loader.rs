@@ -40,6 +40,14 @@ const NODE_KEYS: &[&str] = &[
     "interrupt",
     "recall",
     "remember",
+    "goto",
+    "next",
+    "defer",
+    "on_empty",
+    "check",
+    "reask",
+    "outputs",
+    "stateful",
 ];
 const RECALL_KEYS: &[&str] = &["namespace", "query", "limit", "kind", "filter"];
 const REMEMBER_KEYS: &[&str] = &["namespace", "value", "kind", "key", "importance"];
@@ -71,7 +79,7 @@ struct RawChannel {
     #[serde(rename = "type")]
     ty: Option<Spanned<ChannelType>>,
     default: Option<Spanned<toml::Value>>,
-    reducer: Option<Spanned<Reducer>>,
+    reducer: Option<Spanned<String>>,
     #[allow(dead_code)]
     description: Option<String>,
     required: Option<Spanned<RawRequired>>,
@@ -91,14 +99,18 @@ type RawMapping = IndexMap<Spanned<String>, Spanned<String>>;
 struct RawNode {
     #[allow(dead_code)]
     description: Option<String>,
-    set: Option<Spanned<RawMapping>>,
+    set: Option<Spanned<RawSet>>,
     for_each: Option<Spanned<String>>,
     agent: Option<Spanned<String>>,
     tool: Option<Spanned<String>>,
     input: Option<Spanned<RawMapping>>,
     args: Option<Spanned<RawMapping>>,
     output: Option<Spanned<String>>,
-    ask: Option<Spanned<String>>,
+    ask: Option<Spanned<RawAsk>>,
+    check: Option<Spanned<String>>,
+    reask: Option<Spanned<String>>,
+    outputs: Option<Spanned<RawMapping>>,
+    stateful: Option<Spanned<bool>>,
     wait: Option<Spanned<RawMapping>>,
     graph: Option<Spanned<String>>,
     retry: Option<Spanned<RawRetry>>,
@@ -106,6 +118,38 @@ struct RawNode {
     interrupt: Option<Spanned<InterruptWhen>>,
     recall: Option<Spanned<RawRecall>>,
     remember: Option<Spanned<RawRemember>>,
+    goto: Option<Spanned<Vec<Spanned<String>>>>,
+    next: Option<Spanned<String>>,
+    defer: Option<bool>,
+    on_empty: Option<Spanned<RawOnEmpty>>,
+}
+
+/// `ask = "question"`, or a list of questions asked in turn.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAsk {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `set = { key = "CEL" }`, or a list of expressions for several writes in order.
+type RawSet = IndexMap<Spanned<String>, Spanned<RawWrites>>;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawWrites {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// What a `for_each` node does after an empty list.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawOnEmpty {
+    /// Nothing runs after it (LangGraph's zero `Send`s).
+    Skip,
+    /// Its edges fire as after any step.
+    Continue,
 }
 
 /// `recall = { namespace = [CEL, ...], query = CEL, limit = N, kind = "...", filter = CEL }`:
@@ -396,6 +440,24 @@ fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
     Located::at(s.get_ref().clone(), loc(s))
 }
 
+/// A `set` table's writes, in order; a list gives several writes to one channel.
+fn set_writes(raw: &Spanned<RawSet>) -> Mapping {
+    let mut out = Vec::new();
+    for (key, value) in raw.get_ref() {
+        match value.get_ref() {
+            RawWrites::One(text) => out.push((located(key), Located::at(text.clone(), loc(value)))),
+            // Spans do not survive an untagged enum: each expression points at the list.
+            RawWrites::Many(list) => {
+                out.extend(
+                    list.iter()
+                        .map(|v| (located(key), Located::at(v.clone(), loc(value)))),
+                );
+            }
+        }
+    }
+    out
+}
+
 fn mapping(raw: &Spanned<RawMapping>) -> Mapping {
     raw.get_ref()
         .iter()
@@ -441,7 +503,17 @@ fn to_spec(
         spec.channels.push(ChannelSpec {
             name: located(name),
             ty: located(ty),
-            reducer: c.reducer.as_ref().map(located),
+            reducer: c.reducer.as_ref().map(|r| {
+                let reducer = match r.get_ref().as_str() {
+                    "replace" => Reducer::Replace,
+                    "append" => Reducer::Append,
+                    "merge" => Reducer::Merge,
+                    "add" => Reducer::Add,
+                    "messages" => Reducer::Messages,
+                    other => Reducer::Custom(crate::channel::CustomReducer::named(other)),
+                };
+                Located::at(reducer, loc(r))
+            }),
             default: c
                 .default
                 .as_ref()
@@ -462,7 +534,7 @@ fn to_spec(
         let node_name = name.get_ref();
         let mut kinds: Vec<(&str, NodeSpecKind)> = Vec::new();
         if let Some(set) = &n.set {
-            kinds.push(("set", NodeSpecKind::Set(mapping(set))));
+            kinds.push(("set", NodeSpecKind::Set(set_writes(set))));
         }
         if let Some(tool) = &n.tool {
             kinds.push((
@@ -516,12 +588,31 @@ fn to_spec(
             ));
         }
         if let Some(ask) = &n.ask {
+            let questions = match ask.get_ref() {
+                RawAsk::One(q) => vec![Located::at(q.clone(), loc(ask))],
+                // Spans do not survive an untagged enum: each question points at the list.
+                RawAsk::Many(list) => list
+                    .iter()
+                    .map(|q| Located::at(q.clone(), loc(ask)))
+                    .collect(),
+            };
             kinds.push((
                 "ask",
                 NodeSpecKind::Ask {
-                    question: ask.get_ref().clone(),
+                    questions,
+                    check: n.check.as_ref().map(located),
+                    reask: n.reask.as_ref().map(located),
                 },
             ));
+        }
+        for (key, value) in [("check", &n.check), ("reask", &n.reask)] {
+            if let (Some(v), None) = (value, &n.ask) {
+                problems.push(Problem::new(
+                    &loc(v),
+                    format!("node `{node_name}` has `{key}` but no `ask`"),
+                    "`check` and `reask` belong to ask nodes",
+                ));
+            }
         }
         if let Some(wait) = &n.wait {
             let (mut seconds, mut until) = (None, None);
@@ -549,7 +640,15 @@ fn to_spec(
         }
         if let Some(sub) = &n.graph {
             match load_subgraph(base, sub, registry, stack, problems, nested) {
-                Some(graph) => kinds.push(("graph", NodeSpecKind::Subgraph { graph })),
+                Some(graph) => kinds.push((
+                    "graph",
+                    NodeSpecKind::Subgraph {
+                        graph,
+                        input: n.input.as_ref().map(mapping),
+                        outputs: n.outputs.as_ref().map(mapping),
+                        stateful: n.stateful.as_ref().is_some_and(|s| *s.get_ref()),
+                    },
+                )),
                 // Reported already; the node stays, so its edges are not reported as unknown.
                 None => kinds.push(("graph", NodeSpecKind::Set(Vec::new()))),
             }
@@ -561,12 +660,24 @@ fn to_spec(
                 "`args` belong to tool nodes; agent nodes take `input`",
             ));
         }
-        if n.input.is_some() && n.agent.is_none() {
+        if n.input.is_some() && n.agent.is_none() && n.graph.is_none() {
             problems.push(Problem::new(
                 &n.input.as_ref().and_then(loc),
-                format!("node `{node_name}` has `input` but no `agent`"),
-                "`input` belongs to agent nodes; tool nodes take `args`",
+                format!("node `{node_name}` has `input` but no `agent` or `graph`"),
+                "`input` belongs to agent and subgraph nodes; tool nodes take `args`",
             ));
+        }
+        for (key, given) in [
+            ("outputs", n.outputs.as_ref().and_then(loc)),
+            ("stateful", n.stateful.as_ref().and_then(loc)),
+        ] {
+            if given.is_some() && n.graph.is_none() {
+                problems.push(Problem::new(
+                    &given,
+                    format!("node `{node_name}` has `{key}` but no `graph`"),
+                    "`outputs` and `stateful` belong to subgraph nodes",
+                ));
+            }
         }
         let kind = match kinds.len() {
             0 => {
@@ -593,6 +704,16 @@ fn to_spec(
         spec_node.for_each = n.for_each.as_ref().map(located);
         spec_node.output = n.output.as_ref().map(located);
         spec_node.interrupt = n.interrupt.as_ref().map(located);
+        spec_node.goto = n
+            .goto
+            .as_ref()
+            .map(|g| Located::at(g.get_ref().iter().map(located).collect(), loc(g)));
+        spec_node.next = n.next.as_ref().map(located);
+        spec_node.defer = n.defer.unwrap_or(false);
+        spec_node.on_empty_continue = n
+            .on_empty
+            .as_ref()
+            .is_some_and(|o| *o.get_ref() == RawOnEmpty::Continue);
         spec_node.timeout = n.timeout_s.as_ref().map(|t| {
             let secs = *t.get_ref();
             let d = if secs.is_finite() && secs > 0.0 {

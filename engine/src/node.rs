@@ -64,6 +64,33 @@ impl NodeError {
     }
 }
 
+/// Where a node sends the run next (LangGraph's `Command(goto=...)` and `Send`): a node to
+/// run in the next step, or a work item for a node, run as its own task with `arg` as its
+/// `item`. `"END"` as a node goes nowhere. The targets a node may choose are declared in its
+/// `goto` list.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Goto {
+    /// Run this node in the next step.
+    Node(String),
+    /// Run this node on this input in the next step (LangGraph's `Send`).
+    Send {
+        /// The node.
+        node: String,
+        /// Its input: the task's `item`.
+        arg: Value,
+    },
+}
+
+impl Goto {
+    /// The node it names.
+    pub fn node(&self) -> &str {
+        match self {
+            Goto::Node(node) | Goto::Send { node, .. } => node,
+        }
+    }
+}
+
 /// What a running task knows about itself.
 #[derive(Clone)]
 pub struct NodeContext {
@@ -73,10 +100,18 @@ pub struct NodeContext {
     pub(crate) step: u64,
     pub(crate) checkpoint_id: u64,
     pub(crate) attempt: u32,
-    pub(crate) resume: Option<Value>,
+    /// The answers this task was resumed with so far, oldest first.
+    pub(crate) answers: Arc<[Value]>,
+    /// The answer this run brought for the task, if any (a subgraph resumes its child
+    /// with it; without one a waiting child asks again).
+    pub(crate) fresh_answer: Option<Value>,
+    /// How many times this attempt called [`NodeContext::interrupt`].
+    pub(crate) asked: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) events: Option<EventSink>,
     pub(crate) usage: Option<Arc<std::sync::Mutex<UsageTotals>>>,
     pub(crate) outbox: Option<Outbox>,
+    /// Where the task said to go (see [`NodeContext::goto`]); fresh for every attempt.
+    pub(crate) routes: Option<Arc<std::sync::Mutex<Vec<Goto>>>>,
 }
 
 /// The thread's side-effect outbox (in its checkpoint store), for nodes that call outside
@@ -201,10 +236,13 @@ impl NodeContext {
             step: 0,
             checkpoint_id: 0,
             attempt: 1,
-            resume: None,
+            answers: Arc::from(Vec::new()),
+            fresh_answer: None,
+            asked: Arc::default(),
             events: None,
             usage: None,
             outbox: None,
+            routes: None,
         }
     }
 
@@ -241,18 +279,55 @@ impl NodeContext {
         format!("{}:{}:{}", self.thread_id, self.checkpoint_id, self.task_id)
     }
 
-    /// The value the run was resumed with, when this task was interrupted before.
+    /// The value the run was last resumed with, when this task was interrupted before.
     pub fn resume_value(&self) -> Option<&Value> {
-        self.resume.as_ref()
+        self.answers.last()
     }
 
-    /// Pauses the run to ask for a value: returns the resume value when the run was resumed,
-    /// otherwise an [`NodeError::Interrupt`] to return from [`Node::call`].
+    /// Pauses the run to ask for a value, as LangGraph's `interrupt()`: the n-th call in a
+    /// task returns the n-th answer the task was resumed with; when there is none yet, it
+    /// gives an [`NodeError::Interrupt`] to return from [`Node::call`]. A node asking several
+    /// questions is run again from the top on each resume, its earlier questions answered
+    /// at once from the stored answers.
     pub fn interrupt(&self, payload: Value) -> Result<Value, NodeError> {
-        match &self.resume {
+        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.answers.get(n) {
             Some(value) => Ok(value.clone()),
             None => Err(NodeError::Interrupt(payload)),
         }
+    }
+
+    /// Routes the run to `node` after this task's step (LangGraph's `Command(goto=node)`),
+    /// in addition to the node's edges. `node` must be in the node's declared `goto` list
+    /// (`"END"`: go nowhere). Ignored when the call fails; a retry starts with no routes.
+    pub fn goto(&self, node: impl Into<String>) {
+        self.route(Goto::Node(node.into()));
+    }
+
+    /// Sends a work item to `node`: in the next step it runs as its own task with `arg` as
+    /// its `item` (LangGraph's `Send`). `node` must be in the declared `goto` list.
+    pub fn send(&self, node: impl Into<String>, arg: Value) {
+        self.route(Goto::Send {
+            node: node.into(),
+            arg,
+        });
+    }
+
+    /// Routes the run as `goto` says.
+    pub fn route(&self, goto: Goto) {
+        if let Some(routes) = &self.routes
+            && let Ok(mut routes) = routes.lock()
+        {
+            routes.push(goto);
+        }
+    }
+
+    /// The routes this attempt chose so far.
+    pub(crate) fn take_routes(&self) -> Vec<Goto> {
+        self.routes
+            .as_ref()
+            .and_then(|r| r.lock().ok().map(|mut r| std::mem::take(&mut *r)))
+            .unwrap_or_default()
     }
 
     /// Runs `work` with this context as the task's current one, so code deep inside a call
@@ -389,12 +464,36 @@ pub struct Registry {
     tools: HashMap<String, Arc<dyn Node>>,
     tool_info: HashMap<String, ToolInfo>,
     agents: HashMap<String, Arc<dyn Node>>,
+    reducers: HashMap<String, Arc<crate::channel::ReduceFn>>,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds (or replaces) a reducer written in Rust, named in `[state]` as
+    /// `reducer = "NAME"`. It folds one write into the value and must be deterministic:
+    /// checkpoints store the writes and replay them through it.
+    pub fn register_reducer<F>(&mut self, name: impl Into<String>, fold: F) -> &mut Self
+    where
+        F: Fn(&mut Value, Value) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.reducers.insert(name.into(), Arc::new(fold));
+        self
+    }
+
+    /// A registered reducer.
+    pub(crate) fn reducer(&self, name: &str) -> Option<&Arc<crate::channel::ReduceFn>> {
+        self.reducers.get(name)
+    }
+
+    /// Every registered reducer's name, sorted.
+    pub fn reducer_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.reducers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Adds (or replaces) a tool.

@@ -23,7 +23,7 @@ pub fn mermaid(graph: &Graph) -> String {
     for edge in graph.edges() {
         let join = edge.from.len() > 1;
         for from in &edge.from {
-            let arrow = if join {
+            let arrow = if join || edge.goto {
                 "-.->".to_string()
             } else {
                 "-->".to_string()
@@ -32,6 +32,7 @@ pub fn mermaid(graph: &Graph) -> String {
                 (Some(l), _, _) => format!("|\"{}\"|", quote_label(l)),
                 (None, true, _) => "|default|".to_string(),
                 (None, false, true) => "|join|".to_string(),
+                (None, false, false) if edge.goto => "|goto|".to_string(),
                 _ => String::new(),
             };
             out.push_str(&format!(
@@ -69,8 +70,10 @@ pub fn dot(graph: &Graph) -> String {
                 attrs.push(format!("label=\"{}\"", quote_label(l)));
             } else if edge.default {
                 attrs.push("label=\"default\"".to_string());
+            } else if edge.goto {
+                attrs.push("label=\"goto\"".to_string());
             }
-            if join {
+            if join || edge.goto {
                 attrs.push("style=dashed".to_string());
             }
             let attrs = if attrs.is_empty() {

@@ -56,7 +56,7 @@ impl State {
             }
             ChannelDelta::Reduce { channel, writes } => {
                 if let Some(id) = graph.channel_id(channel) {
-                    let reducer = graph.channels[id as usize].reducer;
+                    let reducer = &graph.channels[id as usize].reducer;
                     for w in writes {
                         reducer
                             .apply(&mut self.values[id as usize], w.clone())

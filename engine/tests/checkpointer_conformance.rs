@@ -52,6 +52,7 @@ fn record(thread: &str, id: u64, deltas: Vec<ChannelDelta>) -> CheckpointRecord 
         deltas,
         snapshot: None,
         next: vec![format!("n{}", id + 1)],
+        sends: Vec::new(),
         joins: vec![],
         created_at_ms: 1_000 + id,
     }

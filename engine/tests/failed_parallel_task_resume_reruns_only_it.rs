@@ -1,5 +1,10 @@
 //! When one of two parallel tasks fails, the finished one's writes are saved; resuming the
 //! thread re-runs only the failed task.
+//!
+//! Mirrors `test_pending_writes_resume` in `libs/langgraph/tests/test_pregel.py`
+//! (LangGraph 1.2.24): a task that fails with a retryable error after its retries, then
+//! succeeds on a later resume of the thread, keeps its finished sibling's writes, and the
+//! sibling is not run again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 

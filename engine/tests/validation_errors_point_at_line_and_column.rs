@@ -56,13 +56,13 @@ fn bad_channel_type_and_reducer() {
     );
     expect(&src, 4, 14, "unknown variant `integr`");
     let src = format!(
-        "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"string\", reducer = \"add\" }}\n[nodes.a]\nset = {{}}\n{OK_TAIL}"
+        "[graph]\nname = \"x\"\n[state]\nn = {{ type = \"boolean\", reducer = \"add\" }}\n[nodes.a]\nset = {{}}\n{OK_TAIL}"
     );
     expect(
         &src,
         4,
-        34,
-        "reducer `add` does not fit channel `n` of type `string`",
+        35,
+        "reducer `add` does not fit channel `n` of type `boolean`",
     );
 }
 

@@ -492,10 +492,16 @@ async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResul
     for e in g.edges() {
         for from in &e.from {
             let mut edge = json!({"source": wire_name(from), "target": wire_name(&e.to)});
-            let conditional = e.label.is_some() || e.default;
+            // A route chosen at run time is conditional, as LangGraph draws a Command's.
+            let conditional = e.label.is_some() || e.default || e.goto;
             if conditional {
                 edge["conditional"] = json!(true);
-                edge["data"] = json!(e.label.clone().unwrap_or_else(|| "default".into()));
+                let data = match (&e.label, e.goto) {
+                    (Some(label), _) => label.clone(),
+                    (None, true) => "goto".into(),
+                    (None, false) => "default".into(),
+                };
+                edge["data"] = json!(data);
             }
             edges.push(edge);
         }
@@ -1211,13 +1217,9 @@ fn read_run_request(app: &App, body: &Map<String, Value>) -> ApiResult<RunAsk> {
             type_name(input)
         )));
     }
-    if let Some(goto) = command.as_ref().and_then(|c| c.get("goto"))
-        && !matches!(goto, Value::Null)
-        && !matches!(goto, Value::Array(a) if a.is_empty())
-    {
-        return Err(ApiError::unprocessable(
-            "command.goto: not supported yet; this engine routes along the graph's edges (send resume or update)",
-        ));
+    if let Some(goto) = command.as_ref().and_then(|c| c.get("goto")) {
+        super::runs::gotos(goto)
+            .map_err(|e| ApiError::unprocessable(format!("command.goto: {e}")))?;
     }
     let modes = f
         .strings("stream_mode")?

@@ -617,6 +617,21 @@ pub(crate) fn on_notice(app: &App, payload: &str) {
     }
 }
 
+/// A command's `goto`, as LangGraph's clients send it: a node name, a `Send`
+/// (`{"node", "arg"}`), or a list of those.
+pub(crate) fn gotos(goto: &Value) -> Result<Vec<engine::Goto>, String> {
+    let one = |v: &Value| -> Result<engine::Goto, String> {
+        serde_json::from_value(v.clone()).map_err(|_| {
+            format!("expected a node name or a Send ({{\"node\": ..., \"arg\": ...}}), got {v}")
+        })
+    };
+    match goto {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(list) => list.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
 /// The run's command, split: `(resume, update, goto)`.
 fn command_parts(kwargs: &Value) -> (Option<Value>, Option<Value>, Option<Value>) {
     let Some(cmd) = kwargs.get("command").and_then(Value::as_object) else {
@@ -938,9 +953,7 @@ async fn run_graph(
     };
     let kwargs = kwargs.as_ref();
     let (resume, update, goto) = command_parts(kwargs);
-    if goto.is_some() {
-        return Err("command.goto is not supported yet: this engine routes only along the graph's edges (issue #17)".into());
-    }
+    let goto = goto.as_ref().map(gotos).transpose()?.unwrap_or_default();
     if let Some(cp) = kwargs.get("checkpoint_id").and_then(Value::as_str) {
         let id = wire::checkpoint_parse(cp)
             .ok_or_else(|| format!("checkpoint_id `{cp}` is not a checkpoint of this thread"))?;
@@ -952,9 +965,14 @@ async fn run_graph(
     }
     let has_state = thread.as_ref().is_some_and(|t| t.last_checkpoint.is_some());
     let mut input = kwargs.get("input").filter(|v| !v.is_null()).cloned();
+    // With a resume or a goto, the engine applies the update itself, with the step it
+    // resumes (so the step's pending writes stay with it).
+    let mut engine_update = None;
     if let Some(update) = update {
         let update = update_object(update)?;
-        if has_state {
+        if has_state && (resume.is_some() || !goto.is_empty()) {
+            engine_update = Some(update);
+        } else if has_state {
             runner
                 .update_state(&row.thread_id, &update)
                 .await
@@ -1006,8 +1024,43 @@ async fn run_graph(
             .await
             .map_err(|e| e.to_string())?;
     }
+    // `resume = {interrupt_id: value, ...}` answers several waiting questions at once.
+    let waiting: Vec<(String, String)> = thread
+        .as_ref()
+        .filter(|t| t.status == engine::ThreadStatus::Interrupted)
+        .and_then(|t| t.interrupt.as_ref().map(|i| (t, i)))
+        .map(|(t, i)| {
+            i.all()
+                .map(|i| {
+                    (
+                        wire::interrupt_id(&row.thread_id, t.last_checkpoint, &i.task),
+                        i.task.clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let resume = match resume {
+        Some(Value::Object(map))
+            if !map.is_empty() && map.keys().all(|k| waiting.iter().any(|(id, _)| id == k)) =>
+        {
+            request.resume_each = map
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    waiting
+                        .iter()
+                        .find(|(id, _)| *id == k)
+                        .map(|(_, task)| (task.clone(), v))
+                })
+                .collect();
+            None
+        }
+        other => other,
+    };
     request.input = input;
     request.resume = resume;
+    request.goto = goto;
+    request.update = engine_update;
     request.cancel = Some(token);
     // A restarted server takes its own runs' threads over: the process that held them is gone.
     request.takeover = row.attempt > 1;

@@ -57,13 +57,18 @@ pub(crate) fn interrupts(
     checkpoint: Option<u64>,
     interrupt: Option<&InterruptInfo>,
 ) -> Vec<Value> {
-    match interrupt {
-        Some(i) if i.kind == InterruptKind::Ask => vec![json!({
-            "value": i.value,
-            "id": interrupt_id(thread_id, checkpoint, &i.task),
-        })],
-        _ => Vec::new(),
-    }
+    // Every waiting question of the step (parallel interrupts), in task order.
+    interrupt
+        .into_iter()
+        .flat_map(InterruptInfo::all)
+        .filter(|i| i.kind == InterruptKind::Ask)
+        .map(|i| {
+            json!({
+                "value": i.value,
+                "id": interrupt_id(thread_id, checkpoint, &i.task),
+            })
+        })
+        .collect()
 }
 
 /// ISO-8601 with offset, as the reference server writes timestamps.

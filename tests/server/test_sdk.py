@@ -553,3 +553,39 @@ def test_stream_subgraphs_names_events_by_namespace(client):
         )
     )
     assert [part["ns"] for part in v2 if part["type"] == "updates"] == [[], ["sub:sub"], []]
+
+
+def test_command_goto_send_and_update_through_the_sdk(client):
+    """Issue #17: LangGraph's Command(goto, update) and Send from the official client."""
+    tid = client.threads.create()["thread_id"]
+    done = client.runs.wait(tid, "triage", input={"category": "billing"})
+    assert done["path"] == ["triage", "billing"]
+    # A command on the finished thread: the update, then the run goes where goto says.
+    done = client.runs.wait(tid, "triage", command={"update": {"category": "x"}, "goto": "support"})
+    assert done["path"] == ["triage", "billing", "support"] and done["category"] == "x"
+    # Sends, as the SDK serialises them.
+    done = client.runs.wait(
+        tid, "triage", command={"goto": [{"node": "support", "arg": {"n": 1}}, {"node": "support", "arg": {"n": 2}}]}
+    )
+    assert done["path"][-2:] == ["support 1", "support 2"]
+    # A node outside the graph is refused with the reason.
+    with pytest.raises(httpx.HTTPStatusError) as e:
+        client.runs.wait(tid, "triage", command={"goto": 7})
+    assert e.value.response.status_code == 422
+    assert "command.goto" in e.value.response.json()["detail"]
+
+
+def test_parallel_interrupts_listed_and_answered_with_one_map(client):
+    """Issue #17: two questions in one step; LangGraph's Command(resume={id: value})."""
+    tid = client.threads.create()["thread_id"]
+    body = client.runs.wait(tid, "triage", input={"category": "both"})
+    waiting = body["__interrupt__"]
+    assert [i["value"] for i in waiting] == ["A?", "B?"]
+    assert len({i["id"] for i in waiting}) == 2
+    thread = client.threads.get(tid)
+    assert thread["status"] == "interrupted"
+    done = client.runs.wait(
+        tid, "triage", command={"resume": {waiting[0]["id"]: "yes", waiting[1]["id"]: "no"}}
+    )
+    assert done["path"] == ["triage", "a:yes", "b:no"]
+    assert client.threads.get(tid)["status"] == "idle"

@@ -35,6 +35,18 @@ pub struct LlmAgent {
     validator: Option<jsonschema::Validator>,
     /// The spec's worked example as prompt text, rendered once.
     example_text: Option<String>,
+    /// `(tool, agent)`: the handoff tools offered, and the agent each hands to.
+    handoffs: Vec<(String, String)>,
+    /// For models without tool calls: the answer schema that carries the handoff choice.
+    handoff_schema: Option<(Value, jsonschema::Validator)>,
+}
+
+/// The tool that hands the conversation to `agent` (`transfer_to_billing_desk`).
+fn handoff_tool(agent: &str) -> String {
+    format!(
+        "transfer_to_{}",
+        agent.split_once('.').map_or(agent, |(_, name)| name)
+    )
 }
 
 impl LlmAgent {
@@ -77,6 +89,40 @@ impl LlmAgent {
                 e.input, e.output
             )
         });
+        let mut handoffs = Vec::with_capacity(spec.handoffs.len());
+        for target in &spec.handoffs {
+            let tool = handoff_tool(target);
+            offered.push(ToolSpec {
+                name: tool.clone(),
+                description: format!(
+                    "Hand the conversation to the agent `{target}`, who answers it from here. Call it when the message is theirs to answer."
+                ),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"reason": {"type": "string", "description": "why they should answer"}},
+                }),
+            });
+            handoffs.push((tool, target.clone()));
+        }
+        // A model without tool calls chooses in its answer: `handoff` is an agent or "none".
+        let handoff_schema = if handoffs.is_empty() {
+            None
+        } else {
+            let mut choices: Vec<Value> = spec.handoffs.iter().map(|h| json!(h)).collect();
+            choices.push(json!("none"));
+            let answer = spec
+                .output
+                .clone()
+                .unwrap_or_else(|| json!({"type": "string"}));
+            let schema = json!({
+                "type": "object",
+                "required": ["handoff", "answer"],
+                "properties": {"handoff": {"enum": choices}, "answer": answer},
+            });
+            let validator = jsonschema::validator_for(&schema)
+                .map_err(|e| format!("agent `{}`: the handoff answer schema: {e}", spec.name))?;
+            Some((schema, validator))
+        };
         Ok(LlmAgent {
             spec,
             offered,
@@ -85,6 +131,8 @@ impl LlmAgent {
             memories,
             validator,
             example_text,
+            handoffs,
+            handoff_schema,
         })
     }
 
@@ -295,6 +343,54 @@ impl LlmAgent {
         }
     }
 
+    /// Hands the conversation to `target`: routes the run there (`ctx.goto`, checked
+    /// against the node's `goto` list) and answers with this turn as messages, the handoff
+    /// call and its result, for a `messages` channel.
+    fn hand_off(
+        &self,
+        ctx: &NodeContext,
+        target: &str,
+        call: Option<&ToolCall>,
+        text: String,
+    ) -> Value {
+        let reason = call
+            .and_then(|c| c.arguments.get("reason"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.emit(
+            ctx,
+            AgentStep::Handoff {
+                to: target.to_string(),
+                reason: reason.clone(),
+            },
+        );
+        ctx.goto(target);
+        let note = format!("Transferred to {target}");
+        match call {
+            Some(call) => json!([
+                {"role": "assistant", "name": self.spec.name, "content": text,
+                 "tool_calls": [{"id": call.id, "name": call.name, "arguments": call.arguments}]},
+                {"role": "tool", "name": call.name, "tool_call_id": call.id, "content": note},
+            ]),
+            None => json!([
+                {"role": "assistant", "name": self.spec.name,
+                 "content": reason.unwrap_or(note), "handoff": target},
+            ]),
+        }
+    }
+
+    /// An agent with handoffs answers with messages: its answer as the assistant's message.
+    fn as_messages(&self, result: Value) -> Value {
+        if self.handoffs.is_empty() {
+            return result;
+        }
+        let content = match result {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        json!([{"role": "assistant", "name": self.spec.name, "content": content}])
+    }
+
     /// The result from a final answer, or what is wrong with it.
     fn finish(&self, text: &str) -> Result<Value, String> {
         let Some(validator) = &self.validator else {
@@ -328,12 +424,23 @@ impl Agent for LlmAgent {
             .model(spec)
             .map_err(|e| crate::llm::node::failed(&e))?;
         let tools_possible = !self.offered.is_empty() && model.capabilities().tools;
+        // Without tool calls, the handoff is a field of the answer.
+        let choose_in_answer = !self.handoffs.is_empty() && !model.capabilities().tools;
+        if choose_in_answer {
+            system.push_str(&format!(
+                "\n\nIf one of these agents should answer instead, set `handoff` to its name: {}. Otherwise set `handoff` to \"none\" and give your `answer`.",
+                self.spec.handoffs.join(", ")
+            ));
+        }
 
         let mut request = ChatRequest::new(vec![
             Message::system(system),
             Message::user(format!("Input:\n{input}")),
         ]);
-        request.output_schema = spec.output.clone();
+        request.output_schema = match (&self.handoff_schema, choose_in_answer) {
+            (Some((schema, _)), true) => Some(schema.clone()),
+            _ => spec.output.clone(),
+        };
         request.temperature = spec.temperature;
         request.max_tokens = spec.max_tokens;
 
@@ -349,11 +456,45 @@ impl Agent for LlmAgent {
             }
             let reply = self.turn(model.as_ref(), &request, ctx).await?;
 
-            let problem = if reply.tool_calls.is_empty() {
-                match self.finish(&reply.text) {
-                    Ok(result) => {
+            let handoff = reply.tool_calls.iter().find_map(|call| {
+                self.handoffs
+                    .iter()
+                    .find(|(tool, _)| *tool == call.name)
+                    .map(|(_, target)| (call, target))
+            });
+            if let (Some((call, target)), true) = (handoff, offer) {
+                // The handoff ends this agent's turn; other calls of the turn are not run.
+                return Ok(self.hand_off(ctx, target, Some(call), reply.text.clone()));
+            }
+            let problem = if reply.tool_calls.is_empty() || choose_in_answer {
+                let finished = match (&self.handoff_schema, choose_in_answer) {
+                    (Some((_, validator)), true) => {
+                        crate::llm::answer::json_answer(validator, &reply.text).and_then(|choice| {
+                            match choice.get("handoff").and_then(Value::as_str) {
+                                Some(target) if target != "none" => Ok(Err(target.to_string())),
+                                _ => {
+                                    let answer =
+                                        choice.get("answer").cloned().unwrap_or(Value::Null);
+                                    match &self.validator {
+                                        Some(v) => {
+                                            crate::llm::answer::json_answer(v, &answer.to_string())
+                                        }
+                                        None => Ok(answer),
+                                    }
+                                    .map(Ok)
+                                }
+                            }
+                        })
+                    }
+                    _ => self.finish(&reply.text).map(Ok),
+                };
+                match finished {
+                    Ok(Err(target)) => {
+                        return Ok(self.hand_off(ctx, &target, None, reply.text.clone()));
+                    }
+                    Ok(Ok(result)) => {
                         self.remember(&input, &result, ctx).await;
-                        return Ok(result);
+                        return Ok(self.as_messages(result));
                     }
                     Err(problem) => format!(
                         "That answer does not match the required output: {problem}. Answer again with only the JSON."

@@ -143,6 +143,10 @@ pub struct AgentSpec {
     pub instructions: Template,
     /// The tools the model may call; anything else it asks for is refused.
     pub tools: Vec<String>,
+    /// The agents it may hand the conversation to (`handoffs = ["financial.billing_desk"]`):
+    /// the model is offered a `transfer_to_<name>` tool per agent, and a call routes the
+    /// run to the node running that agent. Such an agent answers with messages.
+    pub handoffs: Vec<String>,
     /// JSON Schema of the result; without one the result is the reply's text.
     pub output: Option<Value>,
     /// Model strings, tried in order.
@@ -172,6 +176,7 @@ impl AgentSpec {
             description: description.to_string(),
             instructions,
             tools: Vec::new(),
+            handoffs: Vec::new(),
             output: None,
             models: vec![crate::llm::DEFAULT_MODEL.to_string()],
             temperature: None,
@@ -258,6 +263,28 @@ impl AgentSpec {
                         Some(names) => engine::graph::suggest("tools", tool.get_ref(), names),
                         None => "`brainops tools list` shows the tools there are".into(),
                     }),
+                ));
+            }
+        }
+        for target in &raw.handoffs {
+            let t = target.get_ref();
+            let well_formed = t
+                .split_once('.')
+                .is_some_and(|(c, rest)| c.parse::<Category>().is_ok() && is_snake(rest));
+            if !well_formed {
+                problems.push(problem(
+                    Some(target.span()),
+                    format!("`handoffs`: `{t}` is not an agent name"),
+                    Some(
+                        "name agents as `category.snake_case_name`, e.g. `financial.billing_desk`"
+                            .into(),
+                    ),
+                ));
+            } else if t == raw.name.get_ref() {
+                problems.push(problem(
+                    Some(target.span()),
+                    format!("`handoffs`: `{t}` is this agent"),
+                    Some("an agent hands off to others; remove it".into()),
                 ));
             }
         }
@@ -416,7 +443,9 @@ impl AgentSpec {
                 diagnostics: vec![problem(None, "invalid spec".into(), None)],
             });
         };
+        let handoffs = raw.handoffs.iter().map(|h| h.get_ref().clone()).collect();
         Ok(AgentSpec {
+            handoffs,
             name: raw.name.into_inner(),
             category,
             description: raw.description.into_inner(),
@@ -461,6 +490,7 @@ const SPEC_KEYS: &[&str] = &[
     "name",
     "category",
     "description",
+    "handoffs",
     "instructions",
     "tools",
     "output",
@@ -482,6 +512,8 @@ struct RawSpec {
     instructions: Spanned<String>,
     #[serde(default)]
     tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    handoffs: Vec<Spanned<String>>,
     output: Option<Spanned<toml::Value>>,
     model: Option<Spanned<toml::Value>>,
     temperature: Option<Spanned<f32>>,

@@ -140,10 +140,63 @@ pub struct CheckpointRecord {
     pub snapshot: Option<Map<String, Value>>,
     /// The nodes that run in the next step.
     pub next: Vec<String>,
+    /// Work items sent to nodes for the next step (LangGraph's `Send`), in send order.
+    pub sends: Vec<SendTask>,
     /// Joins waiting on some of their sources.
     pub joins: Vec<JoinProgress>,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+}
+
+/// A work item a node sent to another for the next step (LangGraph's `Send`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendTask {
+    /// The node that runs it.
+    pub node: String,
+    /// Its input, the task's `item`.
+    pub arg: Value,
+}
+
+/// The stored `next` column: the next step's nodes (strings), then its sent work items
+/// (`{node, arg}` objects), so one column keeps both and old rows still read.
+pub(crate) fn next_column(next: &[String], sends: &[SendTask]) -> Value {
+    let mut list: Vec<Value> = next.iter().map(|n| Value::String(n.clone())).collect();
+    list.extend(
+        sends
+            .iter()
+            .map(|s| serde_json::json!({ "node": s.node, "arg": s.arg })),
+    );
+    Value::Array(list)
+}
+
+/// Splits a stored `next` column back into nodes and sent work items.
+pub(crate) fn split_next(
+    column: Vec<Value>,
+) -> Result<(Vec<String>, Vec<SendTask>), CheckpointError> {
+    let mut next = Vec::new();
+    let mut sends = Vec::new();
+    for v in column {
+        match v {
+            Value::String(n) => next.push(n),
+            other => sends.push(serde_json::from_value(other)?),
+        }
+    }
+    Ok((next, sends))
+}
+
+/// The nodes a `next` column names, sent work items' nodes included (LangGraph lists them).
+pub(crate) fn next_names(column: Vec<Value>) -> Vec<String> {
+    column
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::String(n) => Some(n),
+            Value::Object(mut o) => match o.remove("node") {
+                Some(Value::String(n)) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 impl CheckpointRecord {
@@ -198,7 +251,12 @@ impl From<&CheckpointRecord> for CheckpointSummary {
             step: r.step,
             source: r.source,
             nodes: r.nodes.clone(),
-            next: r.next.clone(),
+            next: r
+                .next
+                .iter()
+                .cloned()
+                .chain(r.sends.iter().map(|s| s.node.clone()))
+                .collect(),
             bytes: r.stored_bytes(),
             created_at_ms: r.created_at_ms,
         }
@@ -299,6 +357,17 @@ pub struct InterruptInfo {
     pub task: String,
     /// What is asked: the question of an ask node, the payload of a dynamic interrupt.
     pub value: Value,
+    /// Other tasks of the same step waiting too (LangGraph's parallel interrupts), in task
+    /// order; answer them together with a map of task → value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<InterruptInfo>,
+}
+
+impl InterruptInfo {
+    /// This interrupt and its siblings, in task order.
+    pub fn all(&self) -> impl Iterator<Item = &InterruptInfo> {
+        std::iter::once(self).chain(self.siblings.iter())
+    }
 }
 
 /// The right of one run to advance a thread, until `until_ms` unless renewed.

@@ -347,7 +347,7 @@ impl Checkpointer for PostgresSaver {
                     .bind(to_i64(r.step))
                     .bind(r.source.as_str())
                     .bind(JsonText(&r.nodes))
-                    .bind(JsonText(&r.next))
+                    .bind(JsonText(&super::next_column(&r.next, &r.sends)))
                     .bind(JsonText(&r.joins))
                     .bind(r.snapshot.is_some())
                     .bind(bytes)
@@ -422,7 +422,7 @@ impl Checkpointer for PostgresSaver {
                         .parse()
                         .map_err(undecodable)?,
                     nodes: row.try_get::<Json<Vec<String>>, _>("nodes")?.0,
-                    next: row.try_get::<Json<Vec<String>>, _>("next")?.0,
+                    next: super::next_names(row.try_get::<Json<Vec<Value>>, _>("next")?.0),
                     bytes: row.try_get::<i32, _>("bytes")?.max(0) as usize,
                     created_at_ms: row.try_get::<i64, _>("created_at_ms")? as u64,
                 })
@@ -711,6 +711,8 @@ impl Checkpointer for PostgresSaver {
 /// The checkpoint columns of a chain row, without its channel values.
 fn read_record(thread_id: &str, row: &PgRow) -> Result<CheckpointRecord, sqlx::Error> {
     let is_snapshot: bool = row.try_get("is_snapshot")?;
+    let (next, sends) = super::split_next(row.try_get::<Json<Vec<Value>>, _>("next")?.0)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     Ok(CheckpointRecord {
         thread_id: thread_id.to_string(),
         id: row.try_get::<i64, _>("checkpoint_id")? as u64,
@@ -725,7 +727,8 @@ fn read_record(thread_id: &str, row: &PgRow) -> Result<CheckpointRecord, sqlx::E
         nodes: row.try_get::<Json<Vec<String>>, _>("nodes")?.0,
         deltas: Vec::new(),
         snapshot: is_snapshot.then(Map::new),
-        next: row.try_get::<Json<Vec<String>>, _>("next")?.0,
+        next,
+        sends,
         joins: row.try_get::<Json<Vec<JoinProgress>>, _>("joins")?.0,
         created_at_ms: row.try_get::<i64, _>("created_at_ms")? as u64,
     })

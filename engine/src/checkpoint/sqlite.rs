@@ -170,6 +170,7 @@ struct CheckpointRecordRow {
 
 impl CheckpointRecordRow {
     fn into_record(self) -> Result<CheckpointRecord, CheckpointError> {
+        let (next, sends) = super::split_next(serde_json::from_str(&self.next)?)?;
         Ok(CheckpointRecord {
             thread_id: self.thread_id,
             id: self.id,
@@ -183,7 +184,8 @@ impl CheckpointRecordRow {
                 .as_deref()
                 .map(serde_json::from_str)
                 .transpose()?,
-            next: serde_json::from_str(&self.next)?,
+            next,
+            sends,
             joins: serde_json::from_str(&self.joins)?,
             created_at_ms: self.created_at_ms,
         })
@@ -212,7 +214,7 @@ fn insert_record(tx: &Transaction<'_>, r: &CheckpointRecord) -> Result<(), Check
     let nodes = serde_json::to_string(&r.nodes)?;
     let deltas = serde_json::to_string(&r.deltas)?;
     let snapshot = r.snapshot.as_ref().map(serde_json::to_string).transpose()?;
-    let next = serde_json::to_string(&r.next)?;
+    let next = serde_json::to_string(&super::next_column(&r.next, &r.sends))?;
     let joins = serde_json::to_string(&r.joins)?;
     tx.prepare_cached(
         "INSERT INTO checkpoints (thread_id, checkpoint_id, parent_id, step, source, nodes, deltas, snapshot, next, joins, created_at_ms)

@@ -40,7 +40,7 @@ pub(crate) fn compile_spec(
     problems: &mut Vec<Problem>,
 ) -> Option<Graph> {
     let recursion_limit = settings(&spec, problems);
-    let (channels, channel_index, required) = compile_channels(&spec, problems);
+    let (channels, channel_index, required) = compile_channels(&spec, registry, problems);
     let node_index = index_nodes(&spec, problems);
     let mut cx = Compiler {
         problems,
@@ -101,6 +101,7 @@ fn settings(spec: &GraphSpec, problems: &mut Vec<Problem>) -> u32 {
 /// default of its type, required fields only on objects), indexed by name.
 fn compile_channels(
     spec: &GraphSpec,
+    registry: &Registry,
     problems: &mut Vec<Problem>,
 ) -> (Vec<Channel>, HashMap<String, ChannelId>, Vec<ChannelId>) {
     let mut channels = Vec::with_capacity(spec.channels.len());
@@ -116,16 +117,31 @@ fn compile_channels(
             ));
             continue;
         }
-        let reducer = c
+        let mut reducer = c
             .reducer
             .as_ref()
-            .map_or(c.ty.value.default_reducer(), |r| r.value);
+            .map_or(c.ty.value.default_reducer(), |r| r.value.clone());
+        if let (Reducer::Custom(custom), Some(r)) = (&mut reducer, &c.reducer) {
+            custom.fold = registry.reducer(&custom.name).cloned();
+            if custom.fold.is_none() {
+                let mut known: Vec<&str> = crate::channel::Reducer::NAMES.split(", ").collect();
+                known.extend(registry.reducer_names());
+                problems.push(Problem::new(
+                    &r.loc,
+                    format!("unknown reducer `{}` for channel `{name}`", custom.name),
+                    format!(
+                        "{}; Rust reducers are added with `Registry::register_reducer`",
+                        suggest("reducers", &custom.name, &known)
+                    ),
+                ));
+            }
+        }
         if let Some(r) = &c.reducer
             && !r.value.fits(c.ty.value)
         {
             problems.push(Problem::new(
                     &r.loc,
-                    format!("reducer `{}` does not fit channel `{name}` of type `{}`", reducer_name(r.value), type_name(c.ty.value)),
+                    format!("reducer `{}` does not fit channel `{name}` of type `{}`", reducer_name(&r.value), type_name(c.ty.value)),
                     "append/messages need an array or messages channel, merge an object, add an integer or number",
                 ));
         }
@@ -256,6 +272,45 @@ impl Compiler<'_> {
         None
     }
 
+    /// A question with `{{ CEL }}` parts; each part is compiled, a problem reported at its
+    /// place in the string.
+    fn template(&mut self, src: &Located<String>, scope: Scope, what: &str) -> Option<Template> {
+        let text = src.value.as_str();
+        let mut parts = Vec::new();
+        let mut rest = 0;
+        let mut ok = true;
+        while let Some(open) = text[rest..].find("{{").map(|i| rest + i) {
+            let Some(close) = text[open + 2..].find("}}").map(|i| open + 2 + i) else {
+                self.problems.push(Problem {
+                    loc: inside_string(&src.loc, text, Some(open)),
+                    message: format!("{what}: `{{{{` without a closing `}}}}`"),
+                    help: Some("write `{{ state.name }}`, or remove the braces".into()),
+                });
+                return None;
+            };
+            if open > rest {
+                parts.push(Part::Text(text[rest..open].to_string()));
+            }
+            let inner = &text[open + 2..close];
+            let at = |loc: &Loc| match loc {
+                Some(span) if span.len() == text.len() + 2 => {
+                    Some(span.start + 3 + open..span.start + 3 + close)
+                }
+                _ => loc.clone(),
+            };
+            let expr = Located::at(inner.trim().to_string(), at(&src.loc));
+            match self.expr(&expr, scope, what) {
+                Some(e) => parts.push(Part::Expr(e)),
+                None => ok = false,
+            }
+            rest = close + 2;
+        }
+        if rest < text.len() {
+            parts.push(Part::Text(text[rest..].to_string()));
+        }
+        ok.then_some(Template(parts))
+    }
+
     /// A node's `args` / `input` mapping, each value a CEL expression.
     fn mapping(&mut self, m: &Mapping, scope: Scope, node: &str) -> Vec<(String, Expr)> {
         m.iter()
@@ -275,9 +330,16 @@ fn compile_nodes(
     registry: &Registry,
 ) -> Vec<CompiledNode> {
     let mut nodes = Vec::with_capacity(spec.nodes.len());
+    // A node another may route to can receive work items (`Send`), bound as `item`.
+    let receives_items: HashSet<&str> = spec
+        .nodes
+        .iter()
+        .filter_map(|n| n.goto.as_ref())
+        .flat_map(|g| g.value.iter().map(|t| t.value.as_str()))
+        .collect();
     for n in &spec.nodes {
         let name = n.name.value.as_str();
-        let scope = if n.for_each.is_some() {
+        let scope = if n.for_each.is_some() || receives_items.contains(name) {
             Scope::Item
         } else {
             Scope::State
@@ -356,7 +418,11 @@ fn compile_nodes(
                     output,
                 }
             }
-            NodeSpecKind::Ask { question } => {
+            NodeSpecKind::Ask {
+                questions,
+                check,
+                reask,
+            } => {
                 if let Some(f) = &n.for_each {
                     cx.problems.push(Problem::new(
                         &f.loc,
@@ -364,8 +430,27 @@ fn compile_nodes(
                         "ask one question per node, or fan out to a subgraph of ask nodes",
                     ));
                 }
+                let what = format!("node `{name}` ask");
+                let answer_scope = crate::expr::Scope::Answer;
+                if questions.is_empty() {
+                    cx.problems.push(Problem::new(
+                        &n.name.loc,
+                        format!("node `{name}` asks no question"),
+                        "give `ask = \"...\"` or a list of questions",
+                    ));
+                }
                 Kind::Ask {
-                    question: question.clone(),
+                    questions: questions
+                        .iter()
+                        .filter_map(|q| cx.template(q, scope, &what))
+                        .collect(),
+                    check: check
+                        .as_ref()
+                        .and_then(|c| cx.expr(c, answer_scope, &format!("node `{name}` check"))),
+                    reask: reask.as_ref().and_then(|r| {
+                        cx.template(r, answer_scope, &format!("node `{name}` reask"))
+                    }),
+                    single: questions.len() == 1,
                     output,
                 }
             }
@@ -388,15 +473,13 @@ fn compile_nodes(
                     output,
                 }
             }
-            NodeSpecKind::Subgraph { graph } => {
-                if let Some(f) = &n.for_each {
-                    cx.problems.push(Problem::new(
-                        &f.loc,
-                        format!("`for_each` is not supported on the subgraph node `{name}`"),
-                        "fan out inside the subgraph",
-                    ));
-                }
-                let shared = graph
+            NodeSpecKind::Subgraph {
+                graph,
+                input,
+                outputs,
+                stateful,
+            } => {
+                let shared: Vec<(ChannelId, ChannelId)> = graph
                     .channels
                     .iter()
                     .enumerate()
@@ -405,10 +488,53 @@ fn compile_nodes(
                             .map(|parent| (parent, child as ChannelId))
                     })
                     .collect();
+                let input = input.as_ref().map(|m| {
+                    for (key, _) in m {
+                        if graph.channel_id(&key.value).is_none() {
+                            let names: Vec<&str> =
+                                graph.channels.iter().map(|c| c.name.as_str()).collect();
+                            cx.problems.push(Problem::new(
+                                &key.loc,
+                                format!(
+                                    "node `{name}`: `input.{}` is not a channel of subgraph `{}`",
+                                    key.value, graph.name
+                                ),
+                                suggest("channels", &key.value, &names),
+                            ));
+                        }
+                    }
+                    cx.mapping(m, scope, name)
+                });
+                let write_back = match outputs {
+                    Some(m) => m
+                        .iter()
+                        .filter_map(|(parent, child)| {
+                            let p = cx.channel_ref(parent, name);
+                            let c = graph.channel_id(&child.value);
+                            if c.is_none() {
+                                let names: Vec<&str> =
+                                    graph.channels.iter().map(|c| c.name.as_str()).collect();
+                                cx.problems.push(Problem::new(
+                                    &child.loc,
+                                    format!(
+                                        "node `{name}`: `outputs.{}` names `{}`, which is not a channel of subgraph `{}`",
+                                        parent.value, child.value, graph.name
+                                    ),
+                                    suggest("channels", &child.value, &names),
+                                ));
+                            }
+                            Some((p?, c?))
+                        })
+                        .collect(),
+                    None => shared.clone(),
+                };
                 Kind::Subgraph {
                     graph: Arc::clone(graph),
+                    input,
                     shared,
+                    write_back,
                     output,
+                    stateful: *stateful,
                 }
             }
         };
@@ -446,10 +572,46 @@ fn compile_nodes(
             Some(t) => Some(t.value),
             None => None,
         };
+        let next = match &n.next {
+            Some(next) if !matches!(kind, Kind::Set(_)) => {
+                cx.problems.push(Problem::new(
+                    &next.loc,
+                    format!("node `{name}`: `next` is for `set` nodes"),
+                    "a tool, agent or Rust node chooses where to go with `ctx.goto(...)` / `ctx.send(...)`; or route with [[edges]] conditions",
+                ));
+                None
+            }
+            Some(next) if n.goto.is_none() => {
+                cx.problems.push(Problem::new(
+                    &next.loc,
+                    format!("node `{name}` has `next` but no `goto` list"),
+                    "declare where it may go, e.g. goto = [\"billing\", \"support\", \"END\"]",
+                ));
+                None
+            }
+            Some(next) => cx.expr(next, scope, &format!("node `{name}` next")),
+            None => None,
+        };
+        if n.on_empty_continue && n.for_each.is_none() {
+            cx.problems.push(Problem::new(
+                &n.name.loc,
+                format!("node `{name}`: `on_empty` applies to `for_each` nodes only"),
+                "remove it, or add `for_each`",
+            ));
+        }
         nodes.push(CompiledNode {
             name: Arc::from(name),
             kind,
             for_each,
+            goto: Vec::new(),
+            next,
+            defer: n.defer,
+            on_empty_continue: n.on_empty_continue,
+            receives_items: receives_items.contains(name),
+            agent: match &n.kind {
+                NodeSpecKind::Agent { name: agent, .. } => Some(Arc::from(agent.value.as_str())),
+                _ => None,
+            },
             retry,
             timeout,
             interrupt_before: n
@@ -491,7 +653,7 @@ fn compile_edges(
     let resolve =
         |problems: &mut Vec<Problem>, n: &Located<String>, role: &str| -> Option<Endpoint> {
             match n.value.as_str() {
-                START if role == "to" => {
+                START if role != "from" => {
                     problems.push(Problem::new(
                         &n.loc,
                         "an edge cannot go to START",
@@ -515,7 +677,11 @@ fn compile_edges(
                         let names: Vec<&str> = node_index.keys().map(String::as_str).collect();
                         problems.push(Problem::new(
                             &n.loc,
-                            format!("edge {role} unknown node `{other}`"),
+                            if role == "goto" {
+                                format!("`goto` names unknown node `{other}`")
+                            } else {
+                                format!("edge {role} unknown node `{other}`")
+                            },
                             suggest("nodes", other, &names),
                         ));
                         None
@@ -554,6 +720,7 @@ fn compile_edges(
             to: e.to.value.clone(),
             label: e.when.as_ref().map(|w| w.value.clone()),
             default: e.default,
+            goto: false,
         });
         let (Some(to), true) = (to, froms.iter().all(Option::is_some)) else {
             continue;
@@ -613,6 +780,40 @@ fn compile_edges(
             routes.always.push(target);
         }
     }
+    // Routes a node may choose at run time: drawn (dashed) and counted for reachability.
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let Some(goto) = &n.goto else { continue };
+        if goto.value.is_empty() {
+            cx.problems.push(Problem::new(
+                &goto.loc,
+                format!("node `{}` has an empty `goto` list", n.name.value),
+                "name the nodes it may go to, e.g. goto = [\"billing\", \"END\"], or remove it",
+            ));
+        }
+        let from = Endpoint::Node(i as NodeId);
+        for t in &goto.value {
+            let Some(to) = resolve(cx.problems, t, "goto") else {
+                continue;
+            };
+            let target = match to {
+                Endpoint::Node(n) => Target::Node(n),
+                Endpoint::End | Endpoint::Start => Target::End,
+            };
+            if let Some(node) = nodes.get_mut(i)
+                && !node.goto.contains(&target)
+            {
+                node.goto.push(target);
+            }
+            direct.push((from, to));
+            views.push(EdgeView {
+                from: vec![n.name.value.clone()],
+                to: t.value.clone(),
+                label: None,
+                default: false,
+                goto: true,
+            });
+        }
+    }
     Edges {
         start,
         joins,
@@ -637,7 +838,7 @@ fn check_every_node_leaves(spec: &GraphSpec, problems: &mut Vec<Problem>) {
         ));
     }
     for n in &spec.nodes {
-        if !sources.contains(n.name.value.as_str()) {
+        if !sources.contains(n.name.value.as_str()) && n.goto.is_none() {
             problems.push(Problem::new(
                 &n.name.loc,
                 format!("node `{}` has no outgoing edge", n.name.value),

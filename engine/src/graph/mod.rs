@@ -143,10 +143,16 @@ pub enum NodeSpecKind {
         /// Its input, CEL by key.
         input: Mapping,
     },
-    /// Asks a person and waits for the answer.
+    /// Asks a person and waits for the answer: each question in turn, each asked again
+    /// until its answer passes `check`.
     Ask {
-        /// The question.
-        question: String,
+        /// The questions; `{{ CEL }}` in one is filled in from the state.
+        questions: Vec<Located<String>>,
+        /// CEL over `answer`: whether an answer is accepted.
+        check: Option<Located<String>>,
+        /// The question asked again after a refused answer (`{{ answer }}` may be used);
+        /// else the question itself.
+        reask: Option<Located<String>>,
     },
     /// Sleeps, durably, for `seconds` or until `until` (CEL): the thread is parked and a
     /// later run continues it once the time has come.
@@ -160,6 +166,14 @@ pub enum NodeSpecKind {
     Subgraph {
         /// The child graph.
         graph: Arc<Graph>,
+        /// The child's input, CEL by child channel; else the channels both graphs declare.
+        input: Option<Mapping>,
+        /// Which child channel each parent channel receives (`parent = "child"`); else the
+        /// channels both graphs declare.
+        outputs: Option<Mapping>,
+        /// Keeps the child's thread across calls on one parent thread (LangGraph's
+        /// `checkpointer=True`): each call continues the child's state.
+        stateful: bool,
     },
     /// Rust code; `input` of `None` passes the whole state as a JSON object.
     Custom {
@@ -187,6 +201,15 @@ pub struct NodeSpec {
     pub timeout: Option<Located<Duration>>,
     /// Whether the run pauses before or after it.
     pub interrupt: Option<Located<InterruptWhen>>,
+    /// The nodes it may route to at run time (`"END"` too): LangGraph's `Command(goto)`.
+    pub goto: Option<Located<Vec<Located<String>>>>,
+    /// On a `set` node: CEL naming where to go next (a node name, a list of names, or
+    /// `{node, arg}` work items), evaluated with the node's other expressions.
+    pub next: Option<Located<String>>,
+    /// Runs only once nothing else is left to run (map-reduce joins over fan-outs).
+    pub defer: bool,
+    /// For a `for_each` node: whether its edges still fire when the list is empty.
+    pub on_empty_continue: bool,
 }
 
 impl NodeSpec {
@@ -200,6 +223,10 @@ impl NodeSpec {
             retry: None,
             timeout: None,
             interrupt: None,
+            goto: None,
+            next: None,
+            defer: false,
+            on_empty_continue: false,
         }
     }
 }
@@ -248,7 +275,12 @@ pub(crate) enum Kind {
         output: Option<ChannelId>,
     },
     Ask {
-        question: String,
+        questions: Vec<Template>,
+        check: Option<Expr>,
+        reask: Option<Template>,
+        /// Whether the node asks one question (its output is the answer) or a list (its
+        /// output is the list of answers).
+        single: bool,
         output: Option<ChannelId>,
     },
     Wait {
@@ -258,8 +290,14 @@ pub(crate) enum Kind {
     },
     Subgraph {
         graph: Arc<Graph>,
+        /// The child's input mapping, else `shared` is read in.
+        input: Option<Vec<(String, Expr)>>,
+        /// (parent, child) channels both graphs declare.
         shared: Vec<(ChannelId, ChannelId)>,
+        /// (parent, child) channels written back after the child finishes.
+        write_back: Vec<(ChannelId, ChannelId)>,
         output: Option<ChannelId>,
+        stateful: bool,
     },
 }
 
@@ -272,6 +310,17 @@ pub(crate) struct CompiledNode {
     pub interrupt_before: bool,
     pub interrupt_after: bool,
     pub routes: Routes,
+    /// The targets it may route to at run time (empty: none).
+    pub goto: Vec<Target>,
+    /// A `set` node's CEL choice of where to go.
+    pub next: Option<Expr>,
+    pub defer: bool,
+    pub on_empty_continue: bool,
+    /// Named in a `goto` list: it may receive work items, and sees `item` as null without.
+    pub receives_items: bool,
+    /// The agent it runs (`agent = "..."`): a route may name the agent instead of the node
+    /// (an agent's handoff names the agent it hands to).
+    pub agent: Option<Arc<str>>,
     pub joins: Vec<JoinId>,
     /// Where this node's tasks fold their writes within a step (see [`fold_ranks`]).
     pub rank: u32,
@@ -293,7 +342,53 @@ pub struct EdgeView {
     pub label: Option<String>,
     /// Whether it is the default edge.
     pub default: bool,
+    /// Whether it is a route the node may choose at run time (its `goto` list), drawn
+    /// dashed, rather than a declared edge.
+    pub goto: bool,
 }
+
+/// A question with `{{ CEL }}` parts filled in from the state when it is asked.
+#[derive(Clone)]
+pub(crate) enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+/// Text with `{{ CEL }}` parts.
+#[derive(Clone)]
+pub(crate) struct Template(pub Vec<Part>);
+
+impl Template {
+    /// Fills the template in. A template that is one `{{ CEL }}` alone gives the value as it
+    /// is (an object, a list), so a question can carry options; otherwise a string.
+    pub(crate) fn render(
+        &self,
+        state: &crate::state::State,
+        item: Option<(&Value, usize)>,
+        answer: Option<&Value>,
+    ) -> Result<Value, crate::expr::EvalError> {
+        if let [Part::Expr(e)] = self.0.as_slice() {
+            return e.eval_answer(state, item, answer);
+        }
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(e) => match e.eval_answer(state, item, answer)? {
+                    Value::String(s) => out.push_str(&s),
+                    other => out.push_str(&other.to_string()),
+                },
+            }
+        }
+        Ok(Value::String(out))
+    }
+}
+
+/// The pseudo-channel that carries a task's routes ([`crate::node::Goto`]) among its writes,
+/// so they are saved and resumed with them.
+pub(crate) const GOTO: ChannelId = ChannelId::MAX;
+/// Its name in stored writes.
+pub(crate) const GOTO_NAME: &str = "__goto__";
 
 /// A validated graph, ready to run. Cheap to share behind an `Arc`.
 pub struct Graph {
@@ -345,6 +440,22 @@ impl Graph {
     /// A channel's index by name.
     pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
         self.channel_index.get(name).copied()
+    }
+
+    /// A stored write's channel: a declared one, or [`GOTO`].
+    pub(crate) fn write_channel(&self, name: &str) -> Option<ChannelId> {
+        if name == GOTO_NAME {
+            return Some(GOTO);
+        }
+        self.channel_id(name)
+    }
+
+    /// A write's channel name, as stored.
+    pub(crate) fn write_name(&self, ch: ChannelId) -> &str {
+        match self.channels.get(ch as usize) {
+            Some(c) => &c.name,
+            None => GOTO_NAME,
+        }
     }
 
     /// The nodes' names, in declaration order.
@@ -442,8 +553,9 @@ pub(crate) fn type_name(t: ChannelType) -> &'static str {
     }
 }
 
-pub(crate) fn reducer_name(r: Reducer) -> &'static str {
+pub(crate) fn reducer_name(r: &Reducer) -> &str {
     match r {
+        Reducer::Custom(c) => &c.name,
         Reducer::Replace => "replace",
         Reducer::Append => "append",
         Reducer::Merge => "merge",
@@ -609,7 +721,9 @@ impl GraphBuilder {
         let mut spec = NodeSpec::new(
             name,
             NodeSpecKind::Ask {
-                question: question.into(),
+                questions: vec![Located::new(question.into())],
+                check: None,
+                reask: None,
             },
         );
         spec.output = Some(Located::new(output.into()));
@@ -618,7 +732,15 @@ impl GraphBuilder {
 
     /// A subgraph sharing the channels both graphs declare.
     pub fn subgraph(self, name: &str, graph: Arc<Graph>) -> Self {
-        self.node(NodeSpec::new(name, NodeSpecKind::Subgraph { graph }))
+        self.node(NodeSpec::new(
+            name,
+            NodeSpecKind::Subgraph {
+                graph,
+                input: None,
+                outputs: None,
+                stateful: false,
+            },
+        ))
     }
 
     /// An edge that always fires.

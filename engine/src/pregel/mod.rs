@@ -37,7 +37,7 @@ use crate::checkpoint::{
 use crate::error::RunError;
 use crate::events::{Event, EventSink, EventStream};
 use crate::graph::{
-    ChannelId, CompiledNode, Graph, Input, JoinId, Kind, NodeId, RetryPolicy, Routes, Target,
+    ChannelId, CompiledNode, GOTO, Graph, Input, JoinId, Kind, NodeId, RetryPolicy, Routes, Target,
 };
 use crate::node::{Node, NodeContext, NodeError, UsageTotals};
 use crate::state::State;
@@ -80,6 +80,8 @@ struct Position {
     checkpoint_id: Option<u64>,
     step: u64,
     frontier: Vec<NodeId>,
+    /// Work items sent to nodes for the next step (LangGraph's `Send`), in send order.
+    sends: Vec<(NodeId, Value)>,
     joins: Vec<Vec<bool>>,
     /// Bytes of deltas stored since the last snapshot, and the size of that snapshot.
     since_snapshot: usize,
@@ -89,6 +91,8 @@ struct Position {
 struct Task {
     node: NodeId,
     item: Option<(Value, usize)>,
+    /// A work item sent by a node (its `item` is the sent input), not a `for_each` element.
+    sent: bool,
 }
 
 enum TaskResult {
@@ -107,6 +111,7 @@ enum Job {
     Subgraph {
         graph: Arc<Graph>,
         input: Value,
+        stateful: bool,
     },
 }
 
@@ -180,6 +185,12 @@ impl Runner {
             cancel: request.cancel.clone(),
             created_at_ms: now_ms(),
             writer: vec![(u64::MAX, 0); self.graph.channels.len()],
+            overwritten: vec![u64::MAX; self.graph.channels.len()],
+            gotos: Vec::new(),
+            held: Vec::new(),
+            input_deltas: Vec::new(),
+            answers: HashMap::new(),
+            fresh_answers: HashMap::new(),
             scheduled: vec![u64::MAX; self.graph.nodes.len()],
             current_checkpoint: None,
             lease: None,
@@ -342,6 +353,19 @@ struct Execution<'g> {
     created_at_ms: u64,
     /// Per channel: (step, task) that last wrote a `replace` channel.
     writer: Vec<(u64, usize)>,
+    /// Per channel: the step that last overwrote it (LangGraph's `Overwrite`).
+    overwritten: Vec<u64>,
+    /// The current step's routes chosen at run time, in fold order: (from, where).
+    gotos: Vec<(NodeId, crate::node::Goto)>,
+    /// Deferred nodes held back while other work remains.
+    held: Vec<NodeId>,
+    /// Channel deltas of a resume's `update`, stored with the step it resumes.
+    input_deltas: Vec<ChannelDelta>,
+    /// The answers of the resumed step's waiting tasks, by task, oldest first (a parked
+    /// wait's stored due time too).
+    answers: HashMap<String, Vec<Value>>,
+    /// The answers this run brought, by task.
+    fresh_answers: HashMap<String, Value>,
     /// Per node: the step it was last scheduled for.
     scheduled: Vec<u64>,
     /// The checkpoint the current step starts from; pending writes are saved against it.
@@ -379,7 +403,8 @@ impl Drop for Heartbeat {
 /// interrupt-before check once".
 enum Resume {
     None,
-    Task(String, Value),
+    /// The interrupted step runs again with its tasks' answers in `Execution::answers`.
+    Answers,
     PassBefore,
     /// The thread waits at this interrupt and no answer came: raise it again.
     Again(InterruptInfo),
@@ -415,7 +440,8 @@ enum JobError {
 }
 
 enum JobOutput {
-    Value(Value),
+    /// A call's result and where it said to go.
+    Value(Value, Vec<crate::node::Goto>),
     /// The subgraph's final state and the input it started from.
     Subgraph(Value, Value),
 }

@@ -48,6 +48,9 @@ pub struct RunRequest {
     pub input: Option<Value>,
     /// The answer to the question an interrupted thread waits on.
     pub resume: Option<Value>,
+    /// Answers to several waiting questions at once (parallel interrupts), by task
+    /// (`InterruptInfo::task`); LangGraph's `Command(resume={id: value, ...})`.
+    pub resume_each: Vec<(String, Value)>,
     /// A token that cancels the run.
     pub cancel: Option<CancelToken>,
     /// Take the thread over even while another run's lease on it is live (use when that
@@ -63,6 +66,12 @@ pub struct RunRequest {
     pub interrupt_before: Vec<String>,
     /// Pause after these nodes in this run, as `interrupt = "after"` would (`*`: all).
     pub interrupt_after: Vec<String>,
+    /// Routes for the next step (LangGraph's `Command(goto=...)`): with `resume`, they
+    /// join the resumed step; without, the run starts at them from the thread's state.
+    pub goto: Vec<crate::node::Goto>,
+    /// Channel writes applied before the run goes on (LangGraph's `Command(update=...)`),
+    /// through the reducers; with `resume`, before the resumed step.
+    pub update: Option<Value>,
 }
 
 impl RunRequest {
@@ -89,6 +98,12 @@ impl RunRequest {
         self
     }
 
+    /// Answers several waiting questions at once: `(task, value)` pairs.
+    pub fn resume_each(mut self, answers: impl IntoIterator<Item = (String, Value)>) -> Self {
+        self.resume_each = answers.into_iter().collect();
+        self
+    }
+
     /// Cancellable with `token`.
     pub fn cancel_with(mut self, token: CancelToken) -> Self {
         self.cancel = Some(token);
@@ -98,6 +113,18 @@ impl RunRequest {
     /// Takes the thread over from a run whose process is gone.
     pub fn takeover(mut self, takeover: bool) -> Self {
         self.takeover = takeover;
+        self
+    }
+
+    /// Routes the next step to `goto` (see [`RunRequest::goto`]).
+    pub fn goto(mut self, goto: crate::node::Goto) -> Self {
+        self.goto.push(goto);
+        self
+    }
+
+    /// Applies `update` before the run goes on (see [`RunRequest::update`]).
+    pub fn update(mut self, update: Value) -> Self {
+        self.update = Some(update);
         self
     }
 

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// The pending-writes task that holds a resume's `update` and `goto`.
+pub(super) const INPUT_TASK: &str = "__input__";
+/// The pending-writes task `TASK@answers` holds every answer given to TASK in this step.
+pub(super) const ANSWERS_SUFFIX: &str = "@answers";
+
 impl<'g> Execution<'g> {
     /// Loads the thread and decides where this run starts.
     pub(super) async fn start(
@@ -14,6 +19,7 @@ impl<'g> Execution<'g> {
             checkpoint_id: None,
             step: 0,
             frontier: Vec::new(),
+            sends: Vec::new(),
             joins: graph
                 .joins
                 .iter()
@@ -54,6 +60,11 @@ impl<'g> Execution<'g> {
                         pos.checkpoint_id = Some(last.id);
                         pos.step = last.step;
                         pos.frontier = self.node_ids(&last.next)?;
+                        for send in &last.sends {
+                            let n = self.node_ids(std::slice::from_ref(&send.node))?;
+                            pos.sends
+                                .extend(n.into_iter().map(|n| (n, send.arg.clone())));
+                        }
                         pos.frontier
                             .sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
                         for progress in &last.joins {
@@ -90,46 +101,98 @@ impl<'g> Execution<'g> {
         // A parked wait continues with the due time it stored, whatever is passed.
         let parked = interrupted
             .as_ref()
-            .filter(|i| i.kind == InterruptKind::Wait && request.input.is_none())
-            .map(|i| Resume::Task(i.task.clone(), i.value.clone()));
-        let resume = match (&request.resume, &request.input) {
-            _ if parked.is_some() => parked.unwrap_or(Resume::None),
-            (Some(_), Some(_)) => {
+            .filter(|i| i.kind == InterruptKind::Wait && request.input.is_none());
+        let answering = request.resume.is_some() || !request.resume_each.is_empty();
+        let resume = match &interrupted {
+            _ if parked.is_some() => {
+                if let Some(i) = parked {
+                    self.answers.insert(i.task.clone(), vec![i.value.clone()]);
+                }
+                Resume::Answers
+            }
+            _ if answering && request.input.is_some() => {
                 return Err(RunError::Input {
                     message: "give either an input (a new run) or a resume value, not both".into(),
                 });
             }
-            (Some(value), None) => match &interrupted {
-                Some(i) if i.kind == InterruptKind::Ask => {
-                    Resume::Task(i.task.clone(), value.clone())
-                }
-                Some(_) => Resume::PassBefore,
-                None if pos.checkpoint_id.is_none() => {
-                    return Err(RunError::Thread {
-                        message: format!(
-                            "thread `{}` does not exist, so it is not interrupted; there is nothing to resume (see `brainops threads list`)",
-                            self.thread_id
-                        ),
-                    });
-                }
-                None => {
-                    let status = info.as_ref().map_or("unknown", |i| i.status.as_str());
-                    return Err(RunError::Thread {
-                        message: format!(
-                            "thread `{}` is not interrupted (status: {status}); there is nothing to resume",
-                            self.thread_id
-                        ),
-                    });
-                }
-            },
-            (None, _) => Resume::None,
+            Some(i) if answering && i.all().any(|i| i.kind == InterruptKind::Ask) => {
+                self.answer(&request, i, &pos).await?;
+                Resume::Answers
+            }
+            Some(_) if answering => Resume::PassBefore,
+            None if answering && pos.checkpoint_id.is_none() => {
+                return Err(RunError::Thread {
+                    message: format!(
+                        "thread `{}` does not exist, so it is not interrupted; there is nothing to resume (see `brainops threads list`)",
+                        self.thread_id
+                    ),
+                });
+            }
+            None if answering => {
+                let status = info.as_ref().map_or("unknown", |i| i.status.as_str());
+                return Err(RunError::Thread {
+                    message: format!(
+                        "thread `{}` is not interrupted (status: {status}); there is nothing to resume",
+                        self.thread_id
+                    ),
+                });
+            }
+            _ => Resume::None,
         };
-        if let Resume::Task(..) | Resume::PassBefore = resume {
+        let command = request.update.is_some() || !request.goto.is_empty();
+        if command && request.input.is_some() {
+            return Err(RunError::Input {
+                message:
+                    "give either an input (a new run) or a command (`goto`/`update`), not both"
+                        .into(),
+            });
+        }
+        if let Resume::Answers | Resume::PassBefore = resume {
+            self.resume_command(&request, &mut state, &mut pos).await?;
             self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
                 .await?;
             return Ok((state, pos, resume));
         }
-        let unfinished = !pos.frontier.is_empty()
+        if command {
+            if let Some(i) = &interrupted {
+                return Err(RunError::Thread {
+                    message: format!(
+                        "thread `{}` is waiting at node `{}`; send `goto`/`update` together with a resume value",
+                        self.thread_id, i.node
+                    ),
+                });
+            }
+            // A command on a thread that waits for nothing: the update and the routes
+            // start a run from where the thread stands.
+            if info
+                .as_ref()
+                .is_some_and(|i| i.status == ThreadStatus::Done)
+            {
+                pos.frontier.clear();
+                pos.sends.clear();
+            }
+            let mut deltas = Vec::new();
+            if let Some(update) = request.update.clone() {
+                deltas = apply_input(graph, &mut state, update, "update", self.saver.is_some())?;
+            }
+            for goto in &request.goto {
+                self.add_goto(&mut pos, goto)?;
+            }
+            pos.frontier
+                .sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
+            self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
+                .await?;
+            self.checkpoint(
+                &state,
+                &mut pos,
+                CheckpointSource::Update,
+                Vec::new(),
+                deltas,
+            )
+            .await?;
+            return Ok((state, pos, Resume::None));
+        }
+        let unfinished = !(pos.frontier.is_empty() && pos.sends.is_empty())
             && info
                 .as_ref()
                 .is_some_and(|i| i.status != ThreadStatus::Done);
@@ -169,8 +232,9 @@ impl<'g> Execution<'g> {
             seen.iter_mut().for_each(|s| *s = false);
         }
         pos.frontier.clear();
+        pos.sends.clear();
         let mut next = Vec::new();
-        self.route(&graph.start, "START", &state, pos.step, &mut next)?;
+        self.route(&graph.start, "START", &state, pos.step, false, &mut next)?;
         next.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
         pos.frontier = next;
         self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
@@ -184,6 +248,187 @@ impl<'g> Execution<'g> {
         )
         .await?;
         Ok((state, pos, Resume::None))
+    }
+
+    /// Records this resume's answers with the step's pending writes (`TASK@answers`, every
+    /// answer of the task so far, so a node asking several questions gets the earlier ones
+    /// again) and loads them into `self.answers`. One value answers the only waiting
+    /// question; with several waiting (parallel interrupts) a map of task → value is needed.
+    async fn answer(
+        &mut self,
+        request: &RunRequest,
+        interrupt: &InterruptInfo,
+        pos: &Position,
+    ) -> Result<(), RunError> {
+        let waiting: Vec<&InterruptInfo> = interrupt
+            .all()
+            .filter(|i| i.kind == InterruptKind::Ask)
+            .collect();
+        let tasks = || {
+            waiting
+                .iter()
+                .map(|i| format!("`{}`", i.task))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let given: Vec<(String, Value)> = if !request.resume_each.is_empty() {
+            if request.resume.is_some() {
+                return Err(RunError::Input {
+                    message: "give either one resume value or a map of task → value, not both"
+                        .into(),
+                });
+            }
+            for (task, _) in &request.resume_each {
+                if !waiting.iter().any(|i| i.task == *task) {
+                    return Err(RunError::Input {
+                        message: format!(
+                            "no question of task `{task}` is waiting; the waiting tasks are {}",
+                            tasks()
+                        ),
+                    });
+                }
+            }
+            request.resume_each.clone()
+        } else {
+            match (&request.resume, waiting.as_slice()) {
+                (Some(value), [only]) => vec![(only.task.clone(), value.clone())],
+                (Some(_), _) => {
+                    return Err(RunError::Input {
+                        message: format!(
+                            "{} questions are waiting (tasks {}); answer them with a map of task → value (`--resume-each`, `RunRequest::resume_each`)",
+                            waiting.len(),
+                            tasks()
+                        ),
+                    });
+                }
+                (None, _) => Vec::new(),
+            }
+        };
+        self.fresh_answers
+            .extend(given.iter().map(|(t, v)| (t.clone(), v.clone())));
+        let (Some(saver), Some(cp)) = (self.saver.clone(), pos.checkpoint_id) else {
+            self.answers
+                .extend(given.into_iter().map(|(t, v)| (t, vec![v])));
+            return Ok(());
+        };
+        for w in saver.writes(&self.thread_id, cp).await.map_err(cp_err)? {
+            if let Some(task) = w.task_id.strip_suffix(ANSWERS_SUFFIX)
+                && let Some((_, Value::Array(list))) = w.writes.into_iter().next()
+            {
+                self.answers.insert(task.to_string(), list);
+            }
+        }
+        for (task, value) in given {
+            let list = self.answers.entry(task.clone()).or_default();
+            list.push(value);
+            let node = waiting
+                .iter()
+                .find(|i| i.task == task)
+                .map_or_else(String::new, |i| i.node.clone());
+            let record = TaskWrites {
+                task_id: format!("{task}{ANSWERS_SUFFIX}"),
+                node,
+                writes: vec![("__answers__".into(), Value::Array(list.clone()))],
+            };
+            saver
+                .put_writes(&self.thread_id, cp, &record, self.lease.as_ref())
+                .await
+                .map_err(cp_err)?;
+        }
+        Ok(())
+    }
+
+    /// A resume's `update` and `goto` (LangGraph's `Command(resume, update, goto)`): stored
+    /// with the interrupted step's pending writes (task `__input__`), so they hold if the
+    /// step stops again; the update is applied before the step runs, and its routes join the
+    /// step. Those stored by an earlier resume of the same step are applied again.
+    async fn resume_command(
+        &mut self,
+        request: &RunRequest,
+        state: &mut State,
+        pos: &mut Position,
+    ) -> Result<(), RunError> {
+        let (Some(saver), Some(cp)) = (self.saver.clone(), pos.checkpoint_id) else {
+            return Ok(());
+        };
+        let mut writes: Vec<(String, Value)> = saver
+            .writes(&self.thread_id, cp)
+            .await
+            .map_err(cp_err)?
+            .into_iter()
+            .filter(|w| w.task_id == INPUT_TASK)
+            .flat_map(|w| w.writes)
+            .collect();
+        if request.update.is_some() || !request.goto.is_empty() {
+            if let Some(update) = &request.update {
+                let Value::Object(map) = update else {
+                    return Err(RunError::Input {
+                        message: format!(
+                            "the update must be a JSON object of channel values, got {}",
+                            crate::channel::kind(update)
+                        ),
+                    });
+                };
+                writes.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            for goto in &request.goto {
+                writes.push((
+                    crate::graph::GOTO_NAME.to_string(),
+                    serde_json::to_value(goto).unwrap_or_default(),
+                ));
+            }
+            let record = TaskWrites {
+                task_id: INPUT_TASK.into(),
+                node: INPUT_TASK.into(),
+                writes: writes.clone(),
+            };
+            saver
+                .put_writes(&self.thread_id, cp, &record, self.lease.as_ref())
+                .await
+                .map_err(cp_err)?;
+        }
+        for (name, value) in writes {
+            if name == crate::graph::GOTO_NAME {
+                let goto: crate::node::Goto =
+                    serde_json::from_value(value).map_err(|e| RunError::Input {
+                        message: format!("a stored route is not a node name or {{node, arg}}: {e}"),
+                    })?;
+                self.add_goto(pos, &goto)?;
+                continue;
+            }
+            let mut one = Map::new();
+            one.insert(name, value);
+            let deltas = apply_input(self.graph, state, Value::Object(one), "update", true)?;
+            self.input_deltas.extend(deltas);
+        }
+        pos.frontier
+            .sort_unstable_by_key(|&n| self.graph.nodes[n as usize].rank);
+        Ok(())
+    }
+
+    /// Adds a command's route to the next step: a node, or a work item for one.
+    fn add_goto(&self, pos: &mut Position, goto: &crate::node::Goto) -> Result<(), RunError> {
+        if goto.node() == crate::graph::END {
+            return Ok(());
+        }
+        let n = self
+            .node_ids(std::slice::from_ref(&goto.node().to_string()))
+            .map_err(|_| RunError::Input {
+                message: format!(
+                    "goto: `{}` is not a node of graph `{}`",
+                    goto.node(),
+                    self.graph.name
+                ),
+            })?[0];
+        match goto {
+            crate::node::Goto::Node(_) => {
+                if !pos.frontier.contains(&n) {
+                    pos.frontier.push(n);
+                }
+            }
+            crate::node::Goto::Send { arg, .. } => pos.sends.push((n, arg.clone())),
+        }
+        Ok(())
     }
 
     pub(super) fn node_ids(&self, names: &[String]) -> Result<Vec<NodeId>, RunError> {

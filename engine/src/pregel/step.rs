@@ -15,7 +15,9 @@ impl<'g> Execution<'g> {
         let mut next_frontier: Vec<NodeId> = Vec::new();
         let mut ran: Vec<NodeId> = Vec::new();
         if let Resume::Again(info) = resume {
-            self.announce(&info);
+            for i in info.all() {
+                self.announce(i);
+            }
             return Ok((Some(info), 0));
         }
         loop {
@@ -30,54 +32,95 @@ impl<'g> Execution<'g> {
                     steps_run,
                 ));
             }
-            if pos.frontier.is_empty() {
+            if pos.frontier.is_empty() && pos.sends.is_empty() {
                 return Ok((None, steps_run));
             }
             if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 return Err((RunError::Cancelled, steps_run));
             }
             // Interrupt before: pause ahead of the step, unless this run resumes from it.
-            let pass_before = matches!(resume, Resume::PassBefore);
+            let pass_before = matches!(resume, Resume::PassBefore | Resume::Answers);
             if !pass_before
-                && let Some(&n) = pos.frontier.iter().find(|&&n| {
-                    graph.nodes[n as usize].interrupt_before
-                        || self.break_before.get(n as usize) == Some(&true)
-                })
+                && let Some(&n) = pos
+                    .frontier
+                    .iter()
+                    .chain(pos.sends.iter().map(|(n, _)| n))
+                    .find(|&&n| {
+                        graph.nodes[n as usize].interrupt_before
+                            || self.break_before.get(n as usize) == Some(&true)
+                    })
             {
                 return Ok((Some(self.stop_at(InterruptKind::Before, n)), steps_run));
             }
             let step = pos.step + 1;
-            let resume_task = match std::mem::replace(&mut resume, Resume::None) {
-                Resume::Task(task, value) => Some((task, value)),
-                _ => None,
-            };
+            let answering = matches!(
+                std::mem::replace(&mut resume, Resume::None),
+                Resume::Answers
+            );
             let result = self
-                .step(state, pos, step, resume_task, steps_run == 0, &mut ran)
+                .step(state, pos, step, answering, steps_run == 0, &mut ran)
                 .await;
+            if answering {
+                self.answers.clear();
+                self.fresh_answers.clear();
+            }
             steps_run += 1;
             // A step that fails before its checkpoint is stored leaves the state as it was
             // last committed: that is what the run reports, as `threads show` would.
             let deltas = match result {
-                Ok(StepEnd::Committed(deltas)) => deltas,
+                Ok(StepEnd::Committed(mut deltas)) => {
+                    if !self.input_deltas.is_empty() {
+                        let mut first = std::mem::take(&mut self.input_deltas);
+                        first.append(&mut deltas);
+                        deltas = first;
+                    }
+                    deltas
+                }
                 Ok(StepEnd::Interrupted(interrupt)) => return Ok((Some(interrupt), steps_run - 1)),
                 Err(e) => {
                     state.undo(&mut self.undo);
                     return Err((e, steps_run));
                 }
             };
-            // Update: route from every node that ran, then checkpoint.
+            // Update: route from every node that ran (its edges, then the routes its tasks
+            // chose), bring back held deferred nodes, then checkpoint.
             next_frontier.clear();
+            let gotos = std::mem::take(&mut self.gotos);
             for &n in &ran {
                 let node = &graph.nodes[n as usize];
-                if let Err(e) =
-                    self.route(&node.routes, &node.name, state, step, &mut next_frontier)
-                {
+                let chose = gotos.iter().any(|(from, _)| *from == n);
+                if let Err(e) = self.route(
+                    &node.routes,
+                    &node.name,
+                    state,
+                    step,
+                    chose,
+                    &mut next_frontier,
+                ) {
                     state.undo(&mut self.undo);
                     return Err((e, steps_run));
                 }
                 for &j in &node.joins {
                     self.mark_join(pos, j, n, step, &mut next_frontier);
                 }
+            }
+            pos.sends.clear();
+            for (_, goto) in gotos {
+                match goto {
+                    crate::node::Goto::Node(name) => {
+                        if let Some(n) = graph.node_id(&name) {
+                            self.schedule(Target::Node(n), step, &mut next_frontier);
+                        }
+                    }
+                    crate::node::Goto::Send { node, arg } => {
+                        if let Some(n) = graph.node_id(&node) {
+                            pos.sends.push((n, arg));
+                        }
+                    }
+                }
+            }
+            for n in std::mem::take(&mut self.held) {
+                self.schedule(Target::Node(n), step, &mut next_frontier);
             }
             next_frontier.sort_unstable_by_key(|&n| graph.nodes[n as usize].rank);
             std::mem::swap(&mut pos.frontier, &mut next_frontier);
@@ -149,6 +192,7 @@ impl<'g> Execution<'g> {
         from: &str,
         state: &State,
         step: u64,
+        chose: bool,
         next: &mut Vec<NodeId>,
     ) -> Result<(), RunError> {
         for &t in &routes.always {
@@ -168,7 +212,7 @@ impl<'g> Execution<'g> {
         if !matched {
             if let Some(t) = routes.default {
                 self.schedule(t, step, next);
-            } else if !routes.when.is_empty() && routes.always.is_empty() {
+            } else if !routes.when.is_empty() && routes.always.is_empty() && !chose {
                 let mut seen = Map::new();
                 for (cond, _) in &routes.when {
                     match cond.reads() {
@@ -256,6 +300,14 @@ impl<'g> Execution<'g> {
                 .iter()
                 .map(|&n| graph.nodes[n as usize].name.to_string())
                 .collect(),
+            sends: pos
+                .sends
+                .iter()
+                .map(|(n, arg)| crate::checkpoint::SendTask {
+                    node: graph.nodes[*n as usize].name.to_string(),
+                    arg: arg.clone(),
+                })
+                .collect(),
             joins,
             created_at_ms: now_ms(),
         };
@@ -281,6 +333,7 @@ impl<'g> Execution<'g> {
             task: node.clone(),
             node,
             value: Value::Null,
+            siblings: Vec::new(),
         };
         self.announce(&info);
         info
@@ -302,12 +355,13 @@ impl<'g> Execution<'g> {
         state: &mut State,
         pos: &Position,
         step: u64,
-        resume: Option<(String, Value)>,
+        answering: bool,
         first: bool,
         ran: &mut Vec<NodeId>,
     ) -> Result<StepEnd, RunError> {
         self.current_checkpoint = pos.checkpoint_id;
         self.undo.clear();
+        self.gotos.clear();
         let tasks = self.plan(state, pos, ran)?;
         let graph = self.graph;
         self.emit(|| Event::StepStarted {
@@ -319,26 +373,35 @@ impl<'g> Execution<'g> {
         });
 
         let (results, saved_flags) = self
-            .execute(state, pos, step, &tasks, resume, first)
+            .execute(state, pos, step, &tasks, answering, first)
             .await?;
         self.commit(state, pos, step, &tasks, results, &saved_flags)
             .await
     }
 
-    /// Plan: the frontier's nodes become tasks (a `for_each` node one per element), their
-    /// inputs read from the state as it was before the step. `ran` gets the nodes.
+    /// Plan: the frontier's nodes become tasks (a `for_each` node one per element), then
+    /// the work items sent to nodes, their inputs read from the state as it was before the
+    /// step. A deferred node waits while anything else is to run; a `for_each` over an empty
+    /// list runs nothing (and nothing after it, unless `on_empty = "continue"`). `ran` gets
+    /// the nodes whose edges fire after the step.
     fn plan(
-        &self,
+        &mut self,
         state: &State,
         pos: &Position,
         ran: &mut Vec<NodeId>,
     ) -> Result<Vec<Task>, RunError> {
         let graph = self.graph;
         ran.clear();
-        let mut tasks: Vec<Task> = Vec::with_capacity(pos.frontier.len());
+        self.held.clear();
+        let others =
+            !pos.sends.is_empty() || pos.frontier.iter().any(|&n| !graph.nodes[n as usize].defer);
+        let mut tasks: Vec<Task> = Vec::with_capacity(pos.frontier.len() + pos.sends.len());
         for &n in &pos.frontier {
             let node = &graph.nodes[n as usize];
-            ran.push(n);
+            if node.defer && others {
+                self.held.push(n);
+                continue;
+            }
             match &node.for_each {
                 Some(expr) => {
                     let list = expr.eval(state, None).map_err(|e| RunError::Expression {
@@ -355,16 +418,35 @@ impl<'g> Execution<'g> {
                             ),
                         });
                     };
+                    if items.is_empty() && !node.on_empty_continue {
+                        continue;
+                    }
+                    ran.push(n);
                     tasks.extend(items.into_iter().enumerate().map(|(i, item)| Task {
                         node: n,
                         item: Some((item, i)),
+                        sent: false,
                     }));
                 }
-                None => tasks.push(Task {
-                    node: n,
-                    item: None,
-                }),
+                None => {
+                    ran.push(n);
+                    tasks.push(Task {
+                        node: n,
+                        item: None,
+                        sent: false,
+                    });
+                }
             }
+        }
+        for (k, (n, arg)) in pos.sends.iter().enumerate() {
+            if !ran.contains(n) {
+                ran.push(*n);
+            }
+            tasks.push(Task {
+                node: *n,
+                item: Some((arg.clone(), k)),
+                sent: true,
+            });
         }
         Ok(tasks)
     }
@@ -378,7 +460,7 @@ impl<'g> Execution<'g> {
         pos: &Position,
         step: u64,
         tasks: &[Task],
-        resume: Option<(String, Value)>,
+        answering: bool,
         first: bool,
     ) -> Result<(Vec<TaskResult>, Vec<bool>), RunError> {
         let graph = self.graph;
@@ -389,7 +471,7 @@ impl<'g> Execution<'g> {
                 saved.insert(w.task_id, w.writes);
             }
         }
-        let need_ids = self.saver.is_some() || self.events.is_some() || resume.is_some();
+        let need_ids = self.saver.is_some() || self.events.is_some() || answering;
         let checkpoint_id = pos.checkpoint_id.unwrap_or(step);
 
         // Execute: expression nodes inline, calls collected for the async phase.
@@ -406,7 +488,7 @@ impl<'g> Execution<'g> {
             if let Some(writes) = saved.remove(&id) {
                 let mut out = Vec::with_capacity(writes.len());
                 for (name, value) in writes {
-                    if let Some(ch) = graph.channel_id(&name) {
+                    if let Some(ch) = graph.write_channel(&name) {
                         out.push((ch, value));
                     }
                 }
@@ -421,7 +503,12 @@ impl<'g> Execution<'g> {
                     task: id.clone(),
                 });
             }
-            let item = task.item.as_ref().map(|(v, i)| (v, *i));
+            let item = match &task.item {
+                Some((v, i)) => Some((v, *i)),
+                // A node that may receive work items, run without one, sees `item` as null.
+                None if node.receives_items => Some((&Value::Null, 0)),
+                None => None,
+            };
             let node_err = |e: crate::expr::EvalError| RunError::Expression {
                 node: node.name.to_string(),
                 message: e.to_string(),
@@ -439,40 +526,75 @@ impl<'g> Execution<'g> {
                             }
                         }
                     }
+                    if let (None, Some(next)) = (&failure, &node.next) {
+                        match next.eval(state, item) {
+                            Ok(choice) => match gotos(choice) {
+                                Ok(list) => writes.extend(list.into_iter().map(|g| (GOTO, g))),
+                                Err(message) => {
+                                    failure = Some(RunError::Expression {
+                                        node: node.name.to_string(),
+                                        message: format!("next: {message}"),
+                                    })
+                                }
+                            },
+                            Err(e) => failure = Some(node_err(e)),
+                        }
+                    }
                     match failure {
                         Some(e) => TaskResult::Failed(e),
                         None => TaskResult::Done(writes),
                     }
                 }
-                Kind::Ask { question, output } => match &resume {
-                    Some((task_id, value)) if *task_id == id => TaskResult::Done(
-                        output
-                            .map(|ch| vec![(ch, value.clone())])
-                            .unwrap_or_default(),
-                    ),
-                    _ => TaskResult::Interrupted(Value::String(question.clone())),
-                },
+                Kind::Ask {
+                    questions,
+                    check,
+                    reask,
+                    single,
+                    output,
+                } => {
+                    let answers = self.answers.get(&id).map_or(&[][..], Vec::as_slice);
+                    match ask(
+                        questions,
+                        check.as_ref(),
+                        reask.as_ref(),
+                        answers,
+                        state,
+                        item,
+                    ) {
+                        Ok(Asked::Waiting(question)) => TaskResult::Interrupted(question),
+                        Ok(Asked::Answered(mut got)) => {
+                            let value = if *single {
+                                got.pop().unwrap_or(Value::Null)
+                            } else {
+                                Value::Array(got)
+                            };
+                            TaskResult::Done(output.map(|ch| vec![(ch, value)]).unwrap_or_default())
+                        }
+                        Err(e) => TaskResult::Failed(node_err(e)),
+                    }
+                }
                 Kind::Wait {
                     seconds,
                     until,
                     output,
                 } => {
                     // On a later run the due time is the one fixed when the wait began.
-                    let due = match &resume {
-                        Some((task_id, value)) if *task_id == id => value
-                            .get("until_ms")
-                            .and_then(Value::as_u64)
-                            .ok_or_else(|| RunError::Expression {
-                                node: node.name.to_string(),
-                                message: "the stored wait has no `until_ms`".into(),
-                            }),
-                        _ => wait_due(seconds.as_ref(), until.as_ref(), state, item).map_err(
-                            |message| RunError::Expression {
-                                node: node.name.to_string(),
-                                message,
-                            },
-                        ),
-                    };
+                    let stored = self.answers.get(&id).and_then(|a| a.last());
+                    let due =
+                        match stored {
+                            Some(value) => value
+                                .get("until_ms")
+                                .and_then(Value::as_u64)
+                                .ok_or_else(|| RunError::Expression {
+                                    node: node.name.to_string(),
+                                    message: "the stored wait has no `until_ms`".into(),
+                                }),
+                            None => wait_due(seconds.as_ref(), until.as_ref(), state, item)
+                                .map_err(|message| RunError::Expression {
+                                    node: node.name.to_string(),
+                                    message,
+                                }),
+                        };
                     match due {
                         Err(e) => TaskResult::Failed(e),
                         Ok(due) if due <= crate::checkpoint::now_ms() => TaskResult::Done(
@@ -508,9 +630,13 @@ impl<'g> Execution<'g> {
                             }
                             Value::Object(object)
                         }
-                        Input::WholeState => state.to_json(),
+                        // A sent work item is the node's whole input, as in LangGraph.
+                        Input::WholeState => match (&task.item, task.sent) {
+                            (Some((arg, _)), true) => arg.clone(),
+                            _ => state.to_json(),
+                        },
                     };
-                    let ctx = self.context(node, &id, step, checkpoint_id, &resume);
+                    let ctx = self.context(node, &id, step, checkpoint_id);
                     jobs.push((
                         i,
                         Job::Call {
@@ -523,22 +649,54 @@ impl<'g> Execution<'g> {
                 }
                 Kind::Subgraph {
                     graph: child,
+                    input: mapping,
                     shared,
+                    stateful,
                     ..
                 } => {
                     let mut input = Map::new();
-                    for &(parent, c) in shared {
-                        input.insert(
-                            child.channels[c as usize].name.clone(),
-                            state.values[parent as usize].clone(),
-                        );
+                    match mapping {
+                        Some(mapping) => {
+                            let mut failure = None;
+                            for (key, expr) in mapping {
+                                match expr.eval(state, item) {
+                                    Ok(v) => {
+                                        input.insert(key.clone(), v);
+                                    }
+                                    Err(e) => {
+                                        failure = Some(node_err(e));
+                                        break;
+                                    }
+                                }
+                            }
+                            if let Some(e) = failure {
+                                results.push(TaskResult::Failed(e));
+                                continue;
+                            }
+                        }
+                        None => {
+                            for &(parent, c) in shared {
+                                input.insert(
+                                    child.channels[c as usize].name.clone(),
+                                    state.values[parent as usize].clone(),
+                                );
+                            }
+                            // A work item sent to a subgraph is its input, over the shared
+                            // values.
+                            if let (Some((Value::Object(arg), _)), true) = (&task.item, task.sent) {
+                                for (k, v) in arg {
+                                    input.insert(k.clone(), v.clone());
+                                }
+                            }
+                        }
                     }
-                    let ctx = self.context(node, &id, step, checkpoint_id, &resume);
+                    let ctx = self.context(node, &id, step, checkpoint_id);
                     jobs.push((
                         i,
                         Job::Subgraph {
                             graph: Arc::clone(child),
                             input: Value::Object(input),
+                            stateful: *stateful,
                         },
                         ctx,
                     ));
@@ -588,9 +746,7 @@ impl<'g> Execution<'g> {
                             node: node.name.to_string(),
                             writes: writes
                                 .iter()
-                                .map(|(ch, v)| {
-                                    (graph.channels[*ch as usize].name.clone(), v.clone())
-                                })
+                                .map(|(ch, v)| (graph.write_name(*ch).to_string(), v.clone()))
                                 .collect(),
                         };
                         saver
@@ -606,22 +762,34 @@ impl<'g> Execution<'g> {
             {
                 return Err(e);
             }
-            if let Some(i) = interrupted
-                && let TaskResult::Interrupted(value) =
-                    std::mem::replace(&mut results[i], TaskResult::Pending)
-            {
-                let node = &graph.nodes[tasks[i].node as usize];
-                let info = InterruptInfo {
-                    kind: if matches!(node.kind, Kind::Wait { .. }) {
-                        InterruptKind::Wait
-                    } else {
-                        InterruptKind::Ask
-                    },
-                    node: node.name.to_string(),
-                    task: task_label(node, &tasks[i]),
-                    value,
-                };
-                self.announce(&info);
+            if interrupted.is_some() {
+                // Every waiting task of the step, in task order: the first, then siblings.
+                let mut waiting: Vec<InterruptInfo> = Vec::new();
+                for (i, r) in results.iter_mut().enumerate() {
+                    if !matches!(r, TaskResult::Interrupted(_)) {
+                        continue;
+                    }
+                    let TaskResult::Interrupted(value) = std::mem::replace(r, TaskResult::Pending)
+                    else {
+                        continue;
+                    };
+                    let node = &graph.nodes[tasks[i].node as usize];
+                    let info = InterruptInfo {
+                        kind: if matches!(node.kind, Kind::Wait { .. }) {
+                            InterruptKind::Wait
+                        } else {
+                            InterruptKind::Ask
+                        },
+                        node: node.name.to_string(),
+                        task: task_label(node, &tasks[i]),
+                        value,
+                        siblings: Vec::new(),
+                    };
+                    self.announce(&info);
+                    waiting.push(info);
+                }
+                let mut info = waiting.remove(0);
+                info.siblings = waiting;
                 // As in LangGraph, the state at an interrupt includes what the step's
                 // finished tasks wrote (saved above as pending writes, committed on resume).
                 if self.fold(state, tasks, results, step, false).is_err() {
@@ -657,6 +825,7 @@ impl<'g> Execution<'g> {
                 Some(Value::Object(
                     writes
                         .iter()
+                        .filter(|(ch, _)| *ch != GOTO)
                         .map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone()))
                         .collect(),
                 ))
@@ -664,11 +833,35 @@ impl<'g> Execution<'g> {
                 None
             };
             for (ch, value) in writes {
+                if ch == GOTO {
+                    let goto = self.check_goto(node, &tasks[i], value)?;
+                    self.gotos.push((tasks[i].node, goto));
+                    continue;
+                }
                 let channel = &graph.channels[ch as usize];
                 let bad_write = |message: String| RunError::BadWrite {
                     node: task_label(node, &tasks[i]),
                     channel: channel.name.clone(),
                     message,
+                };
+                // LangGraph's `Overwrite`: one per channel and step; after it, the step's
+                // other writes to the channel are dropped.
+                let value = if crate::channel::is_overwrite(&value) {
+                    if self.overwritten[ch as usize] == step {
+                        return Err(bad_write(
+                            "a channel can take only one overwrite per super-step".into(),
+                        ));
+                    }
+                    self.overwritten[ch as usize] = step;
+                    if channel.reducer == crate::channel::Reducer::Replace {
+                        crate::channel::overwrite(value).unwrap_or_else(|v| v)
+                    } else {
+                        value
+                    }
+                } else if self.overwritten[ch as usize] == step {
+                    continue;
+                } else {
+                    value
                 };
                 if channel.reducer == crate::channel::Reducer::Replace {
                     let (last_step, last_task) = self.writer[ch as usize];
@@ -730,6 +923,145 @@ impl<'g> Execution<'g> {
             }
         }
         Ok(deltas)
+    }
+}
+
+/// Where an ask node stands after its answers so far.
+enum Asked {
+    /// A question waits for an answer.
+    Waiting(Value),
+    /// Every question has an accepted answer.
+    Answered(Vec<Value>),
+}
+
+/// Plays an ask node's answers so far against its questions: each question takes the next
+/// answer; one `check` refuses is asked again (`reask`, else the question), so a question
+/// is asked until it gets an accepted answer.
+fn ask(
+    questions: &[crate::graph::Template],
+    check: Option<&crate::expr::Expr>,
+    reask: Option<&crate::graph::Template>,
+    answers: &[Value],
+    state: &State,
+    item: Option<(&Value, usize)>,
+) -> Result<Asked, crate::expr::EvalError> {
+    let mut answers = answers.iter();
+    let mut accepted = Vec::with_capacity(questions.len());
+    for question in questions {
+        let mut refused: Option<&Value> = None;
+        loop {
+            let Some(answer) = answers.next() else {
+                let text = match (refused, reask) {
+                    (Some(a), Some(r)) => r.render(state, item, Some(a))?,
+                    _ => question.render(state, item, refused)?,
+                };
+                return Ok(Asked::Waiting(text));
+            };
+            let ok = match check {
+                Some(c) => c.eval_answer(state, item, Some(answer))? == Value::Bool(true),
+                None => true,
+            };
+            if ok {
+                accepted.push(answer.clone());
+                break;
+            }
+            refused = Some(answer);
+        }
+    }
+    Ok(Asked::Answered(accepted))
+}
+
+impl Execution<'_> {
+    /// A route a task chose, checked against its node's `goto` list.
+    fn check_goto(
+        &self,
+        node: &CompiledNode,
+        task: &Task,
+        value: Value,
+    ) -> Result<crate::node::Goto, RunError> {
+        let bad = |message: String| RunError::BadWrite {
+            node: task_label(node, task),
+            channel: "goto".into(),
+            message,
+        };
+        let goto: crate::node::Goto = serde_json::from_value(value).map_err(|e| {
+            bad(format!(
+                "a route is a node name or {{node, arg}}, not this ({e})"
+            ))
+        })?;
+        let target = match goto.node() {
+            crate::graph::END => Some(Target::End),
+            name => self.graph.node_id(name).map(Target::Node).or_else(|| {
+                // An agent's name routes to the node in the list that runs that agent.
+                node.goto.iter().copied().find(|t| {
+                    matches!(t, Target::Node(n)
+                        if self.graph.nodes[*n as usize].agent.as_deref() == Some(name))
+                })
+            }),
+        };
+        if let Some(t) = target.filter(|t| node.goto.contains(t))
+            && !(matches!(goto, crate::node::Goto::Send { .. }) && t == Target::End)
+        {
+            // Stored by node name, so the routes resolve the same way after a restart.
+            return Ok(match (goto, t) {
+                (crate::node::Goto::Send { arg, .. }, Target::Node(n)) => crate::node::Goto::Send {
+                    node: self.graph.nodes[n as usize].name.to_string(),
+                    arg,
+                },
+                (_, Target::Node(n)) => {
+                    crate::node::Goto::Node(self.graph.nodes[n as usize].name.to_string())
+                }
+                (goto, Target::End) => goto,
+            });
+        }
+        let allowed: Vec<String> = node
+            .goto
+            .iter()
+            .map(|t| match t {
+                Target::End => crate::graph::END.to_string(),
+                Target::Node(n) => self.graph.nodes[*n as usize].name.to_string(),
+            })
+            .collect();
+        Err(bad(if allowed.is_empty() {
+            format!(
+                "it routed to `{}` but declares no `goto` list; add goto = [\"{}\"] to the node",
+                goto.node(),
+                goto.node()
+            )
+        } else if matches!(goto, crate::node::Goto::Send { .. }) && target == Some(Target::End) {
+            "a work item cannot be sent to END".to_string()
+        } else {
+            format!(
+                "`{}` is not in its goto list [{}]; add it there",
+                goto.node(),
+                allowed.join(", ")
+            )
+        }))
+    }
+}
+
+/// The routes a `set` node's `next` gave: a node name, a list of names and `{node, arg}`
+/// work items, or null for none.
+fn gotos(choice: Value) -> Result<Vec<Value>, String> {
+    match choice {
+        Value::Null => Ok(Vec::new()),
+        Value::String(_) => Ok(vec![choice]),
+        Value::Object(ref o) if o.contains_key("node") => Ok(vec![choice]),
+        Value::Array(list) => {
+            for v in &list {
+                if !(v.is_string() || v.get("node").is_some()) {
+                    return Err(format!(
+                        "expected node names or {{node: ..., arg: ...}} items, got {}",
+                        crate::channel::kind(v)
+                    ));
+                }
+            }
+            Ok(list)
+        }
+        other => Err(format!(
+            "expected a node name, a list of them, or {{node: ..., arg: ...}} items, got {}",
+            crate::channel::kind(&other)
+        )),
     }
 }
 

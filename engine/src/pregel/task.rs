@@ -5,6 +5,7 @@ use super::*;
 
 pub(super) fn task_label(node: &CompiledNode, task: &Task) -> String {
     match &task.item {
+        Some((_, i)) if task.sent => format!("{}#{i}", node.name),
         Some((_, i)) => format!("{}[{i}]", node.name),
         None => node.name.to_string(),
     }
@@ -17,7 +18,6 @@ impl<'g> Execution<'g> {
         task_id: &str,
         step: u64,
         checkpoint_id: u64,
-        resume: &Option<(String, Value)>,
     ) -> NodeContext {
         NodeContext {
             thread_id: Arc::clone(&self.thread_id),
@@ -26,16 +26,19 @@ impl<'g> Execution<'g> {
             step,
             checkpoint_id,
             attempt: 1,
-            resume: resume
-                .as_ref()
-                .filter(|(t, _)| t == task_id)
-                .map(|(_, v)| v.clone()),
+            answers: self
+                .answers
+                .get(task_id)
+                .map_or_else(|| Arc::from(Vec::new()), |a| Arc::from(a.as_slice())),
+            fresh_answer: self.fresh_answers.get(task_id).cloned(),
+            asked: Arc::default(),
             events: self.events.clone(),
             usage: Some(Arc::clone(&self.usage)),
             outbox: self.saver.as_ref().map(|saver| crate::node::Outbox {
                 saver: Arc::clone(saver),
                 thread_id: Arc::clone(&self.thread_id),
             }),
+            routes: None,
         }
     }
 
@@ -128,7 +131,7 @@ impl<'g> Execution<'g> {
             node: node.name.to_string(),
             writes: writes
                 .iter()
-                .map(|(ch, v)| (graph.channels[*ch as usize].name.clone(), v.clone()))
+                .map(|(ch, v)| (graph.write_name(*ch).to_string(), v.clone()))
                 .collect(),
         };
         saver
@@ -162,15 +165,22 @@ impl<'g> Execution<'g> {
                 attempts,
                 message,
             }),
-            Ok(JobOutput::Value(value)) => {
+            Ok(JobOutput::Value(value, routes)) => {
                 let output = match &node.kind {
                     Kind::Call { output, .. } => *output,
                     _ => None,
                 };
+                let routes = routes
+                    .into_iter()
+                    .map(|goto| (GOTO, serde_json::to_value(goto).unwrap_or_default()));
                 match output {
-                    Some(ch) => TaskResult::Done(vec![(ch, value)]),
+                    Some(ch) => {
+                        let mut writes = vec![(ch, value)];
+                        writes.extend(routes);
+                        TaskResult::Done(writes)
+                    }
                     None => match value {
-                        Value::Null => TaskResult::Done(Vec::new()),
+                        Value::Null => TaskResult::Done(routes.collect()),
                         Value::Object(map) => {
                             let mut writes = Vec::with_capacity(map.len());
                             for (key, v) in map {
@@ -185,6 +195,7 @@ impl<'g> Execution<'g> {
                                     }
                                 }
                             }
+                            writes.extend(routes);
                             TaskResult::Done(writes)
                         }
                         other => TaskResult::Failed(RunError::BadWrite {
@@ -201,24 +212,27 @@ impl<'g> Execution<'g> {
             Ok(JobOutput::Subgraph(child_state, initial)) => {
                 let Kind::Subgraph {
                     graph: child,
-                    shared,
+                    write_back: pairs,
                     output,
+                    ..
                 } = &node.kind
                 else {
                     return TaskResult::Done(Vec::new());
                 };
                 let mut writes = Vec::new();
-                for &(parent, c) in shared {
-                    let key = &child.channels[c as usize].name;
-                    let (Some(after), Some(before)) = (child_state.get(key), initial.get(key))
-                    else {
+                for &(parent, c) in pairs {
+                    let channel = &child.channels[c as usize];
+                    let key = &channel.name;
+                    let Some(after) = child_state.get(key) else {
                         continue;
                     };
+                    // A channel the input did not give started at its default.
+                    let before = initial.get(key).unwrap_or(&channel.default);
                     if after == before {
                         continue;
                     }
                     if let Some(w) =
-                        write_back(graph.channels[parent as usize].reducer, before, after)
+                        write_back(&graph.channels[parent as usize].reducer, before, after)
                     {
                         writes.push((parent, w));
                     }
@@ -248,12 +262,14 @@ pub(super) async fn run_job(
         let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
         let mut ctx = ctx.clone();
         ctx.attempt = n;
+        ctx.routes = Some(Arc::default());
+        ctx.asked = Arc::default();
         let work = async {
             match job {
                 Job::Call { handler, input } => handler
                     .call(input.clone(), &ctx)
                     .await
-                    .map(JobOutput::Value)
+                    .map(|value| JobOutput::Value(value, ctx.take_routes()))
                     .map_err(|e| match e {
                         NodeError::Interrupt(v) => JobError::Interrupt(v),
                         NodeError::Failed { message, retryable } => JobError::Failed {
@@ -262,9 +278,11 @@ pub(super) async fn run_job(
                             retryable,
                         },
                     }),
-                Job::Subgraph { graph, input } => {
-                    run_subgraph(graph, input, &ctx, saver.clone()).await
-                }
+                Job::Subgraph {
+                    graph,
+                    input,
+                    stateful,
+                } => run_subgraph(graph, input, *stateful, &ctx, saver.clone()).await,
             }
         };
         let work = ctx.scope(work);

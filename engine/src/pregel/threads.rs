@@ -39,7 +39,12 @@ impl Runner {
             checkpoint_id: Some(last.id),
             step: last.step,
             values: state.to_json(),
-            next: last.next.clone(),
+            next: last
+                .next
+                .iter()
+                .cloned()
+                .chain(last.sends.iter().map(|s| s.node.clone()))
+                .collect(),
             status: info.as_ref().map(|i| i.status),
             interrupt: info.and_then(|i| i.interrupt),
         })
@@ -108,6 +113,7 @@ impl Runner {
                 deltas: Vec::new(),
                 snapshot: Some(state.to_map()),
                 next: at.next.clone(),
+                sends: at.sends.clone(),
                 joins: at.joins.clone(),
                 created_at_ms: now_ms(),
             };
@@ -168,6 +174,7 @@ impl Runner {
             deltas,
             snapshot: None,
             next: last.next.clone(),
+            sends: last.sends.clone(),
             joins: last.joins.clone(),
             created_at_ms: now_ms(),
         };
@@ -238,6 +245,7 @@ impl Runner {
             deltas: Vec::new(),
             snapshot: Some(state.to_map()),
             next: last.next.clone(),
+            sends: last.sends.clone(),
             joins: last.joins.clone(),
             created_at_ms: now,
         };
@@ -271,13 +279,23 @@ pub(super) fn fold_pending(graph: &Graph, state: &mut State, mut pending: Vec<Ta
         let rank = graph
             .node_id(&t.node)
             .map_or(u32::MAX, |n| graph.nodes[n as usize].rank);
+        // Sent work items (`NODE#k`) fold after every node's tasks, in send order.
+        let sent = t
+            .task_id
+            .rsplit_once('#')
+            .and_then(|(_, k)| k.parse::<usize>().ok());
         let item = t
             .task_id
             .strip_suffix(']')
             .and_then(|s| s.rsplit_once('['))
             .and_then(|(_, i)| i.parse::<usize>().ok())
             .unwrap_or(0);
-        (rank, item)
+        // A resume's update (`__input__`) folds first.
+        match sent {
+            _ if t.task_id == start::INPUT_TASK => (0, 0),
+            Some(k) => (u32::MAX, k),
+            None => (rank.saturating_add(1), item),
+        }
     };
     pending.sort_by_key(order);
     let mut undo = Vec::new();
