@@ -174,6 +174,15 @@ fn show(event: &Event, started: Instant) {
                 ..
             } => println!("[{at:6.1}s]   {node} calls {name}"),
             Progress::Agent {
+                agent,
+                step: AgentStep::Handoff { to, reason },
+            } => println!(
+                "[{at:6.1}s]   {agent} hands the conversation to {to}{}",
+                reason
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!(" ({r})"))
+            ),
+            Progress::Agent {
                 step: AgentStep::SchemaRetry(problem),
                 ..
             } => println!(
@@ -213,4 +222,26 @@ pub(crate) fn text(state: &Value, pointer: &str) -> String {
         Some(Value::Null) | None => "-".into(),
         Some(other) => other.to_string(),
     }
+}
+
+/// The `messages` channel as lines: who handed to whom, and who answered what.
+#[allow(dead_code)]
+pub(crate) fn conversation(state: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for m in state["messages"].as_array().into_iter().flatten() {
+        let who = m["name"].as_str().unwrap_or("?");
+        if let Some(call) = m["tool_calls"].get(0) {
+            lines.push(format!("  {who} -> {}", text(call, "/name")));
+        } else if let Some(to) = m["handoff"].as_str() {
+            lines.push(format!("  {who} -> {to}"));
+        } else if m["role"] == "assistant" {
+            let content = m["content"].as_str().unwrap_or_default();
+            let reply = serde_json::from_str::<Value>(content)
+                .ok()
+                .and_then(|v| v["reply"].as_str().map(str::to_string))
+                .unwrap_or_else(|| content.to_string());
+            lines.push(format!("  {who} answers: {reply}"));
+        }
+    }
+    lines
 }

@@ -22,6 +22,7 @@ pub struct ScriptedModel {
     script: Mutex<VecDeque<ChatResponse>>,
     responder: Option<Arc<Responder>>,
     requests: Mutex<Vec<ChatRequest>>,
+    capabilities: Capabilities,
 }
 
 impl ScriptedModel {
@@ -32,7 +33,16 @@ impl ScriptedModel {
             script: Mutex::new(VecDeque::new()),
             responder: None,
             requests: Mutex::new(Vec::new()),
+            capabilities: Capabilities::ALL,
         }
+    }
+
+    /// Says it cannot call tools, as a small local model: agents then choose a handoff in
+    /// their answer instead of by a tool call.
+    pub fn without_tools(mut self) -> Self {
+        self.capabilities.tools = false;
+        self.capabilities.parallel_tool_calls = false;
+        self
     }
 
     /// Answers every request the script does not cover with `f(request)`.
@@ -132,7 +142,7 @@ impl ChatModel for ScriptedModel {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        self.capabilities
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {

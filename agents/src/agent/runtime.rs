@@ -37,8 +37,57 @@ pub struct LlmAgent {
     example_text: Option<String>,
     /// `(tool, agent)`: the handoff tools offered, and the agent each hands to.
     handoffs: Vec<(String, String)>,
-    /// For models without tool calls: the answer schema that carries the handoff choice.
-    handoff_schema: Option<(Value, jsonschema::Validator)>,
+}
+
+/// The agents a conversation already went through, from the messages in an agent's input:
+/// those that handed it on (a handoff call, or a `handoff` field) and those it was handed
+/// to. They are not offered again, so a conversation never circles back (no ping-pong, no
+/// supervisor asking the same specialist twice) and every run of handoffs ends.
+fn visited(input: &Value, handoffs: &[(String, String)]) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::new();
+    let Value::Object(fields) = input else {
+        return seen;
+    };
+    for list in fields.values().filter_map(Value::as_array) {
+        for m in list {
+            let mut passed = false;
+            if let Some(to) = m.get("handoff").and_then(Value::as_str) {
+                seen.insert(to.to_string());
+                passed = true;
+            }
+            let calls = m.get("tool_calls").and_then(Value::as_array);
+            for call in calls.into_iter().flatten() {
+                let Some(tool) = call.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                if let Some((_, to)) = handoffs.iter().find(|(t, _)| t == tool) {
+                    seen.insert(to.clone());
+                }
+                passed |= tool.starts_with("transfer_to_");
+            }
+            if passed && let Some(name) = m.get("name").and_then(Value::as_str) {
+                seen.insert(name.to_string());
+            }
+        }
+    }
+    seen
+}
+
+/// The answer schema of a model without tool calls: `handoff` names an agent or "none".
+fn handoff_schema(
+    targets: &[&str],
+    output: Option<&Value>,
+) -> Result<(Value, jsonschema::Validator), String> {
+    let mut choices: Vec<Value> = targets.iter().map(|t| json!(t)).collect();
+    choices.push(json!("none"));
+    let answer = output.cloned().unwrap_or_else(|| json!({"type": "string"}));
+    let schema = json!({
+        "type": "object",
+        "required": ["handoff", "answer"],
+        "properties": {"handoff": {"enum": choices}, "answer": answer},
+    });
+    let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string())?;
+    Ok((schema, validator))
 }
 
 /// The tool that hands the conversation to `agent` (`transfer_to_billing_desk`).
@@ -104,25 +153,6 @@ impl LlmAgent {
             });
             handoffs.push((tool, target.clone()));
         }
-        // A model without tool calls chooses in its answer: `handoff` is an agent or "none".
-        let handoff_schema = if handoffs.is_empty() {
-            None
-        } else {
-            let mut choices: Vec<Value> = spec.handoffs.iter().map(|h| json!(h)).collect();
-            choices.push(json!("none"));
-            let answer = spec
-                .output
-                .clone()
-                .unwrap_or_else(|| json!({"type": "string"}));
-            let schema = json!({
-                "type": "object",
-                "required": ["handoff", "answer"],
-                "properties": {"handoff": {"enum": choices}, "answer": answer},
-            });
-            let validator = jsonschema::validator_for(&schema)
-                .map_err(|e| format!("agent `{}`: the handoff answer schema: {e}", spec.name))?;
-            Some((schema, validator))
-        };
         Ok(LlmAgent {
             spec,
             offered,
@@ -132,7 +162,6 @@ impl LlmAgent {
             validator,
             example_text,
             handoffs,
-            handoff_schema,
         })
     }
 
@@ -423,23 +452,48 @@ impl Agent for LlmAgent {
             .models
             .model(spec)
             .map_err(|e| crate::llm::node::failed(&e))?;
-        let tools_possible = !self.offered.is_empty() && model.capabilities().tools;
+        // Agents the conversation already went through are not offered again.
+        let spent = visited(&input, &self.handoffs);
+        let open: Vec<&(String, String)> = self
+            .handoffs
+            .iter()
+            .filter(|(_, target)| !spent.contains(target))
+            .collect();
+        let offered: Vec<ToolSpec> = self
+            .offered
+            .iter()
+            .filter(|t| {
+                !self.handoffs.iter().any(|(tool, _)| *tool == t.name)
+                    || open.iter().any(|(tool, _)| *tool == t.name)
+            })
+            .cloned()
+            .collect();
+        let tools_possible = !offered.is_empty() && model.capabilities().tools;
         // Without tool calls, the handoff is a field of the answer.
-        let choose_in_answer = !self.handoffs.is_empty() && !model.capabilities().tools;
-        if choose_in_answer {
+        let choose_in_answer = !open.is_empty() && !model.capabilities().tools;
+        let targets: Vec<&str> = open.iter().map(|(_, t)| t.as_str()).collect();
+        let handoff_schema = if choose_in_answer {
             system.push_str(&format!(
                 "\n\nIf one of these agents should answer instead, set `handoff` to its name: {}. Otherwise set `handoff` to \"none\" and give your `answer`.",
-                self.spec.handoffs.join(", ")
+                targets.join(", ")
             ));
-        }
+            Some(handoff_schema(&targets, spec.output.as_ref()).map_err(|e| {
+                NodeError::permanent(format!(
+                    "agent `{}`: the handoff answer schema: {e}",
+                    spec.name
+                ))
+            })?)
+        } else {
+            None
+        };
 
         let mut request = ChatRequest::new(vec![
             Message::system(system),
             Message::user(format!("Input:\n{input}")),
         ]);
-        request.output_schema = match (&self.handoff_schema, choose_in_answer) {
-            (Some((schema, _)), true) => Some(schema.clone()),
-            _ => spec.output.clone(),
+        request.output_schema = match &handoff_schema {
+            Some((schema, _)) => Some(schema.clone()),
+            None => spec.output.clone(),
         };
         request.temperature = spec.temperature;
         request.max_tokens = spec.max_tokens;
@@ -450,15 +504,14 @@ impl Agent for LlmAgent {
         loop {
             let offer = tools_possible && rounds < spec.max_tool_rounds;
             if offer && request.tools.is_empty() {
-                request.tools = self.offered.clone();
+                request.tools = offered.clone();
             } else if !offer {
                 request.tools.clear();
             }
             let reply = self.turn(model.as_ref(), &request, ctx).await?;
 
             let handoff = reply.tool_calls.iter().find_map(|call| {
-                self.handoffs
-                    .iter()
+                open.iter()
                     .find(|(tool, _)| *tool == call.name)
                     .map(|(_, target)| (call, target))
             });
@@ -467,10 +520,10 @@ impl Agent for LlmAgent {
                 return Ok(self.hand_off(ctx, target, Some(call), reply.text.clone()));
             }
             let problem = if reply.tool_calls.is_empty() || choose_in_answer {
-                let finished = match (&self.handoff_schema, choose_in_answer) {
-                    (Some((_, validator)), true) => {
-                        crate::llm::answer::json_answer(validator, &reply.text).and_then(|choice| {
-                            match choice.get("handoff").and_then(Value::as_str) {
+                let finished = match &handoff_schema {
+                    Some((_, validator)) => crate::llm::answer::json_answer(validator, &reply.text)
+                        .and_then(
+                            |choice| match choice.get("handoff").and_then(Value::as_str) {
                                 Some(target) if target != "none" => Ok(Err(target.to_string())),
                                 _ => {
                                     let answer =
@@ -483,10 +536,9 @@ impl Agent for LlmAgent {
                                     }
                                     .map(Ok)
                                 }
-                            }
-                        })
-                    }
-                    _ => self.finish(&reply.text).map(Ok),
+                            },
+                        ),
+                    None => self.finish(&reply.text).map(Ok),
                 };
                 match finished {
                     Ok(Err(target)) => {
