@@ -159,6 +159,7 @@ pub struct SendTask {
 
 /// The stored `next` column: the next step's nodes (strings), then its sent work items
 /// (`{node, arg}` objects), so one column keeps both and old rows still read.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn next_column(next: &[String], sends: &[SendTask]) -> Value {
     let mut list: Vec<Value> = next.iter().map(|n| Value::String(n.clone())).collect();
     list.extend(
@@ -170,6 +171,7 @@ pub(crate) fn next_column(next: &[String], sends: &[SendTask]) -> Value {
 }
 
 /// Splits a stored `next` column back into nodes and sent work items.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn split_next(
     column: Vec<Value>,
 ) -> Result<(Vec<String>, Vec<SendTask>), CheckpointError> {
@@ -185,6 +187,7 @@ pub(crate) fn split_next(
 }
 
 /// The nodes a `next` column names, sent work items' nodes included (LangGraph lists them).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn next_names(column: Vec<Value>) -> Vec<String> {
     column
         .into_iter()
