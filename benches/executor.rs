@@ -1,4 +1,5 @@
-//! Executor benchmarks: per-node overhead and checkpoint cost on four shapes, each without
+//! Executor benchmarks: per-node overhead and checkpoint cost on six shapes (a chain, a loop,
+//! a fan-out, a big object, a supervisor loop of run-time routes, a map over subgraphs), each without
 //! checkpoints, with the in-memory saver and with the SQLite saver (a file in a temp dir).
 //!
 //!   cargo bench --bench executor
@@ -71,6 +72,64 @@ fn big_object(entries: usize, updates: usize) -> (Graph, Value) {
         .map(|i| (format!("key{i}"), json!(i)))
         .collect();
     (graph, json!({ "profile": profile }))
+}
+
+/// A supervisor loop (LangGraph's `Command(goto=...)`): the supervisor routes to the worker
+/// at run time until `n` handoffs are done; the worker returns to it by an edge.
+fn supervisor(n: usize) -> Graph {
+    use engine::graph::{Located, NodeSpec, NodeSpecKind};
+    let mut sup = NodeSpec::new("supervisor", NodeSpecKind::Set(Vec::new()));
+    sup.goto = Some(Located::new(vec![
+        Located::new("worker".to_string()),
+        Located::new("END".to_string()),
+    ]));
+    sup.next = Some(Located::new(format!("state.n < {n} ? 'worker' : 'END'")));
+    GraphBuilder::new("supervisor")
+        .recursion_limit(2 * n as u32 + 2)
+        .channel("n", ChannelType::Integer, Reducer::Replace, json!(0))
+        .node(sup)
+        .set("worker", &[("n", "state.n + 1")])
+        .edge("START", "supervisor")
+        .edge("worker", "supervisor")
+        .build(&Registry::new())
+        .unwrap()
+}
+
+/// A `for_each` over a subgraph: one child run (its own thread and checkpoints) per item,
+/// each squaring its item; the parent collects the squares and counts them.
+fn map_subgraphs(n: usize) -> (Graph, Value) {
+    use engine::graph::{Located, NodeSpec, NodeSpecKind};
+    let child = GraphBuilder::new("square")
+        .channel("x", ChannelType::Integer, Reducer::Replace, json!(0))
+        .channel("squares", ChannelType::Array, Reducer::Append, json!([]))
+        .set("square", &[("squares", "[state.x * state.x]")])
+        .edge("START", "square")
+        .edge("square", "END")
+        .build(&Registry::new())
+        .unwrap();
+    let pair = |k: &str, v: &str| (Located::new(k.to_string()), Located::new(v.to_string()));
+    let mut map = NodeSpec::new(
+        "map",
+        NodeSpecKind::Subgraph {
+            graph: Arc::new(child),
+            input: Some(vec![pair("x", "item")]),
+            outputs: Some(vec![pair("squares", "squares")]),
+            stateful: false,
+        },
+    );
+    map.for_each = Some(Located::new("state.items".to_string()));
+    let graph = GraphBuilder::new("map_subgraphs")
+        .channel("items", ChannelType::Array, Reducer::Replace, json!([]))
+        .channel("squares", ChannelType::Array, Reducer::Append, json!([]))
+        .channel("count", ChannelType::Integer, Reducer::Replace, json!(0))
+        .node(map)
+        .set("join", &[("count", "size(state.squares)")])
+        .edge("START", "map")
+        .edge("map", "join")
+        .edge("join", "END")
+        .build(&Registry::new())
+        .unwrap();
+    (graph, json!({ "items": (0..n as i64).collect::<Vec<_>>() }))
 }
 
 #[derive(Clone, Copy)]
@@ -187,6 +246,9 @@ fn benches(c: &mut Criterion) {
     bench_shape(c, "fanout_1000_and_join", g, input);
     let (g, input) = big_object(10_000, 100);
     bench_shape(c, "object_10000_entries_100_updates", g, input);
+    bench_shape(c, "supervisor_1000_handoffs", supervisor(1000), json!({}));
+    let (g, input) = map_subgraphs(1000);
+    bench_shape(c, "map_1000_subgraphs", g, input);
 }
 
 criterion_group!(executor, benches);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The yardstick: runs the executor benchmark's four graph shapes in LangGraph (Python) and in
+# The yardstick: runs the executor benchmark's graph shapes (a chain, a loop, a fan-out, a big
+# object, and the multi-agent supervisor_1000_handoffs and map_1000_subgraphs) in LangGraph (Python) and in
 # this engine, each without checkpoints, with the in-memory saver and with the SQLite saver,
 # then a 100-node chain on Postgres (a local one, from scripts/postgres.sh) and the stored size
 # of a 200-turn chat thread, and prints the two side by side with the speed-up.
 #
 #   scripts/compare-langgraph.sh            # LANGGRAPH_RUNS=5 runs per LangGraph case (median)
+#   LANGGRAPH_SHAPES=supervisor_1000_handoffs,map_1000_subgraphs scripts/compare-langgraph.sh
+#                                           # only those shapes on LangGraph's side (no Postgres)
 #
 # LangGraph is installed, pinned, into a virtualenv under $HOME/.cache/brainops. Our side is
 # `cargo bench --bench executor` (criterion, median); its results are read from criterion's

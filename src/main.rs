@@ -96,6 +96,10 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// Answer an interrupted thread with this JSON value (or @FILE).
         #[arg(long, conflicts_with = "input")]
         resume: Option<String>,
+        /// Answer several waiting questions at once (parallel interrupts): a JSON object of
+        /// task → value, e.g. '{"ask_a": "yes", "ask_b": "no"}' (or @FILE).
+        #[arg(long, conflicts_with_all = ["input", "resume"])]
+        resume_each: Option<String>,
         /// Where checkpoints go: memory, sqlite:PATH (or a plain file path), postgres://... (default:
         /// $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/). Add
         /// `?pgbouncer=true` (or use port 6543) when connecting through a transaction pooler.
@@ -696,6 +700,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             input,
             thread,
             resume,
+            resume_each,
             checkpoint,
             stream,
             takeover,
@@ -709,12 +714,26 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let graph = load(&mut engine, &file)?;
             let input = input.map(|s| parse_json("--input", &s)).transpose()?;
             let resume = resume.map(|s| parse_json("--resume", &s)).transpose()?;
+            let resume_each = match resume_each
+                .map(|s| parse_json("--resume-each", &s))
+                .transpose()?
+            {
+                None => Vec::new(),
+                Some(Value::Object(map)) => map.into_iter().collect(),
+                Some(other) => {
+                    return Err(fail(format!(
+                        "error: --resume-each: expected a JSON object of task → value, got {}\n  help: e.g. --resume-each '{{\"ask_a\": \"yes\", \"ask_b\": \"no\"}}'; the tasks are in the run's `interrupt` and its `siblings`",
+                        engine::channel::kind(&other)
+                    )));
+                }
+            };
             let store = open_store(store_spec(checkpoint.as_deref()).as_deref()).await?;
             let runner = Runner::new(graph).with_checkpointer(store);
             let mut request = RunRequest::new();
             request.thread_id = thread;
             request.input = input;
             request.resume = resume;
+            request.resume_each = resume_each;
             request.takeover = takeover;
             let outcome = if stream {
                 let mut run = runner.stream(request);

@@ -177,3 +177,61 @@ async fn content_campaign_on_the_local_model() {
     )
     .await;
 }
+
+/// The handoff patterns on the local model (it cannot call tools, so each agent chooses a
+/// handoff in its answer): the run ends (no agent is offered one the conversation already
+/// went through), and the agent that answers speaks its schema.
+async fn handoffs_on_the_local_model(file: &str, input: Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, catalog) = setup(dir.path());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("graphs")
+        .join(file);
+    let graph = loader::load_file(&path, &registry).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = Runner::new(Arc::new(graph))
+        .invoke(RunRequest::new().input(input))
+        .await;
+    assert_eq!(
+        outcome.status,
+        RunStatus::Done,
+        "{file}: {:?}",
+        outcome.error
+    );
+    let messages = outcome.state["messages"].as_array().unwrap();
+    let last = messages.last().unwrap();
+    let agent = last["name"].as_str().unwrap();
+    assert!(
+        last.get("handoff").is_none(),
+        "{file}: the last message is an answer"
+    );
+    let answer: Value = serde_json::from_str(last["content"].as_str().unwrap()).unwrap();
+    let schema = catalog.get(agent).unwrap().spec().output.clone().unwrap();
+    if let Err(e) = agents::agent::validate(&schema, &answer) {
+        panic!("{file}: the answer of {agent} breaks its schema: {e}\n{answer}");
+    }
+    eprintln!(
+        "{file}: {} handoffs, answered by {agent}",
+        messages.len() - 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_swarm_on_the_local_model() {
+    let _one = SERIAL.lock().await;
+    handoffs_on_the_local_model(
+        "customer_swarm.toml",
+        json!({"message": "Can I pay for the new roof in installments?", "job": {"install_date": "2026-12-03"}}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_supervisor_on_the_local_model() {
+    let _one = SERIAL.lock().await;
+    handoffs_on_the_local_model(
+        "customer_supervisor.toml",
+        json!({"message": "When is my install?", "customer": {"name": "Cy Ruiz"},
+               "job": {"id": "J-1042", "stage": "materials ordered", "install_date": "2026-12-03"}}),
+    )
+    .await;
+}

@@ -281,3 +281,54 @@ fn every_command_has_help_with_an_example() {
         assert!(text.contains("Example"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn parallel_questions_are_answered_together_with_resume_each() {
+    let home = tempfile::tempdir().unwrap();
+    let graph = home.path().join("two.toml");
+    std::fs::write(
+        &graph,
+        "[graph]\nname = \"two\"\n[state]\na = { type = \"any\" }\nb = { type = \"any\" }\n[nodes.ask_a]\nask = \"A?\"\noutput = \"a\"\n[nodes.ask_b]\nask = \"B?\"\noutput = \"b\"\n[[edges]]\nfrom = \"START\"\nto = \"ask_a\"\n[[edges]]\nfrom = \"START\"\nto = \"ask_b\"\n[[edges]]\nfrom = \"ask_a\"\nto = \"END\"\n[[edges]]\nfrom = \"ask_b\"\nto = \"END\"\n",
+    )
+    .unwrap();
+    let g = graph.to_str().unwrap();
+    let first = brainops(home.path(), &["run", g, "--thread", "t2", "--input", "{}"]);
+    let v = stdout_json(&first);
+    assert_eq!(v["status"], "interrupted");
+    assert_eq!(v["interrupt"]["task"], "ask_a");
+    assert_eq!(v["interrupt"]["siblings"][0]["task"], "ask_b");
+    // One value for two questions is refused with the remedy.
+    let one = brainops(
+        home.path(),
+        &["run", g, "--thread", "t2", "--resume", "\"x\""],
+    );
+    assert_eq!(one.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&one.stderr).contains("--resume-each"),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let bad = brainops(
+        home.path(),
+        &["run", g, "--thread", "t2", "--resume-each", "[1]"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a JSON object of task"));
+    let both = brainops(
+        home.path(),
+        &[
+            "run",
+            g,
+            "--thread",
+            "t2",
+            "--resume-each",
+            r#"{"ask_a": "yes", "ask_b": "no"}"#,
+        ],
+    );
+    let v = stdout_json(&both);
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(
+        (v["state"]["a"].clone(), v["state"]["b"].clone()),
+        ("yes".into(), "no".into())
+    );
+}

@@ -88,11 +88,52 @@ def big_object(entries, updates):
     return g, {"profile": {f"key{i}": i for i in range(entries)}, "i": 0}
 
 
+def supervisor(n):
+    """A supervisor routing with Command(goto) to a worker until `n` handoffs are done."""
+    from langgraph.types import Command
+
+    g = StateGraph(Count)
+    g.add_node("supervisor", lambda s: Command(goto="worker" if s["n"] < n else END), destinations=("worker", END))
+    g.add_node("worker", lambda s: {"n": s["n"] + 1})
+    g.add_edge(START, "supervisor")
+    g.add_edge("worker", "supervisor")
+    return g, {"n": 0}
+
+
+class Square(TypedDict):
+    x: int
+    squares: Annotated[list, operator.add]
+
+
+class MapState(TypedDict):
+    items: list
+    squares: Annotated[list, operator.add]
+    count: int
+
+
+def map_subgraphs(n):
+    """One subgraph run per item (Send to a compiled subgraph), squares collected, counted."""
+    child = StateGraph(Square)
+    child.add_node("square", lambda s: {"squares": [s["x"] * s["x"]]})
+    child.add_edge(START, "square")
+    child.add_edge("square", END)
+    child = child.compile()
+    g = StateGraph(MapState)
+    g.add_node("map", child)
+    g.add_node("join", lambda s: {"count": len(s["squares"])})
+    g.add_conditional_edges(START, lambda s: [Send("map", {"x": i, "squares": []}) for i in s["items"]], ["map"])
+    g.add_edge("map", "join")
+    g.add_edge("join", END)
+    return g, {"items": list(range(n)), "squares": [], "count": 0}
+
+
 SHAPES = {
     "chain_1000_nodes": lambda: chain(1000),
     "loop_1000_iterations": lambda: looping(1000),
     "fanout_1000_and_join": lambda: fanout(1000),
     "object_10000_entries_100_updates": lambda: big_object(10_000, 100),
+    "supervisor_1000_handoffs": lambda: supervisor(1000),
+    "map_1000_subgraphs": lambda: map_subgraphs(1000),
 }
 
 # What each run must end with, the same results the Rust runs give.
@@ -101,6 +142,8 @@ EXPECTED = {
     "loop_1000_iterations": lambda out: out["n"] == 1000,
     "fanout_1000_and_join": lambda out: out["count"] == 1000,
     "object_10000_entries_100_updates": lambda out: out["i"] == 100 and len(out["profile"]) == 10_100,
+    "supervisor_1000_handoffs": lambda out: out["n"] == 1000,
+    "map_1000_subgraphs": lambda out: out["count"] == 1000,
 }
 
 
@@ -206,8 +249,9 @@ def postgres(url, runs, results):
 def main():
     runs = int(os.environ.get("LANGGRAPH_RUNS", "5"))
     results = {}
+    only = [s for s in os.environ.get("LANGGRAPH_SHAPES", "").split(",") if s]
     with tempfile.TemporaryDirectory() as workdir:
-        for shape in SHAPES:
+        for shape in only or SHAPES:
             for store, durability in (
                 ("no_checkpoint", "sync"),
                 ("memory", "sync"),
@@ -219,7 +263,7 @@ def main():
                 case = f"{shape}/{store}" + ("@async" if durability == "async" else "")
                 results[case] = seconds
                 print(f"langgraph {case}: {seconds * 1000:.1f} ms", file=sys.stderr)
-    if os.environ.get("DATABASE_URL"):
+    if os.environ.get("DATABASE_URL") and not only:
         postgres(os.environ["DATABASE_URL"], runs, results)
     print(json.dumps(results))
 

@@ -54,7 +54,7 @@ impl Catalog {
 
     /// Registers every built-in agent in `registry` by name, each compiled on its first
     /// call: loading and validating graphs need only the names, so a command that runs no
-    /// agent never parses the 57 specs. Tools are resolved in `registry` as it is now.
+    /// agent never parses the 61 specs. Tools are resolved in `registry` as it is now.
     pub fn register_builtin_lazily(
         registry: &mut Registry,
         models: Arc<dyn ModelSource>,
