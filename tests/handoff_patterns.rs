@@ -359,3 +359,149 @@ async fn a_handoff_to_an_agent_the_graph_does_not_route_to_fails_naming_it() {
         "{message}"
     );
 }
+
+/// Every agent on the real OpenAI adapter, against a local server that speaks OpenAI's
+/// documented chat-completions wire format (streamed), so a handoff is a real tool call on
+/// the wire: the front desk's reply calls `transfer_to_billing_desk`, the billing desk
+/// answers in JSON text.
+struct OpenAiWire {
+    config: agents::llm::ProviderConfig,
+}
+
+impl agents::agent::ModelSource for OpenAiWire {
+    fn model(
+        &self,
+        _agent: &agents::agent::AgentSpec,
+    ) -> Result<Arc<dyn agents::llm::ChatModel>, agents::llm::LlmError> {
+        agents::llm::connect_with(
+            "openai:gpt-4o-mini",
+            &self.config,
+            Some(agents::llm::ApiKey::new(WIRE_KEY)),
+        )
+    }
+}
+
+const WIRE_KEY: &str = "sk-test-handoff-wire-7c1d";
+
+/// OpenAI's streamed reply: text and tool calls as `chat.completion.chunk` events.
+fn openai_stream(text: &str, call: Option<(&str, Value)>) -> String {
+    let mut events = vec![
+        json!({"model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}),
+    ];
+    if !text.is_empty() {
+        events.push(
+            json!({"model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": text}}]}),
+        );
+    }
+    if let Some((name, args)) = &call {
+        events.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}}]}));
+    }
+    let finish = if call.is_some() { "tool_calls" } else { "stop" };
+    events.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}));
+    events.push(json!({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 9}}));
+    let mut out: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+#[tokio::test]
+async fn a_swarm_handoff_is_a_tool_call_on_a_real_provider_adapter() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {WIRE_KEY}").as_str(),
+        ))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+            let sse = if system.starts_with("You are WeatherCraft Roofing's front desk") {
+                openai_stream(
+                    "",
+                    Some((
+                        "transfer_to_billing_desk",
+                        json!({"reason": "installments"}),
+                    )),
+                )
+            } else {
+                openai_stream(r#"{"reply": "Yes: 12 months same as cash."}"#, None)
+            };
+            ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream")
+        })
+        .mount(&server)
+        .await;
+    let config = agents::llm::ProviderConfig {
+        openai_base: format!("{}/v1", server.uri()),
+        ..agents::llm::ProviderConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _) = agents::Setup {
+        models: Arc::new(OpenAiWire { config }),
+        integrations: IntegrationConfig::with_vars(Mode::Auto, |_| None),
+        ..agents::Setup::default()
+    }
+    .build()
+    .unwrap();
+    let desk = Desk {
+        registry,
+        models: Arc::new(ScriptedModels::new()),
+        _dir: dir,
+    };
+    let (out, nodes, handoffs) = run(
+        &desk,
+        "customer_swarm.toml",
+        json!({"message": "Can I pay in installments?"}),
+    )
+    .await;
+    assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
+    assert_eq!(nodes, ["front_desk", "billing_desk"]);
+    assert_eq!(
+        handoffs,
+        [(
+            "customer.front_desk".to_string(),
+            "financial.billing_desk".to_string()
+        )]
+    );
+    // On the wire: the front desk was offered the handoffs as OpenAI function tools, and the
+    // billing desk saw the handoff call in its conversation.
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    let tools: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        ["transfer_to_billing_desk", "transfer_to_scheduling_desk"]
+    );
+    assert!(
+        sent[1].to_string().contains("transfer_to_billing_desk"),
+        "{}",
+        sent[1]
+    );
+    let last = out.state["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["name"], "financial.billing_desk");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("12 months same as cash")
+    );
+}

@@ -67,8 +67,14 @@ async fn every_agent_runs_its_worked_example() {
         let spec = agent.spec();
         let example = spec.example.clone().unwrap();
         let ctx = NodeContext::detached(&spec.name);
+        // An agent with handoffs answers with messages: its answer as one assistant message.
+        let expected = if spec.handoffs.is_empty() {
+            example.output.clone()
+        } else {
+            serde_json::json!([{"role": "assistant", "name": spec.name, "content": example.output.to_string()}])
+        };
         match agent.run(example.input.clone(), &ctx).await {
-            Ok(out) if out == example.output => {}
+            Ok(out) if out == expected => {}
             Ok(out) => failures.push(format!("{}: returned {out}", spec.name)),
             Err(e) => failures.push(format!("{}: {e}", spec.name)),
         }
@@ -83,7 +89,15 @@ async fn every_agent_runs_its_worked_example() {
             spec.name
         );
         let offered: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(offered, spec.tools, "{}", spec.name);
+        // The allowlist, then one `transfer_to_<name>` per handoff.
+        let mut allowed: Vec<String> = spec.tools.clone();
+        allowed.extend(spec.handoffs.iter().map(|h| {
+            format!(
+                "transfer_to_{}",
+                h.split_once('.').map_or(h.as_str(), |(_, n)| n)
+            )
+        }));
+        assert_eq!(offered, allowed, "{}", spec.name);
         for tool in &request.tools {
             assert!(!tool.description.is_empty(), "{}: {}", spec.name, tool.name);
         }

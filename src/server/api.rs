@@ -581,16 +581,16 @@ async fn thread_json(app: &App, row: &ThreadRow, with_values: bool) -> ApiResult
         && let Ok(snap) = a.runner.state(&row.thread_id, None).await
     {
         values = snap.values;
-        if let Some(i) = &snap.interrupt
-            && i.kind == InterruptKind::Ask
+        // One entry per waiting task (parallel interrupts: the first and its siblings).
+        for i in snap
+            .interrupt
+            .iter()
+            .flat_map(|i| i.all())
+            .filter(|i| i.kind == InterruptKind::Ask)
         {
             interrupts.insert(
                 wire::task_id(&row.thread_id, snap.step + 1, &i.task),
-                Value::Array(wire::interrupts(
-                    &row.thread_id,
-                    snap.checkpoint_id,
-                    Some(i),
-                )),
+                json!([wire::interrupt_json(&row.thread_id, snap.checkpoint_id, i)]),
             );
         }
     }
@@ -910,13 +910,22 @@ async fn thread_state(app: &App, tid: &str, checkpoint: Option<u64>) -> ApiResul
         .next
         .iter()
         .map(|n| {
-            let mine = ask.filter(|i| &i.node == n);
+            // The questions this node's tasks wait on (several for a fan-out).
+            let mine: Vec<&engine::InterruptInfo> = ask
+                .into_iter()
+                .flat_map(|i| i.all())
+                .filter(|i| i.kind == InterruptKind::Ask && &i.node == n)
+                .collect();
+            let task = mine.first().map_or(n.as_str(), |i| i.task.as_str());
             json!({
-                "id": wire::task_id(tid, snap.step + 1, mine.map_or(n.as_str(), |i| i.task.as_str())),
+                "id": wire::task_id(tid, snap.step + 1, task),
                 "name": n,
                 "path": ["__pregel_pull", n],
                 "error": null,
-                "interrupts": if mine.is_some() { interrupts.clone() } else { Vec::new() },
+                "interrupts": mine
+                    .iter()
+                    .map(|i| wire::interrupt_json(tid, snap.checkpoint_id, i))
+                    .collect::<Vec<_>>(),
                 "checkpoint": null,
                 "state": null,
                 "result": null,

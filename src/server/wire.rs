@@ -62,13 +62,20 @@ pub(crate) fn interrupts(
         .into_iter()
         .flat_map(InterruptInfo::all)
         .filter(|i| i.kind == InterruptKind::Ask)
-        .map(|i| {
-            json!({
-                "value": i.value,
-                "id": interrupt_id(thread_id, checkpoint, &i.task),
-            })
-        })
+        .map(|i| interrupt_json(thread_id, checkpoint, i))
         .collect()
+}
+
+/// One question as `{"value", "id"}`.
+pub(crate) fn interrupt_json(
+    thread_id: &str,
+    checkpoint: Option<u64>,
+    interrupt: &InterruptInfo,
+) -> Value {
+    json!({
+        "value": interrupt.value,
+        "id": interrupt_id(thread_id, checkpoint, &interrupt.task),
+    })
 }
 
 /// ISO-8601 with offset, as the reference server writes timestamps.

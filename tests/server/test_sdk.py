@@ -584,6 +584,14 @@ def test_parallel_interrupts_listed_and_answered_with_one_map(client):
     assert len({i["id"] for i in waiting}) == 2
     thread = client.threads.get(tid)
     assert thread["status"] == "interrupted"
+    # One entry per waiting task, each with its own question.
+    assert sorted(i[0]["value"] for i in thread["interrupts"].values()) == ["A?", "B?"]
+    state = client.threads.get_state(tid)
+    assert [(t["name"], [i["value"] for i in t["interrupts"]]) for t in state["tasks"]] == [
+        ("ask_a", ["A?"]),
+        ("ask_b", ["B?"]),
+    ]
+    assert [i["value"] for i in state["interrupts"]] == ["A?", "B?"]
     done = client.runs.wait(
         tid, "triage", command={"resume": {waiting[0]["id"]: "yes", waiting[1]["id"]: "no"}}
     )

@@ -788,8 +788,13 @@ impl<'g> Execution<'g> {
                     self.announce(&info);
                     waiting.push(info);
                 }
-                let mut info = waiting.remove(0);
-                info.siblings = waiting;
+                let mut waiting = waiting.into_iter();
+                let Some(mut info) = waiting.next() else {
+                    return Err(RunError::Thread {
+                        message: "a task was interrupted but no question was recorded".into(),
+                    });
+                };
+                info.siblings = waiting.collect();
                 // As in LangGraph, the state at an interrupt includes what the step's
                 // finished tasks wrote (saved above as pending writes, committed on resume).
                 if self.fold(state, tasks, results, step, false).is_err() {
