@@ -77,17 +77,12 @@ fn big_object(entries: usize, updates: usize) -> (Graph, Value) {
 /// A supervisor loop (LangGraph's `Command(goto=...)`): the supervisor routes to the worker
 /// at run time until `n` handoffs are done; the worker returns to it by an edge.
 fn supervisor(n: usize) -> Graph {
-    use engine::graph::{Located, NodeSpec, NodeSpecKind};
-    let mut sup = NodeSpec::new("supervisor", NodeSpecKind::Set(Vec::new()));
-    sup.goto = Some(Located::new(vec![
-        Located::new("worker".to_string()),
-        Located::new("END".to_string()),
-    ]));
-    sup.next = Some(Located::new(format!("state.n < {n} ? 'worker' : 'END'")));
     GraphBuilder::new("supervisor")
         .recursion_limit(2 * n as u32 + 2)
         .channel("n", ChannelType::Integer, Reducer::Replace, json!(0))
-        .node(sup)
+        .set("supervisor", &[])
+        .goto(&["worker", "END"])
+        .next(&format!("state.n < {n} ? 'worker' : 'END'"))
         .set("worker", &[("n", "state.n + 1")])
         .edge("START", "supervisor")
         .edge("worker", "supervisor")

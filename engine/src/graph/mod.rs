@@ -618,6 +618,21 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 ///     .build(&Registry::new())
 ///     .unwrap();
 /// assert_eq!(graph.name(), "counter");
+///
+/// // Routes chosen at run time: `goto`, `next` and `defer` apply to the node added last.
+/// let triage = GraphBuilder::new("triage")
+///     .channel("category", ChannelType::String, Reducer::Replace, serde_json::json!(""))
+///     .set("triage", &[])
+///     .goto(&["billing", "support"])
+///     .next("state.category == 'billing' ? 'billing' : 'support'")
+///     .set("billing", &[])
+///     .set("support", &[])
+///     .edge("START", "triage")
+///     .edge("billing", "END")
+///     .edge("support", "END")
+///     .build(&Registry::new())
+///     .unwrap();
+/// assert_eq!(triage.edges().iter().filter(|e| e.goto).count(), 2);
 /// ```
 pub struct GraphBuilder {
     spec: GraphSpec,
@@ -741,6 +756,37 @@ impl GraphBuilder {
                 stateful: false,
             },
         ))
+    }
+
+    /// Lets the node added last route at run time to `targets` (its `goto` list; `"END"`
+    /// too): with [`GraphBuilder::next`] on a `set` node, or `ctx.goto` in Rust.
+    pub fn goto(mut self, targets: &[&str]) -> Self {
+        if let Some(node) = self.spec.nodes.last_mut() {
+            node.goto = Some(Located::new(
+                targets
+                    .iter()
+                    .map(|t| Located::new((*t).to_string()))
+                    .collect(),
+            ));
+        }
+        self
+    }
+
+    /// The CEL choice of where the `set` node added last goes: a name, a list of names, or
+    /// `{node, arg}` work items (LangGraph's `Command(goto)` and `Send`).
+    pub fn next(mut self, choice: &str) -> Self {
+        if let Some(node) = self.spec.nodes.last_mut() {
+            node.next = Some(Located::new(choice.into()));
+        }
+        self
+    }
+
+    /// Defers the node added last: it runs once nothing else is left to run.
+    pub fn defer(mut self) -> Self {
+        if let Some(node) = self.spec.nodes.last_mut() {
+            node.defer = true;
+        }
+        self
     }
 
     /// An edge that always fires.

@@ -1,13 +1,17 @@
 //! The executor: bulk-synchronous super-steps in three visible phases.
 //!
 //! 1. **plan** — the frontier (nodes triggered by the previous step) becomes tasks; a
-//!    `for_each` node becomes one task per element. Inputs are evaluated against the state
-//!    as it was before the step, so siblings never see each other's writes.
+//!    `for_each` node becomes one task per element, and each work item a node sent
+//!    (`Send`) one more; a deferred node waits while anything else is to run. Inputs are
+//!    evaluated against the state as it was before the step, so siblings never see each
+//!    other's writes.
 //! 2. **execute** — expression nodes run inline; tool, agent and subgraph tasks run inline
 //!    when alone and on a `JoinSet` when several. Finished side-effecting tasks have their
 //!    writes saved at once, so a crash re-runs only unfinished tasks.
-//! 3. **commit** — writes are folded through reducers in task order, edges are evaluated to
-//!    build the next frontier, and a checkpoint holding only what changed is stored.
+//! 3. **commit** — writes are folded through reducers in task order, edges and the routes
+//!    tasks chose (`goto`) build the next frontier, and a checkpoint holding only what
+//!    changed is stored. Interrupted tasks stop the step together (parallel questions);
+//!    their answers are kept with the step's pending writes until it commits.
 //!
 //! Planning costs O(tasks + their edges): nothing scans every node or channel per step.
 //!
