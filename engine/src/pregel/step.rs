@@ -610,26 +610,13 @@ impl<'g> Execution<'g> {
                 }
                 Kind::Call { handler, input, .. } => {
                     let input = match input {
-                        Input::Mapping(mapping) => {
-                            let mut object = Map::new();
-                            let mut failure = None;
-                            for (key, expr) in mapping {
-                                match expr.eval(state, item) {
-                                    Ok(v) => {
-                                        object.insert(key.clone(), v);
-                                    }
-                                    Err(e) => {
-                                        failure = Some(node_err(e));
-                                        break;
-                                    }
-                                }
-                            }
-                            if let Some(e) = failure {
-                                results.push(TaskResult::Failed(e));
+                        Input::Mapping(mapping) => match eval_mapping(mapping, state, item) {
+                            Ok(object) => Value::Object(object),
+                            Err(e) => {
+                                results.push(TaskResult::Failed(node_err(e)));
                                 continue;
                             }
-                            Value::Object(object)
-                        }
+                        },
                         // A sent work item is the node's whole input, as in LangGraph.
                         Input::WholeState => match (&task.item, task.sent) {
                             (Some((arg, _)), true) => arg.clone(),
@@ -656,24 +643,13 @@ impl<'g> Execution<'g> {
                 } => {
                     let mut input = Map::new();
                     match mapping {
-                        Some(mapping) => {
-                            let mut failure = None;
-                            for (key, expr) in mapping {
-                                match expr.eval(state, item) {
-                                    Ok(v) => {
-                                        input.insert(key.clone(), v);
-                                    }
-                                    Err(e) => {
-                                        failure = Some(node_err(e));
-                                        break;
-                                    }
-                                }
-                            }
-                            if let Some(e) = failure {
-                                results.push(TaskResult::Failed(e));
+                        Some(mapping) => match eval_mapping(mapping, state, item) {
+                            Ok(object) => input = object,
+                            Err(e) => {
+                                results.push(TaskResult::Failed(node_err(e)));
                                 continue;
                             }
-                        }
+                        },
                         None => {
                             for &(parent, c) in shared {
                                 input.insert(
@@ -929,6 +905,19 @@ impl<'g> Execution<'g> {
         }
         Ok(deltas)
     }
+}
+
+/// A node's `args`/`input` mapping evaluated into an object, or the first failure.
+fn eval_mapping(
+    mapping: &[(String, crate::expr::Expr)],
+    state: &State,
+    item: Option<(&Value, usize)>,
+) -> Result<Map<String, Value>, crate::expr::EvalError> {
+    let mut object = Map::with_capacity(mapping.len());
+    for (key, expr) in mapping {
+        object.insert(key.clone(), expr.eval(state, item)?);
+    }
+    Ok(object)
 }
 
 /// Where an ask node stands after its answers so far.
