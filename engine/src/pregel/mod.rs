@@ -359,8 +359,9 @@ struct Execution<'g> {
     writer: Vec<(u64, usize)>,
     /// Per channel: the step that last overwrote it (LangGraph's `Overwrite`).
     overwritten: Vec<u64>,
-    /// The current step's routes chosen at run time, in fold order: (from, where).
-    gotos: Vec<(NodeId, crate::node::Goto)>,
+    /// The current step's routes chosen at run time, in fold order: the node that chose,
+    /// where it goes, and a work item's input (LangGraph's `Send`).
+    gotos: Vec<(NodeId, Target, Option<Value>)>,
     /// Deferred nodes held back while other work remains.
     held: Vec<NodeId>,
     /// Channel deltas of a resume's `update`, stored with the step it resumes.

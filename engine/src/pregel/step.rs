@@ -88,7 +88,7 @@ impl<'g> Execution<'g> {
             let gotos = std::mem::take(&mut self.gotos);
             for &n in &ran {
                 let node = &graph.nodes[n as usize];
-                let chose = gotos.iter().any(|(from, _)| *from == n);
+                let chose = gotos.iter().any(|(from, ..)| *from == n);
                 if let Err(e) = self.route(
                     &node.routes,
                     &node.name,
@@ -105,18 +105,10 @@ impl<'g> Execution<'g> {
                 }
             }
             pos.sends.clear();
-            for (_, goto) in gotos {
-                match goto {
-                    crate::node::Goto::Node(name) => {
-                        if let Some(n) = graph.node_id(&name) {
-                            self.schedule(Target::Node(n), step, &mut next_frontier);
-                        }
-                    }
-                    crate::node::Goto::Send { node, arg } => {
-                        if let Some(n) = graph.node_id(&node) {
-                            pos.sends.push((n, arg));
-                        }
-                    }
+            for (_, target, arg) in gotos {
+                match (target, arg) {
+                    (Target::Node(n), Some(arg)) => pos.sends.push((n, arg)),
+                    (target, _) => self.schedule(target, step, &mut next_frontier),
                 }
             }
             for n in std::mem::take(&mut self.held) {
@@ -815,8 +807,8 @@ impl<'g> Execution<'g> {
             };
             for (ch, value) in writes {
                 if ch == GOTO {
-                    let goto = self.check_goto(node, &tasks[i], value)?;
-                    self.gotos.push((tasks[i].node, goto));
+                    let (target, arg) = self.check_goto(node, &tasks[i], value)?;
+                    self.gotos.push((tasks[i].node, target, arg));
                     continue;
                 }
                 let channel = &graph.channels[ch as usize];
@@ -966,13 +958,14 @@ fn ask(
 }
 
 impl Execution<'_> {
-    /// A route a task chose, checked against its node's `goto` list.
+    /// A route a task chose, checked against its node's `goto` list: where it goes, and
+    /// the work item's input for a `Send`.
     fn check_goto(
         &self,
         node: &CompiledNode,
         task: &Task,
         value: Value,
-    ) -> Result<crate::node::Goto, RunError> {
+    ) -> Result<(Target, Option<Value>), RunError> {
         let bad = |message: String| RunError::BadWrite {
             node: task_label(node, task),
             channel: "goto".into(),
@@ -996,16 +989,9 @@ impl Execution<'_> {
         if let Some(t) = target.filter(|t| node.goto.contains(t))
             && !(matches!(goto, crate::node::Goto::Send { .. }) && t == Target::End)
         {
-            // Stored by node name, so the routes resolve the same way after a restart.
-            return Ok(match (goto, t) {
-                (crate::node::Goto::Send { arg, .. }, Target::Node(n)) => crate::node::Goto::Send {
-                    node: self.graph.nodes[n as usize].name.to_string(),
-                    arg,
-                },
-                (_, Target::Node(n)) => {
-                    crate::node::Goto::Node(self.graph.nodes[n as usize].name.to_string())
-                }
-                (goto, Target::End) => goto,
+            return Ok(match goto {
+                crate::node::Goto::Send { arg, .. } => (t, Some(arg)),
+                crate::node::Goto::Node(_) => (t, None),
             });
         }
         let allowed: Vec<String> = node
