@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The agent server's black-box suite: LangGraph's own clients (langgraph-sdk, RemoteGraph)
-# drive `brainops serve` over HTTP and SSE.
+# drive `brainops serve` over HTTP and SSE, and Playwright drives the console (/ui) in
+# Debian's Chromium.
 #
 #   scripts/server-tests.sh [pytest args]     # e.g. -k interrupt -x
 #
@@ -15,6 +16,9 @@ LANGGRAPH_VERSION=1.2.24
 PYTEST_VERSION=8.4.2
 FASTAPI_VERSION=0.165.0
 PYJWT_VERSION=2.10.1
+# Playwright for Python drives the system Chromium (`playwright install` downloads a browser,
+# which this network refuses).
+PLAYWRIGHT_VERSION=1.65.2
 VENV="$HOME/.cache/brainops/server-tests-sdk-$SDK_VERSION"
 
 SUDO=()
@@ -31,6 +35,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import langgraph_sdk,
   "$VENV/bin/pip" install -q "langgraph-sdk==$SDK_VERSION" "langgraph==$LANGGRAPH_VERSION" \
     "pytest==$PYTEST_VERSION" "fastapi==$FASTAPI_VERSION" \
     "pyjwt[crypto]==$PYJWT_VERSION" >&2
+fi
+if [ "$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("playwright"))' 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
+  echo "==> playwright $PLAYWRIGHT_VERSION (Python) into $VENV" >&2
+  "$VENV/bin/pip" install -q "playwright==$PLAYWRIGHT_VERSION" >&2
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "==> Debian's chromium (the console's browser tests)" >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
 fi
 
 if [ -z "${BRAINOPS_EMBEDDER_MODEL:-}" ]; then

@@ -50,11 +50,7 @@ pub(crate) fn agents(
             if json {
                 let rows: Vec<Value> = listed
                     .iter()
-                    .map(|a| {
-                        let s = a.spec();
-                        json!({"name": s.name, "category": s.category, "description": s.description,
-                               "tools": s.tools, "models": s.models})
-                    })
+                    .map(|a| brainops::listing::agent_summary(a.spec()))
                     .collect();
                 outln!(
                     "{}",
@@ -85,34 +81,7 @@ pub(crate) fn agents(
                 let help = engine::graph::suggest("agents", &name, &names);
                 return Err(fail(format!("error: no agent `{name}`\n  help: {help}")));
             };
-            let s = agent.spec();
-            let tools: Vec<Value> = s
-                .tools
-                .iter()
-                .map(|t| match registry.tool_info(t) {
-                    Some(info) => json!({"name": t, "description": info.description, "parameters": info.parameters}),
-                    None => json!({"name": t}),
-                })
-                .collect();
-            let memory = s.memory.as_ref().map(|m| {
-                json!({"namespace": m.namespace.iter().map(|t| t.source()).collect::<Vec<_>>(), "recall": m.recall})
-            });
-            let shown = json!({
-                "name": s.name,
-                "category": s.category,
-                "description": s.description,
-                "models": s.models,
-                "temperature": s.temperature.map(|t| (f64::from(t) * 1000.0).round() / 1000.0),
-                "max_tokens": s.max_tokens,
-                "max_tool_rounds": s.max_tool_rounds,
-                "max_schema_retries": s.max_schema_retries,
-                "tools": tools,
-                "instructions": s.instructions.source().trim(),
-                "output": s.output,
-                "memory": memory,
-                "example": s.example,
-                "file": s.file,
-            });
+            let shown = brainops::listing::agent_detail(agent.spec(), registry);
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&shown).unwrap_or_default()

@@ -38,6 +38,7 @@
 // Every public item of the library is documented (issue #14); CI denies warnings.
 #![warn(missing_docs)]
 
+pub mod listing;
 pub mod server;
 pub mod stores;
 

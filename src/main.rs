@@ -496,6 +496,15 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
         let memory =
             memory_cli::memory_url(memory_cli::memory_spec(memory_store.as_deref()).as_deref());
         let embedder = memory_cli::embedder_name(memory_embedder.as_deref());
+        // The catalog as the console lists it: every agent compiled once (~10 ms); a worker
+        // serves no pages.
+        let agents = match role {
+            brainops::server::Role::Worker => Vec::new(),
+            _ => match builder.clone().catalog() {
+                Ok((registry, catalog)) => brainops::listing::catalog_detail(&catalog, &registry),
+                Err(e) => return Err(engine_failure(e)),
+            },
+        };
         let engine = builder.graphs(&graphs).checkpointer(url.clone());
         let engine = engine.build().await.map_err(engine_failure)?;
         // Browser frontends on other origins: BRAINOPS_CORS_ORIGINS="https://a.example,https://b.example".
@@ -531,6 +540,7 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
                 .ok()
                 .filter(|u| !u.trim().is_empty()),
             cleanup,
+            agents: std::sync::Arc::new(agents),
             ..Default::default()
         };
         let served = engine.graphs().count();

@@ -277,3 +277,47 @@ to = "END"
     );
     assert!(err.contains("did you mean `max`"), "{err}");
 }
+
+#[tokio::test]
+async fn a_state_update_overwrites_plain_and_reducer_channels_alike() {
+    // The console's "edit and fork" writes each edited channel as an overwrite, whatever its
+    // reducer; a plain channel must take the value, not the `{"__overwrite__": ..}` wrapper,
+    // in the state and in what is stored (read back by another runner).
+    let graph = r#"
+[graph]
+name = "edit"
+[state]
+lead = { type = "object" }
+log = { type = "array", reducer = "append", default = [] }
+[nodes.a]
+set = { log = "['a']" }
+[[edges]]
+from = "START"
+to = "a"
+[[edges]]
+from = "a"
+to = "END"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let saver = Arc::new(SqliteSaver::open(dir.path().join("t.db")).unwrap());
+    let runner = Runner::new(Arc::new(common::load(graph))).with_checkpointer(saver.clone());
+    let out = runner
+        .invoke(
+            RunRequest::new()
+                .thread("e")
+                .input(json!({"lead": {"area": 2000}})),
+        )
+        .await;
+    assert_eq!(out.status, RunStatus::Done, "{:?}", out.error);
+    runner
+        .update_state(
+            "e",
+            &json!({"lead": {"__overwrite__": {"area": 1000}}, "log": {"__overwrite__": ["edited"]}}),
+        )
+        .await
+        .unwrap();
+    let again = Runner::new(Arc::new(common::load(graph))).with_checkpointer(saver);
+    let read = again.state("e", None).await.unwrap();
+    assert_eq!(read.values["lead"], json!({"area": 1000}));
+    assert_eq!(read.values["log"], json!(["edited"]));
+}

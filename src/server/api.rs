@@ -64,7 +64,7 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
-fn ok_json(value: Value) -> Response {
+pub(crate) fn ok_json(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
@@ -247,6 +247,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/runs/wait", post(stateless_wait))
         .route("/runs/cancel", post(runs_cancel_many))
         .route("/runs/{rid}/stream", get(stateless_join_stream))
+        .route("/runs/search", post(runs_search))
+        .route("/agents", get(super::console::agents))
+        .route("/agents/{name}", get(super::console::agent))
         .route("/runs/crons", post(super::crons::create))
         .route("/runs/crons/search", post(super::crons::search))
         .route("/runs/crons/count", post(super::crons::count))
@@ -268,6 +271,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route("/store/items/search", post(store_search))
         .route("/store/namespaces", post(store_namespaces))
+        .merge(super::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -479,7 +483,7 @@ async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResul
             "id": name,
             "type": "runnable",
             "data": {"id": ["brainops", g.node_kind(name).unwrap_or("node")], "name": name},
-            "metadata": {"kind": g.node_kind(name)},
+            "metadata": node_metadata(g, name),
         }));
     }
     nodes.push(json!({"id": "__end__", "type": "schema", "data": "__end__"}));
@@ -492,6 +496,10 @@ async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResul
     for e in g.edges() {
         for from in &e.from {
             let mut edge = json!({"source": wire_name(from), "target": wire_name(&e.to)});
+            if e.from.len() > 1 {
+                // An extension: the target waits for every source (the console draws it).
+                edge["join"] = json!(true);
+            }
             // A route chosen at run time is conditional, as LangGraph draws a Command's.
             let conditional = e.label.is_some() || e.default || e.goto;
             if conditional {
@@ -509,8 +517,41 @@ async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResul
     Ok(ok_json(json!({"nodes": nodes, "edges": edges})))
 }
 
+/// What the drawing of a node shows beyond its name (LangGraph's node `metadata`).
+fn node_metadata(g: &engine::Graph, name: &str) -> Value {
+    let Some(view) = g.node_view(name) else {
+        return json!({});
+    };
+    let mut meta = json!({"kind": view.kind});
+    let mut put = |key: &str, value: Value| {
+        if let Value::Object(m) = &mut meta {
+            m.insert(key.into(), value);
+        }
+    };
+    if let Some(e) = view.for_each {
+        put("for_each", json!(e));
+    }
+    if let Some(a) = view.agent {
+        put("agent", json!(a));
+    }
+    if let Some(sub) = view.subgraph {
+        put("subgraph", json!(sub));
+    }
+    if view.deferred {
+        put("defer", json!(true));
+    }
+    if view.interrupt_before {
+        put("interrupt_before", json!(true));
+    }
+    if view.interrupt_after {
+        put("interrupt_after", json!(true));
+    }
+    meta
+}
+
 fn state_schema(g: &engine::Graph) -> Value {
     let mut props = Map::new();
+    let mut required = Vec::new();
     for ch in g.channels() {
         let ty = serde_json::to_value(ch.ty).unwrap_or(Value::Null);
         let mut p = match ty.as_str() {
@@ -523,9 +564,21 @@ fn state_schema(g: &engine::Graph) -> Value {
         {
             m.insert("default".into(), ch.default.clone());
         }
+        if let (Some(engine::channel::Required::Fields(fields)), Value::Object(m)) =
+            (&ch.required, &mut p)
+        {
+            m.insert("required".into(), json!(fields));
+        }
+        if ch.required.is_some() {
+            required.push(ch.name.clone());
+        }
         props.insert(ch.name.clone(), p);
     }
-    json!({"title": g.name(), "type": "object", "properties": props})
+    let mut schema = json!({"title": g.name(), "type": "object", "properties": props});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
 }
 
 async fn assistant_schemas(State(app): Shared, Path(id): Path<String>) -> ApiResult {
@@ -1154,6 +1207,16 @@ async fn history_get(
 // ---------------------------------------------------------------------------- runs
 
 pub(crate) fn run_json(row: &RunRow) -> Value {
+    let mut run = run_json_reference(row);
+    // An extension (clients ignore fields they do not know): what its models cost.
+    if let Some(usage) = &row.usage {
+        run["usage"] = usage.clone();
+    }
+    run
+}
+
+/// A run as the reference server answers it.
+fn run_json_reference(row: &RunRow) -> Value {
     json!({
         "run_id": row.run_id,
         "thread_id": row.thread_id,
@@ -1427,6 +1490,7 @@ pub(crate) async fn create_run(
         error: None,
         started_at_ms: None,
         start_checkpoint: None,
+        usage: None,
         created_at_ms: now,
         updated_at_ms: now,
     };
@@ -1823,6 +1887,53 @@ async fn run_get(State(app): Shared, Path((tid, rid)): Path<(String, String)>) -
     Ok(ok_json(run_json(&load_run(&app, &tid, &rid).await?)))
 }
 
+/// How many of the latest threads `/runs/search` reads the runs of, when it asks for more
+/// than the queue.
+const RUNS_SEARCH_THREADS: usize = 500;
+
+/// Runs of every thread the caller may see (an extension for the console's queue page):
+/// `status` (one or a list), newest first, paged; each with its attempts, worker and error.
+async fn runs_search(State(app): Shared, body: Bytes) -> ApiResult {
+    let body = body_object(&body)?;
+    let f = Fields(&body);
+    let statuses = f.strings("status")?.unwrap_or_default();
+    let limit = f.usize("limit", 50)?;
+    let offset = f.usize("offset", 0)?;
+    let only_active =
+        !statuses.is_empty() && statuses.iter().all(|s| s == "pending" || s == "running");
+    let mut rows = if only_active {
+        app.control.active_runs().await.map_err(store_err)?
+    } else {
+        // The runs of the most recently updated threads: one query per thread.
+        let mut all = Vec::new();
+        let threads = app.control.threads().await.map_err(store_err)?;
+        for t in threads.iter().take(RUNS_SEARCH_THREADS) {
+            if may_see(t.owner.as_deref()) {
+                all.extend(app.control.runs_of(&t.thread_id).await.map_err(store_err)?);
+            }
+        }
+        all
+    };
+    rows.retain(|r| {
+        may_see(r.owner.as_deref())
+            && (statuses.is_empty() || statuses.iter().any(|s| s == r.status.as_str()))
+    });
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
+    let runs: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = run_json(r);
+            v["graph_id"] = json!(r.graph_id);
+            v["attempt"] = json!(r.attempt);
+            v["worker"] = json!(r.worker);
+            v["error"] = r.error.clone().unwrap_or(Value::Null);
+            v["started_at"] = r.started_at_ms.map_or(Value::Null, |ms| json!(iso(ms)));
+            v
+        })
+        .collect();
+    Ok(paged(runs, limit, offset, None))
+}
+
 async fn runs_list(
     State(app): Shared,
     Path(tid): Path<String>,
@@ -2211,6 +2322,10 @@ async fn store_search(State(app): Shared, body: Bytes) -> ApiResult {
         .map(|h| {
             let mut v = item_json(&h.item);
             v["score"] = json!(h.score);
+            // An extension: the cosine similarity behind the score, for the console.
+            if let Some(similarity) = h.similarity {
+                v["similarity"] = json!(similarity);
+            }
             v
         })
         .collect();

@@ -168,13 +168,18 @@ fn same(a: &str, b: &str) -> bool {
     diff == 0
 }
 
-/// The middleware: identifies the caller or answers 401. `/ok` stays open for health checks.
+/// The middleware: identifies the caller or answers 401. `/ok` stays open for health checks,
+/// and `/ui` for the console's files.
 pub(crate) async fn authenticate(
     State(app): State<Arc<App>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if !app.options.auth.is_on() || request.uri().path() == "/ok" {
+    let path = request.uri().path();
+    // The console's files hold no data: the page asks for a key and sends it with every
+    // API call, as any client does.
+    let open = path == "/ok" || path == "/ui" || path.starts_with("/ui/");
+    if !app.options.auth.is_on() || open {
         return CALLER.scope(None, next.run(request)).await;
     }
     let Some(token) = presented(request.headers()).map(String::from) else {

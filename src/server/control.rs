@@ -90,6 +90,9 @@ pub(crate) struct RunRow {
     /// rollback can put it back.
     #[serde(default)]
     pub(crate) start_checkpoint: Option<u64>,
+    /// What its model calls used and cost (see `runs::RunUsage`), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) usage: Option<Value>,
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
 }

@@ -25,6 +25,7 @@ fn run(id: &str, thread: &str, created: u64, not_before: u64) -> RunRow {
         error: None,
         started_at_ms: None,
         start_checkpoint: None,
+        usage: None,
         created_at_ms: created,
         updated_at_ms: created,
     }

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod cleanup;
+mod console;
 mod control;
 mod crons;
 mod fanout;
@@ -73,6 +74,9 @@ pub struct ServeOptions {
     pub redis_url: Option<String>,
     /// Scheduled cleanup: idle threads, old checkpoints, expired memories.
     pub cleanup: Cleanup,
+    /// The agent catalog as `/agents` and the console show it
+    /// ([`listing::catalog_detail`](crate::listing::catalog_detail)); empty: none listed.
+    pub agents: Arc<Vec<serde_json::Value>>,
 }
 
 /// What a process does.
@@ -107,6 +111,7 @@ impl Default for ServeOptions {
             listen_url: None,
             redis_url: None,
             cleanup: Cleanup::default(),
+            agents: Arc::default(),
         }
     }
 }

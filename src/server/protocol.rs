@@ -440,17 +440,98 @@ async fn websocket(app: Arc<App>, tid: String, mut socket: WebSocket) {
     }
 }
 
-/// Puts an engine event on the bus as the protocol's channels carry it.
+/// Puts an engine event on the bus as the protocol's channels carry it: `values`,
+/// `updates`, `tasks` (each task's start and result), `messages` (an agent's tokens as
+/// text deltas, and each model call's usage as `message-finish`), `tools` (calls and
+/// their results) and `custom` (nodes' own events and agents' progress, as before).
 pub(crate) fn publish_event(bus: &ThreadBus, event: &engine::Event) {
+    use engine::{AgentStep, Event, Progress};
     match event {
-        engine::Event::Values { state, .. } => bus.publish("values", state.clone(), false),
-        engine::Event::NodeFinished { node, update, .. } => {
+        Event::Values { state, .. } => bus.publish("values", state.clone(), false),
+        Event::NodeStarted { step, node, task } => bus.publish(
+            "tasks",
+            json!({"id": task, "name": node, "step": step, "triggers": []}),
+            false,
+        ),
+        Event::NodeFinished {
+            step,
+            node,
+            task,
+            update,
+        } => {
+            bus.publish(
+                "tasks",
+                json!({"id": task, "name": node, "step": step, "result": update,
+                       "error": null, "interrupts": []}),
+                false,
+            );
             bus.publish("updates", json!({ node.clone(): update }), false)
         }
-        engine::Event::Custom { data, .. } => bus.publish("custom", data.clone(), false),
-        engine::Event::Progress { progress, .. } => bus.publish(
-            "custom",
-            serde_json::to_value(progress).unwrap_or(Value::Null),
+        Event::Interrupt { node, task, .. } => bus.publish(
+            "tasks",
+            json!({"id": task, "name": node, "result": null, "error": null,
+                   "interrupts": [{"node": node}]}),
+            false,
+        ),
+        Event::Custom { data, .. } => bus.publish("custom", data.clone(), false),
+        Event::Progress { node, progress } => {
+            if let Progress::Agent { agent, step } = progress {
+                let meta = json!({"langgraph_node": node, "agent": agent});
+                match step {
+                    AgentStep::Token(text) => bus.publish(
+                        "messages",
+                        json!({"event": "content-block-delta", "index": 0,
+                               "content_block": {"type": "text-delta", "text": text},
+                               "metadata": meta}),
+                        false,
+                    ),
+                    AgentStep::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => bus.publish(
+                        "tools",
+                        json!({"event": "tool-started", "tool_call_id": id, "tool_name": name,
+                               "input": arguments, "metadata": meta}),
+                        false,
+                    ),
+                    AgentStep::ToolResult {
+                        id,
+                        name,
+                        output,
+                        error,
+                    } => bus.publish(
+                        "tools",
+                        match error {
+                            Some(message) => json!({"event": "tool-error", "tool_call_id": id,
+                                "tool_name": name, "message": message, "metadata": meta}),
+                            None => json!({"event": "tool-finished", "tool_call_id": id,
+                                "tool_name": name, "output": output, "metadata": meta}),
+                        },
+                        false,
+                    ),
+                    _ => {}
+                }
+            }
+            bus.publish(
+                "custom",
+                serde_json::to_value(progress).unwrap_or(Value::Null),
+                false,
+            )
+        }
+        Event::Usage {
+            node,
+            model,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            ..
+        } => bus.publish(
+            "messages",
+            json!({"event": "message-finish", "model": model,
+                   "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                             "cost_usd": cost_usd},
+                   "metadata": {"langgraph_node": node}}),
             false,
         ),
         _ => {}

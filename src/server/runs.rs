@@ -727,10 +727,11 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
             runs.cancel(&run_id, CancelAction::Timeout);
         })
     };
+    let mut usage = RunUsage::default();
     let outcome = if token.is_cancelled() {
         Err("the run was taken over by another process".to_string())
     } else {
-        run_graph(app, &row, &log, token.clone(), thread).await
+        run_graph(app, &row, &log, token.clone(), thread, &mut usage).await
     };
     timer.abort();
     // From here the run is ending: the heartbeat stops renewing it (its row may be deleted
@@ -815,6 +816,9 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     }
     row.status = status;
     row.updated_at_ms = now_ms();
+    if let Some(spent) = usage.to_json() {
+        row.usage = Some(spent);
+    }
     row.error = error
         .clone()
         .filter(|_| matches!(status, RunState::Error | RunState::Timeout));
@@ -902,6 +906,7 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
         error: None,
         started_at_ms: None,
         start_checkpoint: None,
+        usage: None,
         created_at_ms: now,
         updated_at_ms: now,
         ..row.clone()
@@ -922,12 +927,64 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
 
 /// Runs the graph for `row`, streaming into `log`. `Err` is a run refused before it started
 /// for a reason the engine does not report (a bad command).
+/// What a run's model calls used and cost, in all and by node: kept on the run's record so
+/// a console shows it after the run.
+#[derive(Default)]
+pub(crate) struct RunUsage {
+    by_node: std::collections::BTreeMap<String, (u64, u64, Option<f64>, u64)>,
+}
+
+impl RunUsage {
+    fn add(&mut self, event: &engine::Event) {
+        if let engine::Event::Usage {
+            node,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            ..
+        } = event
+        {
+            let entry = self.by_node.entry(node.clone()).or_default();
+            entry.0 += input_tokens;
+            entry.1 += output_tokens;
+            if let Some(c) = cost_usd {
+                entry.2 = Some(entry.2.unwrap_or(0.0) + c);
+            }
+            entry.3 += 1;
+        }
+    }
+
+    /// `{input_tokens, output_tokens, cost_usd, calls, by_node: {...}}`; `None` when no
+    /// model was called (in the attempt that finished the run).
+    fn to_json(&self) -> Option<Value> {
+        if self.by_node.is_empty() {
+            return None;
+        }
+        let one = |(i, o, c, n): (u64, u64, Option<f64>, u64)| json!({"input_tokens": i, "output_tokens": o, "cost_usd": c, "calls": n});
+        let mut total = (0, 0, None::<f64>, 0);
+        let mut by_node = Map::new();
+        for (node, &(i, o, c, n)) in &self.by_node {
+            total.0 += i;
+            total.1 += o;
+            total.3 += n;
+            if let Some(c) = c {
+                total.2 = Some(total.2.unwrap_or(0.0) + c);
+            }
+            by_node.insert(node.clone(), one((i, o, c, n)));
+        }
+        let mut all = one(total);
+        all["by_node"] = Value::Object(by_node);
+        Some(all)
+    }
+}
+
 async fn run_graph(
     app: &Arc<App>,
     row: &RunRow,
     log: &RunLog,
     token: CancelToken,
     mut thread: Option<engine::checkpoint::ThreadInfo>,
+    usage: &mut RunUsage,
 ) -> Result<RunOutcome, String> {
     let assistant = app
         .assistant(&row.assistant_id)
@@ -1064,7 +1121,7 @@ async fn run_graph(
     request.cancel = Some(token);
     // A restarted server takes its own runs' threads over: the process that held them is gone.
     request.takeover = row.attempt > 1;
-    let bus = app.buses.get(&row.thread_id);
+    let mut bus = app.buses.get(&row.thread_id);
     request.emit_values = modes.values || bus.is_some();
     request.stream_subgraphs =
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
@@ -1080,8 +1137,16 @@ async fn run_graph(
     let mut stream = runner.stream(request);
     let mut out = Vec::new();
     while let Some(event) = stream.next().await {
+        // A subscriber who arrives mid-run (a console opening a busy thread) gets the
+        // events from the next step on.
+        if bus.is_none() && matches!(event, engine::Event::StepStarted { .. }) {
+            bus = app.buses.get(&row.thread_id);
+        }
         if let Some(bus) = &bus {
             super::protocol::publish_event(bus, &event);
+        }
+        if let engine::Event::Usage { .. } = &event {
+            usage.add(&event);
         }
         translator.translate(&event, &mut out);
         for (name, data) in out.drain(..) {

@@ -331,6 +331,25 @@ pub(crate) struct JoinDef {
     pub to: Target,
 }
 
+/// A node as a drawing or a console shows it ([`Graph::node_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// What it does: `set`, `for_each`, `call`, `ask`, `wait` or `graph`.
+    pub kind: &'static str,
+    /// Its `for_each` expression, as written.
+    pub for_each: Option<String>,
+    /// The agent it runs.
+    pub agent: Option<String>,
+    /// The graph it runs as a subgraph.
+    pub subgraph: Option<String>,
+    /// Whether it waits for every other branch (`defer = true`).
+    pub deferred: bool,
+    /// Whether runs stop before it.
+    pub interrupt_before: bool,
+    /// Whether runs stop after it.
+    pub interrupt_after: bool,
+}
+
 /// An edge as drawn by `brainops graph`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeView {
@@ -483,6 +502,24 @@ impl Graph {
             Kind::Ask { .. } => "ask",
             Kind::Wait { .. } => "wait",
             Kind::Subgraph { .. } => "graph",
+        })
+    }
+
+    /// What a drawing shows of a node beyond its kind: its map expression, agent, subgraph,
+    /// the places it may route to, and whether it pauses for a person.
+    pub fn node_view(&self, name: &str) -> Option<NodeView> {
+        let node = &self.nodes[*self.node_index.get(name)? as usize];
+        Some(NodeView {
+            kind: self.node_kind(name)?,
+            for_each: node.for_each.as_ref().map(|e| e.source().to_string()),
+            agent: node.agent.as_deref().map(String::from),
+            subgraph: match &node.kind {
+                Kind::Subgraph { graph, .. } => Some(graph.name().to_string()),
+                _ => None,
+            },
+            deferred: node.defer,
+            interrupt_before: node.interrupt_before,
+            interrupt_after: node.interrupt_after,
         })
     }
 

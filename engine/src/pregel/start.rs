@@ -519,9 +519,10 @@ pub(super) fn apply_input(
                     writes: vec![value.clone()],
                 }
             } else {
+                // The value the channel takes: an overwrite's, not the wrapper.
                 ChannelDelta::Set {
                     channel: key.clone(),
-                    value: value.clone(),
+                    value: crate::channel::overwrite(value.clone()).unwrap_or_else(|v| v),
                 }
             });
         }
