@@ -580,3 +580,103 @@ pub(crate) fn publish_end(
         false,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{AgentStep, Event, Progress};
+
+    fn frames(events: &[Event]) -> Vec<(&'static str, Value)> {
+        let bus = ThreadBus::new();
+        for e in events {
+            publish_event(&bus, e);
+        }
+        bus.after(0)
+            .into_iter()
+            .map(|e| {
+                let frame: Value = serde_json::from_str(&e.frame).unwrap_or(Value::Null);
+                (e.method, frame["params"]["data"].clone())
+            })
+            .collect()
+    }
+
+    fn agent(step: AgentStep) -> Event {
+        Event::Progress {
+            node: "reply".into(),
+            progress: Progress::Agent {
+                agent: "customer.chat_replier".into(),
+                step,
+            },
+        }
+    }
+
+    #[test]
+    fn tasks_tokens_tools_and_usage_reach_their_channels() {
+        let got = frames(&[
+            Event::NodeStarted {
+                step: 1,
+                node: "reply".into(),
+                task: "reply".into(),
+            },
+            agent(AgentStep::Token("Hel".into())),
+            agent(AgentStep::ToolCall {
+                id: "c1".into(),
+                name: "roofing.estimate".into(),
+                arguments: json!({"area_sqft": 2000}),
+            }),
+            agent(AgentStep::ToolResult {
+                id: "c1".into(),
+                name: "roofing.estimate".into(),
+                output: Some(json!({"total_usd": 11068.54})),
+                error: None,
+            }),
+            agent(AgentStep::ToolResult {
+                id: "c2".into(),
+                name: "roofing.estimate".into(),
+                output: None,
+                error: Some("pitch must be positive".into()),
+            }),
+            Event::Usage {
+                node: "reply".into(),
+                task: "reply".into(),
+                model: "local:smollm2-135m".into(),
+                input_tokens: 42,
+                output_tokens: 12,
+                cost_usd: None,
+            },
+            Event::NodeFinished {
+                step: 1,
+                node: "reply".into(),
+                task: "reply".into(),
+                update: json!({"reply": "Hello"}),
+            },
+        ]);
+        let on = |ch: &str| -> Vec<&Value> {
+            got.iter()
+                .filter(|(m, _)| *m == ch)
+                .map(|(_, d)| d)
+                .collect()
+        };
+        let tasks = on("tasks");
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0]["name"], "reply");
+        assert!(tasks[0].get("result").is_none(), "a start has no result");
+        assert_eq!(tasks[1]["result"], json!({"reply": "Hello"}));
+        let messages = on("messages");
+        assert_eq!(messages[0]["event"], "content-block-delta");
+        assert_eq!(messages[0]["content_block"]["text"], "Hel");
+        assert_eq!(messages[0]["metadata"]["langgraph_node"], "reply");
+        assert_eq!(messages[1]["event"], "message-finish");
+        assert_eq!(messages[1]["usage"]["output_tokens"], 12);
+        let tools = on("tools");
+        assert_eq!(tools[0]["event"], "tool-started");
+        assert_eq!(tools[0]["input"]["area_sqft"], 2000);
+        assert_eq!(tools[1]["event"], "tool-finished");
+        assert_eq!(tools[1]["output"]["total_usd"], 11068.54);
+        assert_eq!(tools[2]["event"], "tool-error");
+        assert_eq!(tools[2]["message"], "pitch must be positive");
+        // Agents' progress stays on `custom` too, as before.
+        assert_eq!(on("custom").len(), 4);
+        assert_eq!(on("updates"), vec![&json!({"reply": {"reply": "Hello"}})]);
+    }
+}

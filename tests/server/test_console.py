@@ -6,6 +6,7 @@ the page shows; screenshots go to $BRAINOPS_ARTIFACTS (default target/console-ar
 import os
 import shutil
 import tempfile
+import time
 
 import httpx
 import pytest
@@ -29,12 +30,16 @@ LEAD = '{"name": "Ada Lovelace", "area_sqft": 2000, "pitch": 6, "roof_age_years"
 
 @pytest.fixture(scope="module")
 def console():
-    """A server with the business's lead_intake graph and the local-model chat graph."""
+    """A server with the business's lead_intake and storm_response graphs, a local-model
+    agent (chat), a slow one (slow) and one with a subgraph (parent)."""
     with tempfile.TemporaryDirectory() as home:
         graphs = os.path.join(home, "graphs")
         os.mkdir(graphs)
-        shutil.copy(os.path.join(REPO, "graphs", "lead_intake.toml"), graphs)
-        shutil.copy(os.path.join(HERE, "graphs", "chat.toml"), graphs)
+        for name in ["lead_intake.toml", "storm_response.toml"]:
+            shutil.copy(os.path.join(REPO, "graphs", name), graphs)
+        for name in ["chat.toml", "slow.toml", "parent.toml"]:
+            shutil.copy(os.path.join(HERE, "graphs", name), graphs)
+        shutil.copytree(os.path.join(HERE, "graphs", "parts"), os.path.join(graphs, "parts"))
         s = Server(home, graphs=graphs).start()
         yield s
         s.stop()
@@ -245,6 +250,62 @@ def test_agents_runs_and_threads_pages(console, browser):
     expect(page.locator("main tbody tr")).to_have_count(1)
     expect(page.locator("main tbody tr")).to_contain_text("idle")
     tab.shot("threads")
+    tab.close()
+
+
+def test_drawings_show_maps_and_subgraphs(console, browser):
+    tab = Tab(browser, viewport={"width": 1280, "height": 900})
+    page = tab.page
+    page.goto(f"{console.url}/ui#/graphs/storm_response")
+    expect(page.locator('[data-node="text_customers"]')).to_contain_text("for_each state.schedule.assignments")
+    expect(page.locator("main")).to_contain_text("1 map over lists (for_each)")
+    tab.shot("storm-response")
+    page.goto(f"{console.url}/ui#/graphs/parent")
+    expect(page.locator('[data-node="sub"]')).to_have_class("node subgraph")
+    expect(page.locator('[data-node="sub"]')).to_contain_text("subgraph child")
+    tab.close()
+
+
+def test_threads_are_paged_newest_first(console, browser):
+    made = []
+    for i in range(21):
+        r = httpx.post(f"{console.url}/threads", json={"metadata": {"batch": "paging", "i": i}})
+        made.append(r.json()["thread_id"])
+        time.sleep(0.003)  # distinct creation times, so "newest first" has one answer
+    tab = Tab(browser, viewport={"width": 1280, "height": 900})
+    page = tab.page
+    page.goto(f"{console.url}/ui#/threads")
+    page.get_by_label("Metadata").fill("batch=paging")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("main tbody tr")
+    expect(rows).to_have_count(20)
+    expect(page.locator(".pager")).to_contain_text("1–20 of 21")
+    # Newest first: the last one made heads the list; the first one made is on page two.
+    expect(rows.first).to_contain_text(made[-1][-12:])
+    page.get_by_role("button", name="Older").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(made[0][-12:])
+    page.get_by_role("button", name="Newer").click()
+    expect(rows).to_have_count(20)
+    tab.close()
+
+
+def test_cancel_a_running_run_from_the_queue(console, browser):
+    tid = httpx.post(f"{console.url}/threads", json={}).json()["thread_id"]
+    run = httpx.post(
+        f"{console.url}/threads/{tid}/runs", json={"assistant_id": "slow", "input": {"seconds": 60}}
+    ).json()
+    tab = Tab(browser, viewport={"width": 1280, "height": 900})
+    page = tab.page
+    page.goto(f"{console.url}/ui#/runs")
+    row = page.locator("#queue tbody tr", has_text=run["run_id"][-12:])
+    expect(row).to_contain_text("running", timeout=10000)
+    expect(row).to_contain_text("slow")
+    row.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#queue")).to_contain_text("Nothing queued or running", timeout=15000)
+    expect(page.locator("#recent-runs tbody tr", has_text=run["run_id"][-12:])).to_contain_text("interrupted")
+    got = httpx.get(f"{console.url}/threads/{tid}/runs/{run['run_id']}").json()
+    assert got["status"] == "interrupted"
     tab.close()
 
 

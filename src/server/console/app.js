@@ -159,7 +159,7 @@ function drawGraph(graph) {
       : meta.subgraph ? `subgraph ${meta.subgraph}`
       : meta.kind || '';
     const chars = Math.max(name.length, Math.min(sub.length, 34) * 0.85);
-    g.setNode(n.id, { name, sub: sub.length > 34 ? `${sub.slice(0, 33)}…` : sub, meta,
+    g.setNode(n.id, { name, sub: sub.length > 34 ? `${sub.slice(0, 33)}…` : sub, fullSub: sub, meta,
       width: Math.max(80, chars * 7.6 + 26), height: sub ? 46 : 34 });
   }
   graph.edges.forEach((e, i) => {
@@ -193,7 +193,7 @@ function drawGraph(graph) {
     const cls = ['node', terminal && 'terminal', n.meta.subgraph && 'subgraph', n.meta.kind === 'ask' && 'ask']
       .filter(Boolean).join(' ');
     const group = el('g', { class: cls, 'data-node': id, id: `node-${id}` },
-      el('title', {}, `${n.name}${n.sub ? ` (${n.sub})` : ''}`),
+      el('title', {}, `${n.name}${n.fullSub ? ` (${n.fullSub})` : ''}`),
       el('rect', { x: n.x - n.width / 2, y: n.y - n.height / 2, width: n.width, height: n.height, rx: terminal ? n.height / 2 : 7 }),
       el('text', { x: n.x, y: n.y + (n.sub ? -3 : 4) }, n.name));
     if (n.sub) group.append(el('text', { class: 'sub', x: n.x, y: n.y + 13 }, n.sub));
@@ -327,6 +327,7 @@ async function threadsPage() {
   filter.value = params.get('q') || '';
   const table = el('div', { class: 'scroll' });
   const pager = el('div', { class: 'pager' });
+  let shown = '';
   async function load() {
     const metadata = {};
     for (const pair of filter.value.split(/\s+/).filter(Boolean)) {
@@ -337,6 +338,10 @@ async function threadsPage() {
     if (status.value) body.status = status.value;
     const { data, response } = await api('POST', '/threads/search', body);
     const total = Number(response.headers.get('x-pagination-total') || data.length);
+    // Redrawn only when something changed, so a refresh does not take the keyboard's place.
+    const seen = JSON.stringify([data, total, offset]);
+    if (seen === shown) return;
+    shown = seen;
     table.replaceChildren(el('table', {},
       el('thead', {}, el('tr', {}, ['Thread', 'Status', 'Graph', 'Created', 'Updated', 'Metadata'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, data.map((t) => el('tr', {},
@@ -357,8 +362,10 @@ async function threadsPage() {
     el('label', { for: 'thread-status' }, 'Status'), status,
     el('button', { type: 'submit' }, 'Search'));
   form.addEventListener('submit', (e) => { e.preventDefault(); offset = 0; load(); });
-  show(el('h1', {}, 'Threads'), form, table, pager);
+  show(el('h1', {}, 'Threads'), el('p', { class: 'muted' }, 'Statuses refresh every 3 seconds.'), form, table, pager);
   await load();
+  const timer = setInterval(() => load().catch((e) => say(e.message)), 3000);
+  leaving.push(() => clearInterval(timer));
 }
 
 let pendingStart = null; // a run the graph form asked for, started once its thread's stream is open
@@ -676,6 +683,7 @@ async function runsPage() {
   const queue = el('div', { class: 'scroll', id: 'queue' });
   const recent = el('div', { class: 'scroll', id: 'recent-runs' });
   const crons = el('div', { class: 'scroll', id: 'crons' });
+  let shown = '';
   const runRows = (runs, cancel) => el('table', {},
     el('thead', {}, el('tr', {}, ['Run', 'Thread', 'Graph', 'Status', 'Attempt', 'Worker', 'Created', 'Usage', ''].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, runs.map((r) => el('tr', {},
@@ -692,11 +700,15 @@ async function runsPage() {
           try { await post(`/threads/${r.thread_id}/runs/${r.run_id}/cancel`); say('Cancel sent.', 'info'); load(); } catch (e) { say(e.message); }
         } }, 'Cancel') : null)))));
   async function load() {
-    const [active, latest, cronList] = await Promise.all([
+    const fetched = await Promise.all([
       post('/runs/search', { status: ['pending', 'running'], limit: 100 }),
       post('/runs/search', { limit: 25 }),
       post('/runs/crons/search', { limit: 100 }),
     ]);
+    const seen = JSON.stringify(fetched);
+    if (seen === shown) return;
+    shown = seen;
+    const [active, latest, cronList] = fetched;
     queue.replaceChildren(active.length ? runRows(active, true) : el('p', {}, 'Nothing queued or running.'));
     recent.replaceChildren(latest.length ? runRows(latest, true) : el('p', {}, 'No runs yet.'));
     crons.replaceChildren(cronList.length ? el('table', {},
