@@ -1501,13 +1501,6 @@ pub(crate) async fn create_run(
     if !app.control.shared() {
         runs::log(app, &row.run_id).push("metadata", &json!({"run_id": row.run_id, "attempt": 1}));
     }
-    if let Some(bus) = app.buses.get(&row.thread_id) {
-        bus.publish(
-            "lifecycle",
-            json!({"event": "running", "graph_name": row.graph_id, "run_id": row.run_id}),
-            true,
-        );
-    }
     app.runs.poke();
     if app.control.shared() {
         let app = app.clone();

@@ -1122,6 +1122,16 @@ async fn run_graph(
     // A restarted server takes its own runs' threads over: the process that held them is gone.
     request.takeover = row.attempt > 1;
     let mut bus = app.buses.get(&row.thread_id);
+    // Published as the run starts executing, not when it is queued: a process may claim a
+    // queued run before the request that made it returns, and the bus must not show a
+    // run's steps before its start.
+    if let Some(bus) = &bus {
+        bus.publish(
+            "lifecycle",
+            json!({"event": "running", "graph_name": row.graph_id, "run_id": row.run_id}),
+            true,
+        );
+    }
     request.emit_values = modes.values || bus.is_some();
     request.stream_subgraphs =
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
