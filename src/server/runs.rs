@@ -839,6 +839,25 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         }
         Err(e) => tracing::error!(run = %row.run_id, "cannot store the run's end: {e}"),
     }
+    // The end goes on the thread's bus once it is stored: a subscriber that reads the thread
+    // on `interrupted` or `completed` finds it so, not still busy.
+    if let Some(bus) = app.buses.get(&row.thread_id) {
+        match &outcome {
+            Ok(o) => {
+                let cancelled = action.is_some()
+                    || matches!(
+                        o.error.as_ref().map(|e| &e.detail),
+                        Some(engine::RunError::Cancelled)
+                    );
+                super::protocol::publish_end(&bus, &row.thread_id, &row.graph_id, o, cancelled);
+            }
+            Err(message) => bus.publish(
+                "lifecycle",
+                json!({"event": "failed", "graph_name": row.graph_id, "error": message}),
+                false,
+            ),
+        }
+    }
     // A run that reached a `wait` node parks its thread: a run due at the wake-up time
     // continues it, and that one reports (webhook) and cleans up.
     let wake_at = match (&outcome, action) {
@@ -1169,9 +1188,6 @@ async fn run_graph(
         Some(engine::RunError::Cancelled)
     );
     translator.finish(&outcome, cancelled, &mut out);
-    if let Some(bus) = &bus {
-        super::protocol::publish_end(bus, &row.thread_id, &row.graph_id, &outcome, cancelled);
-    }
     for (name, data) in out.drain(..) {
         log.push(name, &data);
     }

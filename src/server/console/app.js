@@ -482,9 +482,14 @@ async function threadPage(tid) {
     await showHistory();
   }
 
+  let askedIds = '';
   function showQuestion(state, t) {
     const asks = (state.tasks || []).flatMap((task) => (task.interrupts || []).map((i) => ({ ...i, node: task.name })));
-    if (t.status !== 'interrupted' || !asks.length) { questionEl.replaceChildren(); return; }
+    if (t.status !== 'interrupted' || !asks.length) { questionEl.replaceChildren(); askedIds = ''; return; }
+    // The same questions are already on the page: keep the form, and what is typed in it.
+    const ids = asks.map((a) => a.id).join(' ');
+    if (ids === askedIds && questionEl.querySelector('form')) return;
+    askedIds = ids;
     const form = el('form', { class: 'question', 'aria-labelledby': 'question-title' },
       el('h2', { id: 'question-title' }, asks.length > 1 ? `${asks.length} questions are waiting` : 'A question is waiting'));
     asks.forEach((ask, i) => {
