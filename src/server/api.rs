@@ -474,24 +474,61 @@ async fn assistant_get(State(app): Shared, Path(id): Path<String>) -> ApiResult 
     Ok(ok_json(assistant_json(&app, a)))
 }
 
-async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResult {
+async fn assistant_graph(
+    State(app): Shared,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let a = find_assistant(&app, &id)?;
-    let g = &a.graph;
-    let mut nodes = vec![json!({"id": "__start__", "type": "schema", "data": "__start__"})];
-    for name in g.node_names() {
-        nodes.push(json!({
-            "id": name,
-            "type": "runnable",
-            "data": {"id": ["brainops", g.node_kind(name).unwrap_or("node")], "name": name},
-            "metadata": node_metadata(g, name),
-        }));
-    }
-    nodes.push(json!({"id": "__end__", "type": "schema", "data": "__end__"}));
+    // `xray`: draw subgraphs' insides (true: all levels; a number: that many levels).
+    let pairs = query_pairs(&q);
+    let depth = match query_get(&pairs, "xray") {
+        None | Some("false" | "False" | "0") => 0,
+        Some("true" | "True") => u32::MAX,
+        Some(n) => n.parse().map_err(|_| {
+            ApiError::unprocessable(format!("xray: expected true, false or a depth, got `{n}`"))
+        })?,
+    };
+    let (nodes, edges) = graph_drawing(&a.graph, "", depth);
+    Ok(ok_json(json!({"nodes": nodes, "edges": edges})))
+}
+
+/// A graph's nodes and edges as LangGraph's `get_graph().to_json()` gives them, ids under
+/// `prefix`. With `depth` > 0 a subgraph node is replaced by its inside, as LangGraph's
+/// `xray` does: its nodes become `NODE:inner`, edges into it go to the inner nodes its start
+/// leads to, and edges out of it leave from the inner nodes that lead to its end.
+fn graph_drawing(g: &engine::Graph, prefix: &str, depth: u32) -> (Vec<Value>, Vec<Value>) {
     let wire_name = |n: &str| match n {
         "START" => "__start__".to_string(),
         "END" => "__end__".to_string(),
-        other => other.to_string(),
+        other => format!("{prefix}{other}"),
     };
+    let mut nodes = Vec::new();
+    let mut inside = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    if prefix.is_empty() {
+        nodes.push(json!({"id": "__start__", "type": "schema", "data": "__start__"}));
+    }
+    for name in g.node_names() {
+        if depth > 0
+            && let Some(child) = g.subgraph(name)
+        {
+            let (child_nodes, child_edges) =
+                graph_drawing(child, &format!("{prefix}{name}:"), depth - 1);
+            nodes.extend(child_nodes);
+            inside.insert(name.to_string(), child_edges);
+            continue;
+        }
+        let id = format!("{prefix}{name}");
+        nodes.push(json!({
+            "id": id,
+            "type": "runnable",
+            "data": {"id": ["brainops", g.node_kind(name).unwrap_or("node")], "name": id},
+            "metadata": node_metadata(g, name),
+        }));
+    }
+    if prefix.is_empty() {
+        nodes.push(json!({"id": "__end__", "type": "schema", "data": "__end__"}));
+    }
     let mut edges = Vec::new();
     for e in g.edges() {
         for from in &e.from {
@@ -514,7 +551,62 @@ async fn assistant_graph(State(app): Shared, Path(id): Path<String>) -> ApiResul
             edges.push(edge);
         }
     }
-    Ok(ok_json(json!({"nodes": nodes, "edges": edges})))
+    if inside.is_empty() {
+        return (nodes, edges);
+    }
+    // Rewire the edges of each drawn-inside subgraph node through its inner start and end.
+    let mut rewired = Vec::new();
+    for (name, child_edges) in &inside {
+        let id = format!("{prefix}{name}");
+        let entries: Vec<&Value> = child_edges
+            .iter()
+            .filter(|c| c["source"] == "__start__")
+            .collect();
+        let exits: Vec<&Value> = child_edges
+            .iter()
+            .filter(|c| c["target"] == "__end__")
+            .collect();
+        for c in child_edges {
+            if c["source"] != "__start__" && c["target"] != "__end__" {
+                rewired.push(c.clone());
+            }
+        }
+        for e in edges.iter_mut() {
+            if e["target"] == id.as_str() {
+                for (k, entry) in entries.iter().enumerate() {
+                    let mut copy = e.clone();
+                    copy["target"] = entry["target"].clone();
+                    if k == 0 {
+                        *e = copy;
+                    } else {
+                        rewired.push(copy);
+                    }
+                }
+            }
+        }
+        let mut outgoing = Vec::new();
+        edges.retain(|e| {
+            if e["source"] == id.as_str() {
+                outgoing.push(e.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for e in outgoing {
+            for exit in &exits {
+                let mut copy = e.clone();
+                copy["source"] = exit["source"].clone();
+                if exit.get("conditional").is_some() && copy.get("conditional").is_none() {
+                    copy["conditional"] = json!(true);
+                    copy["data"] = exit["data"].clone();
+                }
+                rewired.push(copy);
+            }
+        }
+    }
+    edges.extend(rewired);
+    (nodes, edges)
 }
 
 /// What the drawing of a node shows beyond its name (LangGraph's node `metadata`).

@@ -260,9 +260,24 @@ def test_drawings_show_maps_and_subgraphs(console, browser):
     expect(page.locator('[data-node="text_customers"]')).to_contain_text("for_each state.schedule.assignments")
     expect(page.locator("main")).to_contain_text("1 map over lists (for_each)")
     tab.shot("storm-response")
+    # A subgraph is drawn from inside, as LangGraph's `xray` gives it: `sub:c1` in place of
+    # `sub`, reached from `a` and leading to the end.
+    drawing = httpx.get(f"{console.url}/assistants/parent/graph", params={"xray": "true"}).json()
+    ids = [n["id"] for n in drawing["nodes"]]
+    assert "sub:c1" in ids and "sub" not in ids, ids
+    pairs = {(e["source"], e["target"]) for e in drawing["edges"]}
+    assert pairs == {("__start__", "a"), ("a", "sub:c1"), ("sub:c1", "__end__")}, pairs
+    plain = httpx.get(f"{console.url}/assistants/parent/graph").json()
+    assert "sub" in [n["id"] for n in plain["nodes"]]
     page.goto(f"{console.url}/ui#/graphs/parent")
-    expect(page.locator('[data-node="sub"]')).to_have_class("node subgraph")
-    expect(page.locator('[data-node="sub"]')).to_contain_text("subgraph child")
+    expect(page.locator('[data-node="sub:c1"]')).to_have_class("node inner")
+    expect(page.locator('.edge[data-from="a"][data-to="sub:c1"]')).to_have_count(1)
+    expect(page.locator("main")).to_contain_text("1 subgraph(s)")
+    tab.shot("subgraph")
+    # Run it: the subgraph's task lights every node inside it.
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#thread-status")).to_have_text("idle", timeout=20000)
+    expect(page.locator('#live-title ~ .graph [data-node="sub:c1"]')).to_have_class("node inner done")
     tab.close()
 
 

@@ -77,6 +77,21 @@ def test_graph_drawing_and_schemas(client, url):
     assert {"a", "b"} <= set(drawn.nodes)
 
 
+def test_xray_draws_a_subgraph_from_inside_as_langgraph_does(client, url):
+    # LangGraph's get_graph(xray=True) for the same shape gives nodes `sub:c1` in place of
+    # `sub`, and edges a -> sub:c1 -> __end__.
+    graph = client.assistants.get_graph("parent", xray=True)
+    ids = [n["id"] for n in graph["nodes"]]
+    assert "sub:c1" in ids and "sub" not in ids
+    edges = {(e["source"], e["target"]) for e in graph["edges"]}
+    assert edges == {("__start__", "a"), ("a", "sub:c1"), ("sub:c1", "__end__")}
+    from langgraph.pregel.remote import RemoteGraph
+
+    drawn = RemoteGraph("parent", url=url).get_graph(xray=True)
+    assert "sub:c1" in drawn.nodes
+    assert "sub" in [n["id"] for n in client.assistants.get_graph("parent")["nodes"]]
+
+
 def test_unknown_assistant_is_422_naming_the_graphs(client):
     # The SDK's wait raises httpx's error (the typed errors subclass it).
     with pytest.raises(httpx.HTTPStatusError) as e:

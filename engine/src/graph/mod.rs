@@ -505,6 +505,14 @@ impl Graph {
         })
     }
 
+    /// The graph a subgraph node runs (for drawings that show its inside).
+    pub fn subgraph(&self, name: &str) -> Option<&Arc<Graph>> {
+        match &self.nodes[*self.node_index.get(name)? as usize].kind {
+            Kind::Subgraph { graph, .. } => Some(graph),
+            _ => None,
+        }
+    }
+
     /// What a drawing shows of a node beyond its kind: its map expression, agent, subgraph,
     /// the places it may route to, and whether it pauses for a person.
     pub fn node_view(&self, name: &str) -> Option<NodeView> {

@@ -159,6 +159,7 @@ function drawGraph(graph) {
       : meta.subgraph ? `subgraph ${meta.subgraph}`
       : meta.kind || '';
     const chars = Math.max(name.length, Math.min(sub.length, 34) * 0.85);
+    if (name.includes(':')) meta.inside = name.slice(0, name.lastIndexOf(':'));
     g.setNode(n.id, { name, sub: sub.length > 34 ? `${sub.slice(0, 33)}…` : sub, fullSub: sub, meta,
       width: Math.max(80, chars * 7.6 + 26), height: sub ? 46 : 34 });
   }
@@ -190,7 +191,7 @@ function drawGraph(graph) {
   for (const id of g.nodes()) {
     const n = g.node(id);
     const terminal = id === '__start__' || id === '__end__';
-    const cls = ['node', terminal && 'terminal', n.meta.subgraph && 'subgraph', n.meta.kind === 'ask' && 'ask']
+    const cls = ['node', terminal && 'terminal', n.meta.subgraph && 'subgraph', n.meta.inside && 'inner', n.meta.kind === 'ask' && 'ask']
       .filter(Boolean).join(' ');
     const group = el('g', { class: cls, 'data-node': id, id: `node-${id}` },
       el('title', {}, `${n.name}${n.fullSub ? ` (${n.fullSub})` : ''}`),
@@ -202,12 +203,15 @@ function drawGraph(graph) {
   return el('div', { class: 'graph' }, svg);
 }
 
+/** Marks a node; a subgraph drawn from inside (`xray`) marks every node within it. */
 function markNode(container, name, state) {
   const node = container.querySelector(`[data-node="${CSS.escape(name)}"]`);
-  if (!node) return;
-  node.classList.remove('running', 'done', 'waiting', 'failed');
-  if (state) node.classList.add(state);
-  node.setAttribute('aria-label', `${name}${state ? `: ${state}` : ''}`);
+  const marked = node ? [node] : container.querySelectorAll(`[data-node^="${CSS.escape(`${name}:`)}"]`);
+  for (const n of marked) {
+    n.classList.remove('running', 'done', 'waiting', 'failed');
+    if (state) n.classList.add(state);
+    n.setAttribute('aria-label', `${n.dataset.node}${state ? `: ${state}` : ''}`);
+  }
 }
 
 function clearMarks(container) {
@@ -282,7 +286,7 @@ function readInput(form) {
 async function graphPage(id) {
   const [assistant, graph, schemas] = await Promise.all([
     get(`/assistants/${encodeURIComponent(id)}`),
-    get(`/assistants/${encodeURIComponent(id)}/graph`),
+    get(`/assistants/${encodeURIComponent(id)}/graph?xray=true`),
     get(`/assistants/${encodeURIComponent(id)}/schemas`),
   ]);
   const input = schemas.input_schema || { properties: {} };
@@ -307,8 +311,8 @@ async function graphPage(id) {
       el('section', { 'aria-labelledby': 'drawing-title' },
         el('h2', { id: 'drawing-title' }, 'Drawing'),
         drawGraph(graph),
-        el('p', { class: 'legend' }, 'Solid: always. Dashed: chosen at run time (condition or goto). Purple dotted: a join, which waits for every source. Thick purple border: a subgraph. Dashed border: asks a person.'),
-        el('p', { class: 'legend' }, `${kinds.length} nodes; ${kinds.filter((k) => k.for_each).length} map over lists (for_each), ${kinds.filter((k) => k.subgraph).length} subgraphs, ${graph.edges.filter((e) => e.join).length} join edges.`)),
+        el('p', { class: 'legend' }, 'Solid: always. Dashed: chosen at run time (condition or goto). Purple dotted: a join, which waits for every source. Purple nodes named SUB:node: the inside of subgraph SUB. Dashed border: asks a person.'),
+        el('p', { class: 'legend' }, `${kinds.length} nodes; ${kinds.filter((k) => k.for_each).length} map over lists (for_each), ${new Set(graph.nodes.filter((n) => n.id.includes(':')).map((n) => n.id.slice(0, n.id.lastIndexOf(':')))).size} subgraph(s), ${graph.edges.filter((e) => e.join).length} join edges.`)),
       el('section', { 'aria-labelledby': 'start-title' },
         el('h2', { id: 'start-title' }, 'Start a run'),
         el('p', { class: 'hint' }, `Input channels: ${names.join(', ') || 'none'}. Objects and lists are JSON.`),
@@ -418,7 +422,7 @@ async function threadPage(tid) {
   const thread = await get(`/threads/${tid}`);
   const assistantId = pendingStart && pendingStart.thread_id === tid
     ? pendingStart.graph_id : (thread.metadata && thread.metadata.graph_id) || null;
-  const graph = assistantId ? await get(`/assistants/${encodeURIComponent(assistantId)}/graph`) : null;
+  const graph = assistantId ? await get(`/assistants/${encodeURIComponent(assistantId)}/graph?xray=true`) : null;
   const statusEl = el('span', { id: 'thread-status' }, badge(thread.status));
   const drawing = graph ? drawGraph(graph) : el('p', {}, 'This thread has not run a graph yet.');
   const timeline = el('ol', { class: 'timeline', id: 'timeline', 'aria-live': 'polite' });
@@ -474,7 +478,8 @@ async function threadPage(tid) {
     statusEl.replaceChildren(badge(t.status));
     if (state) {
       stateEl.textContent = pretty(state.values);
-      if (graph) {
+      // Amber is "waiting for a person": only the next nodes of a thread that asked.
+      if (graph && t.status === 'interrupted') {
         for (const n of state.next || []) markNode(drawing, n, 'waiting');
       }
       showQuestion(state, t);
