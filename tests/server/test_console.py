@@ -31,13 +31,13 @@ LEAD = '{"name": "Ada Lovelace", "area_sqft": 2000, "pitch": 6, "roof_age_years"
 @pytest.fixture(scope="module")
 def console():
     """A server with the business's lead_intake and storm_response graphs, a local-model
-    agent (chat), a slow one (slow) and one with a subgraph (parent)."""
+    agent (chat), a slow one (slow), one with a subgraph (parent) and one that fails (err)."""
     with tempfile.TemporaryDirectory() as home:
         graphs = os.path.join(home, "graphs")
         os.mkdir(graphs)
         for name in ["lead_intake.toml", "storm_response.toml"]:
             shutil.copy(os.path.join(REPO, "graphs", name), graphs)
-        for name in ["chat.toml", "slow.toml", "parent.toml"]:
+        for name in ["chat.toml", "slow.toml", "parent.toml", "err.toml"]:
             shutil.copy(os.path.join(HERE, "graphs", name), graphs)
         shutil.copytree(os.path.join(HERE, "graphs", "parts"), os.path.join(graphs, "parts"))
         s = Server(home, graphs=graphs).start()
@@ -278,6 +278,23 @@ def test_drawings_show_maps_and_subgraphs(console, browser):
     page.get_by_role("button", name="Start run").click()
     expect(page.locator("#thread-status")).to_have_text("idle", timeout=20000)
     expect(page.locator('#live-title ~ .graph [data-node="sub:c1"]')).to_have_class("node inner done")
+    tab.close()
+
+
+def test_a_failed_run_shows_where_and_why(console, browser):
+    tab = Tab(browser, viewport={"width": 1280, "height": 900})
+    page = tab.page
+    page.goto(f"{console.url}/ui#/graphs/err")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#thread-status")).to_have_text("error", timeout=20000)
+    expect(node(page, "boom")).to_have_class("node failed")
+    failed = page.locator("#timeline .run-mark.failed")
+    expect(failed).to_contain_text("boom")
+    expect(failed).to_contain_text("1 / state.n")
+    tab.shot("failed")
+    # Opened later, the page still says why.
+    page.reload()
+    expect(page.locator("#thread-error")).to_contain_text("The last run failed: node `boom`")
     tab.close()
 
 

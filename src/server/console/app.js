@@ -428,6 +428,7 @@ async function threadPage(tid) {
   const timeline = el('ol', { class: 'timeline', id: 'timeline', 'aria-live': 'polite' });
   const usageEl = el('p', { class: 'usage', id: 'run-usage' }, 'No model calls yet.');
   const questionEl = el('section', { id: 'question', 'aria-live': 'assertive' });
+  const errorEl = el('p', { id: 'thread-error', class: 'field-error', 'aria-live': 'polite' });
   const stateEl = el('pre', { id: 'state', tabindex: 0 });
   const history = el('section', { id: 'history', 'aria-labelledby': 'history-title' });
   const usage = { byNode: {}, total: { input: 0, output: 0, cost: null } };
@@ -438,6 +439,7 @@ async function threadPage(tid) {
   show(
     el('h1', {}, 'Thread ', el('code', {}, short(tid)), ' ', statusEl),
     el('p', { class: 'muted' }, `Graph ${assistantId || 'none yet'} · created ${when(thread.created_at)} · `, el('code', {}, tid)),
+    errorEl,
     questionEl,
     el('div', { class: 'grid2' },
       el('section', { 'aria-labelledby': 'live-title' },
@@ -476,6 +478,8 @@ async function threadPage(tid) {
   async function refresh() {
     const [t, state] = await Promise.all([get(`/threads/${tid}`), get(`/threads/${tid}/state`).catch(() => null)]);
     statusEl.replaceChildren(badge(t.status));
+    errorEl.textContent = t.status === 'error' && t.error
+      ? `The last run failed: ${t.error.message || JSON.stringify(t.error)}` : '';
     if (state) {
       stateEl.textContent = pretty(state.values);
       // Amber is "waiting for a person": only the next nodes of a thread that asked.
@@ -612,7 +616,20 @@ async function threadPage(tid) {
         timeline.append(el('li', { class: 'run-mark' }, `Run started${data.run_id ? ` (${short(data.run_id)})` : ''}`));
         statusEl.replaceChildren(badge('busy'));
       } else {
-        timeline.append(el('li', { class: 'run-mark' }, `Run ${data.event}${data.error ? `: ${data.error}` : ''}`));
+        if (data.event === 'failed' && graph) {
+          // The tasks still running when the run failed are where it went wrong.
+          for (const n of drawing.querySelectorAll('.node.running')) {
+            n.classList.replace('running', 'failed');
+            n.setAttribute('aria-label', `${n.dataset.node}: failed`);
+          }
+          for (const entry of timeline.querySelectorAll('.task.running')) {
+            entry.classList.remove('running');
+            const label = entry.querySelector('.muted');
+            if (label) label.textContent = 'failed';
+          }
+        }
+        timeline.append(el('li', { class: `run-mark${data.event === 'failed' ? ' failed' : ''}` },
+          `Run ${data.event}${data.error ? `: ${data.error}` : ''}`));
         refresh();
       }
     } else if (method === 'tasks') {
