@@ -404,6 +404,10 @@ pub(crate) fn fail(message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(f) = init_logs() {
+        eprintln!("{}", f.message);
+        return ExitCode::from(f.code);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -422,6 +426,45 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Logs for every command, on stderr so stdout stays the documented JSON: `RUST_LOG` (else
+/// `BRAINOPS_LOG`, else `warn`) filters; `BRAINOPS_LOG_FORMAT=json` writes one JSON object
+/// a line, for log shippers; colours only on a terminal.
+fn init_logs() -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let bad = |var: &str, e: String| Failure {
+        message: format!(
+            "error: {var}: {e}\n  help: give directives such as `info` or `warn,engine=debug` (https://docs.rs/tracing-subscriber/latest/tracing_subscriber/filter/struct.EnvFilter.html)"
+        ),
+        code: 2,
+    };
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let filter = match (var("RUST_LOG"), var("BRAINOPS_LOG")) {
+        (Some(d), _) => EnvFilter::try_new(&d).map_err(|e| bad("RUST_LOG", e.to_string()))?,
+        (None, Some(d)) => {
+            EnvFilter::try_new(&d).map_err(|e| bad("BRAINOPS_LOG", e.to_string()))?
+        }
+        (None, None) => EnvFilter::new("warn"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match var("BRAINOPS_LOG_FORMAT").as_deref() {
+        None | Some("text") => builder.try_init(),
+        Some("json") => builder.json().try_init(),
+        Some(other) => {
+            return Err(Failure {
+                message: format!(
+                    "error: BRAINOPS_LOG_FORMAT: `{other}` is not a log format\n  help: use `text` (the default) or `json`"
+                ),
+                code: 2,
+            });
+        }
+    };
+    Ok(())
 }
 
 /// What `serve` and `worker` were given.
@@ -454,14 +497,6 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
     } = args;
     // Bad settings are reported before the graphs load.
     let cleanup = cleanup_policy()?;
-    // Operators read a server's or worker's warnings (a takeover, a lost connection) on
-    // stderr; BRAINOPS_LOG (e.g. `info`, `brainops=debug`) sets the level.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BRAINOPS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
     {
         let auth = match auth {
             AuthArg::None => Ok(brainops::server::Auth::None),

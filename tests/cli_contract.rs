@@ -332,3 +332,88 @@ fn parallel_questions_are_answered_together_with_resume_each() {
         ("yes".into(), "no".into())
     );
 }
+
+#[test]
+fn logs_go_to_stderr_as_text_or_json_lines_and_stdout_stays_json() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], thread: &str| {
+        let mut cmd = common::command(home.path());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.args([
+            "run",
+            "graphs/lead_intake.toml",
+            "--thread",
+            thread,
+            "--input",
+            LEAD,
+        ])
+        .output()
+        .unwrap()
+    };
+    // JSON lines on stderr, filtered by RUST_LOG; stdout holds only the result.
+    let out = run(
+        &[
+            ("RUST_LOG", "engine=debug"),
+            ("BRAINOPS_LOG_FORMAT", "json"),
+        ],
+        "logs-1",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert_eq!(stdout_json(&out)["status"], "interrupted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run started")
+        .unwrap_or_else(|| panic!("no `run started`: {stderr}"));
+    assert_eq!(started["level"], "DEBUG");
+    assert_eq!(started["fields"]["graph"], "lead_intake");
+    assert_eq!(started["fields"]["thread"], "logs-1");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "run ended" && l["level"] == "INFO"),
+        "{stderr}"
+    );
+    // Text by default; RUST_LOG=info shows the end, not the debug start.
+    let out = run(&[("RUST_LOG", "info")], "logs-2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run ended") && stderr.contains("graph=lead_intake"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("run started"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colours only on a terminal: {stderr}"
+    );
+    // Without a filter, only warnings and errors: a clean run prints nothing.
+    let out = run(&[], "logs-3");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    // BRAINOPS_LOG still works when RUST_LOG is not set.
+    let out = run(&[("BRAINOPS_LOG", "info")], "logs-4");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run ended"));
+    // Bad settings are named, with the remedy, before anything runs.
+    let out = run(&[("BRAINOPS_LOG_FORMAT", "xml")], "logs-5");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BRAINOPS_LOG_FORMAT: `xml` is not a log format"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`text` (the default) or `json`"),
+        "{stderr}"
+    );
+    let out = run(&[("RUST_LOG", "engine=[")], "logs-6");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: RUST_LOG:"));
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}

@@ -15,6 +15,9 @@ pub(crate) fn command(home: &Path) -> Command {
         "BRAINOPS_MEMORY",
         "BRAINOPS_EMBEDDER",
         "BRAINOPS_INTEGRATIONS",
+        "RUST_LOG",
+        "BRAINOPS_LOG",
+        "BRAINOPS_LOG_FORMAT",
         "SLACK_WEBHOOK_URL",
         "GITHUB_TOKEN",
     ] {

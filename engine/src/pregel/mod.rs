@@ -207,6 +207,7 @@ impl Runner {
             break_before: breakpoints(&self.graph, &request.interrupt_before),
             break_after: breakpoints(&self.graph, &request.interrupt_after),
         };
+        tracing::debug!(graph = %self.graph.name, thread = %thread_id, "run started");
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
             graph: self.graph.name.clone(),
@@ -301,6 +302,16 @@ impl Runner {
             steps,
             usage: exec.usage.lock().map(|u| u.clone()).unwrap_or_default(),
         };
+        match &outcome.error {
+            Some(e) => tracing::info!(
+                graph = %self.graph.name, thread = %outcome.thread_id, steps = outcome.steps,
+                "run failed: {}", e.message
+            ),
+            None => tracing::info!(
+                graph = %self.graph.name, thread = %outcome.thread_id, steps = outcome.steps,
+                status = ?outcome.status, "run ended"
+            ),
+        }
         exec.emit(|| Event::RunFinished {
             status: outcome.status,
             state: outcome.state.clone(),
