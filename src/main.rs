@@ -1,5 +1,6 @@
 //! The `brainops` command line: validate, run, inspect threads, draw graphs.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ macro_rules! out {
 mod agents_cli;
 mod cron_cli;
 mod memory_cli;
+mod progress;
 
 /// Writes to stdout. A reader that went away (`brainops threads history | head`) ends the
 /// process quietly with status 0, as `cat` would, instead of a panic.
@@ -432,7 +434,6 @@ fn main() -> ExitCode {
 /// `BRAINOPS_LOG`, else `warn`) filters; `BRAINOPS_LOG_FORMAT=json` writes one JSON object
 /// a line, for log shippers; colours only on a terminal.
 fn init_logs() -> Result<(), Failure> {
-    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let bad = |var: &str, e: String| Failure {
         message: format!(
@@ -465,6 +466,50 @@ fn init_logs() -> Result<(), Failure> {
         }
     };
     Ok(())
+}
+
+/// Runs with the progress line (`progress`) on stderr, redrawn on every event and every
+/// `TICK`, and erased before the result is printed.
+async fn run_with_progress(runner: &Runner, request: RunRequest) -> engine::RunOutcome {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|w| *w > 10)
+        .unwrap_or(100)
+        - 1;
+    let mut shown = progress::Progress::default();
+    let mut run = runner.stream(request);
+    let mut tick = tokio::time::interval(progress::TICK);
+    let draw = |p: &progress::Progress| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{}", p.line(started.elapsed(), width));
+        let _ = err.flush();
+    };
+    // A burst of events (an agent's tokens) redraws at most every 50 ms.
+    let mut drawn = started;
+    loop {
+        let ticked = tokio::select! {
+            event = run.next() => match event {
+                Some(e) => {
+                    shown.on(&e);
+                    false
+                }
+                None => break,
+            },
+            _ = tick.tick() => true,
+        };
+        if ticked || drawn.elapsed() >= Duration::from_millis(50) {
+            draw(&shown);
+            drawn = std::time::Instant::now();
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K");
+    let _ = err.flush();
+    drop(err);
+    run.outcome().await
 }
 
 /// What `serve` and `worker` were given.
@@ -786,6 +831,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     outln!("{}", serde_json::to_string(&event).unwrap_or_default());
                 }
                 run.outcome().await
+            } else if std::io::stderr().is_terminal() {
+                // A person watches: a live line on stderr, erased at the end.
+                run_with_progress(&runner, request).await
             } else {
                 runner.invoke(request).await
             };

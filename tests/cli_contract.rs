@@ -417,3 +417,37 @@ fn logs_go_to_stderr_as_text_or_json_lines_and_stdout_stays_json() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: RUST_LOG:"));
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
 }
+
+/// Runs `brainops ARGS` on a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would; answers what the terminal showed (stdout and stderr together).
+fn on_a_terminal(home: &std::path::Path, args: &str) -> String {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_brainops"));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("BRAINOPS_HOME", home)
+        .env_remove("RUST_LOG")
+        .env_remove("BRAINOPS_LOG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `script` (util-linux): {e}"));
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_run_on_a_terminal_shows_a_live_progress_line_and_erases_it() {
+    let home = tempfile::tempdir().unwrap();
+    let run = "run tests/server/graphs/slow.toml --checkpoint memory --input '{\"seconds\": 0.6}'";
+    let shown = on_a_terminal(home.path(), run);
+    // Redrawn in place while the node sleeps, with the time so far.
+    assert!(
+        shown.contains("\r\x1b[2Kstep 1 · running wait · 0."),
+        "{shown:?}"
+    );
+    // Erased before the result, which stays the one JSON line.
+    assert!(shown.contains("\r\x1b[2K{\"status\":\"done\""), "{shown:?}");
+    // With --stream (JSON events for a program), no line.
+    let streamed = on_a_terminal(home.path(), &format!("{run} --stream"));
+    assert!(!streamed.contains("running wait"), "{streamed:?}");
+    assert!(streamed.contains("\"status\":\"done\""), "{streamed:?}");
+}
