@@ -46,7 +46,10 @@ const AFTER_HELP: &str = "Examples:
   brainops run graphs/lead_intake.toml --input '{\"lead\": {\"name\": \"Ada\", \"area_sqft\": 2000, \"pitch\": 6}}'
   brainops run graphs/lead_intake.toml --thread T1 --resume '\"yes\"'
   brainops threads list
-  brainops graph graphs/lead_intake.toml --format mermaid";
+  brainops graph graphs/lead_intake.toml --format mermaid
+
+Logs go to stderr: RUST_LOG=info (filters), BRAINOPS_LOG_FORMAT=json (JSON lines); see
+docs/observability.md. On a terminal, `run` shows a live progress line.";
 
 #[derive(Parser)]
 #[command(name = "brainops", version, about = "Run TOML agent graphs with checkpoints, interrupts and streaming", after_help = AFTER_HELP)]
@@ -228,7 +231,8 @@ PERPLEXITY_API_KEY. Base URLs: docs/llm.md.")]
        -d '{\"assistant_id\": \"lead_intake\", \"input\": {...}}'
 
 Every *.toml in --graphs is an assistant (its graph name works as the assistant id).
-Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server.md.")]
+Python: langgraph_sdk.get_client(url=\"http://127.0.0.1:2024\"). See docs/server.md.
+The console: open http://127.0.0.1:2024/ui in a browser (docs/console.md).")]
     Serve {
         /// The directory of graph files to serve.
         #[arg(long, default_value = "graphs", value_name = "DIR")]
@@ -632,7 +636,7 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
                     "brainops serve: {served} graphs on http://{addr} (API only; workers execute the runs)"
                 ),
                 brainops::server::Role::Both => eprintln!(
-                    "brainops serve: {served} graphs on http://{addr} (GET /ok, docs/server.md)"
+                    "brainops serve: {served} graphs on http://{addr} (console: http://{addr}/ui; docs/server.md)"
                 ),
             })
             .await

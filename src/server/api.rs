@@ -614,31 +614,29 @@ fn node_metadata(g: &engine::Graph, name: &str) -> Value {
     let Some(view) = g.node_view(name) else {
         return json!({});
     };
-    let mut meta = json!({"kind": view.kind});
-    let mut put = |key: &str, value: Value| {
-        if let Value::Object(m) = &mut meta {
-            m.insert(key.into(), value);
+    let mut meta = Map::new();
+    meta.insert("kind".into(), json!(view.kind));
+    let optional = [
+        ("for_each", view.for_each),
+        ("agent", view.agent),
+        ("subgraph", view.subgraph),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            meta.insert(key.into(), json!(v));
         }
-    };
-    if let Some(e) = view.for_each {
-        put("for_each", json!(e));
     }
-    if let Some(a) = view.agent {
-        put("agent", json!(a));
+    let flags = [
+        ("defer", view.deferred),
+        ("interrupt_before", view.interrupt_before),
+        ("interrupt_after", view.interrupt_after),
+    ];
+    for (key, on) in flags {
+        if on {
+            meta.insert(key.into(), json!(true));
+        }
     }
-    if let Some(sub) = view.subgraph {
-        put("subgraph", json!(sub));
-    }
-    if view.deferred {
-        put("defer", json!(true));
-    }
-    if view.interrupt_before {
-        put("interrupt_before", json!(true));
-    }
-    if view.interrupt_after {
-        put("interrupt_after", json!(true));
-    }
-    meta
+    Value::Object(meta)
 }
 
 fn state_schema(g: &engine::Graph) -> Value {

@@ -950,7 +950,32 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
 /// a console shows it after the run.
 #[derive(Default)]
 pub(crate) struct RunUsage {
-    by_node: std::collections::BTreeMap<String, (u64, u64, Option<f64>, u64)>,
+    by_node: std::collections::BTreeMap<String, Spent>,
+}
+
+/// Tokens, cost (when priced) and calls of some model calls.
+#[derive(Default, Clone, Copy)]
+struct Spent {
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: Option<f64>,
+    calls: u64,
+}
+
+impl Spent {
+    fn add(&mut self, other: Spent) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        if let Some(c) = other.cost_usd {
+            self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + c);
+        }
+        self.calls += other.calls;
+    }
+
+    fn to_json(self) -> Value {
+        json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+               "cost_usd": self.cost_usd, "calls": self.calls})
+    }
 }
 
 impl RunUsage {
@@ -963,13 +988,12 @@ impl RunUsage {
             ..
         } = event
         {
-            let entry = self.by_node.entry(node.clone()).or_default();
-            entry.0 += input_tokens;
-            entry.1 += output_tokens;
-            if let Some(c) = cost_usd {
-                entry.2 = Some(entry.2.unwrap_or(0.0) + c);
-            }
-            entry.3 += 1;
+            self.by_node.entry(node.clone()).or_default().add(Spent {
+                input_tokens: *input_tokens,
+                output_tokens: *output_tokens,
+                cost_usd: *cost_usd,
+                calls: 1,
+            });
         }
     }
 
@@ -979,19 +1003,13 @@ impl RunUsage {
         if self.by_node.is_empty() {
             return None;
         }
-        let one = |(i, o, c, n): (u64, u64, Option<f64>, u64)| json!({"input_tokens": i, "output_tokens": o, "cost_usd": c, "calls": n});
-        let mut total = (0, 0, None::<f64>, 0);
+        let mut total = Spent::default();
         let mut by_node = Map::new();
-        for (node, &(i, o, c, n)) in &self.by_node {
-            total.0 += i;
-            total.1 += o;
-            total.3 += n;
-            if let Some(c) = c {
-                total.2 = Some(total.2.unwrap_or(0.0) + c);
-            }
-            by_node.insert(node.clone(), one((i, o, c, n)));
+        for (node, spent) in &self.by_node {
+            total.add(*spent);
+            by_node.insert(node.clone(), spent.to_json());
         }
-        let mut all = one(total);
+        let mut all = total.to_json();
         all["by_node"] = Value::Object(by_node);
         Some(all)
     }
