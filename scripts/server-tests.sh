@@ -19,6 +19,11 @@ PYJWT_VERSION=2.10.1
 # Playwright for Python drives the system Chromium (`playwright install` downloads a browser,
 # which this network refuses).
 PLAYWRIGHT_VERSION=1.65.2
+# Real receivers for the observability tests: OpenTelemetry's own protobuf messages (OTLP),
+# Prometheus' own text parser and Sentry's own envelope parser.
+OTEL_PROTO_VERSION=1.45.2
+PROMETHEUS_CLIENT_VERSION=0.26.0
+SENTRY_SDK_VERSION=2.76.0
 VENV="$HOME/.cache/brainops/server-tests-sdk-$SDK_VERSION"
 
 SUDO=()
@@ -39,6 +44,15 @@ fi
 if [ "$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("playwright"))' 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
   echo "==> playwright $PLAYWRIGHT_VERSION (Python) into $VENV" >&2
   "$VENV/bin/pip" install -q "playwright==$PLAYWRIGHT_VERSION" >&2
+fi
+if ! "$VENV/bin/python" - "$OTEL_PROTO_VERSION" "$PROMETHEUS_CLIENT_VERSION" "$SENTRY_SDK_VERSION" <<'PY' 2>/dev/null; then
+import sys
+from importlib.metadata import version
+assert [version(p) for p in ("opentelemetry-proto", "prometheus-client", "sentry-sdk")] == sys.argv[1:]
+PY
+  echo "==> opentelemetry-proto, prometheus-client and sentry-sdk into $VENV" >&2
+  "$VENV/bin/pip" install -q "opentelemetry-proto==$OTEL_PROTO_VERSION" \
+    "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "sentry-sdk==$SENTRY_SDK_VERSION" >&2
 fi
 if [ ! -x /usr/bin/chromium ]; then
   echo "==> Debian's chromium (the console's browser tests)" >&2

@@ -41,6 +41,7 @@
 pub mod listing;
 pub mod server;
 pub mod stores;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

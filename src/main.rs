@@ -40,6 +40,7 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Checkpointer, Graph, RunRequest, RunStatus, Runner, loader, render};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 const AFTER_HELP: &str = "Examples:
   brainops validate graphs/*.toml
@@ -410,10 +411,16 @@ pub(crate) fn fail(message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(f) = init_logs() {
-        eprintln!("{}", f.message);
-        return ExitCode::from(f.code);
-    }
+    // The server's and workers' spans also feed /metrics.
+    let metrics = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. })
+        .then(brainops::server::Metrics::new);
+    let telemetry = match brainops::telemetry::init(metrics.as_ref().map(|m| m.layer())) {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -425,51 +432,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli, metrics)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("{}", f.message);
             ExitCode::from(f.code)
         }
-    }
-}
-
-/// Logs for every command, on stderr so stdout stays the documented JSON: `RUST_LOG` (else
-/// `BRAINOPS_LOG`, else `warn`) filters; `BRAINOPS_LOG_FORMAT=json` writes one JSON object
-/// a line, for log shippers; colours only on a terminal.
-fn init_logs() -> Result<(), Failure> {
-    use tracing_subscriber::EnvFilter;
-    let bad = |var: &str, e: String| Failure {
-        message: format!(
-            "error: {var}: {e}\n  help: give directives such as `info` or `warn,engine=debug` (https://docs.rs/tracing-subscriber/latest/tracing_subscriber/filter/struct.EnvFilter.html)"
-        ),
-        code: 2,
     };
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let filter = match (var("RUST_LOG"), var("BRAINOPS_LOG")) {
-        (Some(d), _) => EnvFilter::try_new(&d).map_err(|e| bad("RUST_LOG", e.to_string()))?,
-        (None, Some(d)) => {
-            EnvFilter::try_new(&d).map_err(|e| bad("BRAINOPS_LOG", e.to_string()))?
-        }
-        (None, None) => EnvFilter::new("warn"),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match var("BRAINOPS_LOG_FORMAT").as_deref() {
-        None | Some("text") => builder.try_init(),
-        Some("json") => builder.json().try_init(),
-        Some(other) => {
-            return Err(Failure {
-                message: format!(
-                    "error: BRAINOPS_LOG_FORMAT: `{other}` is not a log format\n  help: use `text` (the default) or `json`"
-                ),
-                code: 2,
-            });
-        }
-    };
-    Ok(())
+    // Sends the last spans and error reports before the process ends.
+    telemetry.shutdown();
+    code
 }
 
 /// Runs with the progress line (`progress`) on stderr, redrawn on every event and every
@@ -519,6 +491,7 @@ async fn run_with_progress(runner: &Runner, request: RunRequest) -> engine::RunO
 /// What `serve` and `worker` were given.
 struct ServeArgs {
     role: brainops::server::Role,
+    metrics: Option<std::sync::Arc<brainops::server::Metrics>>,
     graphs: PathBuf,
     host: std::net::IpAddr,
     port: u16,
@@ -534,6 +507,7 @@ struct ServeArgs {
 async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Result<u8, Failure> {
     let ServeArgs {
         role,
+        metrics,
         graphs,
         host,
         port,
@@ -625,6 +599,7 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
                 .filter(|u| !u.trim().is_empty()),
             cleanup,
             agents: std::sync::Arc::new(agents),
+            metrics,
             ..Default::default()
         };
         let served = engine.graphs().count();
@@ -645,7 +620,10 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+async fn dispatch(
+    cli: Cli,
+    metrics: Option<std::sync::Arc<brainops::server::Metrics>>,
+) -> Result<u8, Failure> {
     let (memory_store, memory_embedder, models, dry_run) = match &cli.command {
         Command::Run {
             memory,
@@ -741,6 +719,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     auth: AuthArg::None,
                     memory_store,
                     memory_embedder,
+                    metrics: metrics.clone(),
                 },
             )
             .await
@@ -774,6 +753,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     auth,
                     memory_store,
                     memory_embedder,
+                    metrics: metrics.clone(),
                 },
             )
             .await
@@ -822,6 +802,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 }
             };
             let store = open_store(store_spec(checkpoint.as_deref()).as_deref()).await?;
+            // The trace's root, and what a failure report links to.
+            let span = tracing::info_span!(
+                target: "brainops",
+                "cli.run",
+                otel.name = %format_args!("brainops run {}", graph.name()),
+                graph = %graph.name(),
+            );
             let runner = Runner::new(graph).with_checkpointer(store);
             let mut request = RunRequest::new();
             request.thread_id = thread;
@@ -829,18 +816,31 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             request.resume = resume;
             request.resume_each = resume_each;
             request.takeover = takeover;
-            let outcome = if stream {
-                let mut run = runner.stream(request);
-                while let Some(event) = run.next().await {
-                    outln!("{}", serde_json::to_string(&event).unwrap_or_default());
+            let outcome = async {
+                if stream {
+                    let mut run = runner.stream(request);
+                    while let Some(event) = run.next().await {
+                        outln!("{}", serde_json::to_string(&event).unwrap_or_default());
+                    }
+                    run.outcome().await
+                } else if std::io::stderr().is_terminal() {
+                    // A person watches: a live line on stderr, erased at the end.
+                    run_with_progress(&runner, request).await
+                } else {
+                    runner.invoke(request).await
                 }
-                run.outcome().await
-            } else if std::io::stderr().is_terminal() {
-                // A person watches: a live line on stderr, erased at the end.
-                run_with_progress(&runner, request).await
-            } else {
-                runner.invoke(request).await
-            };
+            }
+            .instrument(span.clone())
+            .await;
+            if let Some(e) = &outcome.error {
+                let _in_run = span.enter();
+                tracing::error!(
+                    target: "brainops::failure",
+                    graph = %runner.graph().name(),
+                    thread = %outcome.thread_id,
+                    "run failed: {}", e.message
+                );
+            }
             // A run refused before it started (bad input, a thread that cannot take it) is
             // bad usage: exit 2 with the reason, as for a bad flag.
             if let Some(e) = &outcome.error

@@ -52,6 +52,7 @@ pub mod pg;
 pub mod pregel;
 pub mod render;
 mod state;
+pub mod trace;
 
 pub use channel::{ChannelType, Reducer};
 #[cfg(feature = "postgres")]

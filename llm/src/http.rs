@@ -80,9 +80,10 @@ impl Http {
     pub(crate) async fn execute(
         &self,
         provider: &str,
-        request: reqwest::Request,
+        mut request: reqwest::Request,
         key: Option<&ApiKey>,
     ) -> Result<reqwest::Response, LlmError> {
+        crate::trace::outgoing(request.headers_mut());
         // Without the query, which may hold a key.
         let mut url = request.url().clone();
         url.set_query(None);

@@ -24,6 +24,7 @@ pub mod pricing;
 mod resilient;
 mod scripted;
 mod secret;
+pub mod trace;
 
 pub use anthropic::Anthropic;
 pub use embeddings::OpenAiEmbeddings;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use engine::{Node, NodeContext, NodeError, UsageRecord};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{
     ChatModel, ChatRequest, Fallback, LlmError, Message, ProviderConfig, Resilient, RetryPolicy,
@@ -99,10 +100,19 @@ impl Node for ChatNode {
             .and_then(Value::as_f64)
             .map(|t| t as f32);
 
-        let reply = model.complete(&request).await.map_err(|e| failed(&e))?;
+        let span = crate::trace::chat_span(&names, &request, None);
+        let reply = match model.complete(&request).instrument(span.clone()).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                crate::trace::record_error(&span, &e);
+                return Err(failed(&e));
+            }
+        };
         let name = answered_by(&names, &reply.model);
+        let cost_usd = pricing::cost_usd(&name, reply.usage);
+        crate::trace::record_reply(&span, &reply, &name, cost_usd);
         ctx.record_usage(UsageRecord {
-            cost_usd: pricing::cost_usd(&name, reply.usage),
+            cost_usd,
             model: name,
             input_tokens: reply.usage.input_tokens,
             output_tokens: reply.usage.output_tokens,

@@ -409,142 +409,145 @@ impl MemoryStore for EmbeddedStore {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
-        let search = &*search.clamped();
-        let query_vector = match &search.query {
-            Some(q) if !q.trim().is_empty() && search.retrieval != Retrieval::Keyword => self
-                .embedder
-                .embed(std::slice::from_ref(q))
-                .await?
-                .into_iter()
-                .next(),
-            _ => None,
-        };
-        let search = search.clone();
-        self.with_conn(move |c| {
-            let prefix = search.namespace_prefix.path();
-            let now = now_ms();
-            let filter = search.filter.clone().map(Value::Object);
-            // Values are parsed only when a filter or the importance weight needs them; the
-            // page's items are read in full at the end.
-            let need_value = filter.is_some() || search.ranking.importance_weight > 0.0;
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT i.id, i.updated_at, CASE WHEN ?3 THEN i.value END FROM memory_items i WHERE {UNDER_PREFIX}"
-            ))?;
-            let mut candidates: HashMap<i64, (i64, Value)> = HashMap::new();
-            let mut rows = stmt.query(params![prefix, now, need_value])?;
-            while let Some(r) = rows.next()? {
-                let value = match r.get::<_, Option<String>>(2)? {
-                    Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-                    None => Value::Null,
-                };
-                if filter.as_ref().is_none_or(|f| contains(&value, f)) {
-                    candidates.insert(r.get(0)?, (r.get(1)?, value));
-                }
-            }
-            let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
-            let mut similarity: HashMap<i64, f32> = HashMap::new();
-            let mut ranked: Vec<(i64, Option<f64>, i64)> = if let Some(q) = query {
-                let mut by_vector: Vec<(i64, f64)> = Vec::new();
-                if let Some(qv) = &query_vector {
-                    let mut best: HashMap<i64, f32> = HashMap::new();
-                    let mut stmt = c.prepare_cached(&format!(
-                        "SELECT v.item_id, v.embedding FROM memory_vectors v JOIN memory_items i ON i.id = v.item_id WHERE {UNDER_PREFIX}"
-                    ))?;
-                    let mut rows = stmt.query(params![prefix, now])?;
-                    while let Some(r) = rows.next()? {
-                        let id: i64 = r.get(0)?;
-                        if !candidates.contains_key(&id) {
-                            continue;
-                        }
-                        let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                        let sim = cosine(qv, &from_blob(blob));
-                        let slot = best.entry(id).or_insert(f32::MIN);
-                        *slot = slot.max(sim);
-                    }
-                    by_vector = best.iter().map(|(id, s)| (*id, f64::from(*s))).collect();
-                    similarity = best;
-                    by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                }
-                let mut by_keyword: Vec<(i64, f64)> = Vec::new();
-                let words = query_words(q);
-                let mut covered: HashMap<i64, usize> = HashMap::new();
-                if !words.is_empty() && search.retrieval != Retrieval::Semantic {
-                    let any = words
-                        .iter()
-                        .map(|w| format!("\"{w}\""))
-                        .collect::<Vec<_>>()
-                        .join(" OR ");
-                    let mut stmt = c.prepare_cached(
-                        "SELECT rowid, bm25(memory_fts) FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
-                    )?;
-                    for row in stmt.query_map([any], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
-                        let (id, bm25) = row?;
-                        if candidates.contains_key(&id) {
-                            // bm25() is lower for better matches.
-                            by_keyword.push((id, -bm25));
-                        }
-                    }
-                    // Which of the query's words each match holds (FTS5's own stemming).
-                    let mut one = c.prepare_cached(
-                        "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1",
-                    )?;
-                    for w in &words {
-                        for id in one.query_map([format!("\"{w}\"")], |r| r.get::<_, i64>(0))? {
-                            *covered.entry(id?).or_default() += 1;
-                        }
-                    }
-                }
-                let total = words.len().max(1) as f64;
-                let coverage = |id: i64| covered.get(&id).map_or(0.0, |&n| n as f64 / total);
-                let fused: HashMap<i64, f64> = match search.retrieval {
-                    Retrieval::Hybrid => by_vector
-                        .iter()
-                        .chain(&by_keyword)
-                        .map(|&(id, _)| {
-                            let sim = similarity.get(&id).map(|&s| f64::from(s));
-                            (id, hybrid_score(sim, coverage(id)))
-                        })
-                        .collect(),
-                    Retrieval::Semantic => fuse(&[&by_vector]),
-                    Retrieval::Keyword => fuse(&[&by_keyword]),
-                };
-                fused
+        crate::traced_search("sqlite", search, async move {
+            let search = &*search.clamped();
+            let query_vector = match &search.query {
+                Some(q) if !q.trim().is_empty() && search.retrieval != Retrieval::Keyword => self
+                    .embedder
+                    .embed(std::slice::from_ref(q))
+                    .await?
                     .into_iter()
-                    .filter_map(|(id, s)| {
-                        candidates.get(&id).map(|(updated, value)| {
-                            (id, Some(adjust(s, *updated, value, &search.ranking, now)), *updated)
-                        })
-                    })
-                    .collect()
-            } else if scored(None, &search.ranking) {
-                candidates
-                    .iter()
-                    .map(|(id, (updated, value))| {
-                        (*id, Some(adjust(1.0, *updated, value, &search.ranking, now)), *updated)
-                    })
-                    .collect()
-            } else {
-                candidates.iter().map(|(id, (updated, _))| (*id, None, *updated)).collect()
+                    .next(),
+                _ => None,
             };
-            ranked.sort_by(|a, b| {
-                b.1.unwrap_or(0.0)
-                    .total_cmp(&a.1.unwrap_or(0.0))
-                    .then(b.2.cmp(&a.2))
-                    .then(b.0.cmp(&a.0))
-            });
-            let mut read = c.prepare_cached(
-                "SELECT id, ns, key, value, created_at, updated_at, expires_at FROM memory_items WHERE id = ?1",
-            )?;
-            let mut hits = Vec::new();
-            for (id, score, _) in ranked.into_iter().skip(search.offset).take(search.limit) {
-                let (_, item) = read.query_row([id], item_from_row)?;
-                hits.push(Hit {
-                    item,
-                    score,
-                    similarity: similarity.get(&id).copied(),
+            let search = search.clone();
+            self.with_conn(move |c| {
+                let prefix = search.namespace_prefix.path();
+                let now = now_ms();
+                let filter = search.filter.clone().map(Value::Object);
+                // Values are parsed only when a filter or the importance weight needs them; the
+                // page's items are read in full at the end.
+                let need_value = filter.is_some() || search.ranking.importance_weight > 0.0;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT i.id, i.updated_at, CASE WHEN ?3 THEN i.value END FROM memory_items i WHERE {UNDER_PREFIX}"
+                ))?;
+                let mut candidates: HashMap<i64, (i64, Value)> = HashMap::new();
+                let mut rows = stmt.query(params![prefix, now, need_value])?;
+                while let Some(r) = rows.next()? {
+                    let value = match r.get::<_, Option<String>>(2)? {
+                        Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+                        None => Value::Null,
+                    };
+                    if filter.as_ref().is_none_or(|f| contains(&value, f)) {
+                        candidates.insert(r.get(0)?, (r.get(1)?, value));
+                    }
+                }
+                let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
+                let mut similarity: HashMap<i64, f32> = HashMap::new();
+                let mut ranked: Vec<(i64, Option<f64>, i64)> = if let Some(q) = query {
+                    let mut by_vector: Vec<(i64, f64)> = Vec::new();
+                    if let Some(qv) = &query_vector {
+                        let mut best: HashMap<i64, f32> = HashMap::new();
+                        let mut stmt = c.prepare_cached(&format!(
+                            "SELECT v.item_id, v.embedding FROM memory_vectors v JOIN memory_items i ON i.id = v.item_id WHERE {UNDER_PREFIX}"
+                        ))?;
+                        let mut rows = stmt.query(params![prefix, now])?;
+                        while let Some(r) = rows.next()? {
+                            let id: i64 = r.get(0)?;
+                            if !candidates.contains_key(&id) {
+                                continue;
+                            }
+                            let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                            let sim = cosine(qv, &from_blob(blob));
+                            let slot = best.entry(id).or_insert(f32::MIN);
+                            *slot = slot.max(sim);
+                        }
+                        by_vector = best.iter().map(|(id, s)| (*id, f64::from(*s))).collect();
+                        similarity = best;
+                        by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    }
+                    let mut by_keyword: Vec<(i64, f64)> = Vec::new();
+                    let words = query_words(q);
+                    let mut covered: HashMap<i64, usize> = HashMap::new();
+                    if !words.is_empty() && search.retrieval != Retrieval::Semantic {
+                        let any = words
+                            .iter()
+                            .map(|w| format!("\"{w}\""))
+                            .collect::<Vec<_>>()
+                            .join(" OR ");
+                        let mut stmt = c.prepare_cached(
+                            "SELECT rowid, bm25(memory_fts) FROM memory_fts WHERE memory_fts MATCH ?1 ORDER BY bm25(memory_fts), rowid",
+                        )?;
+                        for row in stmt.query_map([any], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))? {
+                            let (id, bm25) = row?;
+                            if candidates.contains_key(&id) {
+                                // bm25() is lower for better matches.
+                                by_keyword.push((id, -bm25));
+                            }
+                        }
+                        // Which of the query's words each match holds (FTS5's own stemming).
+                        let mut one = c.prepare_cached(
+                            "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1",
+                        )?;
+                        for w in &words {
+                            for id in one.query_map([format!("\"{w}\"")], |r| r.get::<_, i64>(0))? {
+                                *covered.entry(id?).or_default() += 1;
+                            }
+                        }
+                    }
+                    let total = words.len().max(1) as f64;
+                    let coverage = |id: i64| covered.get(&id).map_or(0.0, |&n| n as f64 / total);
+                    let fused: HashMap<i64, f64> = match search.retrieval {
+                        Retrieval::Hybrid => by_vector
+                            .iter()
+                            .chain(&by_keyword)
+                            .map(|&(id, _)| {
+                                let sim = similarity.get(&id).map(|&s| f64::from(s));
+                                (id, hybrid_score(sim, coverage(id)))
+                            })
+                            .collect(),
+                        Retrieval::Semantic => fuse(&[&by_vector]),
+                        Retrieval::Keyword => fuse(&[&by_keyword]),
+                    };
+                    fused
+                        .into_iter()
+                        .filter_map(|(id, s)| {
+                            candidates.get(&id).map(|(updated, value)| {
+                                (id, Some(adjust(s, *updated, value, &search.ranking, now)), *updated)
+                            })
+                        })
+                        .collect()
+                } else if scored(None, &search.ranking) {
+                    candidates
+                        .iter()
+                        .map(|(id, (updated, value))| {
+                            (*id, Some(adjust(1.0, *updated, value, &search.ranking, now)), *updated)
+                        })
+                        .collect()
+                } else {
+                    candidates.iter().map(|(id, (updated, _))| (*id, None, *updated)).collect()
+                };
+                ranked.sort_by(|a, b| {
+                    b.1.unwrap_or(0.0)
+                        .total_cmp(&a.1.unwrap_or(0.0))
+                        .then(b.2.cmp(&a.2))
+                        .then(b.0.cmp(&a.0))
                 });
-            }
-            Ok(hits)
+                let mut read = c.prepare_cached(
+                    "SELECT id, ns, key, value, created_at, updated_at, expires_at FROM memory_items WHERE id = ?1",
+                )?;
+                let mut hits = Vec::new();
+                for (id, score, _) in ranked.into_iter().skip(search.offset).take(search.limit) {
+                    let (_, item) = read.query_row([id], item_from_row)?;
+                    hits.push(Hit {
+                        item,
+                        score,
+                        similarity: similarity.get(&id).copied(),
+                    });
+                }
+                Ok(hits)
+            })
+            .await
         })
         .await
     }

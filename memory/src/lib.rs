@@ -137,3 +137,52 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Runs a store's search inside a `memory.search` span (target `brainops`): the store, the
+/// namespace, the limit and how many hits came back; the query only with
+/// `BRAINOPS_TRACE_CONTENT=1`, since it may hold what a customer said.
+async fn traced_search(
+    system: &'static str,
+    search: &Search,
+    run: impl std::future::Future<Output = Result<Vec<Hit>, MemoryError>>,
+) -> Result<Vec<Hit>, MemoryError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        target: "brainops",
+        "memory.search",
+        db.system.name = system,
+        brainops.namespace = tracing::field::Empty,
+        brainops.limit = i64::try_from(search.limit).unwrap_or(i64::MAX),
+        brainops.hits = tracing::field::Empty,
+        brainops.query = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record(
+            "brainops.namespace",
+            search.namespace_prefix.path().as_str(),
+        );
+        if std::env::var("BRAINOPS_TRACE_CONTENT").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+            && let Some(q) = &search.query
+        {
+            span.record("brainops.query", q.as_str());
+        }
+    }
+    let result = run.instrument(span.clone()).await;
+    if !span.is_disabled() {
+        match &result {
+            Ok(hits) => {
+                span.record(
+                    "brainops.hits",
+                    i64::try_from(hits.len()).unwrap_or(i64::MAX),
+                );
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", e.to_string().as_str());
+            }
+        }
+    }
+    result
+}

@@ -375,131 +375,134 @@ impl MemoryStore for PgMemoryStore {
     }
 
     async fn search(&self, search: &Search) -> Result<Vec<Hit>, MemoryError> {
-        let search = &*search.clamped();
-        let prefix = search.namespace_prefix.path();
-        let like = like_prefix(&prefix);
-        let filter = search
-            .filter
-            .as_ref()
-            .map(|f| Value::Object(f.clone()).to_string());
-        let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
-        let weighted = scored(None, &search.ranking);
-        let now = now_ms();
-        let window = search.offset + search.limit;
-        let rows: Vec<PgRow> = match query {
-            None => {
-                // With ranking weights, re-rank a window of the most recent items.
-                let fetch = if weighted {
-                    (window * 10).max(100)
-                } else {
-                    search.limit
-                };
-                let sql = RECENT_SQL.as_str();
-                let offset = if weighted { 0 } else { search.offset };
-                self.pg
-                    .retrying(|| async {
-                        let mut tx = self.begin().await?;
-                        let rows = sqlx::query(sql)
+        crate::traced_search("postgresql", search, async move {
+            let search = &*search.clamped();
+            let prefix = search.namespace_prefix.path();
+            let like = like_prefix(&prefix);
+            let filter = search
+                .filter
+                .as_ref()
+                .map(|f| Value::Object(f.clone()).to_string());
+            let query = search.query.as_deref().filter(|q| !q.trim().is_empty());
+            let weighted = scored(None, &search.ranking);
+            let now = now_ms();
+            let window = search.offset + search.limit;
+            let rows: Vec<PgRow> = match query {
+                None => {
+                    // With ranking weights, re-rank a window of the most recent items.
+                    let fetch = if weighted {
+                        (window * 10).max(100)
+                    } else {
+                        search.limit
+                    };
+                    let sql = RECENT_SQL.as_str();
+                    let offset = if weighted { 0 } else { search.offset };
+                    self.pg
+                        .retrying(|| async {
+                            let mut tx = self.begin().await?;
+                            let rows = sqlx::query(sql)
+                                .persistent(self.persistent())
+                                .bind(&prefix)
+                                .bind(&like)
+                                .bind(&filter)
+                                .bind(fetch as i64)
+                                .bind(offset as i64)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                            tx.commit().await?;
+                            Ok(rows)
+                        })
+                        .await?
+                }
+                Some(q) => {
+                    let vector = self
+                        .embedder
+                        .embed(&[q.to_string()])
+                        .await?
+                        .into_iter()
+                        .next()
+                        .map(Vector::from);
+                    let k = (window * 4).max(MIN_CANDIDATES);
+                    let sql = if weighted {
+                        HYBRID_ALL_SQL.as_str()
+                    } else {
+                        HYBRID_PAGE_SQL.as_str()
+                    };
+                    self.pg
+                        .retrying(|| async {
+                            let mut tx = self.begin().await?;
+                            // Iterative scans keep reading the HNSW graph until enough rows pass
+                            // the namespace and filter conditions (pgvector 0.8).
+                            sqlx::query(
+                                "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                            )
                             .persistent(self.persistent())
-                            .bind(&prefix)
-                            .bind(&like)
-                            .bind(&filter)
-                            .bind(fetch as i64)
-                            .bind(offset as i64)
-                            .fetch_all(&mut *tx)
+                            .bind(k.clamp(40, 1000).to_string())
+                            .execute(&mut *tx)
                             .await?;
-                        tx.commit().await?;
-                        Ok(rows)
-                    })
-                    .await?
-            }
-            Some(q) => {
-                let vector = self
-                    .embedder
-                    .embed(&[q.to_string()])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .map(Vector::from);
-                let k = (window * 4).max(MIN_CANDIDATES);
-                let sql = if weighted {
-                    HYBRID_ALL_SQL.as_str()
-                } else {
-                    HYBRID_PAGE_SQL.as_str()
-                };
-                self.pg
-                    .retrying(|| async {
-                        let mut tx = self.begin().await?;
-                        // Iterative scans keep reading the HNSW graph until enough rows pass
-                        // the namespace and filter conditions (pgvector 0.8).
-                        sqlx::query(
-                            "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                        )
-                        .persistent(self.persistent())
-                        .bind(k.clamp(40, 1000).to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                        // One list alone: the other gets nothing to rank.
-                        let (vector, text) = match search.retrieval {
-                            Retrieval::Hybrid => (vector.as_ref(), q),
-                            Retrieval::Semantic => (vector.as_ref(), ""),
-                            Retrieval::Keyword => (None, q),
-                        };
-                        let rows = sqlx::query(sql)
-                            .persistent(self.persistent())
-                            .bind(&prefix)
-                            .bind(&like)
-                            .bind(&filter)
-                            .bind(vector)
-                            .bind(text)
-                            .bind(k as i64)
-                            .bind(search.limit as i64)
-                            .bind(search.offset as i64)
-                            .bind(search.retrieval == Retrieval::Hybrid)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        Ok(rows)
-                    })
-                    .await?
-            }
-        };
-        let mut hits = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let item = item_from_row(row)?;
-            let relevance: Option<f64> = row.try_get(6)?;
-            let score = if weighted {
-                Some(adjust(
-                    relevance.unwrap_or(1.0),
-                    item.updated_at,
-                    &item.value,
-                    &search.ranking,
-                    now,
-                ))
-            } else {
-                relevance
+                            // One list alone: the other gets nothing to rank.
+                            let (vector, text) = match search.retrieval {
+                                Retrieval::Hybrid => (vector.as_ref(), q),
+                                Retrieval::Semantic => (vector.as_ref(), ""),
+                                Retrieval::Keyword => (None, q),
+                            };
+                            let rows = sqlx::query(sql)
+                                .persistent(self.persistent())
+                                .bind(&prefix)
+                                .bind(&like)
+                                .bind(&filter)
+                                .bind(vector)
+                                .bind(text)
+                                .bind(k as i64)
+                                .bind(search.limit as i64)
+                                .bind(search.offset as i64)
+                                .bind(search.retrieval == Retrieval::Hybrid)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                            tx.commit().await?;
+                            Ok(rows)
+                        })
+                        .await?
+                }
             };
-            let similarity: Option<f64> = row.try_get(7)?;
-            hits.push(Hit {
-                item,
-                score,
-                similarity: similarity.map(|s| s as f32),
-            });
-        }
-        if weighted {
-            hits.sort_by(|a, b| {
-                b.score
-                    .unwrap_or(0.0)
-                    .total_cmp(&a.score.unwrap_or(0.0))
-                    .then(b.item.updated_at.cmp(&a.item.updated_at))
-            });
-            hits = hits
-                .into_iter()
-                .skip(search.offset)
-                .take(search.limit)
-                .collect();
-        }
-        Ok(hits)
+            let mut hits = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let item = item_from_row(row)?;
+                let relevance: Option<f64> = row.try_get(6)?;
+                let score = if weighted {
+                    Some(adjust(
+                        relevance.unwrap_or(1.0),
+                        item.updated_at,
+                        &item.value,
+                        &search.ranking,
+                        now,
+                    ))
+                } else {
+                    relevance
+                };
+                let similarity: Option<f64> = row.try_get(7)?;
+                hits.push(Hit {
+                    item,
+                    score,
+                    similarity: similarity.map(|s| s as f32),
+                });
+            }
+            if weighted {
+                hits.sort_by(|a, b| {
+                    b.score
+                        .unwrap_or(0.0)
+                        .total_cmp(&a.score.unwrap_or(0.0))
+                        .then(b.item.updated_at.cmp(&a.item.updated_at))
+                });
+                hits = hits
+                    .into_iter()
+                    .skip(search.offset)
+                    .take(search.limit)
+                    .collect();
+            }
+            Ok(hits)
+        })
+        .await
     }
 
     async fn list_namespaces(

@@ -205,6 +205,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let limit = app.options.body_limit;
     Router::new()
         .route("/ok", get(ok))
+        .route("/metrics", get(super::metrics::scrape))
         .route("/info", get(info))
         .route("/assistants/search", post(assistants_search))
         .route("/assistants/count", post(assistants_count))
@@ -277,9 +278,59 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             app.clone(),
             super::auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(continue_callers_trace))
         .layer(cors)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
+}
+
+/// A request that carries a W3C `traceparent` is handled in a server span of that trace,
+/// so a run it queues belongs to the caller's trace. Others get no span: a console polling
+/// every few seconds would otherwise fill the trace store.
+async fn continue_callers_trace(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let Some(parent) = crate::telemetry::exporting()
+        .then(|| request.headers().get("traceparent"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+    else {
+        return next.run(request).await;
+    };
+    let mut carrier = std::collections::BTreeMap::new();
+    carrier.insert("traceparent".to_string(), parent.to_string());
+    if let Some(state) = request
+        .headers()
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+    {
+        carrier.insert("tracestate".to_string(), state.to_string());
+    }
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || request.uri().path().to_string(),
+            |p| p.as_str().to_string(),
+        );
+    let span = tracing::info_span!(
+        target: "brainops",
+        "http.request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, &carrier);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    response
 }
 
 fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
@@ -1563,8 +1614,22 @@ pub(crate) async fn create_run(
     if let Some(c) = checkpoint_id {
         body.insert("checkpoint_id".into(), json!(c));
     }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    // Ended at once; whichever process executes the run continues its trace.
+    let enqueued = tracing::info_span!(
+        target: "brainops",
+        "run.enqueue",
+        otel.name = %format_args!("enqueue {graph_id}"),
+        otel.kind = "producer",
+        run_id = %run_id,
+        thread = %thread_id,
+        assistant_id = %assistant_id,
+        graph = %graph_id,
+    );
+    let trace = crate::telemetry::carrier(&enqueued);
+    drop(enqueued);
     let row = RunRow {
-        run_id: uuid::Uuid::now_v7().to_string(),
+        run_id,
         thread_id,
         assistant_id,
         graph_id,
@@ -1581,6 +1646,7 @@ pub(crate) async fn create_run(
         started_at_ms: None,
         start_checkpoint: None,
         usage: None,
+        trace,
         created_at_ms: now,
         updated_at_ms: now,
     };
@@ -1837,6 +1903,12 @@ fn stream_response(
                 }
             }
         });
+    let open = app.options.metrics.as_ref().map(|m| m.stream_opened());
+    // Counted as open until the client goes away and the stream is dropped.
+    let events = futures_util::StreamExt::map(events, move |e| {
+        let _open = &open;
+        e
+    });
     let sse = Sse::new(events).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(5))

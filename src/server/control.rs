@@ -93,6 +93,10 @@ pub(crate) struct RunRow {
     /// What its model calls used and cost (see `runs::RunUsage`), once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<Value>,
+    /// The W3C trace context (`traceparent`, `tracestate`) of the span that queued it, so
+    /// whichever process executes it continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace: Option<std::collections::BTreeMap<String, String>>,
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
 }

@@ -26,6 +26,7 @@ fn run(id: &str, thread: &str, created: u64, not_before: u64) -> RunRow {
         started_at_ms: None,
         start_checkpoint: None,
         usage: None,
+        trace: None,
         created_at_ms: created,
         updated_at_ms: created,
     }

@@ -14,6 +14,7 @@ mod console;
 mod control;
 mod crons;
 mod fanout;
+mod metrics;
 mod protocol;
 mod runs;
 mod webhook;
@@ -29,6 +30,7 @@ use crate::Engine;
 
 pub use auth::{Auth, SupabaseAuth};
 pub use cleanup::Cleanup;
+pub use metrics::Metrics;
 
 /// How `brainops serve` listens and runs.
 #[derive(Debug, Clone)]
@@ -77,6 +79,9 @@ pub struct ServeOptions {
     /// The agent catalog as `/agents` and the console show it
     /// ([`listing::catalog_detail`](crate::listing::catalog_detail)); empty: none listed.
     pub agents: Arc<Vec<serde_json::Value>>,
+    /// Served at `/metrics`; fed by [`Metrics::layer`], which the process installs with its
+    /// `tracing` subscriber ([`telemetry::init`](crate::telemetry::init)). `None`: 404.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a process does.
@@ -112,6 +117,7 @@ impl Default for ServeOptions {
             redis_url: None,
             cleanup: Cleanup::default(),
             agents: Arc::default(),
+            metrics: None,
         }
     }
 }

@@ -285,8 +285,10 @@ pub(crate) async fn events(
             )));
         }
         let caller = super::auth::caller();
-        return Ok(upgrade.on_upgrade(move |socket| {
-            super::auth::as_caller(caller, websocket(app, tid, socket))
+        let open = app.options.metrics.as_ref().map(|m| m.stream_opened());
+        return Ok(upgrade.on_upgrade(move |socket| async move {
+            let _open = open;
+            super::auth::as_caller(caller, websocket(app, tid, socket)).await
         }));
     }
     if !super::api::thread_exists(&app, &tid).await? {
@@ -343,6 +345,11 @@ pub(crate) async fn events(
             }
         },
     );
+    let open = app.options.metrics.as_ref().map(|m| m.stream_opened());
+    let stream = futures_util::StreamExt::map(stream, move |e| {
+        let _open = &open;
+        e
+    });
     Ok(Sse::new(stream)
         .keep_alive(
             KeepAlive::new()

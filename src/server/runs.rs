@@ -727,11 +727,38 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
             runs.cancel(&run_id, CancelAction::Timeout);
         })
     };
+    if row.attempt == 1
+        && let Some(metrics) = &app.options.metrics
+    {
+        let queued_at = row.created_at_ms.max(row.not_before_ms);
+        metrics.run_waited(started_at.saturating_sub(queued_at) as f64 / 1000.0);
+    }
+    let span = tracing::info_span!(
+        target: "brainops",
+        "server.run",
+        otel.name = %format_args!("execute {}", row.graph_id),
+        otel.kind = "consumer",
+        run_id = %row.run_id,
+        thread = %row.thread_id,
+        assistant_id = %row.assistant_id,
+        graph = %row.graph_id,
+        attempt = i64::from(row.attempt),
+        worker = row.worker.as_deref().unwrap_or_default(),
+        status = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    if let Some(carrier) = &row.trace {
+        crate::telemetry::continue_trace(&span, carrier);
+    }
     let mut usage = RunUsage::default();
     let outcome = if token.is_cancelled() {
         Err("the run was taken over by another process".to_string())
     } else {
-        run_graph(app, &row, &log, token.clone(), thread, &mut usage).await
+        use tracing::Instrument;
+        run_graph(app, &row, &log, token.clone(), thread, &mut usage)
+            .instrument(span.clone())
+            .await
     };
     timer.abort();
     // From here the run is ending: the heartbeat stops renewing it (its row may be deleted
@@ -766,6 +793,27 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         Ok(_) => None,
         Err(message) => Some(json!({"error": "ValueError", "message": message})),
     };
+    span.record("status", status.as_str());
+    if let Some(metrics) = &app.options.metrics {
+        metrics.run_ended(&row.graph_id, status.as_str());
+    }
+    if let Some(e) = &error
+        && matches!(status, RunState::Error | RunState::Timeout)
+    {
+        let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
+        engine::trace::fail(&span, message);
+        // For error trackers (Sentry), tagged by the run, thread and graph, and linked to
+        // the trace of the span entered here.
+        let _in_run = span.enter();
+        tracing::error!(
+            target: "brainops::failure",
+            graph = %row.graph_id,
+            thread = %row.thread_id,
+            run = %row.run_id,
+            "run {}: {message}", status.as_str()
+        );
+    }
+    drop(span);
     // The engine's own failures reached the stream through the translator already.
     if let Some(e) = &error
         && (outcome.is_err() || status == RunState::Timeout)
@@ -926,6 +974,7 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
         started_at_ms: None,
         start_checkpoint: None,
         usage: None,
+        trace: None,
         created_at_ms: now,
         updated_at_ms: now,
         ..row.clone()

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use memory::{LazyMemories, Namespace};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::spec::MemorySpec;
 use super::{Agent, AgentSpec, ModelSource};
@@ -272,8 +273,39 @@ impl LlmAgent {
         }
     }
 
-    /// One model turn, streamed: text pieces go to the events as they come.
+    /// One model turn, streamed (text pieces go to the events as they come), in a `chat`
+    /// span.
     async fn turn(
+        &self,
+        model: &dyn ChatModel,
+        request: &ChatRequest,
+        ctx: &NodeContext,
+    ) -> Result<ChatResponse, NodeError> {
+        let span = crate::llm::trace::chat_span(&self.spec.models, request, Some(&self.spec.name));
+        let reply = match self
+            .streamed_reply(model, request, ctx)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                engine::trace::fail(&span, &e.to_string());
+                return Err(e);
+            }
+        };
+        let name = crate::llm::node::answered_by(&self.spec.models, &reply.model);
+        let cost_usd = pricing::cost_usd(&name, reply.usage);
+        crate::llm::trace::record_reply(&span, &reply, &name, cost_usd);
+        ctx.record_usage(UsageRecord {
+            cost_usd,
+            model: name,
+            input_tokens: reply.usage.input_tokens,
+            output_tokens: reply.usage.output_tokens,
+        });
+        Ok(reply)
+    }
+
+    async fn streamed_reply(
         &self,
         model: &dyn ChatModel,
         request: &ChatRequest,
@@ -295,20 +327,12 @@ impl LlmAgent {
                 StreamEvent::Done { response } => reply = Some(response),
             }
         }
-        let reply = reply.ok_or_else(|| {
+        reply.ok_or_else(|| {
             NodeError::transient(format!(
                 "agent `{}`: the model's stream ended without a reply",
                 self.spec.name
             ))
-        })?;
-        let name = crate::llm::node::answered_by(&self.spec.models, &reply.model);
-        ctx.record_usage(UsageRecord {
-            cost_usd: pricing::cost_usd(&name, reply.usage),
-            model: name,
-            input_tokens: reply.usage.input_tokens,
-            output_tokens: reply.usage.output_tokens,
-        });
-        Ok(reply)
+        })
     }
 
     /// Runs one requested call; the text is what the model is told. Only an interrupt (a
@@ -343,7 +367,19 @@ impl LlmAgent {
             },
         );
         let child = ctx.child(&format!("{}#{seq}", call.name));
-        match handler.call(call.arguments.clone(), &child).await {
+        let span = tool_span(&self.spec.name, call);
+        let result = handler
+            .call(call.arguments.clone(), &child)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(output) if crate::llm::trace::content_enabled() && !span.is_disabled() => {
+                span.record("gen_ai.tool.call.result", output.to_string().as_str());
+            }
+            Err(NodeError::Failed { message, .. }) => engine::trace::fail(&span, message),
+            _ => {}
+        }
+        match result {
             Ok(output) => {
                 self.emit(
                     ctx,
@@ -595,4 +631,29 @@ impl Agent for LlmAgent {
             request.messages.push(Message::user(problem));
         }
     }
+}
+
+/// An `execute_tool` span (GenAI conventions) for a tool an agent called; its arguments only
+/// with `BRAINOPS_TRACE_CONTENT=1`.
+fn tool_span(agent: &str, call: &ToolCall) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "brainops",
+        "execute_tool",
+        otel.name = %format_args!("execute_tool {}", call.name),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.name,
+        gen_ai.tool.call.id = %call.id,
+        gen_ai.agent.name = agent,
+        gen_ai.tool.call.arguments = tracing::field::Empty,
+        gen_ai.tool.call.result = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    if crate::llm::trace::content_enabled() && !span.is_disabled() {
+        span.record(
+            "gen_ai.tool.call.arguments",
+            call.arguments.to_string().as_str(),
+        );
+    }
+    span
 }

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use engine::events::{IntegrationCall, Progress};
 use engine::{Node, NodeContext, NodeError, Registry, ToolInfo};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::llm::ApiKey;
 
@@ -227,6 +228,54 @@ impl Node for Integration {
             .get("idempotency_key")
             .and_then(Value::as_str)
             .map_or_else(|| ctx.idempotency_key(), str::to_string);
+        let span = tracing::info_span!(
+            target: "brainops",
+            "integration",
+            otel.name = %format_args!("integration {}", self.name),
+            otel.kind = "client",
+            brainops.integration = self.name,
+            brainops.vendor = self.vendor,
+            brainops.idempotency_key = %key,
+            brainops.mode = tracing::field::Empty,
+            brainops.outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let result = self
+            .plan_and_send(input, key, ctx)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            let (mode, outcome) = match &result {
+                Ok(v) if v.get("dry_run") == Some(&Value::Bool(true)) => ("dry-run", "recorded"),
+                Ok(_) => ("live", "sent"),
+                Err(NodeError::Interrupt(_)) => ("live", "interrupted"),
+                Err(NodeError::Failed { message, .. }) => {
+                    engine::trace::fail(&span, message);
+                    (
+                        if self.config.mode == Mode::DryRun {
+                            "dry-run"
+                        } else {
+                            "live"
+                        },
+                        "failed",
+                    )
+                }
+            };
+            span.record("brainops.mode", mode);
+            span.record("brainops.outcome", outcome);
+        }
+        result
+    }
+}
+
+impl Integration {
+    async fn plan_and_send(
+        &self,
+        input: Value,
+        key: String,
+        ctx: &NodeContext,
+    ) -> Result<Value, NodeError> {
         let (plan, reason) = match (
             (self.plan)(&input, &Vars(&self.config), &key),
             self.config.mode,

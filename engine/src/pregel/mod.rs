@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::channel::Undo;
 use crate::checkpoint::{
@@ -163,7 +164,11 @@ impl Runner {
         let (sink, events) = EventSink::channel();
         let runner = self.clone();
         let thread_id = request.thread_id.clone();
-        let task = tokio::spawn(async move { runner.run(request, Some(sink)).await });
+        // The caller's span stays the parent of the run's, across the spawn.
+        let task = tokio::spawn(
+            async move { runner.run(request, Some(sink)).await }
+                .instrument(tracing::Span::current()),
+        );
         RunStream {
             events,
             task,
@@ -171,8 +176,21 @@ impl Runner {
         }
     }
 
-    /// Runs, sending events into `events` when given.
+    /// Runs, sending events into `events` when given, inside a `run` span
+    /// ([`trace`](crate::trace)).
     pub async fn run(&self, request: RunRequest, events: Option<EventSink>) -> RunOutcome {
+        let span = crate::trace::run(&self.graph.name);
+        self.run_in(request, events, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn run_in(
+        &self,
+        request: RunRequest,
+        events: Option<EventSink>,
+        span: &tracing::Span,
+    ) -> RunOutcome {
         let events = events.map(|e| {
             let on = request.stream_subgraphs || e.namespace_is_set();
             e.with_subgraphs(on)
@@ -207,6 +225,7 @@ impl Runner {
             break_before: breakpoints(&self.graph, &request.interrupt_before),
             break_after: breakpoints(&self.graph, &request.interrupt_after),
         };
+        span.record("thread", thread_id.as_str());
         tracing::debug!(graph = %self.graph.name, thread = %thread_id, "run started");
         exec.emit(|| Event::RunStarted {
             thread_id: thread_id.clone(),
@@ -302,6 +321,13 @@ impl Runner {
             steps,
             usage: exec.usage.lock().map(|u| u.clone()).unwrap_or_default(),
         };
+        if !span.is_disabled() {
+            span.record("status", outcome.status.as_str());
+            span.record("steps", crate::trace::int(outcome.steps));
+            if let Some(e) = &outcome.error {
+                crate::trace::fail(span, &e.message);
+            }
+        }
         match &outcome.error {
             Some(e) => tracing::info!(
                 graph = %self.graph.name, thread = %outcome.thread_id, steps = outcome.steps,

@@ -57,8 +57,10 @@ impl<'g> Execution<'g> {
                 std::mem::replace(&mut resume, Resume::None),
                 Resume::Answers
             );
+            let step_span = crate::trace::step(step);
             let result = self
                 .step(state, pos, step, answering, steps_run == 0, &mut ran)
+                .instrument(step_span.clone())
                 .await;
             if answering {
                 self.answers.clear();
@@ -126,6 +128,7 @@ impl<'g> Execution<'g> {
             };
             if let Err(e) = self
                 .checkpoint(state, pos, CheckpointSource::Loop, names, deltas)
+                .instrument(step_span)
                 .await
             {
                 state.undo(&mut self.undo);
@@ -304,7 +307,15 @@ impl<'g> Execution<'g> {
             created_at_ms: now_ms(),
         };
         let lease = self.renewed_lease();
-        saver.put(&record, lease.as_ref()).await.map_err(cp_err)?;
+        let span = crate::trace::checkpoint_write(id, pos.step);
+        if !span.is_disabled() {
+            span.record("bytes", crate::trace::int(record.stored_bytes()));
+        }
+        saver
+            .put(&record, lease.as_ref())
+            .instrument(span)
+            .await
+            .map_err(cp_err)?;
         pos.checkpoint_id = Some(id);
         if self.events.is_some() {
             let bytes = record.stored_bytes();
@@ -505,6 +516,12 @@ impl<'g> Execution<'g> {
                 node: node.name.to_string(),
                 message: e.to_string(),
             };
+            // Calls and subgraphs open theirs where they run (`run_jobs`).
+            let span = match node.kind {
+                Kind::Call { .. } | Kind::Subgraph { .. } => tracing::Span::none(),
+                _ => crate::trace::node(&node.name, task_or_node(&id, node), step),
+            };
+            let _in_node = span.enter();
             let result = match &node.kind {
                 Kind::Set(assignments) => {
                     let mut writes = Vec::with_capacity(assignments.len());
@@ -671,6 +688,9 @@ impl<'g> Execution<'g> {
                     TaskResult::Pending
                 }
             };
+            if let TaskResult::Failed(e) = &result {
+                crate::trace::fail(&span, &e.to_string());
+            }
             results.push(result);
         }
 
@@ -728,6 +748,15 @@ impl<'g> Execution<'g> {
                 && let TaskResult::Failed(e) =
                     std::mem::replace(&mut results[i], TaskResult::Pending)
             {
+                // For error trackers (Sentry): a node failed after its last attempt.
+                tracing::error!(
+                    target: "brainops::failure",
+                    graph = %graph.name,
+                    node = %graph.nodes[tasks[i].node as usize].name,
+                    thread = %self.thread_id,
+                    step,
+                    "node failed: {e}"
+                );
                 return Err(e);
             }
             if interrupted.is_some() {
@@ -1092,4 +1121,9 @@ fn rfc3339(ms: u64) -> String {
     jiff::Timestamp::from_millisecond(ms as i64)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+/// What a task's span calls it: its id, or its node's name where ids are not built.
+fn task_or_node<'a>(id: &'a str, node: &'a CompiledNode) -> &'a str {
+    if id.is_empty() { &node.name } else { id }
 }

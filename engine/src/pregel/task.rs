@@ -61,8 +61,9 @@ impl<'g> Execution<'g> {
             if let Some((i, job, ctx)) = jobs.pop() {
                 let node = &graph.nodes[tasks[i].node as usize];
                 let saver = self.saver.clone();
+                let span = crate::trace::node(&node.name, &ctx.task_id, ctx.step);
                 let outcome = tokio::select! {
-                    r = run_job(job, ctx, node.retry, node.timeout, saver) => r,
+                    r = run_job(job, ctx, node.retry, node.timeout, saver).instrument(span) => r,
                     _ = cancelled() => return Err(RunError::Cancelled),
                 };
                 results[i] = self.job_result(i, tasks, outcome);
@@ -76,8 +77,10 @@ impl<'g> Execution<'g> {
         for (i, job, ctx) in jobs {
             let node = &graph.nodes[tasks[i].node as usize];
             let (retry, timeout, saver) = (node.retry, node.timeout, self.saver.clone());
-            let handle =
-                set.spawn(async move { (i, run_job(job, ctx, retry, timeout, saver).await) });
+            let span = crate::trace::node(&node.name, &ctx.task_id, ctx.step);
+            let handle = set.spawn(
+                async move { (i, run_job(job, ctx, retry, timeout, saver).await) }.instrument(span),
+            );
             spawned.insert(handle.id(), i);
         }
         loop {
@@ -286,7 +289,7 @@ pub(super) async fn run_job(
             }
         };
         let work = ctx.scope(work);
-        match timeout {
+        let outcome = match timeout {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
                 Err(_) => Err(JobError::Timeout {
@@ -295,11 +298,20 @@ pub(super) async fn run_job(
                 }),
             },
             None => work.await,
+        };
+        if let Err(e) = &outcome {
+            mark_failed(e);
         }
+        outcome
     };
     if retry.max_attempts <= 1 {
         return attempt().await;
     }
+    // A node that retries gets a span per attempt under its task's.
+    let attempt = || {
+        let n = attempts.load(Ordering::SeqCst) + 1;
+        attempt().instrument(crate::trace::attempt(n))
+    };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(retry.initial)
         .with_max_delay(retry.max)
@@ -320,4 +332,19 @@ pub(super) async fn run_job(
             )
         })
         .await
+}
+
+/// Marks the current span (the task's, or its attempt's) failed, unless it only waits for
+/// a person.
+fn mark_failed(e: &JobError) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let message = match e {
+        JobError::Interrupt(_) => return,
+        JobError::Failed { message, .. } => message.clone(),
+        JobError::Timeout { seconds, .. } => format!("timed out after {seconds}s"),
+    };
+    crate::trace::fail(&span, &message);
 }

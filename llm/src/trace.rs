@@ -1,0 +1,195 @@
+//! Model calls as spans with OpenTelemetry's GenAI attributes, and the hook that carries
+//! the caller's trace context into each request to a vendor.
+//!
+//! Prompts and replies are recorded only when `BRAINOPS_TRACE_CONTENT=1`; the model string
+//! is reduced to provider and model id, so a base URL (which may hold credentials) never
+//! becomes an attribute.
+
+use std::sync::OnceLock;
+
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::{ChatRequest, ChatResponse, LlmError};
+
+/// Whether spans may carry prompts, replies, tool arguments and results
+/// (`BRAINOPS_TRACE_CONTENT=1`, read once).
+pub fn content_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("BRAINOPS_TRACE_CONTENT").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+    })
+}
+
+/// `gen_ai.system` and the model id of a model string (`openai:gpt-4o-mini`,
+/// `openai-compat:URL#model`, `local:smollm2-135m`).
+pub fn provider_and_model(name: &str) -> (&'static str, &str) {
+    let (provider, rest) = name.split_once(':').unwrap_or(("", name));
+    let model = rest.rsplit_once('#').map_or(rest, |(_, m)| m);
+    let system = match provider {
+        "openai" => "openai",
+        "anthropic" => "anthropic",
+        "gemini" => "gcp.gemini",
+        "perplexity" => "perplexity",
+        "openai-compat" => "openai_compatible",
+        "local" => "brainops.local",
+        "scripted" => "brainops.scripted",
+        _ => "unknown",
+    };
+    (
+        system,
+        if provider == "openai-compat" && !rest.contains('#') {
+            ""
+        } else {
+            model
+        },
+    )
+}
+
+/// A `chat` span for a call to the first of `models` (the others are fallbacks), by
+/// `agent` when an agent makes it.
+pub fn chat_span(models: &[String], request: &ChatRequest, agent: Option<&str>) -> Span {
+    let first = models.first().map_or("", String::as_str);
+    let (system, model) = provider_and_model(first);
+    let span = tracing::info_span!(
+        target: "brainops",
+        "chat",
+        otel.name = %format_args!("chat {model}"),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.system = system,
+        gen_ai.provider.name = system,
+        gen_ai.request.model = model,
+        gen_ai.request.max_tokens = Empty,
+        gen_ai.request.temperature = Empty,
+        gen_ai.agent.name = agent,
+        gen_ai.response.model = Empty,
+        gen_ai.response.finish_reasons = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        brainops.cost_usd = Empty,
+        brainops.model = %format_args!("{}:{model}", first.split_once(':').map_or("", |(p, _)| p)),
+        gen_ai.input.messages = Empty,
+        gen_ai.output.messages = Empty,
+        error.type = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(n) = request.max_tokens {
+        span.record("gen_ai.request.max_tokens", i64::from(n));
+    }
+    if let Some(t) = request.temperature {
+        span.record("gen_ai.request.temperature", f64::from(t));
+    }
+    if content_enabled() {
+        let messages = serde_json::to_string(&request.messages).unwrap_or_default();
+        span.record("gen_ai.input.messages", messages.as_str());
+    }
+    span
+}
+
+/// Records what answered (`answered_by`, one of the chain's model strings), the tokens and
+/// the cost.
+pub fn record_reply(span: &Span, reply: &ChatResponse, answered_by: &str, cost_usd: Option<f64>) {
+    if span.is_disabled() {
+        return;
+    }
+    let (system, _) = provider_and_model(answered_by);
+    span.record("gen_ai.system", system);
+    span.record("gen_ai.provider.name", system);
+    span.record("gen_ai.response.model", reply.model.as_str());
+    span.record(
+        "gen_ai.response.finish_reasons",
+        format_args!("{:?}", reply.stop_reason)
+            .to_string()
+            .to_lowercase()
+            .as_str(),
+    );
+    span.record(
+        "gen_ai.usage.input_tokens",
+        engine::trace::int(reply.usage.input_tokens),
+    );
+    span.record(
+        "gen_ai.usage.output_tokens",
+        engine::trace::int(reply.usage.output_tokens),
+    );
+    let (_, model) = provider_and_model(answered_by);
+    let provider = answered_by.split_once(':').map_or("", |(p, _)| p);
+    span.record(
+        "brainops.model",
+        format_args!("{provider}:{model}").to_string().as_str(),
+    );
+    if let Some(cost) = cost_usd {
+        span.record("brainops.cost_usd", cost);
+    }
+    if content_enabled() {
+        let out = serde_json::json!([{
+            "role": "assistant",
+            "content": reply.text,
+            "tool_calls": reply.tool_calls,
+        }]);
+        span.record("gen_ai.output.messages", out.to_string().as_str());
+    }
+}
+
+/// Marks the call failed with its (already scrubbed) error.
+pub fn record_error(span: &Span, e: &LlmError) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(
+        "error.type",
+        format_args!("{:?}", e.kind).to_string().as_str(),
+    );
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", e.to_string().as_str());
+}
+
+type Inject = fn(&mut reqwest::header::HeaderMap);
+
+static OUTGOING: OnceLock<Inject> = OnceLock::new();
+
+/// Installs what adds headers to every request sent to a model vendor: the process's
+/// tracing setup puts the current trace context there (`traceparent`). Set once; later
+/// calls are ignored.
+pub fn on_outgoing_request(inject: Inject) {
+    let _ = OUTGOING.set(inject);
+}
+
+pub(crate) fn outgoing(headers: &mut reqwest::header::HeaderMap) {
+    if let Some(inject) = OUTGOING.get() {
+        inject(headers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provider_and_model;
+
+    #[test]
+    fn a_model_string_gives_its_provider_and_id_and_never_the_base_url() {
+        assert_eq!(
+            provider_and_model("openai:gpt-4o-mini"),
+            ("openai", "gpt-4o-mini")
+        );
+        assert_eq!(
+            provider_and_model("gemini:gemini-2.0-flash"),
+            ("gcp.gemini", "gemini-2.0-flash")
+        );
+        assert_eq!(
+            provider_and_model("openai-compat:http://user:pw@127.0.0.1:8080/v1#qwen"),
+            ("openai_compatible", "qwen")
+        );
+        assert_eq!(
+            provider_and_model("openai-compat:http://user:pw@127.0.0.1:8080/v1"),
+            ("openai_compatible", "")
+        );
+        assert_eq!(
+            provider_and_model("local:smollm2-135m"),
+            ("brainops.local", "smollm2-135m")
+        );
+    }
+}
