@@ -1,7 +1,9 @@
-//! What tracing costs the executor: the 1,000-node chain with no subscriber, and with the
-//! OpenTelemetry layer installed as `brainops` installs it (filter `brainops=info,warn`)
-//! exporting over OTLP/HTTP (protobuf, batch processor) to a local sink that answers 200.
-//! Without and with the in-memory checkpointer (which adds a `checkpoint.write` span a step).
+//! What tracing costs the executor: the 1,000-node chain of expression nodes with no
+//! subscriber, and with the OpenTelemetry layer installed as `brainops` installs it (filter
+//! `brainops=info,warn`) exporting over OTLP/HTTP (protobuf, batch processor) to a local sink
+//! that answers 200: by default (expression steps are counted on the run span, not spans
+//! of their own) and with every step, node and checkpoint write a span
+//! (`BRAINOPS_TRACE_EXPRESSIONS=1`). Without and with the in-memory checkpointer.
 //!
 //!   cargo bench --bench tracing
 //!
@@ -15,7 +17,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use engine::{MemorySaver, RunRequest, Runner};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -70,28 +72,46 @@ fn sink(received: Arc<AtomicU64>) -> String {
     format!("http://{addr}/v1/traces")
 }
 
-fn run_chain(c: &mut Criterion, label: &str, runner: &Runner) {
+/// Times one run of the chain; a fresh saver each run (made outside the timing), so stored
+/// checkpoints do not pile up across iterations and slow the variants measured later.
+fn run_chain(c: &mut Criterion, label: &str, graph: &Arc<engine::Graph>, saver: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     c.bench_function(label, |b| {
-        b.iter(|| {
-            let outcome = rt.block_on(runner.invoke(RunRequest::new()));
-            assert_eq!(outcome.state["n"], NODES);
-        })
+        b.iter_batched(
+            || {
+                let runner = Runner::new(graph.clone());
+                if saver {
+                    runner.with_checkpointer(Arc::new(MemorySaver::new()))
+                } else {
+                    runner
+                }
+            },
+            |runner| {
+                let outcome = rt.block_on(runner.invoke(RunRequest::new()));
+                assert_eq!(outcome.state["n"], NODES);
+                outcome
+            },
+            BatchSize::SmallInput,
+        )
     });
 }
 
 fn benches(c: &mut Criterion) {
     let graph = Arc::new(shapes::chain(NODES));
-    let plain = Runner::new(graph.clone());
-    let saved = Runner::new(graph).with_checkpointer(Arc::new(MemorySaver::new()));
 
-    run_chain(c, "tracing/off/chain_1000", &plain);
-    run_chain(c, "tracing/off/chain_1000_memory_saver", &saved);
+    run_chain(c, "tracing/off/chain_1000", &graph, false);
+    run_chain(c, "tracing/off/chain_1000_memory_saver", &graph, true);
+    {
+        let _registry = tracing::subscriber::set_default(tracing_subscriber::Registry::default());
+        run_chain(c, "tracing/registry/chain_1000", &graph, false);
+    }
 
     let received = Arc::new(AtomicU64::new(0));
+    // Installs the rustls crypto provider the exporter's client needs, as `brainops` does.
+    let _ = brainops::agents::llm::http_client_builder();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(sink(received.clone()))
@@ -100,15 +120,23 @@ fn benches(c: &mut Criterion) {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .build();
-    let layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("brainops"))
-        .with_threads(false)
+    let layer = brainops::telemetry::otel_layer(provider.tracer("brainops"))
         .with_filter(tracing_subscriber::EnvFilter::new("brainops=info,warn"));
     let subscriber = tracing_subscriber::Registry::default().with(layer);
     {
         let _on = tracing::subscriber::set_default(subscriber);
-        run_chain(c, "tracing/otlp/chain_1000", &plain);
-        run_chain(c, "tracing/otlp/chain_1000_memory_saver", &saved);
+        run_chain(c, "tracing/otlp/chain_1000", &graph, false);
+        run_chain(c, "tracing/otlp/chain_1000_memory_saver", &graph, true);
+        // Every expression step a span too (BRAINOPS_TRACE_EXPRESSIONS=1, and the server).
+        engine::trace::trace_expression_steps(true);
+        run_chain(c, "tracing/otlp_expressions/chain_1000", &graph, false);
+        run_chain(
+            c,
+            "tracing/otlp_expressions/chain_1000_memory_saver",
+            &graph,
+            true,
+        );
+        engine::trace::trace_expression_steps(false);
     }
     let _ = provider.shutdown();
     eprintln!(

@@ -573,6 +573,16 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
             .filter(|o| !o.is_empty())
             .map(String::from)
             .collect();
+        let metrics_addr = match std::env::var("BRAINOPS_METRICS_ADDR") {
+            Ok(a) if !a.trim().is_empty() && role == brainops::server::Role::Worker => {
+                Some(a.trim().parse::<std::net::SocketAddr>().map_err(|e| {
+                    fail(format!(
+                        "error: BRAINOPS_METRICS_ADDR: `{a}` is not an address ({e})\n  help: give IP:PORT, e.g. 127.0.0.1:9464 or 0.0.0.0:9464"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
         let listen_url = std::env::var("BRAINOPS_LISTEN_URL")
             .ok()
             .filter(|u| !u.trim().is_empty());
@@ -600,10 +610,14 @@ async fn serve_command(builder: brainops::EngineBuilder, args: ServeArgs) -> Res
             cleanup,
             agents: std::sync::Arc::new(agents),
             metrics,
+            metrics_addr,
             ..Default::default()
         };
         let served = engine.graphs().count();
         brainops::server::serve(engine, options, |addr| match role {
+                brainops::server::Role::Worker if metrics_addr.is_some() => eprintln!(
+                    "brainops worker: {served} graphs, executing queued runs, metrics on http://{addr}/metrics (SIGTERM stops it)"
+                ),
                 brainops::server::Role::Worker => eprintln!(
                     "brainops worker: {served} graphs, executing queued runs (SIGTERM stops it)"
                 ),

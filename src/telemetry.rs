@@ -113,13 +113,7 @@ pub fn init(extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) -> Result<Tel
         )?;
         let provider = tracer_provider()?;
         let tracer = provider.tracer("brainops");
-        layers.push(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_threads(false)
-                .with_filter(filter)
-                .boxed(),
-        );
+        layers.push(otel_layer(tracer).with_filter(filter).boxed());
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         agents::llm::trace::on_outgoing_request(inject_current);
         EXPORTING.store(true, Ordering::Release);
@@ -135,12 +129,35 @@ pub fn init(extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) -> Result<Tel
                 .boxed(),
         );
     }
+    // The server's step and node metrics need every step; elsewhere, on request.
+    engine::trace::trace_expression_steps(
+        extra.is_some()
+            || std::env::var("BRAINOPS_TRACE_EXPRESSIONS")
+                .is_ok_and(|v| matches!(v.trim(), "1" | "true")),
+    );
     if let Some(extra) = extra {
         layers.push(extra);
     }
     // A second call (tests that start several servers in one process) keeps the first.
     let _ = tracing::subscriber::set_global_default(Registry::default().with(layers));
     Ok(telemetry)
+}
+
+/// The OpenTelemetry layer as every `brainops` process installs it: spans carry their own
+/// attributes only (no thread, source location or busy/idle timings), and a span's parent is
+/// the enclosing `tracing` span, so entering a span (every poll of a future) costs nothing.
+pub fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_location(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
 }
 
 fn otlp_configured() -> bool {

@@ -6,9 +6,29 @@
 //! (`brainops=info`) selects them. Names are static (`run`, `step`, `node`, `attempt`,
 //! `checkpoint.write`); `otel.name` gives the exported span a readable one (`node triage`).
 //! A failed span records `otel.status_code = "ERROR"` and `otel.status_description`.
+//!
+//! A step that only evaluates expressions (`set`, `ask`, `wait` nodes: microseconds) opens
+//! no span unless [`trace_expression_steps`] is on: exported, such a span would cost several
+//! times the step. Steps that call a tool, an agent or a subgraph always do, with a span for
+//! every one of their tasks and their checkpoint write. The run span counts the others
+//! (`expression_steps`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 use tracing::field::Empty;
+
+static EXPRESSION_STEPS: AtomicBool = AtomicBool::new(false);
+
+/// Whether steps of expression nodes alone open spans too (off by default; the server turns
+/// it on for its step and node metrics, `BRAINOPS_TRACE_EXPRESSIONS=1` elsewhere).
+pub fn trace_expression_steps(on: bool) {
+    EXPRESSION_STEPS.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn expression_steps() -> bool {
+    EXPRESSION_STEPS.load(Ordering::Relaxed)
+}
 
 /// Target of every span and failure report the engine emits.
 pub const TARGET: &str = "brainops";
@@ -23,6 +43,7 @@ pub(crate) fn run(graph: &str) -> Span {
         thread = Empty,
         status = Empty,
         steps = Empty,
+        expression_steps = Empty,
         otel.status_code = Empty,
         otel.status_description = Empty,
     )

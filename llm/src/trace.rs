@@ -101,13 +101,15 @@ pub fn record_reply(span: &Span, reply: &ChatResponse, answered_by: &str, cost_u
     span.record("gen_ai.system", system);
     span.record("gen_ai.provider.name", system);
     span.record("gen_ai.response.model", reply.model.as_str());
-    span.record(
-        "gen_ai.response.finish_reasons",
-        format_args!("{:?}", reply.stop_reason)
-            .to_string()
-            .to_lowercase()
-            .as_str(),
-    );
+    // OpenAI's words, which the GenAI conventions use.
+    let finish = match reply.stop_reason {
+        crate::StopReason::End | crate::StopReason::StopSequence => "stop",
+        crate::StopReason::MaxTokens => "length",
+        crate::StopReason::ToolCalls => "tool_calls",
+        crate::StopReason::ContentFilter => "content_filter",
+        crate::StopReason::Other => "other",
+    };
+    span.record("gen_ai.response.finish_reasons", finish);
     span.record(
         "gen_ai.usage.input_tokens",
         engine::trace::int(reply.usage.input_tokens),

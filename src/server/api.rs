@@ -333,6 +333,14 @@ async fn continue_callers_trace(
     response
 }
 
+/// A worker's only routes: `/ok` and `/metrics`.
+pub(crate) fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/ok", get(ok))
+        .route("/metrics", get(super::metrics::scrape))
+        .with_state(app)
+}
+
 fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
     let allowed: Vec<HeaderValue> = origins

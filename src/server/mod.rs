@@ -82,6 +82,9 @@ pub struct ServeOptions {
     /// Served at `/metrics`; fed by [`Metrics::layer`], which the process installs with its
     /// `tracing` subscriber ([`telemetry::init`](crate::telemetry::init)). `None`: 404.
     pub metrics: Option<Arc<Metrics>>,
+    /// A worker serves `/metrics` (and `/ok`), nothing else, on this address when given
+    /// (`BRAINOPS_METRICS_ADDR`); a worker has no other port.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// What a process does.
@@ -118,6 +121,7 @@ impl Default for ServeOptions {
             cleanup: Cleanup::default(),
             agents: Arc::default(),
             metrics: None,
+            metrics_addr: None,
         }
     }
 }
@@ -286,10 +290,13 @@ pub async fn serve_until(
         redis: redis.as_ref().map(|(r, _)| r.clone()),
     });
     let executes = options.role != Role::Api;
-    let listener = if options.role == Role::Worker {
+    let listener = if options.role == Role::Worker && options.metrics_addr.is_none() {
         None
     } else {
-        let addr = SocketAddr::new(options.host, options.port);
+        let addr = match (options.role, options.metrics_addr) {
+            (Role::Worker, Some(addr)) => addr,
+            _ => SocketAddr::new(options.host, options.port),
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| ServeError::Bind {
@@ -322,7 +329,11 @@ pub async fn serve_until(
     let mut server = None;
     let bound = match listener {
         Some((listener, bound)) => {
-            let router = api::router(app.clone());
+            let router = if options.role == Role::Worker {
+                api::metrics_router(app.clone())
+            } else {
+                api::router(app.clone())
+            };
             let mut stop_http = stop_rx.clone();
             // Responses are written in pieces (headers, then a streamed body): without
             // NODELAY, Nagle's algorithm holds the last piece for the client's delayed ACK,

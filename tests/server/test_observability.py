@@ -27,6 +27,7 @@ from sentry_sdk.envelope import Envelope
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRAPHS = os.path.join(HERE, "observe_graphs")
+AGENTS = os.path.join(HERE, "observe_agents")
 DIRECT = os.environ.get("DATABASE_URL")
 POOLER = os.environ.get("DATABASE_POOLER_URL")
 
@@ -126,8 +127,9 @@ class SentryIngest(http.server.BaseHTTPRequestHandler):
 
 class ScriptedOpenAI(http.server.BaseHTTPRequestHandler):
     """A test double of an OpenAI-compatible server: answers every chat completion with a
-    fixed reply and fixed usage, refuses model `refuse` with OpenAI's 401 (which echoes
-    the key, as OpenAI's does), and keeps each request's headers."""
+    fixed reply and fixed usage, first calls the offered tool when the request offers tools
+    and has no tool result yet, refuses model `refuse` with OpenAI's 401 (which echoes the
+    key, as OpenAI's does), and keeps each request's headers."""
 
     headers_seen = []
 
@@ -147,11 +149,23 @@ class ScriptedOpenAI(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.end_headers()
-            chunks = [
-                {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]},
-                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                {"choices": [], "usage": usage},
-            ]
+            answered = any(m.get("role") == "tool" for m in body.get("messages", []))
+            if body.get("tools") and not answered:
+                tool = body["tools"][0]["function"]["name"]
+                call = {"index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": tool,
+                                     "arguments": json.dumps({"area_sqft": 2000, "pitch": 6})}}
+                chunks = [
+                    {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}}]},
+                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+                    {"choices": [], "usage": usage},
+                ]
+            else:
+                chunks = [
+                    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]},
+                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                    {"choices": [], "usage": usage},
+                ]
             for c in chunks:
                 c.update({"id": "chatcmpl-1", "object": "chat.completion.chunk",
                           "created": 0, "model": "scripted-gpt"})
@@ -193,7 +207,7 @@ class Proc:
 
     def __init__(self, command, env, extra=()):
         self.home = tempfile.mkdtemp()
-        self.args = [os.environ["BRAINOPS_BIN"], command, "--graphs", GRAPHS,
+        self.args = [os.environ["BRAINOPS_BIN"], "--agent-dir", AGENTS, command, "--graphs", GRAPHS,
                      *(["--port", "0"] if command == "serve" else []), *extra]
         self.env = dict(os.environ, BRAINOPS_HOME=self.home, OTEL_BSP_SCHEDULE_DELAY="100",
                         **env)
@@ -208,11 +222,11 @@ class Proc:
             line = self.proc.stderr.readline()
             assert line, f"exited: {''.join(self.lines)}"
             self.lines.append(line)
-            if "brainops worker" in line:
-                break
             m = re.search(r"on (http://[0-9.:]+)", line)
             if m:
                 self.url = m.group(1)
+            elif "brainops worker" in line:
+                break
         threading.Thread(target=self._drain, daemon=True).start()
         return self
 
@@ -328,6 +342,57 @@ def test_a_business_run_is_one_trace_from_the_callers_request_to_the_model_vendo
         server.stop()
 
 
+def test_an_agents_model_turns_and_tool_call_are_spans_of_its_node(receivers):
+    env = base_env(receivers, OPENAI_BASE_URL=receivers["model"] + "/v1", **FAKE_KEYS)
+    server = Proc("serve", env).start()
+    try:
+        trace_id, _, header = traceparent()
+        r = httpx.post(f"{server.url}/runs/wait", json={"assistant_id": "estimate", "input": {}},
+                       headers={"traceparent": header}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert "scheduled" in json.dumps(r.json()["estimate"])
+        spans = spans_of(trace_id, lambda s: any(x["name"] == "run estimate" for x in s))
+        node = one(spans, "node estimate")
+        turns = child_of(spans, node, "chat scripted-gpt")
+        assert len(turns) == 2
+        assert all(t["attributes"]["gen_ai.agent.name"] == "industry.estimator" for t in turns)
+        assert all(t["attributes"]["gen_ai.system"] == "openai" for t in turns)
+        assert sorted(t["attributes"]["gen_ai.response.finish_reasons"] for t in turns) == [
+            "stop", "tool_calls"]
+        tool = child_of(spans, node, "execute_tool roofing.estimate")[0]
+        a = tool["attributes"]
+        assert a["gen_ai.tool.name"] == "roofing.estimate"
+        assert a["gen_ai.tool.call.id"] == "call_1"
+        assert "gen_ai.tool.call.arguments" not in a and "gen_ai.tool.call.result" not in a
+        assert tool["status"] != 2  # not ERROR
+    finally:
+        server.stop()
+
+
+def test_brainops_run_exports_its_trace_before_it_exits(receivers, tmp_path):
+    env = dict(os.environ, BRAINOPS_HOME=str(tmp_path), **base_env(receivers))
+    out = subprocess.run(
+        [os.environ["BRAINOPS_BIN"], "run", os.path.join(GRAPHS, "quote.toml"),
+         "--input", json.dumps({"model": model(receivers)})],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    thread = json.loads(out.stdout)["thread_id"]
+    with Otlp.lock:
+        runs = [s for s in Otlp.spans
+                if s["name"] == "run quote" and s["attributes"].get("thread") == thread]
+    # Sent by the time the command returned.
+    assert len(runs) == 1
+    spans = spans_of(runs[0]["trace_id"], lambda s: True)
+    root = one(spans, "brainops run quote")
+    assert root["parent"] == "" and runs[0]["parent"] == root["span_id"]
+    # The step of the `set` node alone is counted, not a span of its own (a step that runs
+    # a tool is): BRAINOPS_TRACE_EXPRESSIONS=1 makes it one.
+    assert runs[0]["attributes"]["expression_steps"] == 1
+    assert sorted(s["name"] for s in spans if s["name"].startswith("step ")) == ["step 2", "step 3"]
+    assert one(spans, "chat scripted-gpt")["attributes"]["gen_ai.usage.output_tokens"] == 9
+
+
 def test_trace_content_is_recorded_only_when_asked(receivers):
     server = Proc("serve", base_env(receivers, BRAINOPS_TRACE_CONTENT="1")).start()
     try:
@@ -354,7 +419,9 @@ def test_the_trace_follows_a_run_from_the_api_server_to_a_worker_process(receive
         db += "?" + POOLER.split("?", 1)[1]
     env = base_env(receivers, BRAINOPS_POLL_MS="100")
     api = Proc("serve", env, ["--no-worker", "--checkpoint", db]).start()
-    worker = Proc("worker", env, ["--checkpoint", db]).start()
+    worker = Proc("worker", dict(env, BRAINOPS_METRICS_ADDR="127.0.0.1:0"),
+                  ["--checkpoint", db]).start()
+    assert worker.url, worker.lines
     try:
         trace_id, caller_span, header = traceparent()
         thread = httpx.post(api.url + "/threads", json={}).json()["thread_id"]
@@ -376,6 +443,14 @@ def test_the_trace_follows_a_run_from_the_api_server_to_a_worker_process(receive
         assert execute["resource"]["process.pid"] == worker.proc.pid
         assert one(spans, "chat scripted-gpt")["resource"]["process.pid"] == worker.proc.pid
         assert one(spans, "POST /threads/{tid}/runs")["parent"] == caller_span
+
+        # The worker counts what it executed; the API server, which only queued it, does not.
+        at_worker, at_api = scrape(worker.url), scrape(api.url)
+        assert sample(at_worker, "brainops_runs_total", graph="quote", status="success") == 1
+        assert sample(at_worker, "brainops_model_calls_total", model="openai-compat:scripted-gpt",
+                      status="ok") == 1
+        assert sample(at_api, "brainops_runs_total", graph="quote", status="success") == 0
+        assert sample(at_api, "brainops_run_queue_depth") == 0
     finally:
         worker.stop()
         api.stop()

@@ -222,6 +222,8 @@ impl Runner {
             undo: Vec::new(),
             undo_scratch: Vec::new(),
             emit_values: request.emit_values,
+            step_traced: false,
+            untraced_steps: 0,
             break_before: breakpoints(&self.graph, &request.interrupt_before),
             break_after: breakpoints(&self.graph, &request.interrupt_after),
         };
@@ -324,6 +326,9 @@ impl Runner {
         if !span.is_disabled() {
             span.record("status", outcome.status.as_str());
             span.record("steps", crate::trace::int(outcome.steps));
+            if exec.untraced_steps > 0 {
+                span.record("expression_steps", crate::trace::int(exec.untraced_steps));
+            }
             if let Some(e) = &outcome.error {
                 crate::trace::fail(span, &e.message);
             }
@@ -425,6 +430,9 @@ struct Execution<'g> {
     undo_scratch: Vec<Undo>,
     /// Send the whole state after every step.
     emit_values: bool,
+    /// Whether the current step has a span (see [`crate::trace`]), and how many did not.
+    step_traced: bool,
+    untraced_steps: u64,
     /// This run's own breakpoints, by node (empty: none).
     break_before: Vec<bool>,
     break_after: Vec<bool>,

@@ -57,7 +57,23 @@ impl<'g> Execution<'g> {
                 std::mem::replace(&mut resume, Resume::None),
                 Resume::Answers
             );
-            let step_span = crate::trace::step(step);
+            self.step_traced = crate::trace::expression_steps()
+                || pos
+                    .frontier
+                    .iter()
+                    .chain(pos.sends.iter().map(|(n, _)| n))
+                    .any(|&n| {
+                        matches!(
+                            graph.nodes[n as usize].kind,
+                            Kind::Call { .. } | Kind::Subgraph { .. }
+                        )
+                    });
+            let step_span = if self.step_traced {
+                crate::trace::step(step)
+            } else {
+                self.untraced_steps += 1;
+                tracing::Span::none()
+            };
             let result = self
                 .step(state, pos, step, answering, steps_run == 0, &mut ran)
                 .instrument(step_span.clone())
@@ -307,7 +323,11 @@ impl<'g> Execution<'g> {
             created_at_ms: now_ms(),
         };
         let lease = self.renewed_lease();
-        let span = crate::trace::checkpoint_write(id, pos.step);
+        let span = if self.step_traced {
+            crate::trace::checkpoint_write(id, pos.step)
+        } else {
+            tracing::Span::none()
+        };
         if !span.is_disabled() {
             span.record("bytes", crate::trace::int(record.stored_bytes()));
         }
@@ -519,6 +539,7 @@ impl<'g> Execution<'g> {
             // Calls and subgraphs open theirs where they run (`run_jobs`).
             let span = match node.kind {
                 Kind::Call { .. } | Kind::Subgraph { .. } => tracing::Span::none(),
+                _ if !self.step_traced => tracing::Span::none(),
                 _ => crate::trace::node(&node.name, task_or_node(&id, node), step),
             };
             let _in_node = span.enter();
