@@ -549,4 +549,47 @@ mod tests {
         assert_eq!(v["extra"]["phone_number"], FILTERED);
         assert_eq!(v["extra"]["auth"]["token"], FILTERED);
     }
+
+    /// The panic hook `sentry::init` installs reports a panic on any thread, scrubbed, to
+    /// the DSN's envelope endpoint (a local server here, read as raw envelope text).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_is_reported_to_sentry_without_the_secret_in_its_message() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let ingest = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/7/envelope/"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&ingest)
+            .await;
+        let dsn = format!("http://publickey@{}/7", ingest.address());
+        let guard = sentry_client(&dsn).expect("a valid DSN");
+
+        let worker = std::thread::Builder::new()
+            .name("estimate-worker".into())
+            .spawn(|| panic!("estimate broke with key sk-proj-abcdefghijklmnop1234 in hand"))
+            .expect("spawn");
+        assert!(worker.join().is_err(), "the thread panicked");
+        tokio::task::spawn_blocking(move || guard.flush(Some(std::time::Duration::from_secs(5))))
+            .await
+            .expect("flush");
+
+        let requests = ingest.received_requests().await.expect("recording is on");
+        let sent: String = requests
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        let event = sent
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|item| item.get("exception").is_some())
+            .unwrap_or_else(|| panic!("no event with an exception in {sent}"));
+        let exception = &event["exception"]["values"][0];
+        assert_eq!(exception["mechanism"]["type"], "panic", "{event}");
+        assert_eq!(exception["mechanism"]["handled"], false, "{event}");
+        let message = exception["value"].as_str().unwrap_or_default();
+        assert!(message.contains("estimate broke with key"), "{message}");
+        assert!(!sent.contains("sk-proj-abcdefghijklmnop1234"), "{sent}");
+        assert_eq!(event["level"], "fatal", "{event}");
+    }
 }
