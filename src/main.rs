@@ -106,6 +106,13 @@ Exit status: 0 done or interrupted, 1 the run failed, 2 bad usage or input,
         /// task → value, e.g. '{"ask_a": "yes", "ask_b": "no"}' (or @FILE).
         #[arg(long, conflicts_with_all = ["input", "resume"])]
         resume_each: Option<String>,
+        /// Read-only values for this run, as a JSON object (or @FILE): `context.NAME` in
+        /// expressions (LangGraph's runtime context). Not saved: give it again to resume.
+        #[arg(long, value_name = "JSON")]
+        context: Option<String>,
+        /// Fail this run after N super-steps instead of the graph's `recursion_limit`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        recursion_limit: Option<u32>,
         /// Where checkpoints go: memory, sqlite:PATH (or a plain file path), postgres://... (default:
         /// $BRAINOPS_CHECKPOINT, else sqlite under $BRAINOPS_HOME or .brainops/). Add
         /// `?pgbouncer=true` (or use port 6543) when connecting through a transaction pooler.
@@ -789,6 +796,8 @@ async fn dispatch(
             thread,
             resume,
             resume_each,
+            context,
+            recursion_limit,
             checkpoint,
             stream,
             takeover,
@@ -815,6 +824,15 @@ async fn dispatch(
                     )));
                 }
             };
+            let context = match context.map(|s| parse_json("--context", &s)).transpose()? {
+                Some(other) if !other.is_object() => {
+                    return Err(fail(format!(
+                        "error: --context: expected a JSON object, got {}\n  help: e.g. --context '{{\"user_name\": \"Ada\"}}'; the graph reads it as `context.user_name`",
+                        engine::channel::kind(&other)
+                    )));
+                }
+                context => context,
+            };
             let store = open_store(store_spec(checkpoint.as_deref()).as_deref()).await?;
             // The trace's root, and what a failure report links to.
             let span = tracing::info_span!(
@@ -830,6 +848,8 @@ async fn dispatch(
             request.resume = resume;
             request.resume_each = resume_each;
             request.takeover = takeover;
+            request.context = context;
+            request.recursion_limit = recursion_limit;
             let outcome = async {
                 if stream {
                     let mut run = runner.stream(request);

@@ -240,6 +240,70 @@ fn failures_exit_non_zero_with_the_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`redis://x` is not a store"));
 }
 
+/// `--context` is the run's read-only `context`; `--recursion-limit` replaces the graph's.
+#[test]
+fn a_run_takes_its_context_and_recursion_limit_from_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let graph = "tests/server/graphs/greet.toml";
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            graph,
+            "--checkpoint",
+            "memory",
+            "--context",
+            r#"{"user_name": "Ada"}"#,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["state"]["greeting"], "Hello Ada");
+
+    let out = brainops(
+        home.path(),
+        &[
+            "run",
+            graph,
+            "--checkpoint",
+            "memory",
+            "--recursion-limit",
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let result = stdout_json(&out);
+    assert_eq!(result["status"], "failed");
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit of 3"),
+        "{result}"
+    );
+
+    for (flag, value, says) in [
+        (
+            "--context",
+            "[1]",
+            "--context: expected a JSON object, got array",
+        ),
+        ("--recursion-limit", "0", "--recursion-limit"),
+    ] {
+        let out = brainops(
+            home.path(),
+            &["run", graph, "--checkpoint", "memory", flag, value],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
 #[test]
 fn graph_draws_mermaid_and_dot() {
     let home = tempfile::tempdir().unwrap();

@@ -204,12 +204,12 @@ pub enum RunError {
         /// The step.
         step: u64,
     },
-    /// The run took more super-steps than the graph allows.
+    /// The run took more super-steps than the graph (or the run's request) allows.
     #[error(
-        "the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] or check the loop's exit condition"
+        "the run exceeded the recursion limit of {limit} super-steps; raise `recursion_limit` in [graph] (or the run's own limit, when it set one) or check the loop's exit condition"
     )]
     RecursionLimit {
-        /// The graph's `recursion_limit`.
+        /// The limit: the graph's `recursion_limit`, or the run's when it set one.
         limit: u32,
     },
     /// A CEL expression failed at run time.

@@ -35,6 +35,8 @@ pub struct Expr {
     reads: Option<Box<[ChannelId]>>,
     /// How deep loops (comprehensions) nest; two or more get a cost check before running.
     loops: u32,
+    /// Whether it reads the run's `context`.
+    reads_context: bool,
 }
 
 /// Expressions longer than this are refused at load: a long one is a program, not a
@@ -242,6 +244,8 @@ impl Expr {
                 "type",
             ];
             let allowed = TYPES.contains(&name.as_str())
+                // The run's context (LangGraph's runtime context / `configurable`).
+                || name == "context"
                 || match scope {
                     Scope::State => name == "state",
                     Scope::Item => matches!(name.as_str(), "state" | "item" | "index"),
@@ -282,6 +286,7 @@ impl Expr {
         Ok(Expr {
             source: Arc::from(source),
             loops: shape.loops,
+            reads_context: refs.free.iter().any(|(name, _)| name == "context"),
             program: Arc::new(program),
             reads: if refs.whole_state {
                 None
@@ -395,6 +400,16 @@ impl Expr {
         if let Some(answer) = answer {
             ctx.add_variable_from_value("answer", json_to_cel(answer));
         }
+        if self.reads_context {
+            ctx.add_variable_from_value(
+                "context",
+                state.context().unwrap_or_else(|| {
+                    Cel::Map(CelMap {
+                        map: Arc::new(HashMap::new()),
+                    })
+                }),
+            );
+        }
         self.program
             .execute(&ctx)
             .map_err(|e| self.error(e.to_string()))
@@ -461,6 +476,10 @@ pub trait StateReader {
     fn cel_value(&self, id: ChannelId) -> Cel;
     /// The channel's JSON value, where the reader has it (for cost estimates).
     fn json_value(&self, id: ChannelId) -> Option<&Value>;
+    /// The run's context (`context` in expressions), when the run was given one.
+    fn context(&self) -> Option<Cel> {
+        None
+    }
 }
 
 #[derive(Default)]

@@ -112,6 +112,8 @@ pub struct NodeContext {
     pub(crate) outbox: Option<Outbox>,
     /// Where the task said to go (see [`NodeContext::goto`]); fresh for every attempt.
     pub(crate) routes: Option<Arc<std::sync::Mutex<Vec<Goto>>>>,
+    /// The run's context ([`RunRequest::context`](crate::RunRequest::context)).
+    pub(crate) context: Arc<Value>,
 }
 
 /// The thread's side-effect outbox (in its checkpoint store), for nodes that call outside
@@ -243,7 +245,15 @@ impl NodeContext {
             usage: None,
             outbox: None,
             routes: None,
+            context: Arc::new(Value::Object(serde_json::Map::new())),
         }
+    }
+
+    /// The run's context: what the caller passed as
+    /// [`RunRequest::context`](crate::RunRequest::context) (LangGraph's runtime context or
+    /// `configurable`), an empty object when nothing was.
+    pub fn context(&self) -> &Value {
+        &self.context
     }
 
     /// The thread's side-effect outbox; `None` without a checkpoint store (nothing could

@@ -13,6 +13,8 @@ pub(crate) struct State {
     pub values: Vec<Value>,
     cel: Vec<OnceLock<Cel>>,
     names: Vec<Arc<String>>,
+    /// The run's context as CEL, converted once per run.
+    context: Option<Cel>,
 }
 
 impl State {
@@ -21,7 +23,13 @@ impl State {
             values: graph.channels.iter().map(|c| c.default.clone()).collect(),
             cel: graph.channels.iter().map(|_| OnceLock::new()).collect(),
             names: graph.channel_names.clone(),
+            context: None,
         }
+    }
+
+    /// Makes `context` readable as `context` in expressions for the rest of the run.
+    pub(crate) fn set_context(&mut self, context: &Value) {
+        self.context = Some(json_to_cel(context));
     }
 
     /// Rebuilds the state at the last record of `chain` (which starts at a snapshot or at the
@@ -155,5 +163,9 @@ impl StateReader for State {
         self.cel[id as usize]
             .get_or_init(|| json_to_cel(&self.values[id as usize]))
             .clone()
+    }
+
+    fn context(&self) -> Option<Cel> {
+        self.context.clone()
     }
 }

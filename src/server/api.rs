@@ -98,6 +98,40 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// `config` (`recursion_limit`, `configurable`, `tags`) and `context`, as LangGraph
+/// takes them: a run gets its context from one or the other, not both.
+fn check_run_config(f: &Fields<'_>) -> ApiResult<()> {
+    let config = f.object("config")?;
+    if let Some(limit) = config.and_then(|c| c.get("recursion_limit"))
+        && !limit
+            .as_u64()
+            .is_some_and(|n| (1..=u64::from(u32::MAX)).contains(&n))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "config.recursion_limit: expected a positive integer, got {limit}"
+        )));
+    }
+    let configurable = match config.and_then(|c| c.get("configurable")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(v) => {
+            return Err(ApiError::unprocessable(format!(
+                "config.configurable: expected an object, got {}",
+                type_name(v)
+            )));
+        }
+    };
+    let context = f.object("context")?;
+    let own = |m: &Map<String, Value>| m.keys().any(|k| !super::runs::reserved_configurable(k));
+    if configurable.is_some_and(own) && context.is_some_and(|m| !m.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "context: give the run's context either as `context` or as `config.configurable`, not both (LangGraph 0.6 and later prefer `context`)",
+        ));
+    }
+    Ok(())
+}
+
 /// Typed reads of body fields, each error naming the field.
 struct Fields<'a>(&'a Map<String, Value>);
 
@@ -1469,6 +1503,7 @@ fn read_run_request(app: &App, body: &Map<String, Value>) -> ApiResult<RunAsk> {
             "webhook: give an http(s) URL or a path on this server",
         ));
     }
+    check_run_config(&f)?;
     let strategy = f.one_of(
         "multitask_strategy",
         &["reject", "interrupt", "rollback", "enqueue"],

@@ -1223,6 +1223,7 @@ async fn run_graph(
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");
     request.interrupt_after = strings("interrupt_after");
+    (request.recursion_limit, request.context) = run_config(kwargs);
     let mut translator = Translator::new(
         modes,
         &row.run_id,
@@ -1259,6 +1260,47 @@ async fn run_graph(
         log.push(name, &data);
     }
     Ok(outcome)
+}
+
+/// A run's `config.recursion_limit`, and its context: `context`, else
+/// `config.configurable` (LangGraph's two ways to pass one; the API refuses both at once).
+fn run_config(kwargs: &Value) -> (Option<u32>, Option<Value>) {
+    let config = kwargs.get("config");
+    let limit = config
+        .and_then(|c| c.get("recursion_limit"))
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    let context = match kwargs.get("context") {
+        Some(Value::Object(m)) if !m.is_empty() => Some(Value::Object(m.clone())),
+        _ => config
+            .and_then(|c| c.get("configurable"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !reserved_configurable(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Map<String, Value>>()
+            })
+            .filter(|m| !m.is_empty())
+            .map(Value::Object),
+    };
+    (limit, context)
+}
+
+/// `configurable` keys that address the run (set by clients such as `RemoteGraph` or by
+/// the server itself), not values for the graph.
+pub(crate) fn reserved_configurable(key: &str) -> bool {
+    matches!(
+        key,
+        "thread_id"
+            | "checkpoint_id"
+            | "checkpoint_ns"
+            | "checkpoint_map"
+            | "run_id"
+            | "assistant_id"
+            | "graph_id"
+    ) || key.starts_with("__")
+        || key.starts_with("langgraph_")
 }
 
 /// The final state as `/wait` answers it: the values, with `__interrupt__` when the run

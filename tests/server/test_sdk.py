@@ -1,7 +1,8 @@
 """The official Python client, langgraph-sdk 0.4.14, against `brainops serve`.
 
 The graphs are in tests/server/graphs: `simple` (a -> b), `hitl` (a -> ask -> record),
-`slow` (sleeps `seconds`, then appends "slow"), `err` (fails), `chat` (a local-model agent).
+`slow` (sleeps `seconds`, then appends "slow"), `err` (fails), `chat` (a local-model agent),
+`greet` (reads the run's context, loops five times).
 """
 
 import asyncio
@@ -455,6 +456,46 @@ def test_remote_graph_invoke_interrupt_resume_and_state(url):
     assert remote.get_state(config).values["n"] == 7
     streamed = [c for c in RemoteGraph("simple", url=url).stream({"n": 0}, stream_mode="updates")]
     assert streamed == [{"a": {"log": ["a"], "n": 1}}, {"b": {"log": ["b"]}}]
+
+
+def test_context_configurable_and_recursion_limit_reach_the_run(client, url):
+    from langgraph.pregel.remote import RemoteGraph
+
+    # LangGraph 0.6's `context`, from the SDK.
+    out = client.runs.wait(None, "greet", input={}, context={"user_name": "Ada"})
+    assert out == {"greeting": "Hello Ada", "n": 5}
+    # The older `config.configurable`, from RemoteGraph; its addressing keys are not context.
+    remote = RemoteGraph("greet", url=url)
+    assert remote.invoke({}, {"configurable": {"user_name": "Cy"}})["greeting"] == "Hello Cy"
+    assert client.runs.wait(None, "greet", input={})["greeting"] == "Hello stranger"
+    # The graph allows 50 steps; this run 3.
+    body = client.runs.wait(
+        None, "greet", input={}, config={"recursion_limit": 3}, raise_error=False
+    )
+    assert body["__error__"]["error"] == "GraphRecursionError", body
+    assert "3" in body["__error__"]["message"]
+    # Six steps need a limit of 7: LangGraph counts the step that reads the input.
+    assert client.runs.wait(None, "greet", input={}, config={"recursion_limit": 7})["n"] == 5
+    # Both ways at once is refused, as LangGraph's server does; bad values name the field.
+    both = httpx.post(
+        f"{url}/runs/wait",
+        json={
+            "assistant_id": "greet",
+            "input": {},
+            "context": {"user_name": "A"},
+            "config": {"configurable": {"user_name": "B"}},
+        },
+    )
+    assert both.status_code == 400 and "configurable" in both.json()["detail"]
+    for config, field in [
+        ({"recursion_limit": 0}, "config.recursion_limit"),
+        ({"recursion_limit": "ten"}, "config.recursion_limit"),
+        ({"configurable": [1]}, "config.configurable"),
+    ]:
+        bad = httpx.post(
+            f"{url}/runs/wait", json={"assistant_id": "greet", "input": {}, "config": config}
+        )
+        assert bad.status_code == 422 and field in bad.json()["detail"], bad.text
 
 
 def test_webhook_is_posted_on_completion_and_retried(client):

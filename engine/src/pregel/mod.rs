@@ -226,6 +226,15 @@ impl Runner {
             untraced_steps: 0,
             break_before: breakpoints(&self.graph, &request.interrupt_before),
             break_after: breakpoints(&self.graph, &request.interrupt_after),
+            recursion_limit: request
+                .recursion_limit
+                .unwrap_or(self.graph.recursion_limit),
+            context: Arc::new(
+                request
+                    .context
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Map::new())),
+            ),
         };
         span.record("thread", thread_id.as_str());
         tracing::debug!(graph = %self.graph.name, thread = %thread_id, "run started");
@@ -234,9 +243,13 @@ impl Runner {
             graph: self.graph.name.clone(),
         });
         let mut start_error = false;
+        let request_has_context = request.context.is_some();
         let (status, state, interrupt, error, checkpoint_id, steps) =
             match exec.start(request).await {
                 Ok((mut state, mut pos, resume)) => {
+                    if request_has_context {
+                        state.set_context(&exec.context);
+                    }
                     let _heartbeat = exec.heartbeat();
                     if exec.emit_values {
                         exec.emit(|| Event::Values {
@@ -436,6 +449,10 @@ struct Execution<'g> {
     /// This run's own breakpoints, by node (empty: none).
     break_before: Vec<bool>,
     break_after: Vec<bool>,
+    /// The run's limit on super-steps.
+    recursion_limit: u32,
+    /// The run's context (an empty object when none was given).
+    context: Arc<Value>,
 }
 
 /// Stops the lease heartbeat when the run ends.

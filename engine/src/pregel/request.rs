@@ -72,6 +72,14 @@ pub struct RunRequest {
     /// Channel writes applied before the run goes on (LangGraph's `Command(update=...)`),
     /// through the reducers; with `resume`, before the resumed step.
     pub update: Option<Value>,
+    /// This run's limit on super-steps, instead of the graph's `recursion_limit`
+    /// (LangGraph's `config["recursion_limit"]`). A subgraph keeps its own.
+    pub recursion_limit: Option<u32>,
+    /// Read-only values for this run (LangGraph's runtime `context`, or
+    /// `config["configurable"]`): `context.NAME` in expressions,
+    /// [`NodeContext::context`](crate::NodeContext::context) in Rust nodes. Not
+    /// checkpointed: give it again when resuming. Subgraph runs inherit it.
+    pub context: Option<Value>,
 }
 
 impl RunRequest {
@@ -125,6 +133,18 @@ impl RunRequest {
     /// Applies `update` before the run goes on (see [`RunRequest::update`]).
     pub fn update(mut self, update: Value) -> Self {
         self.update = Some(update);
+        self
+    }
+
+    /// Limits this run to `limit` super-steps (see [`RunRequest::recursion_limit`]).
+    pub fn recursion_limit(mut self, limit: u32) -> Self {
+        self.recursion_limit = Some(limit);
+        self
+    }
+
+    /// Gives the run `context` (see [`RunRequest::context`]).
+    pub fn context(mut self, context: Value) -> Self {
+        self.context = Some(context);
         self
     }
 

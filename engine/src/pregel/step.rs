@@ -24,10 +24,10 @@ impl<'g> Execution<'g> {
             // Checked before "nothing left to run", as LangGraph does: a run that needs all
             // of its `recursion_limit` steps fails (a 100-node chain needs a limit of 101,
             // because LangGraph counts the step that reads the input).
-            if steps_run >= u64::from(graph.recursion_limit) {
+            if steps_run >= u64::from(self.recursion_limit) {
                 return Err((
                     RunError::RecursionLimit {
-                        limit: graph.recursion_limit,
+                        limit: self.recursion_limit,
                     },
                     steps_run,
                 ));

@@ -57,6 +57,10 @@ pub(super) async fn run_subgraph(
     let mut request = RunRequest::new()
         .thread(child_thread.clone())
         .takeover(true);
+    // A subgraph sees its caller's context, as in LangGraph.
+    if ctx.context.as_object().is_none_or(|m| !m.is_empty()) {
+        request.context = Some(Value::clone(&ctx.context));
+    }
     match &saver {
         Some(saver) => {
             runner = runner.with_checkpointer(Arc::clone(saver));

@@ -39,6 +39,7 @@ impl<'g> Execution<'g> {
                 thread_id: Arc::clone(&self.thread_id),
             }),
             routes: None,
+            context: Arc::clone(&self.context),
         }
     }
 
