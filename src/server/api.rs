@@ -1290,10 +1290,12 @@ async fn state_update(State(app): Shared, Path(tid): Path<String>, body: Bytes) 
             )));
         }
     };
-    if let Some(as_node) = f.str("as_node")?
+    // `__start__`/`__input__` write as the input would: the thread stays where it is.
+    let as_node = f
+        .str("as_node")?
+        .filter(|n| !matches!(*n, "__start__" | "__input__"));
+    if let Some(as_node) = as_node
         && a.graph.node_id(as_node).is_none()
-        && as_node != "__start__"
-        && as_node != "__input__"
     {
         return Err(ApiError::unprocessable(format!(
             "as_node: graph `{}` has no node `{as_node}`",
@@ -1307,7 +1309,7 @@ async fn state_update(State(app): Shared, Path(tid): Path<String>, body: Bytes) 
         .map_err(|e| ApiError::internal(e.to_string()))?
         .is_some_and(|i| i.last_checkpoint.is_some());
     let id = if has_checkpoints {
-        a.runner.update_state(&tid, &values).await
+        a.runner.update_state_as(&tid, &values, as_node).await
     } else {
         // A thread with no state yet: the values become its first checkpoint.
         let outcome = a

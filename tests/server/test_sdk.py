@@ -398,6 +398,26 @@ def test_state_history_update_and_fork(client):
     assert replay == {"log": ["a", "b"], "n": 1}
 
 
+def test_update_state_as_node_stands_for_it_and_moves_next(client):
+    # The expected `next` values are LangGraph 1.2.24's for the same graph and calls.
+    tid = client.threads.create()["thread_id"]
+    client.runs.wait(tid, "hitl", input={"n": 0})
+    assert client.threads.get_state(tid)["next"] == ["ask"]
+    # Written as the `ask` node, the update is its answer: the question is gone.
+    client.threads.update_state(tid, {"answer": "by hand"}, as_node="ask")
+    state = client.threads.get_state(tid)
+    assert state["next"] == ["record"]
+    assert client.threads.get(tid)["status"] == "idle"
+    assert client.runs.wait(tid, "hitl", input=None)["log"] == ["a", "answer:by hand"]
+    # At a breakpoint before `b`, written as `b`: `b` is skipped.
+    tid = client.threads.create()["thread_id"]
+    client.runs.wait(tid, "simple", input={"n": 0}, interrupt_before=["b"])
+    client.threads.update_state(tid, {"log": ["b by hand"]}, as_node="b")
+    assert client.threads.get_state(tid)["next"] == []
+    with pytest.raises(UnprocessableEntityError):
+        client.threads.update_state(tid, {"n": 1}, as_node="nosuch")
+
+
 def test_store_round_trip(client):
     ns = ["users", "u1"]
     client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})

@@ -57,6 +57,31 @@ impl Runner {
 
     /// Applies `values` (channel → write, through reducers) as a new checkpoint on the thread.
     pub async fn update_state(&self, thread_id: &str, values: &Value) -> Result<u64, RunError> {
+        self.update_state_as(thread_id, values, None).await
+    }
+
+    /// Applies `values` as if node `as_node` had written them (LangGraph's
+    /// `update_state(..., as_node=...)`): the writes go through the reducers and stand for
+    /// the step the thread was about to run; it goes on from that node's outgoing edges,
+    /// evaluated on the updated state (and the joins the node completes). A question the
+    /// thread waited on is dropped; a
+    /// breakpoint it stopped at is passed by the next run. `None` is
+    /// [`Runner::update_state`]: the thread goes on where it was.
+    pub async fn update_state_as(
+        &self,
+        thread_id: &str,
+        values: &Value,
+        as_node: Option<&str>,
+    ) -> Result<u64, RunError> {
+        let as_node = match as_node {
+            None => None,
+            Some(name) => Some(self.graph.node_id(name).ok_or_else(|| RunError::Input {
+                message: format!(
+                    "as_node: graph `{}` has no node `{name}`; give one of its nodes, or none to keep the thread where it is",
+                    self.graph.name
+                ),
+            })?),
+        };
         let saver = self.saver()?;
         if saver.thread(thread_id).await.map_err(cp_err)?.is_none() {
             return Err(RunError::Thread {
@@ -67,11 +92,31 @@ impl Runner {
         let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
             .await
             .map_err(cp_err)?;
-        let result = self.update_owned(saver, thread_id, values, &lease).await;
-        let release = ThreadInfo {
-            lease: None,
-            updated_at_ms: now_ms(),
-            ..info
+        let result = self
+            .update_owned(saver, thread_id, values, as_node, &lease)
+            .await;
+        // Written as a node, the update is an answer of its own: the thread no longer
+        // waits on its question (a breakpoint stays, so the next run passes it).
+        let drop_question = as_node.is_some()
+            && info.status == ThreadStatus::Interrupted
+            && info
+                .interrupt
+                .as_ref()
+                .is_some_and(|i| matches!(i.kind, InterruptKind::Ask | InterruptKind::Wait));
+        let release = if drop_question && result.is_ok() {
+            ThreadInfo {
+                lease: None,
+                updated_at_ms: now_ms(),
+                status: ThreadStatus::Idle,
+                interrupt: None,
+                ..info
+            }
+        } else {
+            ThreadInfo {
+                lease: None,
+                updated_at_ms: now_ms(),
+                ..info
+            }
         };
         saver
             .put_thread(&release, Some(&lease))
@@ -153,6 +198,7 @@ impl Runner {
         saver: &dyn Checkpointer,
         thread_id: &str,
         values: &Value,
+        as_node: Option<NodeId>,
         lease: &Lease,
     ) -> Result<u64, RunError> {
         let chain = saver.chain(thread_id, None).await.map_err(cp_err)?;
@@ -164,22 +210,100 @@ impl Runner {
         let mut state = State::rebuild(&self.graph, &chain)
             .map_err(|message| RunError::Checkpoint { message })?;
         let deltas = apply_input(&self.graph, &mut state, values.clone(), "update", true)?;
+        let (nodes, next, sends, joins) = match as_node {
+            None => (
+                Vec::new(),
+                last.next.clone(),
+                last.sends.clone(),
+                last.joins.clone(),
+            ),
+            Some(n) => {
+                // As in LangGraph 1.2: the update stands for the step that was pending, so
+                // none of its nodes runs any more; the node's successors run next.
+                let (next, joins) = self.successors(n, &state, &last.joins)?;
+                let name = self.graph.nodes[n as usize].name.to_string();
+                (vec![name], next, Vec::new(), joins)
+            }
+        };
         let record = CheckpointRecord {
             thread_id: thread_id.into(),
             id: last.id + 1,
             parent: Some(last.id),
             step: last.step,
             source: CheckpointSource::Update,
-            nodes: Vec::new(),
+            nodes,
             deltas,
             snapshot: None,
-            next: last.next.clone(),
-            sends: last.sends.clone(),
-            joins: last.joins.clone(),
+            next,
+            sends,
+            joins,
             created_at_ms: now_ms(),
         };
         saver.put(&record, Some(lease)).await.map_err(cp_err)?;
         Ok(record.id)
+    }
+
+    /// Where the thread goes after node `n` wrote `state`: its edges' targets (conditions
+    /// evaluated as a run would, the default when none holds) and the joins it completes,
+    /// with the joins' progress after it.
+    fn successors(
+        &self,
+        n: NodeId,
+        state: &State,
+        joins: &[JoinProgress],
+    ) -> Result<(Vec<String>, Vec<JoinProgress>), RunError> {
+        let graph = &*self.graph;
+        let node = &graph.nodes[n as usize];
+        let mut targets: Vec<Target> = node.routes.always.clone();
+        let mut matched = false;
+        for (cond, t) in &node.routes.when {
+            let holds = cond.eval_bool(state).map_err(|e| RunError::Expression {
+                node: node.name.to_string(),
+                message: e.to_string(),
+            })?;
+            if holds {
+                matched = true;
+                targets.push(*t);
+            }
+        }
+        if !matched && let Some(t) = node.routes.default {
+            targets.push(t);
+        }
+        let mut progress = joins.to_vec();
+        for &j in &node.joins {
+            let def = &graph.joins[j as usize];
+            let at = match progress.iter().position(|p| p.join == j) {
+                Some(at) => at,
+                None => {
+                    progress.push(JoinProgress {
+                        join: j,
+                        seen: Vec::new(),
+                    });
+                    progress.len() - 1
+                }
+            };
+            if !progress[at].seen.iter().any(|s| **s == *node.name) {
+                progress[at].seen.push(node.name.to_string());
+            }
+            let complete = def.sources.iter().all(|&src| {
+                let name = &graph.nodes[src as usize].name;
+                progress[at].seen.iter().any(|s| **s == **name)
+            });
+            if complete {
+                progress.remove(at);
+                targets.push(def.to);
+            }
+        }
+        let mut next: Vec<String> = Vec::new();
+        for t in targets {
+            if let Target::Node(id) = t {
+                let name = graph.nodes[id as usize].name.to_string();
+                if !next.contains(&name) {
+                    next.push(name);
+                }
+            }
+        }
+        Ok((next, progress))
     }
 
     /// Keeps the thread's latest `keep` checkpoints and deletes the older ones, first storing
