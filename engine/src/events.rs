@@ -92,8 +92,15 @@ pub enum Event {
     Checkpoint {
         /// Its id.
         checkpoint_id: u64,
+        /// The checkpoint before it on the thread.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<u64>,
         /// The step it closes.
         step: u64,
+        /// What made it (`input`, `loop`, ...).
+        source: crate::checkpoint::CheckpointSource,
+        /// The nodes the thread runs next from it.
+        next: Vec<String>,
         /// Its stored size.
         bytes: usize,
     },

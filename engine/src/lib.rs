@@ -59,7 +59,9 @@ pub use channel::{ChannelType, Reducer};
 pub use checkpoint::PostgresSaver;
 #[cfg(feature = "sqlite")]
 pub use checkpoint::SqliteSaver;
-pub use checkpoint::{Checkpointer, InterruptInfo, InterruptKind, MemorySaver, ThreadStatus};
+pub use checkpoint::{
+    CheckpointSource, Checkpointer, InterruptInfo, InterruptKind, MemorySaver, ThreadStatus,
+};
 pub use error::{Diagnostic, LoadError, RunError};
 pub use events::{AgentStep, Event, EventSink, EventStream, IntegrationCall, Progress};
 pub use graph::{Graph, GraphBuilder, GraphSpec, NodeSpec, NodeSpecKind, RetryPolicy};

@@ -131,6 +131,7 @@ pub(crate) struct Modes {
     pub(crate) messages: bool,
     pub(crate) tasks: bool,
     pub(crate) debug: bool,
+    pub(crate) checkpoints: bool,
 }
 
 /// The modes the reference accepts on run endpoints.
@@ -158,9 +159,10 @@ impl Modes {
                 "messages" => m.messages = true,
                 "tasks" => m.tasks = true,
                 "debug" => m.debug = true,
-                // Accepted, with no events: they need LangChain's callback machinery or
-                // LangGraph's checkpoint format (docs/server.md).
-                "checkpoints" | "events" => {}
+                "checkpoints" => m.checkpoints = true,
+                // Accepted, with no events: LangChain's callback events have no
+                // counterpart here (docs/server.md).
+                "events" => {}
                 other => {
                     return Err(format!(
                         "stream_mode: unknown mode `{other}`; use one of {}",
@@ -184,6 +186,17 @@ pub(crate) struct Translator {
     /// Per agent task: the message id its tokens go under, and the text so far.
     messages: Vec<(String, String, String)>,
     announced: HashSet<String>,
+    /// The checkpoint just stored, sent in `checkpoints` mode with the values after it.
+    checkpoint: Option<StoredCheckpoint>,
+}
+
+/// A checkpoint as `Event::Checkpoint` reports it, waiting for its state.
+struct StoredCheckpoint {
+    id: u64,
+    parent: Option<u64>,
+    step: u64,
+    source: engine::CheckpointSource,
+    next: Vec<String>,
 }
 
 impl Translator {
@@ -203,6 +216,7 @@ impl Translator {
             step: 0,
             messages: Vec::new(),
             announced: HashSet::new(),
+            checkpoint: None,
         }
     }
 
@@ -236,8 +250,33 @@ impl Translator {
                 }
                 _ => {}
             },
-            Event::Values { state, .. } if self.modes.values => {
-                out.push((Name::Borrowed("values"), state.clone()))
+            Event::Checkpoint {
+                checkpoint_id,
+                parent,
+                step,
+                source,
+                next,
+                ..
+            } if self.modes.checkpoints => {
+                self.checkpoint = Some(StoredCheckpoint {
+                    id: *checkpoint_id,
+                    parent: *parent,
+                    step: *step,
+                    source: *source,
+                    next: next.clone(),
+                });
+            }
+            Event::Values { state, .. } => {
+                if self.modes.values {
+                    out.push((Name::Borrowed("values"), state.clone()));
+                }
+                // The engine reports a checkpoint, then the state it holds.
+                if let Some(cp) = self.checkpoint.take() {
+                    out.push((
+                        Name::Borrowed("checkpoints"),
+                        self.checkpoint_json(cp, state),
+                    ));
+                }
             }
             Event::NodeStarted { step, node, task } if self.modes.tasks || self.modes.debug => {
                 let payload = json!({
@@ -293,6 +332,41 @@ impl Translator {
             }
             _ => {}
         }
+    }
+
+    /// A checkpoint as LangGraph's `checkpoints` stream mode sends it.
+    fn checkpoint_json(&self, cp: StoredCheckpoint, values: &Value) -> Value {
+        let config = |id: u64| {
+            json!({"configurable": {
+                "thread_id": self.thread_id,
+                "checkpoint_ns": "",
+                "checkpoint_id": checkpoint_wire(id),
+            }})
+        };
+        let tasks: Vec<Value> = cp
+            .next
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": task_id(&self.thread_id, cp.step + 1, n),
+                    "name": n,
+                    "interrupts": [],
+                    "state": null,
+                })
+            })
+            .collect();
+        json!({
+            "config": config(cp.id),
+            "parent_config": cp.parent.map(config),
+            "values": values,
+            "metadata": {
+                "source": cp.source.as_str(),
+                "step": cp.step as i64 - 1,
+                "parents": {},
+            },
+            "next": cp.next,
+            "tasks": tasks,
+        })
     }
 
     fn push_task(&self, step: u64, kind: &str, payload: Value, out: &mut Vec<(Name, Value)>) {

@@ -418,6 +418,28 @@ def test_update_state_as_node_stands_for_it_and_moves_next(client):
         client.threads.update_state(tid, {"n": 1}, as_node="nosuch")
 
 
+def test_checkpoints_stream_mode_sends_each_checkpoint_as_history_shows_it(client):
+    tid = client.threads.create()["thread_id"]
+    parts = list(client.runs.stream(tid, "simple", input={"n": 0}, stream_mode="checkpoints"))
+    sent = [p.data for p in parts if p.event == "checkpoints"]
+    # Oldest first, as the reference streams them: input, a, b.
+    history = list(reversed(client.threads.get_history(tid, limit=10)))
+    assert [c["config"]["configurable"]["checkpoint_id"] for c in sent] == [
+        h["checkpoint_id"] for h in history
+    ]
+    assert [c["values"] for c in sent] == [h["values"] for h in history]
+    assert [c["next"] for c in sent] == [h["next"] for h in history] == [["a"], ["b"], []]
+    assert [c["metadata"]["step"] for c in sent] == [-1, 0, 1]
+    assert [c["metadata"]["source"] for c in sent] == ["input", "loop", "loop"]
+    assert sent[0]["parent_config"] is None
+    assert (
+        sent[1]["parent_config"]["configurable"]["checkpoint_id"]
+        == sent[0]["config"]["configurable"]["checkpoint_id"]
+    )
+    assert [t["name"] for t in sent[0]["tasks"]] == ["a"]
+    assert {p.event for p in parts} == {"metadata", "checkpoints"}
+
+
 def test_store_round_trip(client):
     ns = ["users", "u1"]
     client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})

@@ -337,11 +337,14 @@ impl<'g> Execution<'g> {
             .await
             .map_err(cp_err)?;
         pos.checkpoint_id = Some(id);
-        if self.events.is_some() {
+        if let Some(sink) = &self.events {
             let bytes = record.stored_bytes();
-            self.emit(|| Event::Checkpoint {
+            sink.send(Event::Checkpoint {
                 checkpoint_id: id,
+                parent: record.parent,
                 step: pos.step,
+                source: record.source,
+                next: record.next,
                 bytes,
             });
         }
