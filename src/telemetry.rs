@@ -131,9 +131,7 @@ pub fn init(extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) -> Result<Tel
     }
     // The server's step and node metrics need every step; elsewhere, on request.
     engine::trace::trace_expression_steps(
-        extra.is_some()
-            || std::env::var("BRAINOPS_TRACE_EXPRESSIONS")
-                .is_ok_and(|v| matches!(v.trim(), "1" | "true")),
+        extra.is_some() || engine::trace::env_flag("BRAINOPS_TRACE_EXPRESSIONS"),
     );
     if let Some(extra) = extra {
         layers.push(extra);
@@ -438,14 +436,11 @@ fn sensitive_key(key: &str) -> bool {
 fn scrub_value(value: &mut serde_json::Value, under_sensitive: bool) {
     match value {
         serde_json::Value::String(s) => {
-            if under_sensitive {
-                *s = FILTERED.into();
+            *s = if under_sensitive {
+                FILTERED.into()
             } else {
-                let scrubbed = scrub_text(s);
-                if scrubbed != *s {
-                    *s = scrubbed;
-                }
-            }
+                scrub_text(s)
+            };
         }
         serde_json::Value::Array(items) => {
             for item in items {

@@ -13,6 +13,7 @@
 //! every one of their tasks and their checkpoint write. The run span counts the others
 //! (`expression_steps`).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
@@ -28,6 +29,18 @@ pub fn trace_expression_steps(on: bool) {
 
 pub(crate) fn expression_steps() -> bool {
     EXPRESSION_STEPS.load(Ordering::Relaxed)
+}
+
+/// Whether the environment variable `name` is set to `1` or `true`.
+pub fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+}
+
+/// Whether spans may carry content: prompts, replies, tool arguments and results, memory
+/// queries (`BRAINOPS_TRACE_CONTENT=1`, read once per process).
+pub fn content_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| env_flag("BRAINOPS_TRACE_CONTENT"))
 }
 
 /// Target of every span and failure report the engine emits.

@@ -7,19 +7,11 @@
 
 use std::sync::OnceLock;
 
+pub use engine::trace::content_enabled;
 use tracing::Span;
 use tracing::field::Empty;
 
 use crate::{ChatRequest, ChatResponse, LlmError};
-
-/// Whether spans may carry prompts, replies, tool arguments and results
-/// (`BRAINOPS_TRACE_CONTENT=1`, read once).
-pub fn content_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("BRAINOPS_TRACE_CONTENT").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
-    })
-}
 
 /// `gen_ai.system` and the model id of a model string (`openai:gpt-4o-mini`,
 /// `openai-compat:URL#model`, `local:smollm2-135m`).
@@ -46,6 +38,14 @@ pub fn provider_and_model(name: &str) -> (&'static str, &str) {
     )
 }
 
+/// `provider:model` of a model string, without a base URL (the `brainops.model` attribute
+/// and the metrics' `model` label).
+fn model_label(name: &str) -> String {
+    let (_, model) = provider_and_model(name);
+    let provider = name.split_once(':').map_or("", |(p, _)| p);
+    format!("{provider}:{model}")
+}
+
 /// A `chat` span for a call to the first of `models` (the others are fallbacks), by
 /// `agent` when an agent makes it.
 pub fn chat_span(models: &[String], request: &ChatRequest, agent: Option<&str>) -> Span {
@@ -68,7 +68,7 @@ pub fn chat_span(models: &[String], request: &ChatRequest, agent: Option<&str>) 
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         brainops.cost_usd = Empty,
-        brainops.model = %format_args!("{}:{model}", first.split_once(':').map_or("", |(p, _)| p)),
+        brainops.model = model_label(first).as_str(),
         gen_ai.input.messages = Empty,
         gen_ai.output.messages = Empty,
         error.type = Empty,
@@ -98,6 +98,7 @@ pub fn record_reply(span: &Span, reply: &ChatResponse, answered_by: &str, cost_u
         return;
     }
     let (system, _) = provider_and_model(answered_by);
+    span.record("brainops.model", model_label(answered_by).as_str());
     span.record("gen_ai.system", system);
     span.record("gen_ai.provider.name", system);
     span.record("gen_ai.response.model", reply.model.as_str());
@@ -118,12 +119,6 @@ pub fn record_reply(span: &Span, reply: &ChatResponse, answered_by: &str, cost_u
         "gen_ai.usage.output_tokens",
         engine::trace::int(reply.usage.output_tokens),
     );
-    let (_, model) = provider_and_model(answered_by);
-    let provider = answered_by.split_once(':').map_or("", |(p, _)| p);
-    span.record(
-        "brainops.model",
-        format_args!("{provider}:{model}").to_string().as_str(),
-    );
     if let Some(cost) = cost_usd {
         span.record("brainops.cost_usd", cost);
     }
@@ -142,12 +137,8 @@ pub fn record_error(span: &Span, e: &LlmError) {
     if span.is_disabled() {
         return;
     }
-    span.record(
-        "error.type",
-        format_args!("{:?}", e.kind).to_string().as_str(),
-    );
-    span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", e.to_string().as_str());
+    span.record("error.type", format!("{:?}", e.kind).as_str());
+    engine::trace::fail(span, &e.to_string());
 }
 
 type Inject = fn(&mut reqwest::header::HeaderMap);

@@ -152,7 +152,7 @@ async fn traced_search(
         "memory.search",
         db.system.name = system,
         brainops.namespace = tracing::field::Empty,
-        brainops.limit = i64::try_from(search.limit).unwrap_or(i64::MAX),
+        brainops.limit = engine::trace::int(search.limit),
         brainops.hits = tracing::field::Empty,
         brainops.query = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -163,7 +163,7 @@ async fn traced_search(
             "brainops.namespace",
             search.namespace_prefix.path().as_str(),
         );
-        if std::env::var("BRAINOPS_TRACE_CONTENT").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+        if engine::trace::content_enabled()
             && let Some(q) = &search.query
         {
             span.record("brainops.query", q.as_str());
@@ -173,15 +173,9 @@ async fn traced_search(
     if !span.is_disabled() {
         match &result {
             Ok(hits) => {
-                span.record(
-                    "brainops.hits",
-                    i64::try_from(hits.len()).unwrap_or(i64::MAX),
-                );
+                span.record("brainops.hits", engine::trace::int(hits.len()));
             }
-            Err(e) => {
-                span.record("otel.status_code", "ERROR");
-                span.record("otel.status_description", e.to_string().as_str());
-            }
+            Err(e) => engine::trace::fail(&span, &e.to_string()),
         }
     }
     result

@@ -259,8 +259,6 @@ struct Recorded {
     graph: Option<String>,
     node: Option<String>,
     model: Option<String>,
-    request_model: Option<String>,
-    system: Option<String>,
     failed: bool,
     input_tokens: u64,
     output_tokens: u64,
@@ -277,8 +275,6 @@ impl Visit for Recorded {
             "graph" => &mut self.graph,
             "node" => &mut self.node,
             "brainops.model" => &mut self.model,
-            "gen_ai.request.model" => &mut self.request_model,
-            "gen_ai.system" => &mut self.system,
             "brainops.vendor" => &mut self.vendor,
             "brainops.integration" => &mut self.integration,
             "brainops.mode" => &mut self.mode,
@@ -308,7 +304,7 @@ impl Visit for Recorded {
         // `%value` fields arrive here.
         if matches!(
             field.name(),
-            "graph" | "node" | "brainops.model" | "gen_ai.request.model" | "brainops.vendor"
+            "graph" | "node" | "brainops.model" | "brainops.vendor"
         ) {
             self.record_str(field, &format!("{value:?}"));
         }
@@ -392,13 +388,8 @@ where
                 .observe(elapsed),
             "checkpoint.write" => m.checkpoint_writes.observe(elapsed),
             "chat" => {
-                let model = r.model.unwrap_or_else(|| {
-                    format!(
-                        "{}:{}",
-                        r.system.unwrap_or_default(),
-                        r.request_model.unwrap_or_default()
-                    )
-                });
+                // Set when the span opens, and to the model that answered at the end.
+                let model = r.model.unwrap_or_default();
                 let labels = ModelLabels {
                     model: model.clone(),
                     status: status.into(),

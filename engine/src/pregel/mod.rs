@@ -187,7 +187,7 @@ impl Runner {
 
     async fn run_in(
         &self,
-        request: RunRequest,
+        mut request: RunRequest,
         events: Option<EventSink>,
         span: &tracing::Span,
     ) -> RunOutcome {
@@ -232,7 +232,7 @@ impl Runner {
             context: Arc::new(
                 request
                     .context
-                    .clone()
+                    .take()
                     .unwrap_or_else(|| Value::Object(Map::new())),
             ),
         };
@@ -243,11 +243,10 @@ impl Runner {
             graph: self.graph.name.clone(),
         });
         let mut start_error = false;
-        let request_has_context = request.context.is_some();
         let (status, state, interrupt, error, checkpoint_id, steps) =
             match exec.start(request).await {
                 Ok((mut state, mut pos, resume)) => {
-                    if request_has_context {
+                    if exec.context.as_object().is_none_or(|m| !m.is_empty()) {
                         state.set_context(&exec.context);
                     }
                     let _heartbeat = exec.heartbeat();
