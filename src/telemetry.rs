@@ -15,7 +15,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::filter::{EnvFilter, FilterFn, LevelFilter, Targets};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
@@ -76,29 +77,27 @@ pub fn init(extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) -> Result<Tel
             )
         })
     };
-    // Failure reports are for error trackers; on stderr they would repeat the run's result.
-    let log_filter = match (var("RUST_LOG"), var("BRAINOPS_LOG")) {
-        (Some(d), _) => directives("RUST_LOG", &d)?,
-        (None, Some(d)) => directives("BRAINOPS_LOG", &d)?,
-        (None, None) => directives("default", "warn,brainops::failure=off")?,
-    };
-    let ansi = std::io::stderr().is_terminal();
-    let logs: Box<dyn Layer<Registry> + Send + Sync> = match var("BRAINOPS_LOG_FORMAT").as_deref() {
-        None | Some("text") => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .with_filter(log_filter)
-            .boxed(),
-        Some("json") => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_filter(log_filter)
-            .boxed(),
+    let json = match var("BRAINOPS_LOG_FORMAT").as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
         Some(other) => {
             return Err(format!(
                 "BRAINOPS_LOG_FORMAT: `{other}` is not a log format\n  help: use `text` (the default) or `json`"
             ));
         }
+    };
+    let logs = match (var("RUST_LOG"), var("BRAINOPS_LOG")) {
+        (Some(d), _) => log_layer(json, directives("RUST_LOG", &d)?),
+        (None, Some(d)) => log_layer(json, directives("BRAINOPS_LOG", &d)?),
+        // The default is built, not parsed: EnvFilter's parser compiles a regex first,
+        // a visible share of a short command's start.
+        // Failure reports are for error trackers; on stderr they would repeat the run's result.
+        (None, None) => log_layer(
+            json,
+            Targets::new()
+                .with_default(LevelFilter::WARN)
+                .with_target(FAILURE_TARGET, LevelFilter::OFF),
+        ),
     };
     let mut layers = vec![logs];
 
@@ -139,6 +138,26 @@ pub fn init(extra: Option<Box<dyn Layer<Registry> + Send + Sync>>) -> Result<Tel
     // A second call (tests that start several servers in one process) keeps the first.
     let _ = tracing::subscriber::set_global_default(Registry::default().with(layers));
     Ok(telemetry)
+}
+
+/// Log lines on stderr, as text (colored on a terminal) or JSON lines, through `filter`.
+fn log_layer<F>(json: bool, filter: F) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    F: Filter<Registry> + Send + Sync + 'static,
+{
+    if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    }
 }
 
 /// The OpenTelemetry layer as every `brainops` process installs it: spans carry their own

@@ -472,7 +472,7 @@ impl ToolInfo {
 #[derive(Clone, Default)]
 pub struct Registry {
     tools: HashMap<String, Arc<dyn Node>>,
-    tool_info: HashMap<String, ToolInfo>,
+    tool_info: HashMap<String, Arc<ToolInfo>>,
     agents: HashMap<String, Arc<dyn Node>>,
     reducers: HashMap<String, Arc<crate::channel::ReduceFn>>,
 }
@@ -520,14 +520,14 @@ impl Registry {
         tool: Arc<dyn Node>,
     ) -> &mut Self {
         let name = name.into();
-        self.tool_info.insert(name.clone(), info);
+        self.tool_info.insert(name.clone(), Arc::new(info));
         self.tools.insert(name, tool);
         self
     }
 
     /// The description and argument schema of a tool registered with one.
     pub fn tool_info(&self, name: &str) -> Option<&ToolInfo> {
-        self.tool_info.get(name)
+        self.tool_info.get(name).map(Arc::as_ref)
     }
 
     /// Adds (or replaces) an agent.
