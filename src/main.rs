@@ -714,11 +714,16 @@ async fn dispatch(
             let mut bad = 0;
             for file in &files {
                 match engine.load_file(file) {
-                    Ok(graph) => eprintln!(
-                        "{}: ok ({} nodes)",
-                        file.display(),
-                        graph.node_names().count()
-                    ),
+                    Ok(graph) => {
+                        for warning in graph.warnings() {
+                            eprintln!("{}", warning.as_warning());
+                        }
+                        eprintln!(
+                            "{}: ok ({} nodes)",
+                            file.display(),
+                            graph.node_names().count()
+                        )
+                    }
                     Err(e) => {
                         bad += 1;
                         eprintln!("{e}");

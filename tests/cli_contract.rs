@@ -515,3 +515,24 @@ fn a_run_on_a_terminal_shows_a_live_progress_line_and_erases_it() {
     assert!(!streamed.contains("running wait"), "{streamed:?}");
     assert!(streamed.contains("\"status\":\"done\""), "{streamed:?}");
 }
+
+#[test]
+fn validate_warns_of_a_loop_no_edge_leaves_and_still_passes() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("spin.toml");
+    std::fs::write(&file, "[graph]\nname = \"spin\"\n[state]\nn = { type = \"integer\", default = 0 }\n[nodes.spin]\nset = { n = \"state.n + 1\" }\n[[edges]]\nfrom = \"START\"\nto = \"spin\"\n[[edges]]\nfrom = \"spin\"\nto = \"spin\"\n").unwrap();
+    let out = brainops(home.path(), &["validate", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:5:8: warning: no edge leaves the loop through `spin`",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("help: give the loop a way out"), "{stderr}");
+    // The shipped graphs have none.
+    let shipped = brainops(home.path(), &["validate", "graphs/lead_intake.toml"]);
+    assert!(!String::from_utf8_lossy(&shipped.stderr).contains("warning"));
+}

@@ -44,18 +44,35 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// Shows it as a warning: `file:line:col: warning: ...` and its remedy.
+    pub fn as_warning(&self) -> impl fmt::Display + '_ {
+        Shown(self, "warning")
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
+        Shown(self, "error").fmt(f)
+    }
+}
+
+/// A diagnostic with its severity word.
+struct Shown<'a>(&'a Diagnostic, &'static str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Shown(d, severity) = self;
+        if d.line > 0 {
             write!(
                 f,
-                "{}:{}:{}: error: {}",
-                self.file, self.line, self.col, self.message
+                "{}:{}:{}: {severity}: {}",
+                d.file, d.line, d.col, d.message
             )?;
         } else {
-            write!(f, "{}: error: {}", self.file, self.message)?;
+            write!(f, "{}: {severity}: {}", d.file, d.message)?;
         }
-        if let Some(help) = &self.help {
+        if let Some(help) = &d.help {
             write!(f, "\n  help: {help}")?;
         }
         Ok(())

@@ -385,9 +385,13 @@ fn load_source(
         }
     };
     let spec = to_spec(raw, path, registry, stack, &mut problems, &mut nested);
-    let graph = compile_spec(spec, registry, &mut problems);
+    let mut warnings = Vec::new();
+    let graph = compile_spec(spec, registry, &mut problems, &mut warnings);
     match graph {
-        Some(graph) if problems.is_empty() && nested.is_empty() => Ok(graph),
+        Some(mut graph) if problems.is_empty() && nested.is_empty() => {
+            graph.warnings = to_diagnostics(&file, Some(source), warnings);
+            Ok(graph)
+        }
         _ => Err(fail(problems, nested)),
     }
 }

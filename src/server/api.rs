@@ -203,7 +203,7 @@ impl Fields<'_> {
 }
 
 /// Query parameters, repeated ones kept in order.
-fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
+pub(super) fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
     raw.as_deref()
         .map(|q| {
             form_urlencoded::parse(q.as_bytes())
@@ -256,6 +256,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(thread_get).patch(thread_patch).delete(thread_delete),
         )
         .route("/threads/{tid}/copy", post(thread_copy))
+        .route(
+            "/threads/{tid}/stream",
+            get(super::thread_stream::thread_stream),
+        )
         .route("/threads/{tid}/commands", post(super::protocol::commands))
         .route(
             "/threads/{tid}/stream/events",
@@ -847,7 +851,7 @@ async fn thread_json(app: &App, row: &ThreadRow, with_values: bool) -> ApiResult
     Ok(out)
 }
 
-async fn load_thread(app: &App, tid: &str) -> ApiResult<ThreadRow> {
+pub(super) async fn load_thread(app: &App, tid: &str) -> ApiResult<ThreadRow> {
     check_uuid(tid, "thread")?;
     app.control
         .thread(tid)
@@ -2192,7 +2196,7 @@ async fn run_join(
 }
 
 /// `stream_mode` on a join: absent, repeated, comma-separated or one JSON array.
-fn join_modes(pairs: &[(String, String)]) -> Option<Vec<String>> {
+pub(super) fn join_modes(pairs: &[(String, String)]) -> Option<Vec<String>> {
     let mut modes = Vec::new();
     for (k, v) in pairs {
         if k != "stream_mode" && k != "stream_modes" {
@@ -2226,6 +2230,17 @@ fn join_start(headers: &HeaderMap, log: &RunLog) -> usize {
     }
 }
 
+/// The log a join reads. A run that ended with no log here (dropped after its retention,
+/// or from before a restart) has nothing left to stream: the join is empty, as the
+/// reference's.
+pub(super) fn joined_log(app: &Arc<App>, row: &RunRow) -> Arc<RunLog> {
+    match app.runs.existing_log(&row.run_id) {
+        Some(log) => log,
+        None if !row.status.is_active() => RunLog::ended(),
+        None => runs::log(app, &row.run_id),
+    }
+}
+
 async fn join_stream(
     app: &Arc<App>,
     row: RunRow,
@@ -2233,13 +2248,7 @@ async fn join_stream(
     q: &Option<String>,
 ) -> Response {
     let pairs = query_pairs(q);
-    // A run that ended with no log here (dropped after its retention, or from before a
-    // restart) has nothing left to stream: the join is empty, as the reference's.
-    let log = match app.runs.existing_log(&row.run_id) {
-        Some(log) => log,
-        None if !row.status.is_active() => RunLog::ended(),
-        None => runs::log(app, &row.run_id),
-    };
+    let log = joined_log(app, &row);
     let from = join_start(headers, &log);
     let cancel = query_bool(&pairs, "cancel_on_disconnect");
     stream_response(app, &row, log, from, join_modes(&pairs), cancel, false)

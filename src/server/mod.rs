@@ -17,6 +17,7 @@ mod fanout;
 mod metrics;
 mod protocol;
 mod runs;
+mod thread_stream;
 mod webhook;
 mod wire;
 

@@ -695,3 +695,59 @@ def test_parallel_interrupts_listed_and_answered_with_one_map(client):
     )
     assert done["path"] == ["triage", "a:yes", "b:no"]
     assert client.threads.get(tid)["status"] == "idle"
+
+
+def test_thread_join_stream_follows_every_run_of_the_thread(client):
+    tid = client.threads.create()["thread_id"]
+    first = client.runs.create(tid, "slow", input={"seconds": 0.4}, stream_mode=["updates"])
+    wait_status(client, tid, first["run_id"], {"running"})
+    seen = []
+
+    def follow():
+        for part in client.threads.join_stream(tid):
+            seen.append(part)
+            if part.event == "metadata" and part.data.get("status") == "run_done" and len(
+                [p for p in seen if p.event == "metadata" and p.data.get("status") == "run_done"]
+            ) == 2:
+                return
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    # A run queued behind the first one is followed once the first is done.
+    second = client.runs.create(tid, "slow", input={"seconds": 0}, stream_mode=["values"], multitask_strategy="enqueue")
+    reader.join(timeout=15)
+    assert not reader.is_alive(), [(p.event, p.data) for p in seen]
+    r1, r2 = first["run_id"], second["run_id"]
+    assert [(p.event, p.data.get("run_id")) for p in seen if p.event == "metadata"] == [
+        ("metadata", r1), ("metadata", r1), ("metadata", r2), ("metadata", r2)
+    ]
+    done = [i for i, p in enumerate(seen) if p.event == "metadata" and p.data.get("status") == "run_done"]
+    # Each run streams its own modes, from its start: the first its updates, the second
+    # its values.
+    assert [p.event for p in seen[: done[0] + 1]] == ["metadata", "updates", "updates", "metadata"]
+    assert {p.event for p in seen[done[0] + 1 : done[1]]} == {"metadata", "values"}
+    assert seen[-2].data == {"log": ["slow", "slow"], "seconds": 0, "slept": {"seconds": 0}}
+    assert all(p.id for p in seen) and len({p.id for p in seen}) == len(seen)
+    # Resuming after the first run's end starts at the second run.
+    resumed = []
+    for part in client.threads.join_stream(tid, last_event_id=seen[done[0]].id):
+        resumed.append(part)
+        if part.event == "metadata" and part.data.get("status") == "run_done":
+            break
+    assert [(p.event, p.data) for p in resumed] == [(p.event, p.data) for p in seen[done[0] + 1 :]]
+
+
+def test_thread_join_stream_lifecycle_mode_and_errors(client, url):
+    tid = client.threads.create()["thread_id"]
+    run = client.runs.create(tid, "simple", input={"n": 0})
+    wait_status(client, tid, run["run_id"], {"running", "success"})
+    parts = []
+    for part in client.threads.join_stream(tid, stream_mode="lifecycle", last_event_id=f"{run['run_id']}:0"):
+        parts.append((part.event, part.data))
+        if part.data.get("status") == "run_done":
+            break
+    assert parts == [("metadata", {"run_id": run["run_id"], "attempt": 1}), ("metadata", {"status": "run_done", "run_id": run["run_id"]})]
+    with pytest.raises(NotFoundError):
+        next(iter(client.threads.join_stream(str(uuid.uuid4()))))
+    r = httpx.get(f"{url}/threads/{tid}/stream", params={"stream_mode": "values"})
+    assert r.status_code == 422 and "run_modes, lifecycle, state_update" in r.json()["detail"]

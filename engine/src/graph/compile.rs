@@ -1,11 +1,12 @@
 //! Validation and compilation of a [`GraphSpec`] into a runnable [`Graph`], concern by
 //! concern: graph settings, channels, node names, nodes (with their CEL expressions),
-//! edges, and the graph analysis (every node leaves, every node is reachable from START)
-//! on a `petgraph` graph.
+//! edges, and the graph analysis on a `petgraph` graph: every node leaves, every node is
+//! reachable from START, and no loop traps a run (a warning).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::Dfs;
 
@@ -33,11 +34,12 @@ impl Endpoint {
 }
 
 /// Validates `spec` and compiles it; every problem found goes to `problems` (the graph is
-/// `None` when there is any).
+/// `None` when there is any), and what is legal but likely a mistake to `warnings`.
 pub(crate) fn compile_spec(
     spec: GraphSpec,
     registry: &Registry,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
 ) -> Option<Graph> {
     let recursion_limit = settings(&spec, problems);
     let (channels, channel_index, required) = compile_channels(&spec, registry, problems);
@@ -55,6 +57,7 @@ pub(crate) fn compile_spec(
     if !problems.is_empty() {
         return None;
     }
+    check_loops_leave(&spec, &edges, warnings);
     fold_ranks(&mut nodes);
     let channel_names: Vec<Arc<String>> =
         channels.iter().map(|c| Arc::new(c.name.clone())).collect();
@@ -71,6 +74,7 @@ pub(crate) fn compile_spec(
         joins: edges.joins,
         edges: edges.views,
         required,
+        warnings: Vec::new(),
     })
 }
 
@@ -909,6 +913,85 @@ fn check_reachable(
             ));
         }
     }
+}
+
+/// Warns of a loop that no edge leaves and no node of which can stop the run: a run that
+/// enters it can only fail or reach the recursion limit. LangGraph accepts such graphs (a
+/// test of the limit builds one on purpose), so this is a warning, not an error. A loop is
+/// a strongly connected set of nodes; a node can stop a run when it can pause it (anything
+/// but a plain `set`: a tool, agent or Rust node may interrupt; `ask`, `wait`, a subgraph,
+/// `interrupt`) or end its branch (`for_each` over an empty list, a `next` that names
+/// nothing).
+fn check_loops_leave(spec: &GraphSpec, edges: &Edges, warnings: &mut Vec<Problem>) {
+    let count = spec.nodes.len();
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(count, edges.direct.len());
+    for _ in 0..count {
+        graph.add_node(());
+    }
+    // Nodes with an edge to END or into a join (which may fire outside the loop).
+    let mut exits = vec![false; count];
+    for &(from, to) in &edges.direct {
+        match (from.node(), to) {
+            (Some(from), Endpoint::Node(to)) => {
+                graph.add_edge(
+                    NodeIndex::new(from as usize),
+                    NodeIndex::new(to as usize),
+                    (),
+                );
+            }
+            (Some(from), Endpoint::End) => exits[from as usize] = true,
+            _ => {}
+        }
+    }
+    for join in &edges.joins {
+        for &s in &join.sources {
+            exits[s as usize] = true;
+        }
+    }
+    for component in tarjan_scc(&graph) {
+        let looped = component.len() > 1
+            || component
+                .first()
+                .is_some_and(|&v| graph.contains_edge(v, v));
+        if !looped {
+            continue;
+        }
+        let inside = |v: NodeIndex| component.contains(&v);
+        let leaves = component.iter().any(|&v| {
+            exits[v.index()]
+                || can_stop_a_run(&spec.nodes[v.index()])
+                || graph.neighbors(v).any(|w| !inside(w))
+        });
+        if leaves {
+            continue;
+        }
+        let mut members: Vec<usize> = component.iter().map(|v| v.index()).collect();
+        members.sort_unstable();
+        let names: Vec<String> = members
+            .iter()
+            .map(|&i| format!("`{}`", spec.nodes[i].name.value))
+            .collect();
+        let first = &spec.nodes[members[0]].name;
+        warnings.push(Problem::new(
+            &first.loc,
+            format!(
+                "no edge leaves the loop through {}: a run that enters it can only fail or reach the recursion limit",
+                names.join(", ")
+            ),
+            format!(
+                "give the loop a way out, e.g. [[edges]] from = \"{}\", to = \"END\", when = \"<done>\"",
+                first.value
+            ),
+        ));
+    }
+}
+
+/// Whether a node can pause a run or end its branch (see [`check_loops_leave`]).
+fn can_stop_a_run(node: &NodeSpec) -> bool {
+    !matches!(node.kind, NodeSpecKind::Set(_))
+        || node.interrupt.is_some()
+        || node.next.is_some()
+        || (node.for_each.is_some() && !node.on_empty_continue)
 }
 
 /// Where byte `at` of a string value is in the file, when its TOML token is the value in

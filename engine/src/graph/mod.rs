@@ -424,6 +424,8 @@ pub struct Graph {
     pub(crate) edges: Vec<EdgeView>,
     /// Channels a new run's input must provide (see [`Required`]).
     pub(crate) required: Vec<ChannelId>,
+    /// What is legal but likely a mistake, found while compiling.
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -439,6 +441,12 @@ impl Graph {
     /// The graph's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What is legal but likely a mistake (a loop that no edge leaves), in file order.
+    /// `brainops validate` prints them; running the graph is not affected.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
     }
 
     /// What it does, for people.
@@ -540,10 +548,12 @@ impl Graph {
         source: Option<&str>,
     ) -> Result<Graph, LoadError> {
         let mut problems = Vec::new();
-        let graph = compile_spec(spec, registry, &mut problems);
+        let mut warnings = Vec::new();
+        let graph = compile_spec(spec, registry, &mut problems, &mut warnings);
         if problems.is_empty()
-            && let Some(graph) = graph
+            && let Some(mut graph) = graph
         {
+            graph.warnings = to_diagnostics(file, source, warnings);
             return Ok(graph);
         }
         let mut diagnostics: Vec<Diagnostic> = to_diagnostics(file, source, problems);
