@@ -1218,7 +1218,7 @@ async fn run_graph(
             true,
         );
     }
-    request.emit_values = modes.values || modes.checkpoints || bus.is_some();
+    request.emit_values = modes.values || modes.checkpoints || modes.debug || bus.is_some();
     request.stream_subgraphs =
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");

@@ -257,7 +257,7 @@ impl Translator {
                 source,
                 next,
                 ..
-            } if self.modes.checkpoints => {
+            } if self.modes.checkpoints || self.modes.debug => {
                 self.checkpoint = Some(StoredCheckpoint {
                     id: *checkpoint_id,
                     parent: *parent,
@@ -272,10 +272,21 @@ impl Translator {
                 }
                 // The engine reports a checkpoint, then the state it holds.
                 if let Some(cp) = self.checkpoint.take() {
-                    out.push((
-                        Name::Borrowed("checkpoints"),
-                        self.checkpoint_json(cp, state),
-                    ));
+                    // LangGraph's debug events number a checkpoint by its metadata's step.
+                    let step = cp.step as i64 - 1;
+                    let payload = self.checkpoint_json(cp, state);
+                    let debug = |payload| {
+                        json!({"step": step, "timestamp": iso(now_ms()), "type": "checkpoint", "payload": payload})
+                    };
+                    match (self.modes.checkpoints, self.modes.debug) {
+                        (true, true) => {
+                            out.push((Name::Borrowed("checkpoints"), payload.clone()));
+                            out.push((Name::Borrowed("debug"), debug(payload)));
+                        }
+                        (true, false) => out.push((Name::Borrowed("checkpoints"), payload)),
+                        (false, true) => out.push((Name::Borrowed("debug"), debug(payload))),
+                        (false, false) => {}
+                    }
                 }
             }
             Event::NodeStarted { step, node, task } if self.modes.tasks || self.modes.debug => {

@@ -440,6 +440,25 @@ def test_checkpoints_stream_mode_sends_each_checkpoint_as_history_shows_it(clien
     assert {p.event for p in parts} == {"metadata", "checkpoints"}
 
 
+def test_debug_stream_mode_has_checkpoint_task_and_result_events(client):
+    tid = client.threads.create()["thread_id"]
+    parts = [p.data for p in client.runs.stream(tid, "simple", input={"n": 0}, stream_mode="debug") if p.event == "debug"]
+    # As LangGraph 1.2.24 orders them: each checkpoint, then the tasks it leads to.
+    assert [(d["type"], d["payload"].get("name")) for d in parts] == [
+        ("checkpoint", None), ("task", "a"), ("task_result", "a"),
+        ("checkpoint", None), ("task", "b"), ("task_result", "b"), ("checkpoint", None),
+    ]
+    checkpoints = [d for d in parts if d["type"] == "checkpoint"]
+    # Numbered by the checkpoint's metadata step, carrying what the checkpoints mode sends.
+    assert [d["step"] for d in checkpoints] == [-1, 0, 1]
+    history = list(reversed(client.threads.get_history(tid, limit=10)))
+    assert [d["payload"]["config"]["configurable"]["checkpoint_id"] for d in checkpoints] == [
+        h["checkpoint_id"] for h in history
+    ]
+    assert [d["payload"]["next"] for d in checkpoints] == [["a"], ["b"], []]
+    assert checkpoints[-1]["payload"]["values"] == client.threads.get_state(tid)["values"]
+
+
 def test_store_round_trip(client):
     ns = ["users", "u1"]
     client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})
