@@ -16,7 +16,7 @@ use engine::{InterruptKind, ThreadStatus};
 use serde_json::{Map, Value, json};
 
 use super::auth::{caller, may_see};
-use super::control::{RunRow, RunState, ThreadRow};
+use super::control::{RunRow, RunState, ThreadRow, ThreadTtl, TtlStrategy};
 use super::runs::{self, CancelAction, RunLog};
 use super::wire::{self, checkpoint_parse, checkpoint_wire, iso, now_ms};
 use super::{App, Assistant};
@@ -844,6 +844,9 @@ async fn thread_json(app: &App, row: &ThreadRow, with_values: bool) -> ApiResult
         "status": status,
         "error": row.error,
     });
+    if let Some(ttl) = &row.ttl {
+        out["ttl"] = json!(ttl);
+    }
     if with_values {
         out["values"] = values;
         out["interrupts"] = Value::Object(interrupts);
@@ -890,15 +893,149 @@ async fn threads_create(State(app): Shared, body: Bytes) -> ApiResult {
     }
     let mut metadata = f.object("metadata")?.cloned().unwrap_or_default();
     let mut row = runs::new_thread_row(&tid, Map::new());
-    if let Some(g) = f.str("graph_id")? {
-        let a = find_assistant(&app, g)?;
+    // langgraph-sdk folds `graph_id` into the metadata, where other clients may keep any
+    // label: there it names the thread's graph only when it is one.
+    let assistant = match f.str("graph_id")? {
+        Some(g) => Some(find_assistant(&app, g)?),
+        None => metadata
+            .get("graph_id")
+            .and_then(Value::as_str)
+            .and_then(|g| app.assistant(g)),
+    };
+    if let Some(a) = assistant {
         row.graph_id = Some(a.graph_id.clone());
         metadata.insert("graph_id".into(), json!(a.graph_id));
     }
+    let supersteps = supersteps(f.get("supersteps"), assistant)?;
+    row.ttl = thread_ttl(f.get("ttl"))?;
     row.metadata = metadata;
     row.owner = caller().map(|c| c.user);
     app.control.put_thread(&row).await.map_err(store_err)?;
+    if let (Some(a), false) = (assistant, supersteps.is_empty())
+        && let Err(e) = seed(a, &tid, &supersteps).await
+    {
+        // Nothing half-written: the thread goes with its partial history.
+        runs::delete_thread_everywhere(&app, &tid).await;
+        return Err(e);
+    }
     Ok(ok_json(thread_json(&app, &row, true).await?))
+}
+
+/// A thread's `ttl`: minutes, or `{"ttl": MINUTES, "strategy": "delete" | "keep_latest"}`
+/// (`delete` by default); `null` for none.
+fn thread_ttl(given: Option<&Value>) -> ApiResult<Option<ThreadTtl>> {
+    let (minutes, strategy) = match given {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => (n.as_f64(), None),
+        Some(Value::Object(m)) => (
+            match m.get("ttl") {
+                Some(Value::Number(n)) => n.as_f64(),
+                _ => None,
+            },
+            m.get("strategy"),
+        ),
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "ttl: expected minutes or {{\"ttl\": minutes, \"strategy\": \"delete\"}}, got {}",
+                type_name(other)
+            )));
+        }
+    };
+    let ttl = minutes
+        .filter(|m| *m > 0.0 && m.is_finite())
+        .ok_or_else(|| ApiError::unprocessable("ttl.ttl: expected a number of minutes above 0"))?;
+    let strategy = match strategy {
+        None | Some(Value::Null) => TtlStrategy::Delete,
+        Some(Value::String(s)) if s == "delete" => TtlStrategy::Delete,
+        Some(Value::String(s)) if s == "keep_latest" => TtlStrategy::KeepLatest,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "ttl.strategy: {other} is not one of delete, keep_latest"
+            )));
+        }
+    };
+    Ok(Some(ThreadTtl { ttl, strategy }))
+}
+
+/// One update of a thread's seeded history: values written as a node (or as the input).
+struct Seed {
+    values: Value,
+    as_node: Option<String>,
+}
+
+/// `supersteps: [{"updates": [{"values", "as_node"}]}]` on thread create (LangGraph's
+/// bulk `update_state`), checked against the graph before anything is written.
+fn supersteps(given: Option<&Value>, assistant: Option<&Assistant>) -> ApiResult<Vec<Seed>> {
+    let steps = match given {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(steps)) => steps,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "supersteps: expected a list, got {}",
+                type_name(other)
+            )));
+        }
+    };
+    let Some(a) = assistant else {
+        return Err(ApiError::unprocessable(
+            "supersteps: give the thread's graph_id too, so the updates know their graph",
+        ));
+    };
+    let mut seeds = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let updates = step
+            .get("updates")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ApiError::unprocessable(format!("supersteps[{i}].updates: expected a list"))
+            })?;
+        for (j, update) in updates.iter().enumerate() {
+            let at = format!("supersteps[{i}].updates[{j}]");
+            if update.get("command").is_some_and(|c| !c.is_null()) {
+                return Err(ApiError::unprocessable(format!(
+                    "{at}.command: not supported here; give `values` and `as_node`"
+                )));
+            }
+            let values = match update.get("values") {
+                None | Some(Value::Null) => json!({}),
+                Some(v @ Value::Object(_)) => v.clone(),
+                Some(other) => {
+                    return Err(ApiError::unprocessable(format!(
+                        "{at}.values: expected an object, got {}",
+                        type_name(other)
+                    )));
+                }
+            };
+            let as_node = match update.get("as_node") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) if matches!(n.as_str(), "__start__" | "__input__") => None,
+                Some(Value::String(n)) if a.graph.node_id(n).is_some() => Some(n.clone()),
+                Some(other) => {
+                    return Err(ApiError::unprocessable(format!(
+                        "{at}.as_node: graph `{}` has no node {other}",
+                        a.graph_id
+                    )));
+                }
+            };
+            seeds.push(Seed { values, as_node });
+        }
+    }
+    Ok(seeds)
+}
+
+/// Writes the seeded history of a new thread, update by update.
+async fn seed(a: &Assistant, tid: &str, seeds: &[Seed]) -> ApiResult<()> {
+    for (i, s) in seeds.iter().enumerate() {
+        let as_node = s.as_node.as_deref();
+        let written = if i == 0 {
+            a.runner.create_state(tid, &s.values, as_node).await
+        } else {
+            a.runner.update_state_as(tid, &s.values, as_node).await
+        };
+        written
+            .map_err(|e| ApiError::unprocessable(format!("supersteps: update {}: {e}", i + 1)))?;
+    }
+    Ok(())
 }
 
 /// Whether `value` holds every key of `filter` with an equal (or containing) value.
@@ -1037,6 +1174,9 @@ async fn thread_patch(
         for (k, v) in m {
             row.metadata.insert(k.clone(), v.clone());
         }
+    }
+    if body.contains_key("ttl") {
+        row.ttl = thread_ttl(body.get("ttl"))?;
     }
     row.updated_at_ms = now_ms();
     app.control.put_thread(&row).await.map_err(store_err)?;
@@ -1315,20 +1455,9 @@ async fn state_update(State(app): Shared, Path(tid): Path<String>, body: Bytes) 
     let id = if has_checkpoints {
         a.runner.update_state_as(&tid, &values, as_node).await
     } else {
-        // A thread with no state yet: the values become its first checkpoint.
-        let outcome = a
-            .runner
-            .invoke(
-                engine::RunRequest::new()
-                    .thread(tid.clone())
-                    .input(values)
-                    .emit_values(false),
-            )
-            .await;
-        match outcome.error {
-            Some(e) => Err(e.detail),
-            None => Ok(outcome.checkpoint_id.unwrap_or(0)),
-        }
+        // A thread with no state yet: the values become its first checkpoint, and no node
+        // runs (LangGraph's update_state on an empty thread).
+        a.runner.create_state(&tid, &values, as_node).await
     }
     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let cp = checkpoint_wire(id);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::App;
+use super::control::{ThreadRow, TtlStrategy};
 use super::wire::now_ms;
 
 /// What scheduled cleanup removes (`BRAINOPS_CLEANUP_EVERY`, `BRAINOPS_THREAD_TTL`,
@@ -45,6 +46,23 @@ pub(crate) async fn tick(app: &Arc<App>) {
     }
 }
 
+/// Keeps the thread's latest `keep` checkpoints, through its graph's runner, which
+/// snapshots the oldest kept one, so exactly `keep` remain. Returns how many went.
+async fn prune(app: &Arc<App>, t: &ThreadRow, keep: usize) -> Result<u64, String> {
+    match t.graph_id.as_deref().and_then(|g| app.assistant(g)) {
+        Some(a) => a
+            .runner
+            .prune(&t.thread_id, keep)
+            .await
+            .map_err(|e| e.to_string()),
+        None => app
+            .checkpointer
+            .prune(&t.thread_id, keep)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
 async fn run(app: &Arc<App>, now: u64) {
     let policy = &app.options.cleanup;
     let mut expired = 0;
@@ -60,7 +78,25 @@ async fn run(app: &Arc<App>, now: u64) {
                 if active {
                     continue;
                 }
-                if let Some(ttl) = policy.thread_ttl
+                // The thread's own ttl, else the policy's.
+                if let Some(ttl) = &t.ttl
+                    && ttl.expired(t.updated_at_ms, now)
+                {
+                    match ttl.strategy {
+                        TtlStrategy::Delete => {
+                            super::runs::delete_thread_everywhere(app, &t.thread_id).await;
+                            expired += 1;
+                            continue;
+                        }
+                        TtlStrategy::KeepLatest => match prune(app, &t, 1).await {
+                            Ok(n) => pruned += n,
+                            Err(e) => {
+                                tracing::warn!(thread = %t.thread_id, "cleanup: cannot prune: {e}")
+                            }
+                        },
+                    }
+                } else if t.ttl.is_none()
+                    && let Some(ttl) = policy.thread_ttl
                     && t.updated_at_ms + (ttl.as_millis() as u64) < now
                 {
                     super::runs::delete_thread_everywhere(app, &t.thread_id).await;
@@ -71,21 +107,7 @@ async fn run(app: &Arc<App>, now: u64) {
                 if let Some(keep) = policy.keep_checkpoints
                     && t.updated_at_ms >= last.saturating_sub(60_000)
                 {
-                    // Through its graph's runner, which snapshots the oldest kept
-                    // checkpoint, so exactly `keep` remain.
-                    let done = match t.graph_id.as_deref().and_then(|g| app.assistant(g)) {
-                        Some(a) => a
-                            .runner
-                            .prune(&t.thread_id, keep)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        None => app
-                            .checkpointer
-                            .prune(&t.thread_id, keep)
-                            .await
-                            .map_err(|e| e.to_string()),
-                    };
-                    match done {
+                    match prune(app, &t, keep).await {
                         Ok(n) => pruned += n,
                         Err(e) => {
                             tracing::warn!(thread = %t.thread_id, "cleanup: cannot prune: {e}")

@@ -25,8 +25,36 @@ pub(crate) struct ThreadRow {
     pub(crate) error: Option<Value>,
     /// The authenticated user that created it, if any.
     pub(crate) owner: Option<String>,
+    /// Its own time to live, counted from its last activity (swept by the cleanup job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ttl: Option<ThreadTtl>,
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
+}
+
+/// A thread's time to live, as the reference API takes it: `{"ttl": MINUTES, "strategy"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ThreadTtl {
+    /// Minutes of inactivity after which it expires.
+    pub(crate) ttl: f64,
+    pub(crate) strategy: TtlStrategy,
+}
+
+/// What expiry does to a thread.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TtlStrategy {
+    /// Deletes the thread, its runs and its checkpoints.
+    Delete,
+    /// Keeps the thread and its latest checkpoint; older checkpoints go.
+    KeepLatest,
+}
+
+impl ThreadTtl {
+    /// Whether a thread last active at `updated_at_ms` has expired at `now_ms`.
+    pub(crate) fn expired(&self, updated_at_ms: u64, now_ms: u64) -> bool {
+        updated_at_ms as f64 + self.ttl * 60_000.0 < now_ms as f64
+    }
 }
 
 /// Where a run stands.

@@ -1396,6 +1396,7 @@ pub(crate) fn new_thread_row(thread_id: &str, metadata: Map<String, Value>) -> T
         graph_id: None,
         error: None,
         owner: None,
+        ttl: None,
         created_at_ms: now,
         updated_at_ms: now,
     }

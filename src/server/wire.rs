@@ -275,9 +275,7 @@ impl Translator {
                     // LangGraph's debug events number a checkpoint by its metadata's step.
                     let step = cp.step as i64 - 1;
                     let payload = self.checkpoint_json(cp, state);
-                    let debug = |payload| {
-                        json!({"step": step, "timestamp": iso(now_ms()), "type": "checkpoint", "payload": payload})
-                    };
+                    let debug = |payload| json!({"step": step, "timestamp": iso(now_ms()), "type": "checkpoint", "payload": payload});
                     match (self.modes.checkpoints, self.modes.debug) {
                         (true, true) => {
                             out.push((Name::Borrowed("checkpoints"), payload.clone()));

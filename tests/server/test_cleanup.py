@@ -68,3 +68,35 @@ def test_expired_memories_are_swept_on_schedule(fresh_home):
         assert httpx.get(f"{server.url}/store/items", params={"namespace": "acme.notes", "key": "lasting"}).json()["value"] == {"text": "lasting"}
     finally:
         server.stop()
+
+
+def test_a_threads_own_ttl_deletes_it_or_keeps_its_latest_state(fresh_home):
+    server = Server(fresh_home, env={"BRAINOPS_CLEANUP_EVERY": "1s"}).start()
+    try:
+        client = get_sync_client(url=server.url)
+        gone = client.threads.create(ttl=0.03)["thread_id"]  # 1.8 s, strategy delete
+        assert client.threads.get(gone)["ttl"] == {"ttl": 0.03, "strategy": "delete"}
+        kept = client.threads.create(ttl={"ttl": 0.03, "strategy": "keep_latest"})["thread_id"]
+        client.runs.wait(kept, "simple", input={"n": 1})
+        assert len(client.threads.get_history(kept, limit=10)) == 3
+        lasting = client.threads.create()["thread_id"]
+        client.runs.wait(lasting, "simple", input={"n": 1})
+        # A later PATCH gives a thread a ttl (and `null` takes it away).
+        patched = client.threads.create(ttl=0.03)["thread_id"]
+        assert httpx.patch(f"{server.url}/threads/{patched}", json={"ttl": None}).status_code == 200
+        assert "ttl" not in client.threads.get(patched)
+        deadline = time.time() + 10
+        while httpx.get(f"{server.url}/threads/{gone}").status_code != 404:
+            assert time.time() < deadline, "the thread outlived its ttl"
+            time.sleep(0.2)
+        while len(client.threads.get_history(kept, limit=10)) != 1:
+            assert time.time() < deadline, "the thread's history was not cut to its latest state"
+            time.sleep(0.2)
+        assert client.threads.get_state(kept)["values"] == {"log": ["a", "b"], "n": 2}
+        assert len(client.threads.get_history(lasting, limit=10)) == 3
+        assert client.threads.get(patched)["thread_id"] == patched
+        for bad, field in [(0, "ttl.ttl"), ("soon", "ttl: expected minutes"), ({"ttl": 5, "strategy": "archive"}, "ttl.strategy")]:
+            r = httpx.post(f"{server.url}/threads", json={"ttl": bad})
+            assert r.status_code == 422 and field in r.json()["detail"], r.text
+    finally:
+        server.stop()

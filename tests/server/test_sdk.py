@@ -398,6 +398,45 @@ def test_state_history_update_and_fork(client):
     assert replay == {"log": ["a", "b"], "n": 1}
 
 
+def test_update_state_on_an_empty_thread_writes_without_running(client):
+    # As LangGraph 1.2.24: the values become the first checkpoint, nothing runs, and the
+    # thread goes on where START leads (or from `as_node`'s edges).
+    tid = client.threads.create(graph_id="simple")["thread_id"]
+    client.threads.update_state(tid, {"n": 5, "log": ["x"]})
+    state = client.threads.get_state(tid)
+    assert state["values"] == {"log": ["x"], "n": 5}
+    assert state["next"] == ["a"] and state["metadata"]["source"] == "update"
+    assert client.threads.get(tid)["status"] == "idle"
+    assert client.runs.wait(tid, "simple", input=None) == {"log": ["x", "a", "b"], "n": 6}
+    tid = client.threads.create(graph_id="simple")["thread_id"]
+    client.threads.update_state(tid, {"n": 5}, as_node="a")
+    assert client.threads.get_state(tid)["next"] == ["b"]
+
+
+def test_supersteps_seed_a_new_threads_history(client, url):
+    tid = client.threads.create(
+        graph_id="simple",
+        supersteps=[
+            {"updates": [{"values": {"n": 5, "log": ["x"]}, "as_node": "__start__"}]},
+            {"updates": [{"values": {"n": 7}, "as_node": "a"}]},
+        ],
+    )["thread_id"]
+    state = client.threads.get_state(tid)
+    assert state["values"] == {"log": ["x"], "n": 7} and state["next"] == ["b"]
+    assert len(client.threads.get_history(tid)) == 2
+    assert client.runs.wait(tid, "simple", input=None) == {"log": ["x", "b"], "n": 7}
+    # A bad update is refused before anything is written, naming where it is.
+    bad = {"supersteps": [{"updates": [{"values": {"n": 1}, "as_node": "nosuch"}]}], "metadata": {"graph_id": "simple"}}
+    r = httpx.post(f"{url}/threads", json=bad)
+    assert r.status_code == 422 and "supersteps[0].updates[0].as_node" in r.json()["detail"]
+    r = httpx.post(f"{url}/threads", json={"supersteps": [{"updates": [{"values": {"n": 1}, "as_node": "a"}]}]})
+    assert r.status_code == 422 and "graph_id" in r.json()["detail"]
+    before = client.threads.count()
+    r = httpx.post(f"{url}/threads", json={**bad, "supersteps": [{"updates": [{"values": {"nosuch": 1}, "as_node": "a"}]}]})
+    assert r.status_code == 422 and "nosuch" in r.json()["detail"], r.text
+    assert client.threads.count() == before
+
+
 def test_update_state_as_node_stands_for_it_and_moves_next(client):
     # The expected `next` values are LangGraph 1.2.24's for the same graph and calls.
     tid = client.threads.create()["thread_id"]

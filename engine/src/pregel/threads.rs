@@ -73,15 +73,7 @@ impl Runner {
         values: &Value,
         as_node: Option<&str>,
     ) -> Result<u64, RunError> {
-        let as_node = match as_node {
-            None => None,
-            Some(name) => Some(self.graph.node_id(name).ok_or_else(|| RunError::Input {
-                message: format!(
-                    "as_node: graph `{}` has no node `{name}`; give one of its nodes, or none to keep the thread where it is",
-                    self.graph.name
-                ),
-            })?),
-        };
+        let as_node = self.as_node(as_node)?;
         let saver = self.saver()?;
         if saver.thread(thread_id).await.map_err(cp_err)?.is_none() {
             return Err(RunError::Thread {
@@ -123,6 +115,106 @@ impl Runner {
             .await
             .map_err(cp_err)?;
         result
+    }
+
+    /// Gives a thread with no checkpoint its first one, as LangGraph's `update_state` does
+    /// on an empty thread: `values` folded over the channels' defaults (through their
+    /// reducers), and no node runs. The thread goes on where START leads (its conditions
+    /// evaluated on the written state) or, with `as_node`, from that node's outgoing edges.
+    /// A thread not yet stored is created, idle. Fails when the thread already has state:
+    /// [`Runner::update_state_as`] updates that. Returns the checkpoint's id.
+    pub async fn create_state(
+        &self,
+        thread_id: &str,
+        values: &Value,
+        as_node: Option<&str>,
+    ) -> Result<u64, RunError> {
+        let as_node = self.as_node(as_node)?;
+        let saver = self.saver()?;
+        let lease = Lease::new(self.lease_ms);
+        let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
+            .await
+            .map_err(cp_err)?;
+        let result = self
+            .first_checkpoint(saver, thread_id, values, as_node, &lease)
+            .await;
+        let status = if result.is_ok() {
+            ThreadStatus::Idle
+        } else {
+            info.status
+        };
+        let release = ThreadInfo {
+            lease: None,
+            updated_at_ms: now_ms(),
+            status,
+            ..info
+        };
+        saver
+            .put_thread(&release, Some(&lease))
+            .await
+            .map_err(cp_err)?;
+        result
+    }
+
+    async fn first_checkpoint(
+        &self,
+        saver: &dyn Checkpointer,
+        thread_id: &str,
+        values: &Value,
+        as_node: Option<NodeId>,
+        lease: &Lease,
+    ) -> Result<u64, RunError> {
+        if !saver.list(thread_id).await.map_err(cp_err)?.is_empty() {
+            return Err(RunError::Thread {
+                message: format!(
+                    "thread `{thread_id}` already has state; update it (update_state) instead of creating it"
+                ),
+            });
+        }
+        let mut state = State::new(&self.graph);
+        let deltas = apply_input(&self.graph, &mut state, values.clone(), "update", true)?;
+        let (nodes, next, joins) = match as_node {
+            None => {
+                let targets = self.targets(&self.graph.start, "START", &state)?;
+                (Vec::new(), self.names(&targets), Vec::new())
+            }
+            Some(n) => {
+                let (next, joins) = self.successors(n, &state, &[])?;
+                let name = self.graph.nodes[n as usize].name.to_string();
+                (vec![name], next, joins)
+            }
+        };
+        let record = CheckpointRecord {
+            thread_id: thread_id.into(),
+            id: 0,
+            parent: None,
+            step: 0,
+            source: CheckpointSource::Update,
+            nodes,
+            deltas,
+            snapshot: None,
+            next,
+            sends: Vec::new(),
+            joins,
+            created_at_ms: now_ms(),
+        };
+        saver.put(&record, Some(lease)).await.map_err(cp_err)?;
+        Ok(record.id)
+    }
+
+    /// Resolves an `as_node` name.
+    fn as_node(&self, as_node: Option<&str>) -> Result<Option<NodeId>, RunError> {
+        match as_node {
+            None => Ok(None),
+            Some(name) => Ok(Some(self.graph.node_id(name).ok_or_else(|| {
+                RunError::Input {
+                    message: format!(
+                        "as_node: graph `{}` has no node `{name}`; give one of its nodes, or none to keep the thread where it is",
+                        self.graph.name
+                    ),
+                }
+            })?)),
+        }
     }
 
     /// Moves the thread's head back to `checkpoint`: a new checkpoint (source `fork`) holds
@@ -254,21 +346,7 @@ impl Runner {
     ) -> Result<(Vec<String>, Vec<JoinProgress>), RunError> {
         let graph = &*self.graph;
         let node = &graph.nodes[n as usize];
-        let mut targets: Vec<Target> = node.routes.always.clone();
-        let mut matched = false;
-        for (cond, t) in &node.routes.when {
-            let holds = cond.eval_bool(state).map_err(|e| RunError::Expression {
-                node: node.name.to_string(),
-                message: e.to_string(),
-            })?;
-            if holds {
-                matched = true;
-                targets.push(*t);
-            }
-        }
-        if !matched && let Some(t) = node.routes.default {
-            targets.push(t);
-        }
+        let mut targets = self.targets(&node.routes, &node.name, state)?;
         let mut progress = joins.to_vec();
         for &j in &node.joins {
             let def = &graph.joins[j as usize];
@@ -294,16 +372,42 @@ impl Runner {
                 targets.push(def.to);
             }
         }
+        Ok((self.names(&targets), progress))
+    }
+
+    /// Where `routes` lead on `state`: the unconditional edges, the conditions that hold, and
+    /// the default when none does.
+    fn targets(&self, routes: &Routes, from: &str, state: &State) -> Result<Vec<Target>, RunError> {
+        let mut targets: Vec<Target> = routes.always.clone();
+        let mut matched = false;
+        for (cond, t) in &routes.when {
+            let holds = cond.eval_bool(state).map_err(|e| RunError::Expression {
+                node: from.to_string(),
+                message: e.to_string(),
+            })?;
+            if holds {
+                matched = true;
+                targets.push(*t);
+            }
+        }
+        if !matched && let Some(t) = routes.default {
+            targets.push(t);
+        }
+        Ok(targets)
+    }
+
+    /// The distinct nodes among `targets`, in order (END is not a node to run).
+    fn names(&self, targets: &[Target]) -> Vec<String> {
         let mut next: Vec<String> = Vec::new();
         for t in targets {
             if let Target::Node(id) = t {
-                let name = graph.nodes[id as usize].name.to_string();
+                let name = self.graph.nodes[*id as usize].name.to_string();
                 if !next.contains(&name) {
                     next.push(name);
                 }
             }
         }
-        Ok((next, progress))
+        next
     }
 
     /// Keeps the thread's latest `keep` checkpoints and deletes the older ones, first storing
