@@ -1687,6 +1687,17 @@ pub(crate) async fn create_run(
     thread: Option<String>,
     body: Bytes,
 ) -> ApiResult<RunRow> {
+    create_run_with_id(app, thread, body, None).await
+}
+
+/// [`create_run`] with the run's id given (a cron tick's, so that queueing the tick again
+/// finds its run instead of making a second one).
+pub(crate) async fn create_run_with_id(
+    app: &Arc<App>,
+    thread: Option<String>,
+    body: Bytes,
+    run_id: Option<String>,
+) -> ApiResult<RunRow> {
     let mut body = body_object(&body)?;
     let RunAsk {
         assistant_id,
@@ -1792,7 +1803,7 @@ pub(crate) async fn create_run(
     if let Some(c) = checkpoint_id {
         body.insert("checkpoint_id".into(), json!(c));
     }
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     // Ended at once; whichever process executes the run continues its trace.
     let enqueued = tracing::info_span!(
         target: "brainops",

@@ -441,6 +441,17 @@ pub(crate) async fn tick(app: &Arc<App>) {
     }
 }
 
+/// The id of the run a cron's tick queues: the same in every process and on every retry,
+/// so a tick is queued at most once.
+fn tick_run_id(cron_id: &str, due_ms: u64) -> String {
+    const TICKS: uuid::Uuid = uuid::Uuid::from_u128(0x6b72_6f6e_5f74_6963_6b5f_7275_6e5f_6964);
+    uuid::Uuid::new_v5(&TICKS, format!("{cron_id}@{due_ms}").as_bytes()).to_string()
+}
+
+/// Queues the run of the cron's due tick, then moves the cron to its next tick. In that
+/// order, so a process that stops in between loses nothing: the cron is still due, and the
+/// next process to look finds the tick's run by its id and only moves the cron on. Exactly
+/// one process moves it (a compare-and-set on the due time).
 async fn fire(app: &Arc<App>, cron: CronRow, now: u64) -> Result<(), String> {
     let Some(due) = cron.next_run_ms else {
         return Ok(());
@@ -450,23 +461,64 @@ async fn fire(app: &Arc<App>, cron: CronRow, now: u64) -> Result<(), String> {
     next.next_run_ms = next_tick(&cron, now.max(due))?;
     next.enabled = next.next_run_ms.is_some();
     next.updated_at_ms = now;
-    // Exactly one process wins the tick.
-    if !app.control.advance_cron(&cron.cron_id, due, &next).await? {
-        return Ok(());
-    }
-    if now.saturating_sub(due) > cron.catchup_window_ms {
+    let queued = if now.saturating_sub(due) > cron.catchup_window_ms {
         tracing::warn!(
             cron = %cron.cron_id,
             "skipped ticks missed since {} (older than the catch-up window)",
             iso(due)
         );
+        Ok(())
+    } else {
+        // Read again: another process may have queued this tick and moved on since the
+        // due crons were read.
+        let current = app.control.cron(&cron.cron_id).await?;
+        if current.and_then(|c| c.next_run_ms) != Some(due) {
+            return Ok(());
+        }
+        queue(app, &cron, due).await
+    };
+    match queued {
+        Err(Failure::Store(e)) => {
+            // Tried again at the next tick of the clock (every second).
+            return Err(format!(
+                "cron {}: cannot queue its tick yet: {e}",
+                cron.cron_id
+            ));
+        }
+        Err(Failure::Refused(e)) => tracing::warn!(cron = %cron.cron_id, "{e}"),
+        Ok(()) => {}
+    }
+    app.control.advance_cron(&cron.cron_id, due, &next).await?;
+    Ok(())
+}
+
+/// Why a tick's run was not queued.
+enum Failure {
+    /// The store failed: worth trying again.
+    Store(String),
+    /// The run was refused (its thread is gone, a bad payload): trying again cannot help.
+    Refused(String),
+}
+
+/// Queues the run of the tick due at `due`, unless it exists (queued before a crash, or by
+/// another process) or the overlap policy skips it.
+async fn queue(app: &Arc<App>, cron: &CronRow, due: u64) -> Result<(), Failure> {
+    let run_id = tick_run_id(&cron.cron_id, due);
+    if app
+        .control
+        .run(&run_id)
+        .await
+        .map_err(Failure::Store)?
+        .is_some()
+    {
         return Ok(());
     }
     // The previous runs of this cron that are still active.
     let active: Vec<_> = app
         .control
         .active_runs()
-        .await?
+        .await
+        .map_err(Failure::Store)?
         .into_iter()
         .filter(|r| r.metadata.get("cron_id").and_then(Value::as_str) == Some(&cron.cron_id))
         .collect();
@@ -488,10 +540,12 @@ async fn fire(app: &Arc<App>, cron: CronRow, now: u64) -> Result<(), String> {
         tenant: cron.tenant.clone().unwrap_or_else(|| user.clone()),
         user,
     });
-    let body = Bytes::from(serde_json::to_vec(&run_body(&cron, due)).map_err(|e| e.to_string())?);
+    let body = serde_json::to_vec(&run_body(cron, due))
+        .map(Bytes::from)
+        .map_err(|e| Failure::Refused(e.to_string()))?;
     let made = as_caller(
         identity,
-        super::api::create_run(app, cron.thread_id.clone(), body),
+        super::api::create_run_with_id(app, cron.thread_id.clone(), body, Some(run_id)),
     )
     .await;
     match made {
@@ -499,10 +553,17 @@ async fn fire(app: &Arc<App>, cron: CronRow, now: u64) -> Result<(), String> {
             tracing::info!(cron = %cron.cron_id, run = %run.run_id, "cron tick queued a run");
             Ok(())
         }
-        Err(e) => Err(format!(
-            "cron {}: its tick could not queue a run: {}",
-            cron.cron_id,
-            e.detail()
-        )),
+        Err(e) => {
+            let message = format!(
+                "cron {}: its tick could not queue a run: {}",
+                cron.cron_id,
+                e.detail()
+            );
+            if e.status().is_server_error() {
+                Err(Failure::Store(message))
+            } else {
+                Err(Failure::Refused(message))
+            }
+        }
     }
 }

@@ -192,3 +192,47 @@ def test_a_tick_missed_while_down_is_caught_up_within_the_window(fresh_home, win
         assert nxt.timestamp() > time.time() + 40
     finally:
         again.stop()
+
+
+def test_a_tick_whose_run_was_queued_before_a_crash_is_not_queued_twice(fresh_home):
+    import os
+    import sqlite3
+    from conftest import Server
+    server = Server(fresh_home).start()
+    client = get_sync_client(url=server.url)
+    tid = client.threads.create()["thread_id"]
+    cron = httpx.post(f"{server.url}/threads/{tid}/runs/crons", json={
+        "assistant_id": "simple", "schedule": "* * * * * *", "input": {"n": 1},
+    }).json()
+    deadline = time.time() + 10
+    while len(cron_runs(client, tid, cron["cron_id"])) < 2:
+        assert time.time() < deadline, "the cron never ticked"
+        time.sleep(0.2)
+    server.stop()
+    # What a process that stops between queueing a tick's run and moving the cron on leaves
+    # behind: the run is there, and the cron is still due at that tick.
+    db = sqlite3.connect(os.path.join(fresh_home, "threads.server.db"))
+    tick = db.execute(
+        "SELECT json_extract(doc, '$.metadata.cron_tick') FROM server_runs "
+        "WHERE json_extract(doc, '$.metadata.cron_id') = ? ORDER BY created_at_ms LIMIT 1",
+        (cron["cron_id"],),
+    ).fetchone()[0]
+    due_ms = int(datetime.datetime.fromisoformat(tick).timestamp() * 1000)
+    db.execute(
+        "UPDATE server_crons SET next_run_ms = ?, doc = json_set(doc, '$.next_run_ms', ?) WHERE cron_id = ?",
+        (due_ms, due_ms, cron["cron_id"]),
+    )
+    db.commit()
+    db.close()
+    again = Server(fresh_home).start()
+    try:
+        client = get_sync_client(url=again.url)
+        time.sleep(2)
+        ticks = [r["metadata"]["cron_tick"] for r in cron_runs(client, tid, cron["cron_id"])]
+        assert ticks.count(tick) == 1, ticks
+        assert len(ticks) == len(set(ticks)), f"a tick was queued twice: {ticks}"
+        # The cron went on from there, to the present.
+        nxt = datetime.datetime.fromisoformat(client.crons.search(thread_id=tid)[0]["next_run_date"])
+        assert nxt.timestamp() > time.time() - 2
+    finally:
+        again.stop()
