@@ -313,6 +313,8 @@ def test_a_business_run_is_one_trace_from_the_callers_request_to_the_model_vendo
         # A checkpoint write in every step.
         writes = [s for s in spans if s["name"] == "checkpoint.write"]
         assert {w["parent"] for w in writes} >= {s["span_id"] for s in steps}
+        # And the input's, under the run, before the first step.
+        assert [w["attributes"]["step"] for w in writes if w["parent"] == run["span_id"]] == [0]
 
         # The model call, with OpenTelemetry's GenAI attributes; no prompt by default.
         chat = child_of(spans, nodes["draft"], "chat scripted-gpt")[0]

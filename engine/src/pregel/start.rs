@@ -239,6 +239,8 @@ impl<'g> Execution<'g> {
         pos.frontier = next;
         self.save_thread(ThreadStatus::Running, pos.checkpoint_id, None, None)
             .await?;
+        // The input checkpoint's write is traced as the first step will be.
+        self.step_traced = self.traced(&pos);
         self.checkpoint(
             &state,
             &mut pos,

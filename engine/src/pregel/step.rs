@@ -57,17 +57,7 @@ impl<'g> Execution<'g> {
                 std::mem::replace(&mut resume, Resume::None),
                 Resume::Answers
             );
-            self.step_traced = crate::trace::expression_steps()
-                || pos
-                    .frontier
-                    .iter()
-                    .chain(pos.sends.iter().map(|(n, _)| n))
-                    .any(|&n| {
-                        matches!(
-                            graph.nodes[n as usize].kind,
-                            Kind::Call { .. } | Kind::Subgraph { .. }
-                        )
-                    });
+            self.step_traced = self.traced(pos);
             let step_span = if self.step_traced {
                 crate::trace::step(step)
             } else {
@@ -194,6 +184,23 @@ impl<'g> Execution<'g> {
             self.scheduled[n as usize] = step;
             next.push(n);
         }
+    }
+
+    /// Whether the step about to run `pos`'s tasks gets spans: always with
+    /// `BRAINOPS_TRACE_EXPRESSIONS`, else when a task calls out (a tool, agent or Rust
+    /// node, or a subgraph), so runs of expression nodes only cost nothing to trace.
+    pub(super) fn traced(&self, pos: &Position) -> bool {
+        crate::trace::expression_steps()
+            || pos
+                .frontier
+                .iter()
+                .chain(pos.sends.iter().map(|(n, _)| n))
+                .any(|&n| {
+                    matches!(
+                        self.graph.nodes[n as usize].kind,
+                        Kind::Call { .. } | Kind::Subgraph { .. }
+                    )
+                })
     }
 
     /// Evaluates a node's outgoing edges against the updated state.
