@@ -1491,6 +1491,51 @@ async fn history(app: &App, tid: &str, limit: usize, before: Option<u64>) -> Api
     Ok(Value::Array(out))
 }
 
+/// The thread's checkpoints, newest first, as the v2 protocol's `state.listCheckpoints`
+/// lists them (`{id, timestamp, step, node_name?, metadata}`), before `before` if given.
+pub(crate) async fn checkpoint_list(
+    app: &App,
+    tid: &str,
+    limit: usize,
+    before: Option<&str>,
+) -> ApiResult<Value> {
+    let before = before.map(parse_cp).transpose()?;
+    let row = load_thread(app, tid).await?;
+    let Some(a) = thread_assistant(app, &row).await? else {
+        return Ok(json!({"checkpoints": []}));
+    };
+    let list = a
+        .runner
+        .history(tid)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let checkpoints: Vec<Value> = list
+        .iter()
+        .rev()
+        .filter(|s| before.is_none_or(|b| s.checkpoint_id < b))
+        .take(limit)
+        .map(|s| {
+            let step = s.step as i64 - 1;
+            let mut c = json!({
+                "id": checkpoint_wire(s.checkpoint_id),
+                "timestamp": iso(s.created_at_ms),
+                "step": step,
+                "metadata": {
+                    "source": s.source.as_str(),
+                    "step": step,
+                    "parent_id": s.parent.map(checkpoint_wire),
+                    "next": s.next,
+                },
+            });
+            if let Some(node) = s.nodes.first() {
+                c["node_name"] = json!(node);
+            }
+            c
+        })
+        .collect();
+    Ok(json!({ "checkpoints": checkpoints }))
+}
+
 async fn history_post(State(app): Shared, Path(tid): Path<String>, body: Bytes) -> ApiResult {
     let body = body_object(&body)?;
     let f = Fields(&body);

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::App;
 use super::api::{ApiError, create_run};
+use super::control::RunState;
 use super::wire::now_ms;
 
 /// One event on a thread's bus, stored as the frame clients receive.
@@ -213,6 +214,82 @@ async fn command(app: &Arc<App>, thread_id: &str, cmd: &Value) -> Value {
             Ok(state) => success(&id, state, bus.seq()),
             Err(e) => failure(&id, "invalid_argument", e.detail()),
         },
+        "state.listCheckpoints" => {
+            let limit = params
+                .get("limit")
+                .and_then(Value::as_u64)
+                .map_or(10, |l| l as usize);
+            let before = params.get("before").and_then(Value::as_str);
+            match super::api::checkpoint_list(app, thread_id, limit, before).await {
+                Ok(list) => success(&id, list, bus.seq()),
+                Err(e) => failure(&id, "invalid_argument", e.detail()),
+            }
+        }
+        "state.fork" => {
+            let Some(checkpoint) = params.get("checkpoint_id").and_then(Value::as_str) else {
+                return failure(
+                    &id,
+                    "invalid_argument",
+                    "state.fork needs a `checkpoint_id`",
+                );
+            };
+            let Some(assistant) = app.latest_assistant(thread_id).await else {
+                return failure(&id, "no_such_checkpoint", "the thread has no checkpoints");
+            };
+            let mut body = Map::new();
+            body.insert("assistant_id".into(), json!(assistant));
+            body.insert("checkpoint_id".into(), json!(checkpoint));
+            for key in ["input", "config"] {
+                if let Some(v) = params.get(key) {
+                    body.insert(key.into(), v.clone());
+                }
+            }
+            match run(body).await {
+                Ok(row) => success(
+                    &id,
+                    json!({"run_id": row.run_id, "thread_id": row.thread_id}),
+                    bus.seq(),
+                ),
+                Err(e)
+                    if e.status() == StatusCode::NOT_FOUND || e.detail().contains("checkpoint") =>
+                {
+                    failure(&id, "no_such_checkpoint", e.detail())
+                }
+                Err(e) => failure(&id, "invalid_argument", e.detail()),
+            }
+        }
+        "agent.getTree" => {
+            let Some(graph) = app.latest_assistant(thread_id).await else {
+                return failure(&id, "no_such_run", "the thread has no run yet");
+            };
+            let runs = match app.control.runs_of(thread_id).await {
+                Ok(runs) => runs,
+                Err(e) => return failure(&id, "unknown_error", e),
+            };
+            let run = match params.get("run_id").and_then(Value::as_str) {
+                Some(rid) => match runs.iter().find(|r| r.run_id == rid) {
+                    Some(r) => Some(r),
+                    None => {
+                        return failure(&id, "no_such_run", format!("no run {rid} on this thread"));
+                    }
+                },
+                // Newest first.
+                None => runs.first(),
+            };
+            let status = match run.map(|r| r.status) {
+                None => "started",
+                Some(RunState::Pending | RunState::Running) => "running",
+                Some(RunState::Success) => "completed",
+                Some(RunState::Error | RunState::Timeout) => "failed",
+                Some(RunState::Interrupted) => "interrupted",
+            };
+            // Subgraphs run as tasks of their parent's run and are not listed as children.
+            success(
+                &id,
+                json!({"tree": {"namespace": [], "status": status, "graph_name": graph}}),
+                bus.seq(),
+            )
+        }
         "subscription.subscribe" | "subscription.unsubscribe" | "subscription.reconnect" => {
             // Over HTTP each event stream is its own subscription.
             success(
@@ -226,7 +303,7 @@ async fn command(app: &Arc<App>, thread_id: &str, cmd: &Value) -> Value {
             &id,
             "unknown_command",
             format!(
-                "`{other}` is not supported; supported: run.start, input.respond, state.get, subscription.subscribe"
+                "`{other}` is not supported; supported: run.start, input.respond, state.get, state.listCheckpoints, state.fork, agent.getTree, subscription.subscribe"
             ),
         ),
     }

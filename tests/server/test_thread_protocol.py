@@ -78,3 +78,35 @@ def test_unknown_command_and_foreign_origin(url):
     with pytest.raises(InvalidStatus) as e:
         asyncio.run(evil())
     assert e.value.response.status_code == 403
+
+
+def test_checkpoints_fork_and_tree_commands(url):
+    tid = str(uuid.uuid4())
+
+    def command(method, **params):
+        r = httpx.post(f"{url}/threads/{tid}/commands", json={"id": 1, "method": method, "params": params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    run = command("run.start", assistant_id="simple", input={"n": 0})["result"]["run_id"]
+    httpx.get(f"{url}/threads/{tid}/runs/{run}/join", timeout=20)
+    listed = command("state.listCheckpoints", limit=10)["result"]["checkpoints"]
+    history = httpx.post(f"{url}/threads/{tid}/history", json={"limit": 10}).json()
+    # Newest first, the history's checkpoints, numbered as its metadata is.
+    assert [c["id"] for c in listed] == [h["checkpoint_id"] for h in history]
+    assert [c["step"] for c in listed] == [h["metadata"]["step"] for h in history] == [1, 0, -1]
+    assert [c.get("node_name") for c in listed] == ["b", "a", None]
+    assert [c["metadata"]["source"] for c in listed] == ["loop", "loop", "input"]
+    assert listed[0]["metadata"]["parent_id"] == listed[1]["id"] and listed[0]["timestamp"]
+    page = command("state.listCheckpoints", limit=1, before=listed[0]["id"])["result"]["checkpoints"]
+    assert [c["id"] for c in page] == [listed[1]["id"]]
+    tree = command("agent.getTree")["result"]["tree"]
+    assert tree == {"namespace": [], "status": "completed", "graph_name": "simple"}
+    # A fork from the checkpoint after `a` runs `b` again from there, on the same thread.
+    forked = command("state.fork", checkpoint_id=listed[1]["id"])["result"]
+    assert forked["thread_id"] == tid and forked["run_id"] != run
+    values = httpx.get(f"{url}/threads/{tid}/runs/{forked['run_id']}/join", timeout=20).json()
+    assert values == {"log": ["a", "b"], "n": 1}
+    bad = command("state.fork", checkpoint_id="nope")
+    assert bad["type"] == "error" and bad["error"] == "no_such_checkpoint", bad
+    assert command("state.fork")["error"] == "invalid_argument"
