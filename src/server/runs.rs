@@ -1218,7 +1218,8 @@ async fn run_graph(
             true,
         );
     }
-    request.emit_values = modes.values || modes.checkpoints || modes.debug || bus.is_some();
+    request.emit_values =
+        modes.values || modes.checkpoints || modes.debug || modes.events || bus.is_some();
     request.stream_subgraphs =
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");
@@ -1230,7 +1231,8 @@ async fn run_graph(
         &row.thread_id,
         &row.graph_id,
         &row.assistant_id,
-    );
+    )
+    .with_input(request.input.as_ref());
     let mut stream = runner.stream(request);
     let mut out = Vec::new();
     while let Some(event) = stream.next().await {

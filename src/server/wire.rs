@@ -132,6 +132,7 @@ pub(crate) struct Modes {
     pub(crate) tasks: bool,
     pub(crate) debug: bool,
     pub(crate) checkpoints: bool,
+    pub(crate) events: bool,
 }
 
 /// The modes the reference accepts on run endpoints.
@@ -160,9 +161,7 @@ impl Modes {
                 "tasks" => m.tasks = true,
                 "debug" => m.debug = true,
                 "checkpoints" => m.checkpoints = true,
-                // Accepted, with no events: LangChain's callback events have no
-                // counterpart here (docs/server.md).
-                "events" => {}
+                "events" => m.events = true,
                 other => {
                     return Err(format!(
                         "stream_mode: unknown mode `{other}`; use one of {}",
@@ -188,6 +187,10 @@ pub(crate) struct Translator {
     announced: HashSet<String>,
     /// The checkpoint just stored, sent in `checkpoints` mode with the values after it.
     checkpoint: Option<StoredCheckpoint>,
+    /// The run's input and the state before the running step, for `events` mode's
+    /// `on_chain_start` inputs.
+    input: Value,
+    state: Value,
 }
 
 /// A checkpoint as `Event::Checkpoint` reports it, waiting for its state.
@@ -217,6 +220,35 @@ impl Translator {
             messages: Vec::new(),
             announced: HashSet::new(),
             checkpoint: None,
+            input: Value::Null,
+            state: Value::Null,
+        }
+    }
+
+    /// The run's input, the root chain's input in `events` mode.
+    pub(crate) fn with_input(mut self, input: Option<&Value>) -> Self {
+        if self.modes.events {
+            self.input = input.cloned().unwrap_or(Value::Null);
+        }
+        self
+    }
+
+    /// One of LangChain's `astream_events(version="v2")` events: the graph is the root
+    /// chain (the run's id), each task a chain under it (the task's id).
+    fn chain_event(&self, event: &str, node: Option<&str>, data: Value) -> Value {
+        match node {
+            None => json!({
+                "event": event, "name": self.graph_id, "run_id": self.run_id, "tags": [],
+                "metadata": {"run_id": self.run_id, "thread_id": self.thread_id, "graph_id": self.graph_id, "assistant_id": self.assistant_id},
+                "data": data, "parent_ids": [],
+            }),
+            Some(node) => json!({
+                "event": event, "name": node,
+                "run_id": task_id(&self.thread_id, self.step, node),
+                "tags": [format!("graph:step:{}", self.step)],
+                "metadata": self.message_metadata(node),
+                "data": data, "parent_ids": [self.run_id],
+            }),
         }
     }
 
@@ -237,6 +269,9 @@ impl Translator {
 
     /// The events `event` becomes, appended to `out`.
     pub(crate) fn translate(&mut self, event: &Event, out: &mut Vec<(Name, Value)>) {
+        if self.modes.events {
+            self.event(event, out);
+        }
         match event {
             Event::StepStarted { step, .. } => self.step = *step,
             // A subgraph's events carry its namespace in the event name (`updates|sub:sub`).
@@ -343,6 +378,65 @@ impl Translator {
         }
     }
 
+    /// `events` mode: the run as the root chain, each task a chain under it (start, its
+    /// update as a stream chunk, end), agent tokens as chat-model stream chunks.
+    fn event(&mut self, event: &Event, out: &mut Vec<(Name, Value)>) {
+        match event {
+            Event::RunStarted { .. } => out.push((
+                Name::Borrowed("events"),
+                self.chain_event("on_chain_start", None, json!({"input": self.input})),
+            )),
+            Event::Values { state, .. } => self.state = state.clone(),
+            Event::NodeStarted { node, .. } => out.push((
+                Name::Borrowed("events"),
+                self.chain_event("on_chain_start", Some(node), json!({"input": self.state})),
+            )),
+            Event::NodeFinished { node, update, .. } => {
+                out.push((
+                    Name::Borrowed("events"),
+                    self.chain_event("on_chain_stream", Some(node), json!({"chunk": update})),
+                ));
+                out.push((
+                    Name::Borrowed("events"),
+                    self.chain_event(
+                        "on_chain_end",
+                        Some(node),
+                        json!({"output": update, "input": self.state}),
+                    ),
+                ));
+                out.push((
+                    Name::Borrowed("events"),
+                    self.chain_event(
+                        "on_chain_stream",
+                        None,
+                        json!({"chunk": {node.as_str(): update}}),
+                    ),
+                ));
+            }
+            Event::Progress {
+                node,
+                progress:
+                    Progress::Agent {
+                        step: AgentStep::Token(text),
+                        ..
+                    },
+            } => {
+                let id = format!("run-{}-{node}-{}", self.run_id, self.step);
+                out.push((
+                    Name::Borrowed("events"),
+                    json!({
+                        "event": "on_chat_model_stream", "name": node, "run_id": id,
+                        "tags": [format!("graph:step:{}", self.step)],
+                        "metadata": self.message_metadata(node),
+                        "data": {"chunk": message_chunk(&id, text, "AIMessageChunk")},
+                        "parent_ids": [self.run_id, task_id(&self.thread_id, self.step, node)],
+                    }),
+                ));
+            }
+            _ => {}
+        }
+    }
+
     /// A checkpoint as LangGraph's `checkpoints` stream mode sends it.
     fn checkpoint_json(&self, cp: StoredCheckpoint, values: &Value) -> Value {
         let config = |id: u64| {
@@ -438,6 +532,12 @@ impl Translator {
         {
             out.push((Name::Borrowed("error"), error));
             return;
+        }
+        if self.modes.events {
+            out.push((
+                Name::Borrowed("events"),
+                self.chain_event("on_chain_end", None, json!({"output": outcome.state})),
+            ));
         }
         if let Some(info) = &outcome.interrupt {
             let list = interrupts(&self.thread_id, outcome.checkpoint_id, Some(info));

@@ -498,6 +498,26 @@ def test_debug_stream_mode_has_checkpoint_task_and_result_events(client):
     assert checkpoints[-1]["payload"]["values"] == client.threads.get_state(tid)["values"]
 
 
+def test_events_stream_mode_is_langchains_astream_events_v2(client):
+    tid = client.threads.create()["thread_id"]
+    parts = [p.data for p in client.runs.stream(tid, "simple", input={"n": 0}, stream_mode="events") if p.event == "events"]
+    # The shape LangGraph 1.2.24's astream_events(version="v2") gives the same graph: the
+    # graph as the root chain, each node a chain under it.
+    assert [(e["event"], e["name"]) for e in parts] == [
+        ("on_chain_start", "simple"),
+        ("on_chain_start", "a"), ("on_chain_stream", "a"), ("on_chain_end", "a"), ("on_chain_stream", "simple"),
+        ("on_chain_start", "b"), ("on_chain_stream", "b"), ("on_chain_end", "b"), ("on_chain_stream", "simple"),
+        ("on_chain_end", "simple"),
+    ]
+    root = parts[0]["run_id"]
+    assert parts[0]["data"] == {"input": {"n": 0}} and parts[0]["parent_ids"] == []
+    assert parts[1]["data"] == {"input": {"log": [], "n": 0}} and parts[1]["parent_ids"] == [root]
+    assert parts[1]["tags"] == ["graph:step:1"] and parts[1]["metadata"]["langgraph_node"] == "a"
+    assert parts[3]["data"] == {"output": {"log": ["a"], "n": 1}, "input": {"log": [], "n": 0}}
+    assert parts[4]["data"] == {"chunk": {"a": {"log": ["a"], "n": 1}}}
+    assert parts[-1]["data"] == {"output": {"log": ["a", "b"], "n": 1}} and parts[-1]["run_id"] == root
+
+
 def test_store_round_trip(client):
     ns = ["users", "u1"]
     client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})
@@ -522,6 +542,14 @@ def test_messages_tuple_streams_agent_tokens(client):
         assert meta["langgraph_node"] == "chat"
     assert len({chunk["id"] for chunk, _ in messages}) == 1
     assert "".join(chunk["content"] for chunk, _ in messages).strip()
+    # The same tokens as `events` mode's chat-model stream chunks, under the node's chain.
+    parts = list(client.runs.stream(None, "chat", input={"question": "Say hello."}, stream_mode=["events", "messages-tuple"]))
+    tokens = [p.data for p in parts if p.event == "events" and p.data["event"] == "on_chat_model_stream"]
+    assert [t["data"]["chunk"]["content"] for t in tokens] == [
+        p.data[0]["content"] for p in parts if p.event == "messages"
+    ]
+    node = next(p.data for p in parts if p.event == "events" and p.data["event"] == "on_chain_start" and p.data["parent_ids"])
+    assert all(t["parent_ids"][-1] == node["run_id"] and t["metadata"]["langgraph_node"] == "chat" for t in tokens)
 
 
 def test_async_client_streams_too(url):
