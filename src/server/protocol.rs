@@ -43,6 +43,8 @@ pub(crate) struct ThreadBus {
     /// The seq of the latest run's first event: where a subscription without `since` starts.
     run_start: Mutex<u64>,
     changed: watch::Sender<u64>,
+    /// Per node, the model message its tokens are streaming into: its id and text so far.
+    open_messages: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl ThreadBus {
@@ -51,6 +53,7 @@ impl ThreadBus {
             events: Mutex::new(std::collections::VecDeque::new()),
             run_start: Mutex::new(0),
             changed: watch::channel(0).0,
+            open_messages: Mutex::new(HashMap::new()),
         })
     }
 
@@ -100,6 +103,36 @@ impl ThreadBus {
 
     fn default_start(&self) -> u64 {
         self.run_start.lock().map_or(0, |s| *s)
+    }
+}
+
+impl ThreadBus {
+    /// The id of the message `node`'s model is streaming; a new message is announced
+    /// (`message-start`, then, for text, `content-block-start`) when none is open.
+    fn message_for(&self, node: &str, meta: &Value, text: bool) -> String {
+        let Ok(mut open) = self.open_messages.lock() else {
+            return String::new();
+        };
+        if let Some((id, _)) = open.get(node) {
+            return id.clone();
+        }
+        let id = format!("msg-{}", uuid::Uuid::now_v7());
+        open.insert(node.to_string(), (id.clone(), String::new()));
+        drop(open);
+        self.publish(
+            "messages",
+            json!({"event": "message-start", "role": "ai", "id": id, "metadata": meta}),
+            false,
+        );
+        if text {
+            self.publish(
+                "messages",
+                json!({"event": "content-block-start", "id": id, "index": 0,
+                       "content": {"type": "text", "text": ""}, "metadata": meta}),
+                false,
+            );
+        }
+        id
     }
 }
 
@@ -562,13 +595,21 @@ pub(crate) fn publish_event(bus: &ThreadBus, event: &engine::Event) {
             if let Progress::Agent { agent, step } = progress {
                 let meta = json!({"langgraph_node": node, "agent": agent});
                 match step {
-                    AgentStep::Token(text) => bus.publish(
-                        "messages",
-                        json!({"event": "content-block-delta", "index": 0,
-                               "content_block": {"type": "text-delta", "text": text},
-                               "metadata": meta}),
-                        false,
-                    ),
+                    AgentStep::Token(text) => {
+                        let id = bus.message_for(node, &meta, true);
+                        bus.publish(
+                            "messages",
+                            json!({"event": "content-block-delta", "id": id, "index": 0,
+                                   "delta": {"type": "text-delta", "text": text},
+                                   "metadata": meta}),
+                            false,
+                        );
+                        if let Ok(mut open) = bus.open_messages.lock()
+                            && let Some((_, so_far)) = open.get_mut(node.as_str())
+                        {
+                            so_far.push_str(text);
+                        }
+                    }
                     AgentStep::ToolCall {
                         id,
                         name,
@@ -610,14 +651,35 @@ pub(crate) fn publish_event(bus: &ThreadBus, event: &engine::Event) {
             output_tokens,
             cost_usd,
             ..
-        } => bus.publish(
-            "messages",
-            json!({"event": "message-finish", "model": model,
-                   "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                             "cost_usd": cost_usd},
-                   "metadata": {"langgraph_node": node}}),
-            false,
-        ),
+        } => {
+            // The model call is over: its message (opened by its first token, or now when
+            // it streamed none) gets its text block closed and its usage.
+            let meta = json!({"langgraph_node": node, "model": model});
+            let id = bus.message_for(node, &meta, false);
+            let text = bus
+                .open_messages
+                .lock()
+                .ok()
+                .and_then(|mut open| open.remove(node.as_str()))
+                .map(|(_, text)| text);
+            if let Some(text) = text.filter(|t| !t.is_empty()) {
+                bus.publish(
+                    "messages",
+                    json!({"event": "content-block-finish", "id": id, "index": 0,
+                           "content": {"type": "text", "text": text}, "metadata": meta}),
+                    false,
+                );
+            }
+            bus.publish(
+                "messages",
+                json!({"event": "message-finish", "id": id, "model": model,
+                       "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                                 "total_tokens": input_tokens + output_tokens,
+                                 "cost_usd": cost_usd},
+                       "metadata": meta}),
+                false,
+            )
+        }
         _ => {}
     }
 }
@@ -747,11 +809,34 @@ mod tests {
         assert!(tasks[0].get("result").is_none(), "a start has no result");
         assert_eq!(tasks[1]["result"], json!({"reply": "Hello"}));
         let messages = on("messages");
-        assert_eq!(messages[0]["event"], "content-block-delta");
-        assert_eq!(messages[0]["content_block"]["text"], "Hel");
-        assert_eq!(messages[0]["metadata"]["langgraph_node"], "reply");
-        assert_eq!(messages[1]["event"], "message-finish");
-        assert_eq!(messages[1]["usage"]["output_tokens"], 12);
+        // langchain-protocol 0.0.20's framing: start, a text block, its deltas, its end,
+        // the message's end with the usage; every event names the message.
+        let events: Vec<&str> = messages
+            .iter()
+            .map(|m| m["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "message-start",
+                "content-block-start",
+                "content-block-delta",
+                "content-block-finish",
+                "message-finish"
+            ]
+        );
+        assert_eq!(messages[0]["role"], "ai");
+        assert!(messages.iter().all(|m| m["id"] == messages[0]["id"]));
+        assert_eq!(
+            messages[2]["delta"],
+            json!({"type": "text-delta", "text": "Hel"})
+        );
+        assert_eq!(messages[2]["metadata"]["langgraph_node"], "reply");
+        assert_eq!(
+            messages[3]["content"],
+            json!({"type": "text", "text": "Hel"})
+        );
+        assert_eq!(messages[4]["usage"]["output_tokens"], 12);
         let tools = on("tools");
         assert_eq!(tools[0]["event"], "tool-started");
         assert_eq!(tools[0]["input"]["area_sqft"], 2000);

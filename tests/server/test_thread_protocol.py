@@ -110,3 +110,39 @@ def test_checkpoints_fork_and_tree_commands(url):
     bad = command("state.fork", checkpoint_id="nope")
     assert bad["type"] == "error" and bad["error"] == "no_such_checkpoint", bad
     assert command("state.fork")["error"] == "invalid_argument"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_sdk_reads_an_agents_reply_as_a_chat_model_stream(url, transport):
+    # langgraph-sdk's `thread.messages` needs langchain-protocol's framing: message-start,
+    # content blocks, message-finish with the usage.
+    async def go():
+        client = get_client(url=url)
+        async with client.threads.stream(assistant_id="chat", transport=transport) as thread:
+            await thread.run.start(input={"question": "Say hello."})
+            streams = []
+
+            async def collect():
+                async for stream in thread.messages:
+                    streams.append(stream)
+
+            # The projection feeds its streams while it is iterated.
+            task = asyncio.create_task(collect())
+            output = await thread.output.with_timeout(60)
+            for _ in range(100):
+                if streams:
+                    break
+                await asyncio.sleep(0.05)
+            message = await asyncio.wait_for(streams[0], 10)
+            text = await asyncio.wait_for(streams[0].text, 10)
+            task.cancel()
+            return len(streams), message, text, output
+
+    count, message, text, output = asyncio.run(go())
+    assert count == 1
+    assert message.content == [{"type": "text", "text": text, "index": 0}]
+    assert text.strip() and text.strip() in output["reply"]
+    assert message.usage_metadata["output_tokens"] > 0
+    assert message.usage_metadata["total_tokens"] == (
+        message.usage_metadata["input_tokens"] + message.usage_metadata["output_tokens"]
+    )

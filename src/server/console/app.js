@@ -657,7 +657,7 @@ async function threadPage(tid) {
         const entry = entryFor(node);
         let tokens = entry.querySelector('.tokens');
         if (!tokens) { tokens = el('div', { class: 'tokens' }); entry.append(tokens); }
-        tokens.textContent += data.content_block.text || '';
+        tokens.textContent += (data.delta && data.delta.text) || '';
       } else if (data.event === 'message-finish' && data.usage) {
         const u = usage.byNode[node] || (usage.byNode[node] = { input: 0, output: 0, cost: null });
         u.input += data.usage.input_tokens || 0;
