@@ -85,6 +85,10 @@ impl ThreadBus {
         if run_begins && let Ok(mut start) = self.run_start.lock() {
             *start = seq - 1;
         }
+        // A message a cancelled or failed run left open is not continued by the next run.
+        if run_begins && let Ok(mut open) = self.open_messages.lock() {
+            open.clear();
+        }
     }
 
     fn seq(&self) -> u64 {
