@@ -127,23 +127,62 @@ struct RawNode {
     on_empty: Option<Box<Spanned<RawOnEmpty>>>,
 }
 
-/// `ask = "question"`, or a list of questions asked in turn.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawAsk {
-    One(String),
-    Many(Vec<String>),
+/// Declares `enum $name { One(String), Many(Vec<String>) }` read from a string or a list of
+/// strings. serde's `untagged` would buffer every value and copy it once more before
+/// trying each variant; this reads it once, and says what it expected in the file's terms.
+macro_rules! one_or_many {
+    ($(#[$doc:meta])* $name:ident, $expected:literal) => {
+        $(#[$doc])*
+        enum $name {
+            One(String),
+            Many(Vec<String>),
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expected)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        Ok($name::One(v.to_owned()))
+                    }
+                    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<$name, E> {
+                        Ok($name::One(v))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<$name, A::Error> {
+                        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                        while let Some(item) = seq.next_element::<String>()? {
+                            items.push(item);
+                        }
+                        Ok($name::Many(items))
+                    }
+                }
+                d.deserialize_any(Visit)
+            }
+        }
+    };
 }
+
+one_or_many!(
+    /// `ask = "question"`, or a list of questions asked in turn.
+    RawAsk,
+    "a question, or a list of questions"
+);
 
 /// `set = { key = "CEL" }`, or a list of expressions for several writes in order.
 type RawSet = IndexMap<Spanned<String>, Spanned<RawWrites>>;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawWrites {
-    One(String),
-    Many(Vec<String>),
-}
+one_or_many!(
+    /// One CEL expression for a key, or a list of them for several writes in order.
+    RawWrites,
+    "a CEL expression, or a list of them"
+);
 
 /// What a `for_each` node does after an empty list.
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -260,12 +299,11 @@ struct RawEdge {
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
+one_or_many!(
+    /// An edge's `from`: one node, or a list of nodes that all finish first (a join).
+    OneOrMany,
+    "a node name, or a list of node names"
+);
 
 /// Loads and validates a graph file. Subgraph paths are relative to it.
 pub fn load_file(path: impl AsRef<Path>, registry: &Registry) -> Result<Graph, LoadError> {
@@ -409,10 +447,6 @@ fn plain_serde_message(message: &str) -> String {
         ("expected u64", "expected a whole number of 0 or more"),
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
-        (
-            "data did not match any variant of untagged enum OneOrMany",
-            "expected a node name, or a list of node names",
-        ),
         (
             "data did not match any variant of untagged enum RawRequired",
             "`required` takes true, false, or a list of field names",
