@@ -1862,6 +1862,9 @@ pub(crate) async fn create_run_with_id(
     );
     let trace = crate::telemetry::carrier(&enqueued);
     drop(enqueued);
+    // A process executing the run elsewhere feeds this one's thread subscribers.
+    let watched_from = (app.control.shared() && app.buses.get(&thread_id).is_some())
+        .then(|| app.runs.worker_id.clone());
     let row = RunRow {
         run_id,
         thread_id,
@@ -1881,10 +1884,18 @@ pub(crate) async fn create_run_with_id(
         start_checkpoint: None,
         usage: None,
         trace,
+        watched_from,
         created_at_ms: now,
         updated_at_ms: now,
     };
     app.control.put_run(&row).await.map_err(store_err)?;
+    if row.watched_from.is_some() {
+        tokio::spawn(super::protocol::relay(
+            app.clone(),
+            row.thread_id.clone(),
+            row.run_id.clone(),
+        ));
+    }
     // A stream sees the run's `metadata` first even while it waits in the queue. With a
     // shared store the process that executes the run writes it (and no log is made for a
     // run nobody streams: each would follow the store).
@@ -2111,6 +2122,9 @@ fn stream_response(
             async move {
                 loop {
                     if let Some(e) = batch.next() {
+                        if e.is_relayed() {
+                            continue;
+                        }
                         if let Some(modes) = &modes
                             && !modes.iter().any(|m| mode_matches(&e.event, m))
                         {

@@ -125,6 +125,11 @@ pub(crate) struct RunRow {
     /// whichever process executes it continues that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) trace: Option<std::collections::BTreeMap<String, String>>,
+    /// The process (`HOST/PID/UUID`) whose v2-protocol subscribers follow the run's thread:
+    /// a process executing the run elsewhere copies the run's protocol events into its
+    /// stored events for it (`protocol::relay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) watched_from: Option<String>,
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
 }

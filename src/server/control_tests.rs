@@ -27,6 +27,7 @@ fn run(id: &str, thread: &str, created: u64, not_before: u64) -> RunRow {
         start_checkpoint: None,
         usage: None,
         trace: None,
+        watched_from: None,
         created_at_ms: created,
         updated_at_ms: created,
     }

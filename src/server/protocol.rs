@@ -140,6 +140,98 @@ impl ThreadBus {
     }
 }
 
+/// The stored-event name of a protocol frame that a run's executor copied into the run's
+/// events for the thread's subscribers on another process.
+pub(crate) const RELAYED: &str = "protocol";
+
+/// The protocol events of a run executing away from its thread's subscribers (the run's
+/// `watched_from` names their process): published on a bus of the run's own and copied
+/// into its log, which is stored and fanned out (Redis, or the store) like its other
+/// events, and [`relay`]ed onto the subscribers' bus there.
+pub(crate) struct BusMirror {
+    pub(crate) bus: Arc<ThreadBus>,
+}
+
+impl BusMirror {
+    pub(crate) fn new() -> Self {
+        BusMirror {
+            bus: ThreadBus::new(),
+        }
+    }
+
+    /// Moves the frames published since the last call into `log`.
+    pub(crate) fn copy_to(&mut self, log: &super::runs::RunLog) {
+        let frames: Vec<BusEvent> = match self.bus.events.lock() {
+            Ok(mut events) => events.drain(..).collect(),
+            Err(_) => return,
+        };
+        for e in frames {
+            log.push_text(RELAYED, e.frame);
+        }
+    }
+}
+
+/// The protocol's methods, as the bus keeps them.
+fn known_method(method: &str) -> Option<&'static str> {
+    [
+        "lifecycle",
+        "values",
+        "updates",
+        "tasks",
+        "messages",
+        "tools",
+        "custom",
+        "input.requested",
+    ]
+    .into_iter()
+    .find(|m| *m == method)
+}
+
+/// Feeds this process's bus of `thread_id` with the protocol events of `run_id` as the
+/// process executing it copies them (see [`BusMirror`]), until the run ends. Its question
+/// and its end wait until the run's end is stored, as they do on the executing process, so
+/// a subscriber that reads the thread then finds it idle. Nothing is relayed when the run
+/// executes here: it publishes on the bus itself.
+pub(crate) async fn relay(app: Arc<App>, thread_id: String, run_id: String) {
+    let log = super::runs::log(&app, &run_id);
+    let mut rx = log.subscribe();
+    let (mut cursor, mut ending) = (0, Vec::new());
+    loop {
+        if log.is_local() {
+            return;
+        }
+        let (events, done) = log.since(cursor);
+        cursor += events.len();
+        let Some(bus) = app.buses.get(&thread_id) else {
+            return;
+        };
+        for e in events.iter().filter(|e| e.is_relayed()) {
+            let Ok(mut frame) = serde_json::from_str::<Value>(&e.data) else {
+                continue;
+            };
+            let Some(method) = frame["method"].as_str().and_then(known_method) else {
+                continue;
+            };
+            let data = frame["params"]["data"].take();
+            let begins = method == "lifecycle" && data["event"] == "running";
+            if method == "input.requested" || (method == "lifecycle" && !begins) {
+                ending.push((method, data));
+            } else {
+                bus.publish(method, data, begins);
+            }
+        }
+        if done {
+            for (method, data) in ending {
+                bus.publish(method, data, false);
+            }
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The buses of threads that use the protocol.
 #[derive(Default)]
 pub(crate) struct Buses(Mutex<HashMap<String, Arc<ThreadBus>>>);

@@ -26,6 +26,14 @@ pub(crate) struct LogEvent {
     pub(crate) data: Arc<str>,
 }
 
+impl LogEvent {
+    /// Whether it is a v2-protocol frame copied for another process's thread subscribers
+    /// (`protocol::RELAYED`), which no run stream sends.
+    pub(crate) fn is_relayed(&self) -> bool {
+        &*self.event == super::protocol::RELAYED
+    }
+}
+
 /// Everything a run streamed, kept while the process lives so a dropped stream can resume
 /// (`Last-Event-ID`) and a join can replay it. The process executing the run writes it (and,
 /// with a shared store, copies it there); any other process mirrors it from the store.
@@ -116,6 +124,16 @@ impl RunLog {
 
     fn finish(&self) {
         self.changed.send_modify(|s| s.1 = true);
+    }
+
+    /// Adds an event whose data is JSON text already.
+    pub(crate) fn push_text(&self, event: &'static str, data: Arc<str>) {
+        self.append(None, wire::Name::Borrowed(event), data);
+    }
+
+    /// Whether this process executes the run.
+    pub(crate) fn is_local(&self) -> bool {
+        self.local.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -752,13 +770,27 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         crate::telemetry::continue_trace(&span, carrier);
     }
     let mut usage = RunUsage::default();
+    // The thread's v2 subscribers are on the process that queued the run.
+    let mut mirror = row
+        .watched_from
+        .as_ref()
+        .filter(|w| **w != app.runs.worker_id)
+        .map(|_| super::protocol::BusMirror::new());
     let outcome = if token.is_cancelled() {
         Err("the run was taken over by another process".to_string())
     } else {
         use tracing::Instrument;
-        run_graph(app, &row, &log, token.clone(), thread, &mut usage)
-            .instrument(span.clone())
-            .await
+        run_graph(
+            app,
+            &row,
+            &log,
+            token.clone(),
+            thread,
+            &mut usage,
+            &mut mirror,
+        )
+        .instrument(span.clone())
+        .await
     };
     timer.abort();
     // From here the run is ending: the heartbeat stops renewing it (its row may be deleted
@@ -850,6 +882,19 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
             tracing::error!(thread = %thread.thread_id, "cannot update the thread: {e}");
         }
     }
+    let cancelled = action.is_some()
+        || matches!(
+            outcome
+                .as_ref()
+                .ok()
+                .and_then(|o| o.error.as_ref())
+                .map(|e| &e.detail),
+            Some(engine::RunError::Cancelled)
+        );
+    if let Some(m) = &mut mirror {
+        publish_end(&m.bus, &row, &outcome, cancelled);
+        m.copy_to(&log);
+    }
     // Every event is stored before the run is marked ended: a process mirroring the run
     // reads its end as "nothing more will come".
     if let Some(f) = flusher {
@@ -890,21 +935,7 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     // The end goes on the thread's bus once it is stored: a subscriber that reads the thread
     // on `interrupted` or `completed` finds it so, not still busy.
     if let Some(bus) = app.buses.get(&row.thread_id) {
-        match &outcome {
-            Ok(o) => {
-                let cancelled = action.is_some()
-                    || matches!(
-                        o.error.as_ref().map(|e| &e.detail),
-                        Some(engine::RunError::Cancelled)
-                    );
-                super::protocol::publish_end(&bus, &row.thread_id, &row.graph_id, o, cancelled);
-            }
-            Err(message) => bus.publish(
-                "lifecycle",
-                json!({"event": "failed", "graph_name": row.graph_id, "error": message}),
-                false,
-            ),
-        }
+        publish_end(&bus, &row, &outcome, cancelled);
     }
     // A run that reached a `wait` node parks its thread: a run due at the wake-up time
     // continues it, and that one reports (webhook) and cleans up.
@@ -993,6 +1024,23 @@ async fn queue_wake_up(app: &Arc<App>, row: &RunRow, at_ms: u64) {
     }
 }
 
+/// Puts the end of `row`'s run on a thread's bus: its question or how it ended.
+fn publish_end(
+    bus: &super::protocol::ThreadBus,
+    row: &RunRow,
+    outcome: &Result<RunOutcome, String>,
+    cancelled: bool,
+) {
+    match outcome {
+        Ok(o) => super::protocol::publish_end(bus, &row.thread_id, &row.graph_id, o, cancelled),
+        Err(message) => bus.publish(
+            "lifecycle",
+            json!({"event": "failed", "graph_name": row.graph_id, "error": message}),
+            false,
+        ),
+    }
+}
+
 /// Runs the graph for `row`, streaming into `log`. `Err` is a run refused before it started
 /// for a reason the engine does not report (a bad command).
 /// What a run's model calls used and cost, in all and by node: kept on the run's record so
@@ -1071,6 +1119,7 @@ async fn run_graph(
     token: CancelToken,
     mut thread: Option<engine::checkpoint::ThreadInfo>,
     usage: &mut RunUsage,
+    mirror: &mut Option<super::protocol::BusMirror>,
 ) -> Result<RunOutcome, String> {
     let assistant = app
         .assistant(&row.assistant_id)
@@ -1211,15 +1260,20 @@ async fn run_graph(
     // Published as the run starts executing, not when it is queued: a process may claim a
     // queued run before the request that made it returns, and the bus must not show a
     // run's steps before its start.
+    let running = json!({"event": "running", "graph_name": row.graph_id, "run_id": row.run_id});
     if let Some(bus) = &bus {
-        bus.publish(
-            "lifecycle",
-            json!({"event": "running", "graph_name": row.graph_id, "run_id": row.run_id}),
-            true,
-        );
+        bus.publish("lifecycle", running.clone(), true);
     }
-    request.emit_values =
-        modes.values || modes.checkpoints || modes.debug || modes.events || bus.is_some();
+    if let Some(m) = mirror.as_mut() {
+        m.bus.publish("lifecycle", running, true);
+        m.copy_to(log);
+    }
+    request.emit_values = modes.values
+        || modes.checkpoints
+        || modes.debug
+        || modes.events
+        || bus.is_some()
+        || mirror.is_some();
     request.stream_subgraphs =
         kwargs.get("stream_subgraphs").and_then(Value::as_bool) == Some(true);
     request.interrupt_before = strings("interrupt_before");
@@ -1243,6 +1297,10 @@ async fn run_graph(
         }
         if let Some(bus) = &bus {
             super::protocol::publish_event(bus, &event);
+        }
+        if let Some(m) = mirror.as_mut() {
+            super::protocol::publish_event(&m.bus, &event);
+            m.copy_to(log);
         }
         if let engine::Event::Usage { .. } = &event {
             usage.add(&event);

@@ -156,7 +156,7 @@ impl Follow {
             if let Some(current) = &self.current
                 && let Some(e) = self.batch.next()
             {
-                if !self.modes.run_events && &*e.event != "metadata" {
+                if e.is_relayed() || (!self.modes.run_events && &*e.event != "metadata") {
                     continue;
                 }
                 return Some(

@@ -1,11 +1,12 @@
 """Servers and workers on several processes sharing one Postgres through PgBouncer
 (transaction mode, like Supabase's port 6543): each run is claimed by exactly one process,
-streams follow a run executing elsewhere, a worker killed with SIGKILL or frozen with
+streams (run streams and the v2 thread stream) follow a run executing elsewhere, a worker killed with SIGKILL or frozen with
 SIGSTOP past its lease is replaced without losing or repeating anything. Each test runs
 with Postgres alone (polling), with LISTEN on a direct connection, and with Redis (a
 private redis-server per module, so it can be killed); Redis killed mid-run changes
 nothing but latency."""
 
+import asyncio
 import datetime
 import http.server
 import json
@@ -19,7 +20,7 @@ import uuid
 
 import httpx
 import pytest
-from langgraph_sdk import get_sync_client
+from langgraph_sdk import get_client, get_sync_client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRAPHS = os.path.join(HERE, "worker_graphs")
@@ -282,6 +283,34 @@ def test_each_run_is_claimed_once_and_streams_cross_processes(db, procs, hook, t
     b.runs.cancel(tid, rid)
     wait_for(lambda: run_row(direct, rid)[0] == "interrupted", what="the cancel")
     assert time.time() - started < 5
+
+
+def test_a_thread_stream_on_an_api_process_follows_runs_on_a_worker(db, procs, hook, tmp_path, accel):
+    # langgraph-sdk's thread stream over WebSocket, on an API process that executes nothing:
+    # the run, its question and the run that answers it execute on the worker, and the
+    # subscriber sees them as if they ran where it is connected.
+    store, direct = db
+    kw = dict(accel=accel, direct=direct)
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    worker = spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+
+    async def go():
+        client = get_client(url=api.url)
+        async with client.threads.stream(assistant_id="hitl", transport="websocket") as thread:
+            await thread.run.start(input={"n": 0})
+            for _ in range(400):
+                if thread.interrupts:
+                    break
+                await asyncio.sleep(0.05)
+            asked = [i["value"] for i in thread.interrupts]
+            await thread.run.respond("fine")
+            return thread.thread_id, asked, await thread.output.with_timeout(30)
+
+    tid, asked, output = asyncio.run(go())
+    assert asked == ["approve?"]
+    assert output["log"] == ["a", "answer:fine"] and output["n"] == 1
+    workers = psql(direct, f"SELECT DISTINCT worker FROM brainops_server_runs WHERE thread_id = '{tid}'")
+    assert workers.split("/")[1] == str(worker.pid), workers
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path, accel):
