@@ -2151,8 +2151,24 @@ fn stream_response(
                 }
             }
         });
+    let mut headers = HeaderMap::new();
+    let location = run_location(row);
+    if let Ok(v) = HeaderValue::from_str(&format!("{location}/stream")) {
+        headers.insert(header::LOCATION, v);
+    }
+    if created && let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::CONTENT_LOCATION, v);
+    }
+    sse_response(app, events, headers)
+}
+
+/// `events` as an SSE response with `headers`: a `heartbeat` comment every 5 s, neither
+/// cached nor buffered by a proxy, and counted as an open stream until the client goes.
+pub(crate) fn sse_response<S>(app: &App, events: S, mut headers: HeaderMap) -> Response
+where
+    S: futures_util::Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+{
     let open = app.options.metrics.as_ref().map(|m| m.stream_opened());
-    // Counted as open until the client goes away and the stream is dropped.
     let events = futures_util::StreamExt::map(events, move |e| {
         let _open = &open;
         e
@@ -2162,14 +2178,6 @@ fn stream_response(
             .interval(Duration::from_secs(5))
             .text("heartbeat"),
     );
-    let mut headers = HeaderMap::new();
-    let location = run_location(row);
-    if let Ok(v) = HeaderValue::from_str(&format!("{location}/stream")) {
-        headers.insert(header::LOCATION, v);
-    }
-    if created && let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::CONTENT_LOCATION, v);
-    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     (headers, sse).into_response()

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::IntoResponse;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::HeaderMap;
+use axum::response::sse::Event as SseEvent;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -121,21 +120,7 @@ pub(super) async fn thread_stream(
         let event = follow.next().await?;
         Some((Ok::<_, Infallible>(event), follow))
     });
-    let open = app.options.metrics.as_ref().map(|m| m.stream_opened());
-    // Counted as open until the client goes away and the stream is dropped.
-    let events = futures_util::StreamExt::map(events, move |e| {
-        let _open = &open;
-        e
-    });
-    let sse = Sse::new(events).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(5))
-            .text("heartbeat"),
-    );
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok((headers, sse).into_response())
+    Ok(super::api::sse_response(&app, events, HeaderMap::new()))
 }
 
 impl Follow {

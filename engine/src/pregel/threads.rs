@@ -95,25 +95,12 @@ impl Runner {
                 .interrupt
                 .as_ref()
                 .is_some_and(|i| matches!(i.kind, InterruptKind::Ask | InterruptKind::Wait));
-        let release = if drop_question && result.is_ok() {
-            ThreadInfo {
-                lease: None,
-                updated_at_ms: now_ms(),
-                status: ThreadStatus::Idle,
-                interrupt: None,
-                ..info
-            }
-        } else {
-            ThreadInfo {
-                lease: None,
-                updated_at_ms: now_ms(),
-                ..info
-            }
-        };
-        saver
-            .put_thread(&release, Some(&lease))
-            .await
-            .map_err(cp_err)?;
+        let mut info = info;
+        if drop_question && result.is_ok() {
+            info.status = ThreadStatus::Idle;
+            info.interrupt = None;
+        }
+        release_lease(saver, info, &lease).await?;
         result
     }
 
@@ -138,21 +125,7 @@ impl Runner {
         let result = self
             .first_checkpoint(saver, thread_id, values, as_node, &lease)
             .await;
-        let status = if result.is_ok() {
-            ThreadStatus::Idle
-        } else {
-            info.status
-        };
-        let release = ThreadInfo {
-            lease: None,
-            updated_at_ms: now_ms(),
-            status,
-            ..info
-        };
-        saver
-            .put_thread(&release, Some(&lease))
-            .await
-            .map_err(cp_err)?;
+        release_lease(saver, settled_if(info, result.is_ok()), &lease).await?;
         result
     }
 
@@ -258,30 +231,7 @@ impl Runner {
             Ok(record.id)
         }
         .await;
-        let release = ThreadInfo {
-            lease: None,
-            updated_at_ms: now_ms(),
-            status: if result.is_ok() {
-                ThreadStatus::Idle
-            } else {
-                info.status
-            },
-            interrupt: if result.is_ok() {
-                None
-            } else {
-                info.interrupt.clone()
-            },
-            error: if result.is_ok() {
-                None
-            } else {
-                info.error.clone()
-            },
-            ..info
-        };
-        saver
-            .put_thread(&release, Some(&lease))
-            .await
-            .map_err(cp_err)?;
+        release_lease(saver, settled_if(info, result.is_ok()), &lease).await?;
         result
     }
 
@@ -553,4 +503,36 @@ pub(super) fn missing_thread(thread_id: &str, checkpoint: Option<u64>) -> String
             "thread `{thread_id}` has no checkpoints; list threads with `brainops threads list`"
         ),
     }
+}
+
+/// `info` idle, with no question or error left, when an edit that replaced its state
+/// `succeeded`; as it was otherwise.
+fn settled_if(info: ThreadInfo, succeeded: bool) -> ThreadInfo {
+    if succeeded {
+        ThreadInfo {
+            status: ThreadStatus::Idle,
+            interrupt: None,
+            error: None,
+            ..info
+        }
+    } else {
+        info
+    }
+}
+
+/// Stores `info` with the lease taken for an administrative edit given back.
+async fn release_lease(
+    saver: &dyn Checkpointer,
+    info: ThreadInfo,
+    lease: &Lease,
+) -> Result<(), RunError> {
+    let release = ThreadInfo {
+        lease: None,
+        updated_at_ms: now_ms(),
+        ..info
+    };
+    saver
+        .put_thread(&release, Some(lease))
+        .await
+        .map_err(cp_err)
 }
