@@ -26,6 +26,11 @@ struct World {
 /// Agents answer from `scripts` (agent name -> JSON answer); integrations have no
 /// credentials, so they record instead of sending; memory is an embedded store.
 fn world(scripts: &[(&str, Value)]) -> World {
+    world_with(scripts, IntegrationConfig::with_vars(Mode::Auto, |_| None))
+}
+
+/// [`world`] with the integrations given (live ones, pointed at a local vendor server).
+fn world_with(scripts: &[(&str, Value)], integrations: IntegrationConfig) -> World {
     let mut models = ScriptedModels::new();
     for (agent, answer) in scripts {
         models = models.agent(agent, ScriptedModel::new(agent).always_json(answer.clone()));
@@ -38,7 +43,6 @@ fn world(scripts: &[(&str, Value)]) -> World {
         )
         .unwrap(),
     );
-    let integrations = IntegrationConfig::with_vars(Mode::Auto, |_| None);
     let outbox = integrations.outbox.clone();
     let (registry, _) = agents::Setup {
         models: Arc::new(models),
@@ -197,7 +201,12 @@ async fn lead_to_proposal_prices_with_tools_waits_for_approval_then_sends() {
             &["remember"]
         ])
     );
-    assert_eq!(done.state["outcome"], "proposal sent");
+    // No SENDGRID_API_KEY here: the e-mail is recorded, and the outcome does not claim it
+    // went out.
+    assert_eq!(
+        done.state["outcome"],
+        "proposal approved, e-mail not sent (dry run: SENDGRID_API_KEY is not set)"
+    );
     assert_eq!(done.state["follow_up"]["channel"], "email");
     let emails = w.sent("sendgrid.send_email");
     assert_eq!(emails.len(), 1);
@@ -214,10 +223,49 @@ async fn lead_to_proposal_prices_with_tools_waits_for_approval_then_sends() {
     assert_eq!(remembered.len(), 1);
     let text = remembered[0]["text"].as_str().unwrap();
     assert!(
-        text.starts_with("Ada Park: proposal sent (quote $"),
+        text.starts_with("Ada Park: proposal approved, e-mail not sent (dry run: SENDGRID_API_KEY is not set) (quote $"),
         "{text}"
     );
     assert_eq!(remembered[0]["kind"], "episodic");
+}
+
+#[tokio::test]
+async fn lead_to_proposal_says_sent_when_sendgrid_took_the_email() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // A local server speaking SendGrid's mail/send: 202 Accepted, empty body.
+    let sendgrid = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(header("authorization", "Bearer SG.test-key"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&sendgrid)
+        .await;
+    let base = sendgrid.uri();
+    let integrations = IntegrationConfig::with_vars(Mode::Live, move |name| match name {
+        "SENDGRID_API_KEY" => Some("SG.test-key".into()),
+        "SENDGRID_FROM_EMAIL" => Some("office@weathercraft.test".into()),
+        "SENDGRID_API_BASE" => Some(base.clone()),
+        _ => None,
+    });
+    let mut w = world_with(&lead_scripts(true), integrations);
+    w.load("lead_to_proposal.toml");
+    w.run(RunRequest::new().thread("lead-ada").input(ada()))
+        .await;
+    let (done, _) = w
+        .run(
+            RunRequest::new()
+                .thread("lead-ada")
+                .resume(json!("approve")),
+        )
+        .await;
+    assert_eq!(done.state["email"]["dry_run"], false);
+    assert_eq!(done.state["outcome"], "proposal sent");
+    assert!(
+        w.sent("sendgrid.send_email").is_empty(),
+        "sent, not recorded"
+    );
 }
 
 #[tokio::test]
