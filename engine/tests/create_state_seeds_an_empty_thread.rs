@@ -105,4 +105,7 @@ async fn a_thread_with_state_or_a_bad_update_is_refused_and_left_as_it_was() {
         .unwrap_err();
     assert!(err.to_string().contains("nosuch"), "{err}");
     assert!(runner.history("u").await.unwrap_or_default().is_empty());
+    // Refused values leave no thread record behind.
+    let saver = runner.checkpointer().unwrap();
+    assert!(saver.thread("u").await.unwrap().is_none());
 }

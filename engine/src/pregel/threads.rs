@@ -118,32 +118,35 @@ impl Runner {
     ) -> Result<u64, RunError> {
         let as_node = self.as_node(as_node)?;
         let saver = self.saver()?;
+        // Refused values leave no thread record behind: checked before the lease is taken.
+        let record = self.first_checkpoint(thread_id, values, as_node)?;
         let lease = Lease::new(self.lease_ms);
         let info = acquire(saver, thread_id, &self.graph.name, &lease, false)
             .await
             .map_err(cp_err)?;
-        let result = self
-            .first_checkpoint(saver, thread_id, values, as_node, &lease)
-            .await;
+        let result = async {
+            if !saver.list(thread_id).await.map_err(cp_err)?.is_empty() {
+                return Err(RunError::Thread {
+                    message: format!(
+                        "thread `{thread_id}` already has state; update it (update_state) instead of creating it"
+                    ),
+                });
+            }
+            saver.put(&record, Some(&lease)).await.map_err(cp_err)?;
+            Ok(record.id)
+        }
+        .await;
         release_lease(saver, settled_if(info, result.is_ok()), &lease).await?;
         result
     }
 
-    async fn first_checkpoint(
+    /// A thread's first checkpoint: `values` folded over the channels' defaults.
+    fn first_checkpoint(
         &self,
-        saver: &dyn Checkpointer,
         thread_id: &str,
         values: &Value,
         as_node: Option<NodeId>,
-        lease: &Lease,
-    ) -> Result<u64, RunError> {
-        if !saver.list(thread_id).await.map_err(cp_err)?.is_empty() {
-            return Err(RunError::Thread {
-                message: format!(
-                    "thread `{thread_id}` already has state; update it (update_state) instead of creating it"
-                ),
-            });
-        }
+    ) -> Result<CheckpointRecord, RunError> {
         let mut state = State::new(&self.graph);
         let deltas = apply_input(&self.graph, &mut state, values.clone(), "update", true)?;
         let (nodes, next, joins) = match as_node {
@@ -171,8 +174,7 @@ impl Runner {
             joins,
             created_at_ms: now_ms(),
         };
-        saver.put(&record, Some(lease)).await.map_err(cp_err)?;
-        Ok(record.id)
+        Ok(record)
     }
 
     /// Resolves an `as_node` name.
