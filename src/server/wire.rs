@@ -1,7 +1,7 @@
 //! How the engine's runs, threads and events look on LangGraph's wire: ids, timestamps,
 //! error names, and the translation of engine events into stream-mode events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use engine::{AgentStep, Event, InterruptInfo, InterruptKind, Progress, RunError, RunOutcome};
 use serde_json::{Map, Value, json};
@@ -191,6 +191,9 @@ pub(crate) struct Translator {
     /// `on_chain_start` inputs.
     input: Value,
     state: Value,
+    /// `events` mode: the arguments of agents' tool calls under way, by call id, for
+    /// `on_tool_end`'s input.
+    tool_inputs: HashMap<String, Value>,
 }
 
 /// A checkpoint as `Event::Checkpoint` reports it, waiting for its state.
@@ -222,6 +225,7 @@ impl Translator {
             checkpoint: None,
             input: Value::Null,
             state: Value::Null,
+            tool_inputs: HashMap::new(),
         }
     }
 
@@ -433,8 +437,75 @@ impl Translator {
                     }),
                 ));
             }
+            Event::Progress {
+                node,
+                progress:
+                    Progress::Agent {
+                        step:
+                            AgentStep::ToolCall {
+                                id,
+                                name,
+                                arguments,
+                            },
+                        ..
+                    },
+            } => {
+                self.tool_inputs.insert(id.clone(), arguments.clone());
+                out.push((
+                    Name::Borrowed("events"),
+                    self.tool_event("on_tool_start", node, id, name, json!({"input": arguments})),
+                ));
+            }
+            Event::Progress {
+                node,
+                progress:
+                    Progress::Agent {
+                        step:
+                            AgentStep::ToolResult {
+                                id,
+                                name,
+                                output,
+                                error,
+                            },
+                        ..
+                    },
+            } => {
+                let input = self.tool_inputs.remove(id).unwrap_or(Value::Null);
+                let (kind, data) = match error {
+                    Some(message) => ("on_tool_error", json!({"error": message, "input": input})),
+                    // A tool called by a model answers with a ToolMessage.
+                    None => (
+                        "on_tool_end",
+                        json!({"output": {
+                            "content": match output {
+                                Some(Value::String(text)) => text.clone(),
+                                Some(other) => other.to_string(),
+                                None => String::new(),
+                            },
+                            "additional_kwargs": {}, "response_metadata": {}, "type": "tool",
+                            "name": name, "id": null, "tool_call_id": id, "artifact": null,
+                            "status": "success",
+                        }, "input": input}),
+                    ),
+                };
+                out.push((
+                    Name::Borrowed("events"),
+                    self.tool_event(kind, node, id, name, data),
+                ));
+            }
             _ => {}
         }
+    }
+
+    /// An agent's tool call as LangChain's tool callbacks report it, under the task's chain.
+    fn tool_event(&self, event: &str, node: &str, call: &str, tool: &str, data: Value) -> Value {
+        json!({
+            "event": event, "name": tool, "run_id": format!("run-{}-tool-{call}", self.run_id),
+            "tags": [format!("graph:step:{}", self.step)],
+            "metadata": self.message_metadata(node),
+            "data": data,
+            "parent_ids": [self.run_id, task_id(&self.thread_id, self.step, node)],
+        })
     }
 
     /// A checkpoint as LangGraph's `checkpoints` stream mode sends it.
@@ -591,6 +662,64 @@ mod tests {
         }
         assert_eq!(checkpoint_parse("7"), Some(7));
         assert_eq!(checkpoint_parse("not-a-checkpoint"), None);
+    }
+
+    #[test]
+    fn events_mode_reports_an_agents_tool_calls_as_tool_callbacks() {
+        let modes = Modes::parse(&["events".to_string()]).unwrap();
+        let mut t = Translator::new(modes, "run-1", "thread-1", "g", "a");
+        let agent = |step| Event::Progress {
+            node: "triage".into(),
+            progress: Progress::Agent {
+                agent: "customer.support".into(),
+                step,
+            },
+        };
+        let mut out = Vec::new();
+        t.translate(
+            &agent(AgentStep::ToolCall {
+                id: "call_1".into(),
+                name: "roofing.quote".into(),
+                arguments: json!({"squares": 24}),
+            }),
+            &mut out,
+        );
+        t.translate(
+            &agent(AgentStep::ToolResult {
+                id: "call_1".into(),
+                name: "roofing.quote".into(),
+                output: Some(json!({"total_usd": 100})),
+                error: None,
+            }),
+            &mut out,
+        );
+        t.translate(
+            &agent(AgentStep::ToolResult {
+                id: "call_2".into(),
+                name: "crm.lookup".into(),
+                output: None,
+                error: Some("not found".into()),
+            }),
+            &mut out,
+        );
+        let events: Vec<&Value> = out.iter().map(|(_, e)| e).collect();
+        assert!(out.iter().all(|(name, _)| name == "events"));
+        assert_eq!(events[0]["event"], "on_tool_start");
+        assert_eq!(events[0]["name"], "roofing.quote");
+        assert_eq!(events[0]["data"], json!({"input": {"squares": 24}}));
+        assert_eq!(events[1]["event"], "on_tool_end");
+        assert_eq!(events[1]["run_id"], events[0]["run_id"]);
+        assert_eq!(events[1]["data"]["input"], json!({"squares": 24}));
+        assert_eq!(events[1]["data"]["output"]["type"], "tool");
+        assert_eq!(events[1]["data"]["output"]["tool_call_id"], "call_1");
+        assert_eq!(
+            events[1]["data"]["output"]["content"],
+            r#"{"total_usd":100}"#
+        );
+        assert_eq!(events[1]["parent_ids"][0], "run-1");
+        assert_eq!(events[2]["event"], "on_tool_error");
+        assert_eq!(events[2]["data"]["error"], "not found");
+        assert_eq!(events.len(), 3);
     }
 
     #[test]
