@@ -19,9 +19,21 @@ fn main() -> std::process::ExitCode {
                     text(s, "/score/score"),
                     text(s, "/score/grade")
                 ),
+                // The score's grade decides (graphs/lead_to_proposal.toml); the agent's own
+                // verdict is shown beside it, since a small model may disagree.
                 format!(
-                    "Qualified: {} ({}): {}",
-                    text(s, "/qualification/qualified"),
+                    "Qualified: {} (grade {}); the qualifier agent says {}, priority {}: {}",
+                    if matches!(s["score"]["grade"].as_str(), Some("A" | "B")) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    text(s, "/score/grade"),
+                    match s["qualification"]["qualified"].as_bool() {
+                        Some(true) => "qualified",
+                        Some(false) => "not qualified",
+                        None => "-",
+                    },
                     text(s, "/qualification/priority"),
                     text(s, "/qualification/reason")
                 ),
