@@ -1692,6 +1692,9 @@ fn read_run_request(app: &App, body: &Map<String, Value>) -> ApiResult<RunAsk> {
     let if_not_exists = f.one_of("if_not_exists", &["create", "reject"], "reject")?;
     f.one_of("on_disconnect", &["cancel", "continue"], "continue")?;
     f.one_of("on_completion", &["delete", "keep"], "delete")?;
+    // Every run checkpoints each step before the next starts, the strongest of the three:
+    // a weaker choice is accepted and gets that guarantee.
+    f.one_of("durability", &["sync", "async", "exit"], "async")?;
     let after_ms = match f.get("after_seconds") {
         None => 0,
         Some(v) => v

@@ -145,6 +145,11 @@ def test_bad_ids_and_missing_fields(client, url):
     assert r.status_code == 422 and "zz" in r.json()["detail"]
     r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": 5})
     assert r.status_code == 422 and "input" in r.json()["detail"]
+    r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": {}, "durability": "later"})
+    assert r.status_code == 422 and r.json()["detail"] == "durability: `later` is not one of sync, async, exit"
+    for durability in ("sync", "async", "exit", None):
+        r = httpx.post(url + "/runs/wait", json={"assistant_id": "simple", "input": {}, "durability": durability})
+        assert r.status_code == 200, r.text
 
 
 # ------------------------------------------------------------------------- runs
