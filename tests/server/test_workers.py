@@ -88,6 +88,7 @@ class RedisServer:
         self.proc = None
 
     def start(self):
+        STARTED.append(self)
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", self.tmp],
@@ -139,6 +140,10 @@ def db():
         ["psql", DIRECT.split("?")[0], "-XAtq", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
         capture_output=True,
     )
+
+
+# Every process a test started, so a timed-out wait can show what they logged.
+STARTED = []
 
 
 class Proc:
@@ -225,7 +230,12 @@ def wait_for(cond, timeout=20, what="condition"):
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    logs = "\n".join(
+        f"--- {' '.join(p.args[1:2])} (pid {p.pid}, {'running' if p.proc.poll() is None else 'exited'}):\n"
+        + "".join(p.err[-15:])
+        for p in STARTED[-4:]
+    )
+    raise AssertionError(f"timed out waiting for {what}; the last processes logged:\n{logs}")
 
 
 def history_shape(client, tid):
