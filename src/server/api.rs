@@ -1888,16 +1888,13 @@ pub(crate) async fn create_run_with_id(
         usage: None,
         trace,
         watched_from,
+        watchers: Vec::new(),
         created_at_ms: now,
         updated_at_ms: now,
     };
     app.control.put_run(&row).await.map_err(store_err)?;
     if row.watched_from.is_some() {
-        tokio::spawn(super::protocol::relay(
-            app.clone(),
-            row.thread_id.clone(),
-            row.run_id.clone(),
-        ));
+        super::protocol::spawn_relay(app, row.thread_id.clone(), row.run_id.clone());
     }
     // A stream sees the run's `metadata` first even while it waits in the queue. With a
     // shared store the process that executes the run writes it (and no log is made for a

@@ -130,8 +130,25 @@ pub(crate) struct RunRow {
     /// stored events for it (`protocol::relay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) watched_from: Option<String>,
+    /// The other processes with v2-protocol subscribers on the run's thread, as its claim
+    /// found them (see [`ControlStore::watch`]); the claimant copies the run's protocol
+    /// events for them. Never stored.
+    #[serde(default, skip_serializing)]
+    pub(crate) watchers: Vec<String>,
     pub(crate) created_at_ms: u64,
     pub(crate) updated_at_ms: u64,
+}
+
+/// A run of a watched thread, as [`ControlStore::runs_on`] finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ThreadRun {
+    pub(crate) run_id: String,
+    pub(crate) thread_id: String,
+    pub(crate) created_at_ms: u64,
+    /// Pending or running.
+    pub(crate) active: bool,
+    /// Pending until after the `due_ms` asked about (a `wait` node's wake-up).
+    pub(crate) later: bool,
 }
 
 /// One stored stream event of a run: `(seq, event, data)`.
@@ -201,6 +218,28 @@ pub(crate) trait ControlStore: Send + Sync {
     /// Drops the events of runs that ended before `before_ms`.
     async fn purge_events(&self, _before_ms: u64) -> Result<u64, String> {
         Ok(0)
+    }
+    /// Records that `process` has v2-protocol subscribers on `threads` until `until_ms`
+    /// (shared stores only): whichever process claims a run of one of them copies the run's
+    /// protocol events into its stored events for `process` (see [`RunRow::watchers`]).
+    async fn watch(
+        &self,
+        _process: &str,
+        _threads: &[String],
+        _now_ms: u64,
+        _until_ms: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    /// The runs of `threads` that are pending or running, or were created at or after
+    /// `since_ms`, oldest first (shared stores only).
+    async fn runs_on(
+        &self,
+        _threads: &[String],
+        _since_ms: u64,
+        _due_ms: u64,
+    ) -> Result<Vec<ThreadRun>, String> {
+        Ok(Vec::new())
     }
     /// Wakes listening workers (`NOTIFY`; shared stores only).
     async fn notify(&self, _payload: &str) {}
@@ -733,7 +772,22 @@ CREATE TABLE IF NOT EXISTS brainops_server_jobs (
 );
 ",
     },
+    engine::pg::Migration {
+        version: 4,
+        name: "processes watching threads over the v2 protocol",
+        sql: "
+CREATE TABLE IF NOT EXISTS brainops_server_watchers (
+    thread_id text NOT NULL,
+    process text NOT NULL,
+    until_ms bigint NOT NULL,
+    PRIMARY KEY (thread_id, process)
+);
+",
+    },
 ];
+
+/// How long a lapsed watch is kept before [`ControlStore::watch`] deletes it.
+const WATCH_KEEP_MS: u64 = 60_000;
 
 /// A run's document with the columns workers change laid over it.
 const PG_RUN_DOC: &str =
@@ -768,7 +822,11 @@ impl PgControl {
                 "UPDATE brainops_server_runs SET status = 'running', worker = $1,
                      attempt = attempt + 1, lease_until_ms = $3, cancel = NULL
                  WHERE run_id = ({claimable})
-                 RETURNING {PG_RUN_DOC}"
+                 RETURNING {PG_RUN_DOC} || jsonb_build_object('watchers', (
+                     SELECT coalesce(jsonb_agg(w.process), '[]'::jsonb)
+                     FROM brainops_server_watchers w
+                     WHERE w.thread_id = brainops_server_runs.thread_id
+                       AND w.until_ms > $2 AND w.process <> $1))"
             ),
         })
     }
@@ -1192,6 +1250,69 @@ impl ControlStore for PgControl {
             })
             .await?;
         Ok(n as u64)
+    }
+
+    async fn watch(
+        &self,
+        process: &str,
+        threads: &[String],
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<(), String> {
+        let (process, threads) = (process.to_string(), threads.to_vec());
+        self.exec(|| {
+            sqlx::query(
+                "WITH lapsed AS (DELETE FROM brainops_server_watchers WHERE until_ms < $4)
+                 INSERT INTO brainops_server_watchers (thread_id, process, until_ms)
+                 SELECT t, $2, $3 FROM unnest($1::text[]) AS t
+                 ON CONFLICT (thread_id, process) DO UPDATE SET until_ms = excluded.until_ms",
+            )
+            .bind(threads.clone())
+            .bind(process.clone())
+            .bind(sql_ms(until_ms))
+            .bind(sql_ms(now_ms.saturating_sub(WATCH_KEEP_MS)))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn runs_on(
+        &self,
+        threads: &[String],
+        since_ms: u64,
+        due_ms: u64,
+    ) -> Result<Vec<ThreadRun>, String> {
+        use sqlx::Row;
+        let threads = threads.to_vec();
+        let rows = self
+            .pg
+            .fetch(|| {
+                sqlx::query(
+                    "SELECT run_id, thread_id, created_at_ms, status IN ('pending', 'running'),
+                            status = 'pending' AND not_before_ms > $3
+                     FROM brainops_server_runs
+                     WHERE thread_id = ANY($1)
+                       AND (status IN ('pending', 'running') OR created_at_ms >= $2)
+                     ORDER BY created_at_ms, run_id",
+                )
+                .bind(threads.clone())
+                .bind(sql_ms(since_ms))
+                .bind(sql_ms(due_ms))
+            })
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ThreadRun {
+                    run_id: r.try_get(0).map_err(pg_err)?,
+                    thread_id: r.try_get(1).map_err(pg_err)?,
+                    created_at_ms: u64::try_from(r.try_get::<i64, _>(2).map_err(pg_err)?)
+                        .unwrap_or_default(),
+                    active: r.try_get(3).map_err(pg_err)?,
+                    later: r.try_get(4).map_err(pg_err)?,
+                })
+            })
+            .collect()
     }
 
     async fn notify(&self, payload: &str) {

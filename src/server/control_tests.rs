@@ -28,6 +28,7 @@ fn run(id: &str, thread: &str, created: u64, not_before: u64) -> RunRow {
         usage: None,
         trace: None,
         watched_from: None,
+        watchers: Vec::new(),
         created_at_ms: created,
         updated_at_ms: created,
     }

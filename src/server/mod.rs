@@ -315,6 +315,9 @@ pub async fn serve_until(
     if let Some((r, client)) = redis {
         background.push(tokio::spawn(fanout::subscribe(app.clone(), r, client)));
     }
+    if app.control.shared() {
+        background.push(tokio::spawn(protocol::watch_threads(app.clone())));
+    }
     if executes {
         let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;
         if recovered > 0 {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub(crate) struct ThreadBus {
     changed: watch::Sender<u64>,
     /// Per node, the model message its tokens are streaming into: its id and text so far.
     open_messages: Mutex<HashMap<String, (String, String)>>,
+    /// When a subscription to it last started (ms), for [`Buses::watched`].
+    subscribed_ms: AtomicU64,
 }
 
 impl ThreadBus {
@@ -54,6 +57,7 @@ impl ThreadBus {
             run_start: Mutex::new(0),
             changed: watch::channel(0).0,
             open_messages: Mutex::new(HashMap::new()),
+            subscribed_ms: AtomicU64::new(0),
         })
     }
 
@@ -232,14 +236,36 @@ pub(crate) async fn relay(app: Arc<App>, thread_id: String, run_id: String) {
     }
 }
 
-/// The buses of threads that use the protocol.
+/// How long a thread stays watched after its last subscription started while nobody is
+/// subscribed: a client between two requests (the SDK opens a stream per call) keeps
+/// getting its runs relayed.
+const WATCH_GRACE_MS: u64 = 30_000;
+/// How often a process renews its watches and looks for new runs on the threads it watches.
+const WATCH_TICK: Duration = Duration::from_secs(1);
+/// The least time between two looks for runs on watched threads.
+const WATCH_SPACING: Duration = Duration::from_millis(100);
+/// How long a watch holds unless renewed (a process that stops renewing is soon ignored).
+const WATCH_TTL_MS: u64 = 5_000;
+/// How long a relayed run is remembered after it ended, so it is not relayed twice.
+const RELAYED_KEEP_MS: u64 = 60_000;
+
+/// The buses of threads that use the protocol, and the runs relayed onto them.
 #[derive(Default)]
-pub(crate) struct Buses(Mutex<HashMap<String, Arc<ThreadBus>>>);
+pub(crate) struct Buses {
+    buses: Mutex<HashMap<String, Arc<ThreadBus>>>,
+    /// Runs being relayed here (`None`) or relayed already (when they ended, ms).
+    relays: Mutex<HashMap<String, Option<u64>>>,
+    /// Per thread watched here, from when its runs are relayed (ms, this process's clock):
+    /// when the watch began, then just after the newest ended run relayed.
+    watch_from: Mutex<HashMap<String, u64>>,
+    /// Wakes [`watch_threads`]: a subscription started, or a run was queued somewhere.
+    pub(crate) nudge: tokio::sync::Notify,
+}
 
 impl Buses {
     /// The thread's bus, made on first use.
     pub(crate) fn get_or_make(&self, thread_id: &str) -> Option<Arc<ThreadBus>> {
-        let mut map = self.0.lock().ok()?;
+        let mut map = self.buses.lock().ok()?;
         Some(
             map.entry(thread_id.to_string())
                 .or_insert_with(ThreadBus::new)
@@ -249,14 +275,170 @@ impl Buses {
 
     /// Forgets a deleted thread's bus.
     pub(crate) fn remove(&self, thread_id: &str) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.buses.lock() {
             map.remove(thread_id);
         }
     }
 
     /// The thread's bus, if anything used the protocol on it.
     pub(crate) fn get(&self, thread_id: &str) -> Option<Arc<ThreadBus>> {
-        self.0.lock().ok()?.get(thread_id).cloned()
+        self.buses.lock().ok()?.get(thread_id).cloned()
+    }
+
+    /// The threads with a subscriber here, or one that subscribed lately.
+    fn watched(&self, now_ms: u64) -> Vec<String> {
+        let Ok(map) = self.buses.lock() else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter(|(_, bus)| {
+                bus.changed.receiver_count() > 0
+                    || now_ms.saturating_sub(bus.subscribed_ms.load(Ordering::Relaxed))
+                        < WATCH_GRACE_MS
+            })
+            .map(|(thread, _)| thread.clone())
+            .collect()
+    }
+
+    /// Whether `run_id` is to be relayed now: it never was here.
+    fn begin_relay(&self, run_id: &str, now_ms: u64) -> bool {
+        let Ok(mut relays) = self.relays.lock() else {
+            return false;
+        };
+        relays.retain(|_, ended| ended.is_none_or(|t| now_ms.saturating_sub(t) < RELAYED_KEEP_MS));
+        if relays.contains_key(run_id) {
+            return false;
+        }
+        relays.insert(run_id.to_string(), None);
+        true
+    }
+
+    fn end_relay(&self, run_id: &str) {
+        if let Ok(mut relays) = self.relays.lock() {
+            relays.insert(run_id.to_string(), Some(now_ms()));
+        }
+    }
+}
+
+/// Starts relaying `run_id`'s protocol events onto this process's bus of `thread_id`
+/// (see [`relay`]), unless it is or was relayed here already.
+pub(crate) fn spawn_relay(app: &Arc<App>, thread_id: String, run_id: String) {
+    if !app.buses.begin_relay(&run_id, now_ms()) {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        relay(app.clone(), thread_id, run_id.clone()).await;
+        app.buses.end_relay(&run_id);
+    });
+}
+
+/// Relays the runs of `threads` (watched here) not relayed yet: those pending or running,
+/// and those that ended since the thread's watch began (a quick run can start and end
+/// between two looks). A run due later (a `wait` node's wake-up) waits until it is about to
+/// start.
+async fn relay_new_runs(app: &Arc<App>, threads: &[String], now: u64) {
+    let from: HashMap<String, u64> = match app.buses.watch_from.lock() {
+        Ok(mut from) => {
+            from.retain(|t, _| threads.contains(t));
+            for t in threads {
+                from.entry(t.clone()).or_insert(now);
+            }
+            from.clone()
+        }
+        Err(_) => return,
+    };
+    let since = from.values().copied().min().unwrap_or(now);
+    let due = now + 2 * WATCH_TICK.as_millis() as u64;
+    let runs = match app.control.runs_on(threads, since, due).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::warn!("cannot read the runs of subscribed threads: {e}");
+            return;
+        }
+    };
+    let mut ended_upto: HashMap<&str, u64> = HashMap::new();
+    for run in &runs {
+        let start = from.get(&run.thread_id).copied().unwrap_or(now);
+        if run.later || (!run.active && run.created_at_ms < start) {
+            continue;
+        }
+        if !run.active {
+            let upto = ended_upto.entry(&run.thread_id).or_default();
+            *upto = (*upto).max(run.created_at_ms + 1);
+        }
+        spawn_relay(app, run.thread_id.clone(), run.run_id.clone());
+    }
+    // An ended run is looked at once: the next look starts after it.
+    if let Ok(mut from) = app.buses.watch_from.lock() {
+        for (thread, upto) in ended_upto {
+            if let Some(f) = from.get_mut(thread) {
+                *f = (*f).max(upto);
+            }
+        }
+    }
+}
+
+/// A subscription to `thread_id` starts here: with a shared store the watch is recorded
+/// before the subscriber is answered, so every run the process claiming it finds watched
+/// from then on, whichever replica queued it, copies its protocol events for this one.
+pub(crate) async fn subscribed(app: &App, bus: &ThreadBus, thread_id: &str) {
+    let now = now_ms();
+    let before = bus.subscribed_ms.swap(now, Ordering::Relaxed);
+    if !app.control.shared() {
+        return;
+    }
+    if let Ok(mut from) = app.buses.watch_from.lock() {
+        from.entry(thread_id.to_string()).or_insert(now);
+    }
+    // Renewed every tick since: already recorded.
+    let recorded = now.saturating_sub(before) < WATCH_GRACE_MS.min(WATCH_TTL_MS);
+    if !recorded
+        && let Err(e) = app
+            .control
+            .watch(
+                &app.runs.worker_id,
+                &[thread_id.to_string()],
+                now,
+                now + WATCH_TTL_MS,
+            )
+            .await
+    {
+        tracing::warn!(thread = %thread_id, "cannot record the thread's subscription: {e}");
+    }
+    // Runs queued before it started are relayed too.
+    app.buses.nudge.notify_one();
+}
+
+/// With a shared store: keeps this process's watches of the threads it has subscribers on
+/// (see [`ControlStore::watch`](super::control::ControlStore::watch)) and relays the runs of
+/// those threads, wherever they were queued and execute.
+pub(crate) async fn watch_threads(app: Arc<App>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_TICK) => {}
+            () = app.buses.nudge.notified() => {}
+        }
+        let now = now_ms();
+        let threads = app.buses.watched(now);
+        if threads.is_empty() {
+            if let Ok(mut from) = app.buses.watch_from.lock() {
+                from.clear();
+            }
+            continue;
+        }
+        let me = &app.runs.worker_id;
+        if let Err(e) = app
+            .control
+            .watch(me, &threads, now, now + WATCH_TTL_MS)
+            .await
+        {
+            tracing::warn!("cannot renew this process's thread subscriptions: {e}");
+            continue;
+        }
+        relay_new_runs(&app, &threads, now).await;
+        // Runs queued in a burst are looked for together.
+        tokio::time::sleep(WATCH_SPACING).await;
     }
 }
 
@@ -518,6 +700,7 @@ pub(crate) async fn events(
         .ok_or_else(|| ApiError::internal("the thread's event bus is unavailable"))?;
     let start = filter.since.unwrap_or_else(|| bus.default_start());
     let rx = bus.changed.subscribe();
+    subscribed(&app, &bus, &tid).await;
     let state = (
         bus,
         rx,
@@ -595,6 +778,7 @@ async fn websocket(app: Arc<App>, tid: String, mut socket: WebSocket) {
         return;
     };
     let mut rx = bus.changed.subscribe();
+    subscribed(&app, &bus, &tid).await;
     let mut channels: Option<Vec<String>> = None;
     let mut cursor = 0u64;
     loop {

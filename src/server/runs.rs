@@ -631,7 +631,11 @@ pub(crate) fn on_notice(app: &App, payload: &str) {
                 app.runs.cancel(run_id, action);
             }
         }
-        _ => app.runs.wake.notify_one(),
+        _ => {
+            app.runs.wake.notify_one();
+            // A run queued on a thread subscribed here is relayed as soon as it is found.
+            app.buses.nudge.notify_one();
+        }
     }
 }
 
@@ -770,12 +774,14 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         crate::telemetry::continue_trace(&span, carrier);
     }
     let mut usage = RunUsage::default();
-    // The thread's v2 subscribers are on the process that queued the run.
-    let mut mirror = row
-        .watched_from
-        .as_ref()
-        .filter(|w| **w != app.runs.worker_id)
-        .map(|_| super::protocol::BusMirror::new());
+    // The thread's v2 subscribers are on the process that queued the run, or on those the
+    // claim found watching the thread.
+    let watched_elsewhere = !row.watchers.is_empty()
+        || row
+            .watched_from
+            .as_ref()
+            .is_some_and(|w| *w != app.runs.worker_id);
+    let mut mirror = watched_elsewhere.then(super::protocol::BusMirror::new);
     let outcome = if token.is_cancelled() {
         Err("the run was taken over by another process".to_string())
     } else {

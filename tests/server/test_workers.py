@@ -88,7 +88,6 @@ class RedisServer:
         self.proc = None
 
     def start(self):
-        STARTED.append(self)
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", self.tmp],
@@ -167,6 +166,7 @@ class Proc:
         self.err = []
 
     def start(self):
+        STARTED.append(self)
         self.proc = subprocess.Popen(
             self.args, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
@@ -230,12 +230,17 @@ def wait_for(cond, timeout=20, what="condition"):
         if value:
             return value
         time.sleep(0.05)
-    logs = "\n".join(
+    raise AssertionError(f"timed out waiting for {what}; the last processes logged:\n{tail_logs()}")
+
+
+def tail_logs():
+    """What the last engine processes started wrote to stderr (their last 15 lines each)."""
+    procs = [p for p in STARTED if isinstance(p, Proc)][-4:]
+    return "\n".join(
         f"--- {' '.join(p.args[1:2])} (pid {p.pid}, {'running' if p.proc.poll() is None else 'exited'}):\n"
         + "".join(p.err[-15:])
-        for p in STARTED[-4:]
+        for p in procs
     )
-    raise AssertionError(f"timed out waiting for {what}; the last processes logged:\n{logs}")
 
 
 def history_shape(client, tid):
@@ -321,6 +326,69 @@ def test_a_thread_stream_on_an_api_process_follows_runs_on_a_worker(db, procs, h
     assert output["log"] == ["a", "answer:fine"] and output["n"] == 1
     workers = psql(direct, f"SELECT DISTINCT worker FROM brainops_server_runs WHERE thread_id = '{tid}'")
     assert workers.split("/")[1] == str(worker.pid), workers
+
+
+def test_a_thread_stream_on_one_replica_follows_runs_queued_through_another(db, procs, hook, tmp_path, accel):
+    # A console subscribed to a thread on replica A; the backend queues the thread's runs
+    # through replica B; a worker executes them. A sees every run: the question, the run that
+    # answers it, and the wake-up run of a durable `wait` node that no client started.
+    from websockets.asyncio.client import connect
+
+    store, direct = db
+    kw = dict(accel=accel, direct=direct)
+    api_a = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    api_b = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"], **kw)
+    spawn(procs, str(tmp_path), "worker", store, hook, **kw)
+    client_b = get_sync_client(url=api_b.url, timeout=60)
+
+    def lifecycle(event):
+        return lambda f: f["method"] == "lifecycle" and f["params"]["data"]["event"] == event
+
+    async def watch(tid, steps):
+        """Subscribes to `tid` on A, then for each (queue, done): queues through B and reads
+        A's frames until `done`."""
+        frames = []
+        ws_url = api_a.url.replace("http://", "ws://") + f"/threads/{tid}/stream/events"
+        async with connect(ws_url) as ws:
+            await ws.send(json.dumps({"id": 1, "method": "subscription.subscribe",
+                                      "params": {"channels": ["lifecycle", "values", "input"]}}))
+            assert json.loads(await ws.recv())["type"] == "success"
+            for queue, done in steps:
+                queue()
+                while True:
+                    try:
+                        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    except TimeoutError:
+                        raise AssertionError(f"no frame in 20 s after {frames}; logs:\n{tail_logs()}")
+                    if frame.get("type") == "event":
+                        frames.append(frame)
+                        if done(frame):
+                            break
+        seqs = [f["seq"] for f in frames]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+        return frames
+
+    def of(frames, method):
+        return [f["params"]["data"] for f in frames if f["method"] == method]
+
+    tid = client_b.threads.create()["thread_id"]
+    frames = asyncio.run(watch(tid, [
+        (lambda: client_b.runs.create(tid, "hitl", input={"n": 0}), lifecycle("interrupted")),
+        (lambda: client_b.runs.create(tid, "hitl", command={"resume": "fine"}), lifecycle("completed")),
+    ]))
+    assert [d["event"] for d in of(frames, "lifecycle")] == ["running", "interrupted", "running", "completed"]
+    assert [d["value"] for d in of(frames, "input.requested")] == ["approve?"]
+    assert of(frames, "values")[-1]["log"] == ["a", "answer:fine"]
+
+    # nap parks its thread; the wake-up run, queued by the worker, finishes it.
+    tid = client_b.threads.create()["thread_id"]
+    frames = asyncio.run(watch(tid, [
+        (lambda: client_b.runs.create(tid, "nap", input={"seconds": 1}),
+         lambda f: f["method"] == "values" and f["params"]["data"].get("log") == ["dozing", "woke"]),
+    ]))
+    lifecycles = [d["event"] for d in of(frames, "lifecycle")]
+    assert lifecycles[0] == "running" and lifecycles.count("running") == 2, lifecycles
+    assert "failed" not in lifecycles, frames
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path, accel):
@@ -413,7 +481,9 @@ def test_redis_killed_mid_run_changes_nothing_but_latency(db, procs, hook, tmp_p
         parts.append(p)
         if p.event == "updates" and "notify" in p.data:
             redis_server.kill()  # mid-run, while the API process streams it
-    assert [list(p.data) for p in parts if p.event == "updates"] == [["notify"], ["wait"], ["mark"]]
+    seen = [(p.event, p.data) for p in parts]
+    assert [list(p.data) for p in parts if p.event == "updates"] == [["notify"], ["wait"], ["mark"]], \
+        (seen, tail_logs())
     assert client.threads.get_state(tid)["values"]["log"] == ["done"]
 
     # Without Redis, runs still start and cancels still land (through Postgres).
