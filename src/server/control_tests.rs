@@ -168,3 +168,65 @@ async fn concurrent_claimers_never_share_a_run() {
     assert_eq!(all.len(), 200, "every run claimed");
     assert_eq!(unique.len(), 200, "no run claimed twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_threads_reach_the_claim_and_their_runs_are_found() {
+    let db = pg::fresh_database().await;
+    let store = PgControl::connect(&pg::with_database(&pg::pooler_url(), &db))
+        .await
+        .unwrap();
+    let now = 1_000_000;
+    // API process A watches t1 until now + 5 s; B watched t1 but its watch lapsed.
+    store
+        .watch("A", &["t1".into()], now, now + 5_000)
+        .await
+        .unwrap();
+    store
+        .watch("B", &["t1".into()], now - 10_000, now - 1)
+        .await
+        .unwrap();
+    store.put_run(&run("r1", "t1", now, 0)).await.unwrap();
+    store.put_run(&run("r2", "t2", now + 1, 0)).await.unwrap();
+    let r1 = store.claim("W", now, now + 100).await.unwrap().unwrap();
+    assert_eq!(
+        (r1.run_id.as_str(), r1.watchers.clone()),
+        ("r1", vec!["A".to_string()])
+    );
+    // The watcher's own claim does not copy events for itself; an unwatched thread, nobody.
+    let r2 = store.claim("A", now, now + 100).await.unwrap().unwrap();
+    assert_eq!((r2.run_id.as_str(), r2.watchers.len()), ("r2", 0));
+    // Renewing moves the watch on; it is never stored in the run's document.
+    store
+        .watch("A", &["t1".into()], now, now + 9_000)
+        .await
+        .unwrap();
+    assert!(store.run("r1").await.unwrap().unwrap().watchers.is_empty());
+
+    // r1 ends; r3 waits for a wake-up 10 s away; r4 was created before `since` and ended.
+    let mut done = r1.clone();
+    done.status = RunState::Success;
+    assert!(store.update_claimed(&done).await.unwrap());
+    store
+        .put_run(&run("r3", "t1", now + 2, now + 10_000))
+        .await
+        .unwrap();
+    let found = |runs: Vec<ThreadRun>| {
+        runs.into_iter()
+            .map(|r| (r.run_id, r.active, r.later))
+            .collect::<Vec<_>>()
+    };
+    let runs = store
+        .runs_on(&["t1".into()], now, now + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        found(runs),
+        vec![("r1".into(), false, false), ("r3".into(), true, true)]
+    );
+    // After the ended run: only the pending one, due by then.
+    let runs = store
+        .runs_on(&["t1".into()], now + 1, now + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(found(runs), vec![("r3".into(), true, false)]);
+}
