@@ -111,6 +111,15 @@ impl RunLog {
             .collect()
     }
 
+    /// Marks `batch` (from [`RunLog::take_unstored`]) as not copied after all, so the next
+    /// copy takes it again.
+    fn unstore(&self, batch: &[StoredEvent]) {
+        if let Some((seq, ..)) = batch.first() {
+            self.stored
+                .fetch_min(usize::try_from(seq - 1).unwrap_or(0), Ordering::AcqRel);
+        }
+    }
+
     /// The run's final body for `/wait` and `/join`, once it ended here.
     pub(crate) fn result(&self) -> Option<Value> {
         self.result.lock().ok().and_then(|r| r.clone())
@@ -670,32 +679,62 @@ fn command_parts(kwargs: &Value) -> (Option<Value>, Option<Value>, Option<Value>
 
 /// Copies a run's new events to the shared store every few milliseconds while it runs, so
 /// streams on other processes follow it and another process can continue its log.
-fn store_events(
-    app: &Arc<App>,
-    run_id: &str,
-    log: &Arc<RunLog>,
-) -> Option<tokio::task::JoinHandle<()>> {
+fn store_events(app: &Arc<App>, run_id: &str, log: &Arc<RunLog>) -> Option<Flusher> {
     if !app.control.shared() {
         return None;
     }
     let (app, run_id, log) = (app.clone(), run_id.to_string(), log.clone());
-    Some(tokio::spawn(async move {
+    let (stop, mut stopping) = watch::channel(false);
+    let task = tokio::spawn(async move {
         let mut rx = log.subscribe();
         loop {
-            let batch = log.take_unstored();
-            if let Err(e) = app.control.append_events(&run_id, &batch).await {
-                tracing::warn!(run = %run_id, "cannot store the run's events: {e}");
-            }
-            if let Some(r) = &app.redis {
-                r.events(&run_id, &batch).await;
-            }
-            if rx.changed().await.is_err() || log.is_finished() {
+            store_batch(&app, &run_id, &log).await;
+            if *stopping.borrow() {
                 return;
             }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() || log.is_finished() {
+                    return;
+                },
+                _ = stopping.changed() => return,
+            }
             // Coalesce: one insert (and one publish) for what a burst of tokens adds.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stopping.changed() => return,
+            }
         }
-    }))
+    });
+    Some(Flusher { stop, task })
+}
+
+/// Copies the run's new events to the store and publishes them (Redis). A batch the store
+/// refused (after its retries) is taken again by the next copy.
+async fn store_batch(app: &App, run_id: &str, log: &RunLog) {
+    let batch = log.take_unstored();
+    if let Err(e) = app.control.append_events(run_id, &batch).await {
+        tracing::warn!(run = %run_id, "cannot store the run's events: {e}");
+        log.unstore(&batch);
+        return;
+    }
+    if let Some(r) = &app.redis {
+        r.events(run_id, &batch).await;
+    }
+}
+
+/// The task copying a run's events to the shared store while it executes.
+struct Flusher {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Flusher {
+    /// Lets the batch in flight land, then stops: an aborted insert would leave a gap in
+    /// the stored events, and a process following the run stops at a gap.
+    async fn finish(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
 }
 
 /// Runs one claimed run to its end: status rows, events, thread bookkeeping, webhook.
@@ -808,7 +847,7 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
         // Another process continues it: this one leaves the run, its thread and its
         // stored events alone.
         if let Some(f) = flusher {
-            f.abort();
+            f.task.abort();
         }
         log.finish();
         app.runs.forget_later(&row.run_id, Duration::from_secs(5));
@@ -904,14 +943,8 @@ async fn execute(app: &Arc<App>, mut row: RunRow, token: CancelToken) {
     // Every event is stored before the run is marked ended: a process mirroring the run
     // reads its end as "nothing more will come".
     if let Some(f) = flusher {
-        f.abort();
-        let rest = log.take_unstored();
-        if let Err(e) = app.control.append_events(&row.run_id, &rest).await {
-            tracing::warn!(run = %row.run_id, "cannot store the run's events: {e}");
-        }
-        if let Some(r) = &app.redis {
-            r.events(&row.run_id, &rest).await;
-        }
+        f.finish().await;
+        store_batch(app, &row.run_id, &log).await;
     }
     row.status = status;
     row.updated_at_ms = now_ms();
