@@ -59,6 +59,11 @@ if [ ! -x /usr/bin/chromium ]; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
 fi
+if [ -z "$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null)" ]; then
+  echo "==> Debian's faketime (a worker whose clock is behind, in test_workers.py)" >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime >&2
+fi
 
 if [ -z "${BRAINOPS_EMBEDDER_MODEL:-}" ]; then
   eval "$(scripts/local-embedder.sh)"

@@ -241,6 +241,11 @@ pub(crate) trait ControlStore: Send + Sync {
     ) -> Result<Vec<ThreadRun>, String> {
         Ok(Vec::new())
     }
+    /// The store's clock (ms since the Unix epoch; shared stores only), which every process
+    /// sharing it keeps to (see [`sync_clock`]).
+    async fn clock_ms(&self) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
     /// Wakes listening workers (`NOTIFY`; shared stores only).
     async fn notify(&self, _payload: &str) {}
     /// Claims the periodic job `name` if it is due at `now_ms` (or has never run), moving its
@@ -1315,6 +1320,20 @@ impl ControlStore for PgControl {
             .collect()
     }
 
+    async fn clock_ms(&self) -> Result<Option<u64>, String> {
+        use sqlx::Row;
+        let rows = self
+            .pg
+            .fetch(|| sqlx::query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+            .await
+            .map_err(pg_err)?;
+        let ms: Option<i64> = match rows.first() {
+            Some(row) => row.try_get(0).map_err(pg_err)?,
+            None => None,
+        };
+        Ok(ms.and_then(|ms| u64::try_from(ms).ok()))
+    }
+
     async fn notify(&self, payload: &str) {
         let payload = payload.to_string();
         if let Err(e) = self
@@ -1436,7 +1455,9 @@ impl ControlStore for PgControl {
 /// for `memory`, a private in-memory database.
 pub(crate) async fn open(url: &str) -> Result<Arc<dyn ControlStore>, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PgControl::connect(url).await?));
+        let store = PgControl::connect(url).await?;
+        sync_clock(&store).await;
+        return Ok(Arc::new(store));
     }
     if url == "memory" {
         return Ok(Arc::new(SqliteControl::open(None)?));
@@ -1447,6 +1468,37 @@ pub(crate) async fn open(url: &str) -> Result<Arc<dyn ControlStore>, String> {
         .map_or_else(|| "threads".into(), |s| s.to_string_lossy().into_owned());
     let sibling = path.with_file_name(format!("{stem}.server.db"));
     Ok(Arc::new(SqliteControl::open(Some(&sibling))?))
+}
+
+/// How often a process sharing a store compares its clock with the store's.
+pub(crate) const CLOCK_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps this process to the shared store's clock: leases, due times and watches are written
+/// by one process and compared by others, so a machine whose clock is off would see live
+/// leases as expired (and take runs over) or dead ones as live. Skews under 250 ms are left
+/// alone; a round trip slower than a second measures nothing.
+pub(crate) async fn sync_clock(store: &dyn ControlStore) {
+    use engine::checkpoint::local_now_ms;
+    let before = local_now_ms();
+    let store_ms = match store.clock_ms().await {
+        Ok(Some(ms)) => ms,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!("cannot read the store's clock: {e}");
+            return;
+        }
+    };
+    let after = local_now_ms();
+    if after.saturating_sub(before) > 1_000 {
+        return;
+    }
+    let local = before / 2 + after / 2;
+    let offset = i64::try_from(store_ms).unwrap_or(i64::MAX) - i64::try_from(local).unwrap_or(0);
+    if let Some(offset) = engine::checkpoint::adopt_clock_offset(offset) {
+        tracing::warn!(
+            "this machine's clock is {offset} ms off the database's; timing leases, due runs and crons by the database's"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -317,6 +317,13 @@ pub async fn serve_until(
     }
     if app.control.shared() {
         background.push(tokio::spawn(protocol::watch_threads(app.clone())));
+        let store = app.control.clone();
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(control::CLOCK_SYNC_EVERY).await;
+                control::sync_clock(store.as_ref()).await;
+            }
+        }));
     }
     if executes {
         let recovered = runs::recover(&app).await.map_err(ServeError::Store)?;

@@ -85,11 +85,10 @@ pub(crate) fn iso(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by the shared store's clock when there is one
+/// ([`engine::checkpoint::now_ms`]).
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    engine::checkpoint::now_ms()
 }
 
 /// The exception-like name an `error` event carries for a run error (LangGraph's own name

@@ -8,6 +8,7 @@ nothing but latency."""
 
 import asyncio
 import datetime
+import glob
 import http.server
 import json
 import os
@@ -149,6 +150,7 @@ class Proc:
     """One `brainops serve` or `brainops worker` process."""
 
     def __init__(self, home, command, store, hook, extra=(), lease=2, accel=None, direct=None):
+        self.command = command
         self.args = [
             os.environ["BRAINOPS_BIN"], command, "--graphs", GRAPHS, "--checkpoint", store,
             *(["--port", "0"] if command == "serve" else []), *extra,
@@ -170,8 +172,13 @@ class Proc:
         self.proc = subprocess.Popen(
             self.args, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
         )
-        line = self.proc.stderr.readline()
-        assert "brainops" in line, f"did not start: {line}{self.proc.stderr.read()}"
+        # Warnings (a clock off the database's) may come before the banner.
+        while True:
+            line = self.proc.stderr.readline()
+            self.err.append(line)
+            if not line or line.startswith(f"brainops {self.command}"):
+                break
+        assert line, f"did not start: {''.join(self.err)}{self.proc.stderr.read()}"
         threading.Thread(target=self._drain, daemon=True).start()
         match = re.search(r"http://[0-9.:]+", line)
         if match:
@@ -237,7 +244,7 @@ def tail_logs():
     """What the last engine processes started wrote to stderr (their last 15 lines each)."""
     procs = [p for p in STARTED if isinstance(p, Proc)][-4:]
     return "\n".join(
-        f"--- {' '.join(p.args[1:2])} (pid {p.pid}, {'running' if p.proc.poll() is None else 'exited'}):\n"
+        f"--- {p.command} (pid {p.pid}, {'running' if p.proc.poll() is None else 'exited'}):\n"
         + "".join(p.err[-15:])
         for p in procs
     )
@@ -461,6 +468,30 @@ def test_a_frozen_worker_past_its_lease_cannot_write(db, procs, hook, tmp_path, 
     assert run_row(direct, rid)[:2] == ("success", 2)
     assert len(Hook.posts) == 1
     assert any("took this run over" in line or "taken over" in line for line in frozen.err), frozen.err
+
+
+FAKETIME = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), None)
+
+
+@pytest.mark.skipif(not FAKETIME, reason="needs libfaketime (scripts/server-tests.sh installs it)")
+def test_a_worker_whose_clock_is_behind_keeps_its_runs(db, procs, hook, tmp_path):
+    # The worker's machine is 10 s behind. Its leases (2 s) are timed by the database's
+    # clock, so the other worker's sweep does not see them as long expired and take the run.
+    store, direct = db
+    api = spawn(procs, str(tmp_path), "serve", store, hook, ["--no-worker"])
+    client = get_sync_client(url=api.url, timeout=60)
+    behind = spawn(procs, str(tmp_path), "worker", store, hook, accel={
+        "LD_PRELOAD": FAKETIME, "FAKETIME": "-10s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    Hook.posts.clear()
+    tid = client.threads.create()["thread_id"]
+    rid = client.runs.create(tid, "effect", input={"seconds": 4, "name": "skewed"})["run_id"]
+    wait_for(lambda: Hook.posts, what="the side effect")
+    assert str(behind.pid) in run_row(direct, rid)[2]
+    spawn(procs, str(tmp_path), "worker", store, hook)
+    assert client.runs.join(tid, rid)["log"] == ["done"]
+    assert run_row(direct, rid)[:2] == ("success", 1)
+    assert len(Hook.posts) == 1
+    assert any("ms off the database's" in line for line in behind.err), behind.err
 
 
 def test_redis_killed_mid_run_changes_nothing_but_latency(db, procs, hook, tmp_path, redis_server):

@@ -773,10 +773,43 @@ pub fn prune_base(
         .map(|(id, _)| id)
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// How far this machine's clock is behind the shared store's (ms; see
+/// [`adopt_clock_offset`]).
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Skews under this are left alone: a round trip's noise would otherwise move the clock
+/// back and forth by a few ms, and a lease lasts seconds.
+const CLOCK_TOLERANCE_MS: i64 = 250;
+
+/// Milliseconds since the Unix epoch, by the shared store's clock once
+/// [`adopt_clock_offset`] was told it: thread leases and the server's run leases, due times
+/// and watches are written by one process and compared by others.
+pub fn now_ms() -> u64 {
+    local_now_ms().saturating_add_signed(CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// This machine's clock, uncorrected (ms since the Unix epoch).
+pub fn local_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Corrects [`now_ms`] by `measured_ms` (the shared store's clock minus this machine's)
+/// when it differs from the correction in use by 250 ms or more; skews under 250 ms count
+/// as none. Answers the new correction when it changed.
+pub fn adopt_clock_offset(measured_ms: i64) -> Option<i64> {
+    let offset = if measured_ms.abs() < CLOCK_TOLERANCE_MS {
+        0
+    } else {
+        measured_ms
+    };
+    let current = CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if (offset - current).abs() < CLOCK_TOLERANCE_MS {
+        return None;
+    }
+    CLOCK_OFFSET_MS.store(offset, std::sync::atomic::Ordering::Relaxed);
+    Some(offset)
 }
 
 #[cfg(test)]
