@@ -111,6 +111,15 @@ fn check_run_config(f: &Fields<'_>) -> ApiResult<()> {
             "config.recursion_limit: expected a positive integer, got {limit}"
         )));
     }
+    match config.and_then(|c| c.get("tags")) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tags)) if tags.iter().all(Value::is_string) => {}
+        Some(v) => {
+            return Err(ApiError::unprocessable(format!(
+                "config.tags: expected a list of strings, got {v}"
+            )));
+        }
+    }
     let configurable = match config.and_then(|c| c.get("configurable")) {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m),
@@ -1893,7 +1902,9 @@ pub(crate) async fn create_run_with_id(
         updated_at_ms: now,
     };
     app.control.put_run(&row).await.map_err(store_err)?;
-    if row.watched_from.is_some() {
+    // A delayed run is relayed once it is about to start (`protocol::watch_threads`), not
+    // followed through the store while it waits.
+    if row.watched_from.is_some() && after_ms == 0 {
         super::protocol::spawn_relay(app, row.thread_id.clone(), row.run_id.clone());
     }
     // A stream sees the run's `metadata` first even while it waits in the queue. With a

@@ -1325,7 +1325,13 @@ async fn run_graph(
         &row.graph_id,
         &row.assistant_id,
     )
-    .with_input(request.input.as_ref());
+    .with_input(request.input.as_ref())
+    .with_tags(
+        kwargs
+            .pointer("/config/tags")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice),
+    );
     let mut stream = runner.stream(request);
     let mut out = Vec::new();
     while let Some(event) = stream.next().await {

@@ -193,6 +193,8 @@ pub(crate) struct Translator {
     /// `events` mode: the arguments of agents' tool calls under way, by call id, for
     /// `on_tool_end`'s input.
     tool_inputs: HashMap<String, Value>,
+    /// The run's `config.tags`: the root chain's tags, inherited by every event under it.
+    tags: Vec<Value>,
 }
 
 /// A checkpoint as `Event::Checkpoint` reports it, waiting for its state.
@@ -225,7 +227,26 @@ impl Translator {
             input: Value::Null,
             state: Value::Null,
             tool_inputs: HashMap::new(),
+            tags: Vec::new(),
         }
+    }
+
+    /// The run's `config.tags` (strings), which `events` mode's events carry as LangGraph
+    /// 1.2.24 passes a run's tags down: the root chain's own, and after the step tag below
+    /// it (`["graph:step:1", "crm", "nightly"]`).
+    pub(crate) fn with_tags(mut self, tags: &[Value]) -> Self {
+        if self.modes.events {
+            self.tags = tags.to_vec();
+        }
+        self
+    }
+
+    /// The tags of an event under the running step's task.
+    fn step_tags(&self) -> Value {
+        let mut tags = Vec::with_capacity(self.tags.len() + 1);
+        tags.push(Value::String(format!("graph:step:{}", self.step)));
+        tags.extend(self.tags.iter().cloned());
+        Value::Array(tags)
     }
 
     /// The run's input, the root chain's input in `events` mode.
@@ -241,14 +262,14 @@ impl Translator {
     fn chain_event(&self, event: &str, node: Option<&str>, data: Value) -> Value {
         match node {
             None => json!({
-                "event": event, "name": self.graph_id, "run_id": self.run_id, "tags": [],
+                "event": event, "name": self.graph_id, "run_id": self.run_id, "tags": self.tags,
                 "metadata": {"run_id": self.run_id, "thread_id": self.thread_id, "graph_id": self.graph_id, "assistant_id": self.assistant_id},
                 "data": data, "parent_ids": [],
             }),
             Some(node) => json!({
                 "event": event, "name": node,
                 "run_id": task_id(&self.thread_id, self.step, node),
-                "tags": [format!("graph:step:{}", self.step)],
+                "tags": self.step_tags(),
                 "metadata": self.message_metadata(node),
                 "data": data, "parent_ids": [self.run_id],
             }),
@@ -429,7 +450,7 @@ impl Translator {
                     Name::Borrowed("events"),
                     json!({
                         "event": "on_chat_model_stream", "name": node, "run_id": id,
-                        "tags": [format!("graph:step:{}", self.step)],
+                        "tags": self.step_tags(),
                         "metadata": self.message_metadata(node),
                         "data": {"chunk": message_chunk(&id, text, "AIMessageChunk")},
                         "parent_ids": [self.run_id, task_id(&self.thread_id, self.step, node)],
@@ -500,7 +521,7 @@ impl Translator {
     fn tool_event(&self, event: &str, node: &str, call: &str, tool: &str, data: Value) -> Value {
         json!({
             "event": event, "name": tool, "run_id": format!("run-{}-tool-{call}", self.run_id),
-            "tags": [format!("graph:step:{}", self.step)],
+            "tags": self.step_tags(),
             "metadata": self.message_metadata(node),
             "data": data,
             "parent_ids": [self.run_id, task_id(&self.thread_id, self.step, node)],

@@ -523,6 +523,20 @@ def test_events_stream_mode_is_langchains_astream_events_v2(client):
     assert parts[-1]["data"] == {"output": {"log": ["a", "b"], "n": 1}} and parts[-1]["run_id"] == root
 
 
+def test_events_carry_the_runs_config_tags(client):
+    # LangGraph 1.2.24, astream_events(version="v2") with config tags ["crm", "nightly"]:
+    # the root chain has them, a task's chain has its step tag first, then them.
+    tid = client.threads.create()["thread_id"]
+    parts = [p.data for p in client.runs.stream(
+        tid, "simple", input={"n": 0}, stream_mode="events", config={"tags": ["crm", "nightly"]},
+    ) if p.event == "events"]
+    assert parts[0]["tags"] == ["crm", "nightly"] and parts[-1]["tags"] == ["crm", "nightly"]
+    assert parts[1]["name"] == "a" and parts[1]["tags"] == ["graph:step:1", "crm", "nightly"]
+    with pytest.raises(UnprocessableEntityError) as e:
+        client.runs.create(tid, "simple", input={"n": 0}, config={"tags": "crm"})
+    assert "config.tags: expected a list of strings" in e.value.response.text
+
+
 def test_store_round_trip(client):
     ns = ["users", "u1"]
     client.store.put_item(ns, "prefs", {"text": "prefers morning calls", "kind": "fact"})
