@@ -139,6 +139,16 @@ pub(crate) struct RunRow {
     pub(crate) updated_at_ms: u64,
 }
 
+/// A run its worker still holds, as [`ControlStore::heartbeat`] renews it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub(crate) run_id: String,
+    /// The cancel another process asked for (`interrupt`/`rollback`).
+    pub(crate) cancel: Option<String>,
+    /// Whether another process has v2-protocol subscribers on the run's thread now.
+    pub(crate) watched: bool,
+}
+
 /// A run of a watched thread, as [`ControlStore::runs_on`] finds it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ThreadRun {
@@ -191,8 +201,9 @@ pub(crate) trait ControlStore: Send + Sync {
         &self,
         worker: &str,
         run_ids: &[String],
+        now_ms: u64,
         lease_until_ms: u64,
-    ) -> Result<Vec<(String, Option<String>)>, String>;
+    ) -> Result<Vec<Held>, String>;
     /// Puts back to `pending` the running runs whose worker stopped renewing its lease (or is
     /// a process of this host that exited), except `me`'s own; answers their ids.
     async fn sweep(&self, me: &str, now_ms: u64) -> Result<Vec<String>, String>;
@@ -563,8 +574,9 @@ impl ControlStore for SqliteControl {
         &self,
         worker: &str,
         run_ids: &[String],
+        _now_ms: u64,
         lease_until_ms: u64,
-    ) -> Result<Vec<(String, Option<String>)>, String> {
+    ) -> Result<Vec<Held>, String> {
         let ids = serde_json::to_string(run_ids).map_err(|e| e.to_string())?;
         self.with(|c| {
             let mut q = c.prepare_cached(
@@ -575,7 +587,13 @@ impl ControlStore for SqliteControl {
             )?;
             q.query_map(
                 rusqlite::params![worker, ids, sql_ms(lease_until_ms)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(Held {
+                        run_id: r.get(0)?,
+                        cancel: r.get(1)?,
+                        watched: false,
+                    })
+                },
             )?
             .collect()
         })
@@ -1078,26 +1096,37 @@ impl ControlStore for PgControl {
         &self,
         worker: &str,
         run_ids: &[String],
+        now_ms: u64,
         lease_until_ms: u64,
-    ) -> Result<Vec<(String, Option<String>)>, String> {
+    ) -> Result<Vec<Held>, String> {
         use sqlx::Row;
         let (worker, ids) = (worker.to_string(), run_ids.to_vec());
         let rows = self
             .pg
             .fetch(|| {
                 sqlx::query(
-                    "UPDATE brainops_server_runs SET lease_until_ms = $3
+                    "UPDATE brainops_server_runs r SET lease_until_ms = $3
                      WHERE worker = $1 AND status = 'running' AND run_id = ANY($2)
-                     RETURNING run_id, cancel",
+                     RETURNING run_id, cancel, EXISTS (
+                         SELECT 1 FROM brainops_server_watchers w
+                         WHERE w.thread_id = r.thread_id AND w.process <> $1
+                           AND w.until_ms > $4)",
                 )
                 .bind(worker.clone())
                 .bind(ids.clone())
                 .bind(sql_ms(lease_until_ms))
+                .bind(sql_ms(now_ms))
             })
             .await
             .map_err(pg_err)?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+            .map(|r| {
+                Ok(Held {
+                    run_id: r.try_get(0).map_err(pg_err)?,
+                    cancel: r.try_get(1).map_err(pg_err)?,
+                    watched: r.try_get(2).map_err(pg_err)?,
+                })
+            })
             .collect()
     }
 

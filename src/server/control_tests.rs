@@ -61,12 +61,16 @@ async fn claim_order_and_fencing(store: &dyn ControlStore) {
     // The heartbeat extends only what the worker holds, and reports a cancel request.
     assert!(store.request_cancel("r1", "interrupt").await.unwrap());
     let held = store
-        .heartbeat("A", &["r1".into(), "r5".into()], now + 200)
+        .heartbeat("A", &["r1".into(), "r5".into()], now, now + 200)
         .await
         .unwrap();
     assert_eq!(
         held,
-        vec![("r1".to_string(), Some("interrupt".to_string()))]
+        vec![Held {
+            run_id: "r1".into(),
+            cancel: Some("interrupt".into()),
+            watched: false
+        }]
     );
 
     // B stops renewing: after its lease, a sweep queues r5 again, and B's writes are
@@ -195,6 +199,21 @@ async fn watched_threads_reach_the_claim_and_their_runs_are_found() {
     // The watcher's own claim does not copy events for itself; an unwatched thread, nobody.
     let r2 = store.claim("A", now, now + 100).await.unwrap().unwrap();
     assert_eq!((r2.run_id.as_str(), r2.watchers.len()), ("r2", 0));
+    // C starts watching t2 after A claimed r2: A's next heartbeat says so.
+    store
+        .watch("C", &["t2".into()], now, now + 5_000)
+        .await
+        .unwrap();
+    let held = store
+        .heartbeat("A", &["r2".into()], now, now + 100)
+        .await
+        .unwrap();
+    assert!(held[0].watched, "{held:?}");
+    let held = store
+        .heartbeat("A", &["r2".into()], now + 6_000, now + 6_100)
+        .await
+        .unwrap();
+    assert!(!held[0].watched, "a lapsed watch: {held:?}");
     // Renewing moves the watch on; it is never stored in the run's document.
     store
         .watch("A", &["t1".into()], now, now + 9_000)

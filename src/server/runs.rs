@@ -48,6 +48,9 @@ pub(crate) struct RunLog {
     stored: AtomicUsize,
     /// Whether this process executes the run (its mirror, if any, stops).
     local: AtomicBool,
+    /// Executing here: whether another process's v2 subscribers watch the run's thread
+    /// (found by a heartbeat after the claim), so its protocol events are copied for them.
+    watched: AtomicBool,
 }
 
 impl RunLog {
@@ -58,6 +61,7 @@ impl RunLog {
             changed: watch::channel((0, false)).0,
             stored: AtomicUsize::new(0),
             local: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
         })
     }
 
@@ -532,22 +536,25 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
         if !ids.is_empty() {
             match app
                 .control
-                .heartbeat(&runs.worker_id, &ids, now_ms() + lease)
+                .heartbeat(&runs.worker_id, &ids, now_ms(), now_ms() + lease)
                 .await
             {
                 Ok(held) => {
                     for id in &ids {
-                        match held.iter().find(|(r, _)| r == id) {
-                            None => {
-                                tracing::warn!(run = %id, "another process took this run over; stopping it here");
-                                runs.cancel(id, CancelAction::Lost);
-                            }
-                            Some((_, Some(how))) => {
-                                if let Some(action) = CancelAction::parse(how) {
-                                    runs.cancel(id, action);
-                                }
-                            }
-                            Some(_) => {}
+                        let Some(h) = held.iter().find(|h| h.run_id == *id) else {
+                            tracing::warn!(run = %id, "another process took this run over; stopping it here");
+                            runs.cancel(id, CancelAction::Lost);
+                            continue;
+                        };
+                        if let Some(action) = h.cancel.as_deref().and_then(CancelAction::parse) {
+                            runs.cancel(id, action);
+                        }
+                        // A subscriber arrived elsewhere after the claim: from the next
+                        // step on, the run copies its protocol events for it.
+                        if h.watched
+                            && let Some(log) = runs.existing_log(id)
+                        {
+                            log.watched.store(true, Ordering::Release);
                         }
                     }
                 }
@@ -580,7 +587,7 @@ pub(crate) async fn hand_over(app: &Arc<App>) {
     if ids.is_empty() {
         return;
     }
-    if let Err(e) = app.control.heartbeat(&app.runs.worker_id, &ids, 0).await {
+    if let Err(e) = app.control.heartbeat(&app.runs.worker_id, &ids, 0, 0).await {
         tracing::warn!("cannot hand the running runs over: {e}");
     }
 }
@@ -1304,7 +1311,7 @@ async fn run_graph(
         bus.publish("lifecycle", running.clone(), true);
     }
     if let Some(m) = mirror.as_mut() {
-        m.bus.publish("lifecycle", running, true);
+        m.bus.publish("lifecycle", running.clone(), true);
         m.copy_to(log);
     }
     request.emit_values = modes.values
@@ -1339,6 +1346,15 @@ async fn run_graph(
         // events from the next step on.
         if bus.is_none() && matches!(event, engine::Event::StepStarted { .. }) {
             bus = app.buses.get(&row.thread_id);
+        }
+        // Likewise a subscriber on another process (see `heartbeat`).
+        if mirror.is_none()
+            && matches!(event, engine::Event::StepStarted { .. })
+            && log.watched.load(Ordering::Acquire)
+        {
+            let m = super::protocol::BusMirror::new();
+            m.bus.publish("lifecycle", running.clone(), true);
+            *mirror = Some(m);
         }
         if let Some(bus) = &bus {
             super::protocol::publish_event(bus, &event);

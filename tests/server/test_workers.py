@@ -358,7 +358,7 @@ def test_a_thread_stream_on_one_replica_follows_runs_queued_through_another(db, 
         ws_url = api_a.url.replace("http://", "ws://") + f"/threads/{tid}/stream/events"
         async with connect(ws_url) as ws:
             await ws.send(json.dumps({"id": 1, "method": "subscription.subscribe",
-                                      "params": {"channels": ["lifecycle", "values", "input"]}}))
+                                      "params": {"channels": ["lifecycle", "values", "updates", "input"]}}))
             assert json.loads(await ws.recv())["type"] == "success"
             for queue, done in steps:
                 queue()
@@ -396,6 +396,15 @@ def test_a_thread_stream_on_one_replica_follows_runs_queued_through_another(db, 
     lifecycles = [d["event"] for d in of(frames, "lifecycle")]
     assert lifecycles[0] == "running" and lifecycles.count("running") == 2, lifecycles
     assert "failed" not in lifecycles, frames
+
+    # A subscription that starts while a run executes sees it from its next step on.
+    tid = client_b.threads.create()["thread_id"]
+    Hook.posts.clear()
+    client_b.runs.create(tid, "effect", input={"seconds": 3, "name": "midway"})
+    wait_for(lambda: Hook.posts, what="the side effect")
+    frames = asyncio.run(watch(tid, [(lambda: None, lifecycle("completed"))]))
+    assert [d["event"] for d in of(frames, "lifecycle")] == ["running", "completed"], frames
+    assert [list(d) for d in of(frames, "updates")] == [["mark"]], frames
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path, accel):
