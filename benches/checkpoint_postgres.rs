@@ -27,7 +27,6 @@ use sqlx::Row;
 #[allow(dead_code)]
 mod db;
 #[path = "shapes.rs"]
-#[allow(dead_code)] // each bench uses some of the shapes
 mod shapes;
 
 use db::{admin_url, pooler_url, with_database};

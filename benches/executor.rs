@@ -19,7 +19,6 @@ use engine::{
 use serde_json::{Map, Value, json};
 
 #[path = "shapes.rs"]
-#[allow(dead_code)] // each bench uses some of the shapes
 mod shapes;
 
 use shapes::chain;

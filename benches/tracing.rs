@@ -25,7 +25,6 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 #[path = "shapes.rs"]
-#[allow(dead_code)]
 mod shapes;
 
 const NODES: usize = 1000;
