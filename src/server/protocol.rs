@@ -48,6 +48,8 @@ pub(crate) struct ThreadBus {
     open_messages: Mutex<HashMap<String, (String, String)>>,
     /// When a subscription to it last started (ms), for [`Buses::watched`].
     subscribed_ms: AtomicU64,
+    /// Whether the latest run put a `values` frame on the bus (see [`publish_end`]).
+    run_values: std::sync::atomic::AtomicBool,
 }
 
 impl ThreadBus {
@@ -58,6 +60,7 @@ impl ThreadBus {
             changed: watch::channel(0).0,
             open_messages: Mutex::new(HashMap::new()),
             subscribed_ms: AtomicU64::new(0),
+            run_values: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -86,6 +89,9 @@ impl ThreadBus {
         // Sent while the lock is held, so seqs stay in the order of the events.
         self.changed.send_replace(seq);
         drop(events);
+        if run_begins || method == "values" {
+            self.run_values.store(method == "values", Ordering::Relaxed);
+        }
         if run_begins && let Ok(mut start) = self.run_start.lock() {
             *start = seq - 1;
         }
@@ -984,6 +990,11 @@ pub(crate) fn publish_end(
             false,
         );
         return;
+    }
+    // A subscriber who joined mid-run, when nobody had asked for the run's values, still
+    // reads its output: the state it ended with.
+    if !bus.run_values.load(Ordering::Relaxed) {
+        bus.publish("values", outcome.state.clone(), false);
     }
     if let Some(info) = &outcome.interrupt {
         for i in super::wire::interrupts(thread_id, outcome.checkpoint_id, Some(info)) {

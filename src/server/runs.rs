@@ -1346,6 +1346,9 @@ async fn run_graph(
         // events from the next step on.
         if bus.is_none() && matches!(event, engine::Event::StepStarted { .. }) {
             bus = app.buses.get(&row.thread_id);
+            if let Some(bus) = &bus {
+                bus.publish("lifecycle", running.clone(), true);
+            }
         }
         // Likewise a subscriber on another process (see `heartbeat`).
         if mirror.is_none()

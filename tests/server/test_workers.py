@@ -405,6 +405,8 @@ def test_a_thread_stream_on_one_replica_follows_runs_queued_through_another(db, 
     frames = asyncio.run(watch(tid, [(lambda: None, lifecycle("completed"))]))
     assert [d["event"] for d in of(frames, "lifecycle")] == ["running", "completed"], frames
     assert [list(d) for d in of(frames, "updates")] == [["mark"]], frames
+    # Nobody asked for its values when it started; its end still brings its output.
+    assert of(frames, "values")[-1]["log"] == ["done"], frames
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_repeats(db, procs, hook, tmp_path, accel):
