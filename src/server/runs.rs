@@ -1525,3 +1525,30 @@ pub(crate) fn new_thread_row(thread_id: &str, metadata: Map<String, Value>) -> T
         updated_at_ms: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(batch: &[StoredEvent]) -> Vec<u64> {
+        batch.iter().map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn a_batch_the_store_refused_is_taken_again_with_what_came_after() {
+        let log = RunLog::new();
+        log.push("metadata", &json!({"run_id": "r"}));
+        assert_eq!(seqs(&log.take_unstored()), [1]);
+        log.push("updates", &json!({"a": 1}));
+        log.push("updates", &json!({"b": 2}));
+        let refused = log.take_unstored();
+        assert_eq!(seqs(&refused), [2, 3]);
+        log.push("values", &json!({"n": 1}));
+        log.unstore(&refused);
+        // Nothing before the refused batch again, nothing of it lost.
+        assert_eq!(seqs(&log.take_unstored()), [2, 3, 4]);
+        assert!(log.take_unstored().is_empty());
+        log.unstore(&[]);
+        assert!(log.take_unstored().is_empty());
+    }
+}
