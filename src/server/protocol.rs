@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub(crate) struct ThreadBus {
     /// When a subscription to it last started (ms), for [`Buses::watched`].
     subscribed_ms: AtomicU64,
     /// Whether the latest run put a `values` frame on the bus (see [`publish_end`]).
-    run_values: std::sync::atomic::AtomicBool,
+    run_values: AtomicBool,
 }
 
 impl ThreadBus {
@@ -60,7 +60,7 @@ impl ThreadBus {
             changed: watch::channel(0).0,
             open_messages: Mutex::new(HashMap::new()),
             subscribed_ms: AtomicU64::new(0),
-            run_values: std::sync::atomic::AtomicBool::new(false),
+            run_values: AtomicBool::new(false),
         })
     }
 
@@ -261,7 +261,7 @@ pub(crate) struct Buses {
     buses: Mutex<HashMap<String, Arc<ThreadBus>>>,
     /// Runs being relayed here (`None`) or relayed already (when they ended, ms).
     relays: Mutex<HashMap<String, Option<u64>>>,
-    /// Per thread watched here, from when its runs are relayed (ms, this process's clock):
+    /// Per thread watched here, from when its runs are relayed (ms, by `now_ms`):
     /// when the watch began, then just after the newest ended run relayed.
     watch_from: Mutex<HashMap<String, u64>>,
     /// Wakes [`watch_threads`]: a subscription started, or a run was queued somewhere.
@@ -397,8 +397,8 @@ pub(crate) async fn subscribed(app: &App, bus: &ThreadBus, thread_id: &str) {
     if let Ok(mut from) = app.buses.watch_from.lock() {
         from.entry(thread_id.to_string()).or_insert(now);
     }
-    // Renewed every tick since: already recorded.
-    let recorded = now.saturating_sub(before) < WATCH_GRACE_MS.min(WATCH_TTL_MS);
+    // A subscription in the last few seconds was recorded and is renewed every tick.
+    let recorded = now.saturating_sub(before) < WATCH_TTL_MS;
     if !recorded
         && let Err(e) = app
             .control

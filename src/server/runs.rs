@@ -534,9 +534,10 @@ pub(crate) async fn heartbeat(app: Arc<App>) {
         tokio::time::sleep(period).await;
         let ids = runs.running_ids();
         if !ids.is_empty() {
+            let now = now_ms();
             match app
                 .control
-                .heartbeat(&runs.worker_id, &ids, now_ms(), now_ms() + lease)
+                .heartbeat(&runs.worker_id, &ids, now, now + lease)
                 .await
             {
                 Ok(held) => {
